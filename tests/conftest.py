@@ -1,0 +1,54 @@
+"""Shared helpers: tiny timm ViTs built through the real ``build_model`` path, on CPU, without weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from visual_classification.config import get_cfg
+from visual_classification.models import build_model
+
+TINY_BACKBONE = "vit_tiny_patch16_224"  # 12 blocks, width 192; at 32 px it has 4 patches + CLS
+TINY_SIZE = 32
+
+
+def tiny_cfg(transfer: str = "toast", **overrides):
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE = TINY_BACKBONE
+    cfg.MODEL.TRANSFER_TYPE = transfer
+    cfg.MODEL.DROP_PATH_RATE = 0.0
+    cfg.MODEL.PROMPT.NUM_TOKENS = 3
+    cfg.DATA.CROPSIZE = TINY_SIZE
+    cfg.DATA.NUMBER_CLASSES = 5
+    for key, value in overrides.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = getattr(node, parent)
+        setattr(node, leaf, value)
+    return cfg
+
+
+def build_tiny(transfer: str = "toast", seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    return build_model(tiny_cfg(transfer, **overrides))
+
+
+def images(batch: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, 3, TINY_SIZE, TINY_SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def randomise_top_down(model, scale: float = 0.2, seed: int = 3) -> None:
+    """Non-zero, non-trivial top-down weights, so that equivalence tests can fail."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, tensor in model.top_down.named_parameters():
+        if name == "transform":
+            tensor.add_(scale * torch.randn(tensor.shape, generator=gen))
+        else:
+            tensor.copy_(scale * torch.randn(tensor.shape, generator=gen))
+
+
+@pytest.fixture
+def tiny_images() -> torch.Tensor:
+    return images()

@@ -1,0 +1,156 @@
+"""Adapter files: only the tensors a transfer method adds or trains, as safetensors plus a JSON config.
+
+The layout follows ``peft`` (``adapter_model.safetensors`` + ``adapter_config.json``), named
+``adapter.safetensors`` + ``adapter_config.json`` here. A model opts in by implementing
+``adapter_state_dict()``, returning its own tensors (not copies) keyed by name; that one method
+decides both what is saved and what is loaded, so the two cannot disagree.
+
+This module also converts the original authors' release format (``decoders.{i}.linear.weight``,
+``decoders.{i}.linear2.weight``, ``prompt``, ``top_down_transform``) to :class:`toast.TopDownModule` keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .files import atomic_path, atomic_write_text
+
+ADAPTER_WEIGHTS = "adapter.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+FORMAT_VERSION = 1
+
+
+class AdapterModel(Protocol):
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]: ...
+
+
+def _adapter_tensors(model: Any) -> dict[str, torch.Tensor]:
+    if not hasattr(model, "adapter_state_dict"):
+        raise TypeError(f"{type(model).__name__} does not define adapter_state_dict(); it cannot be saved as an adapter")
+    return model.adapter_state_dict()
+
+
+def save_adapter(model: AdapterModel, directory: str | os.PathLike, config: Mapping[str, Any]) -> Path:
+    """Writes ``adapter.safetensors`` and ``adapter_config.json`` (with tensor shapes) atomically into ``directory``."""
+    directory = Path(directory)
+    tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in _adapter_tensors(model).items()}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **config,
+        "tensors": {name: list(t.shape) for name, t in tensors.items()},
+    }
+    with atomic_path(directory / ADAPTER_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(directory / ADAPTER_CONFIG, json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
+def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
+    path = Path(directory) / ADAPTER_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"no {ADAPTER_CONFIG} in {directory}: is this an adapter folder written by save_adapter?")
+    config = json.loads(path.read_text(encoding="utf-8"))
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: adapter format_version {version!r}; this code reads version {FORMAT_VERSION}")
+    return config
+
+
+def load_adapter(
+    model: AdapterModel, directory: str | os.PathLike, expect: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Copies the adapter's tensors into ``model``; every tensor must exist with the same shape.
+
+    Args:
+        expect: config entries that must match (e.g. ``{"backbone": ..., "transfer_type": ...}``); a
+            mismatch is an error naming the entry and both values.
+    Returns:
+        the adapter's config.
+    """
+    directory = Path(directory)
+    config = read_adapter_config(directory)
+    for key, wanted in (expect or {}).items():
+        if config.get(key) != wanted:
+            raise ValueError(
+                f"adapter {directory} was saved with {key}={config.get(key)!r}, but this model has {key}={wanted!r}"
+            )
+    weights = directory / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing (the folder has {ADAPTER_CONFIG} but no weights)")
+    saved = load_file(str(weights))
+    own = _adapter_tensors(model)
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"adapter {weights} does not fit this model: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
+        )
+    for name, tensor in saved.items():
+        if tensor.shape != own[name].shape:
+            raise ValueError(
+                f"adapter tensor {name} has shape {tuple(tensor.shape)} in {weights}, "
+                f"but the model expects {tuple(own[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            own[name].copy_(tensor)
+    return config
+
+
+_ORIGINAL_DECODER = re.compile(r"^decoders\.(\d+)\.(linear|linear2)(?:\.weight)?$")
+_ORIGINAL_NAMES = {"linear": "down", "linear2": "to_value"}
+
+
+def is_original_top_down_key(key: str, prefix: str = "") -> bool:
+    """Whether ``key`` belongs to the top-down path in the original release format."""
+    if not key.startswith(prefix):
+        return False
+    rest = key[len(prefix) :]
+    return rest in ("prompt", "top_down_transform") or _ORIGINAL_DECODER.match(rest) is not None
+
+
+def convert_original_top_down(state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Maps the original release's top-down keys (after ``prefix``) to :class:`toast.TopDownModule` keys.
+
+    ``decoders.{i}.linear.weight`` → ``decoders.{i}.down.weight`` (A_i), ``decoders.{i}.linear2.weight`` →
+    ``decoders.{i}.to_value.weight`` (B_i), ``prompt`` → ``prompt``, ``top_down_transform`` → ``transform``.
+    Keys that are not top-down keys are left out.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        if not is_original_top_down_key(key, prefix):
+            continue
+        rest = key[len(prefix) :]
+        if rest == "prompt":
+            converted["prompt"] = tensor
+        elif rest == "top_down_transform":
+            converted["transform"] = tensor
+        else:
+            match = _ORIGINAL_DECODER.match(rest)
+            converted[f"decoders.{match.group(1)}.{_ORIGINAL_NAMES[match.group(2)]}.weight"] = tensor
+    return converted
+
+
+def load_top_down_state(top_down: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Strictly loads converted top-down weights, naming any missing, unexpected or mis-shaped tensor."""
+    own = {k: v for k, v in top_down.state_dict().items() if "lora_" not in k}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"top-down weights in {source} do not fit: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != own[key].shape:
+            raise ValueError(
+                f"top-down tensor {key} in {source} has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(own[key].shape)}"
+            )
+    top_down.load_state_dict(dict(state), strict=False)

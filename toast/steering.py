@@ -1,0 +1,149 @@
+"""Value steering: adds the top-down signal to each layer's attention value, in the second pass only.
+
+A forward hook on each layer's value projection (the fused ``qkv`` of a timm ViT, ``v_proj`` of a
+LLaMA) adds ``W_v · B_i · u_i`` (``+ b_v`` once more with ``double_bias``, as the original ViT does)
+to the value slice of that projection's output, in place. The backbone keeps its own attention code
+(fused SDPA, flash attention) and its own weights; queries and keys are untouched. Outside
+:meth:`ValueSteering.steer` the hooks do nothing.
+
+``B_i`` and ``W_v`` are folded into one matrix when that costs less than applying them one after
+the other (many tokens), so the injection is a single matmul in training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .topdown import TopDownModule
+
+
+@dataclass
+class ValueTarget:
+    """Where layer i's attention value is computed.
+
+    Attributes:
+        name: the module's qualified name, for error messages.
+        module: an ``nn.Linear`` whose output holds the value (alone, or as one slice of a fused q/k/v output).
+        value_rows: rows of ``module.weight`` (and entries of its bias / output features) that form the value.
+    """
+
+    name: str
+    module: nn.Linear
+    value_rows: slice
+
+    def value_weight(self) -> torch.Tensor:
+        return self.module.weight[self.value_rows]
+
+    def value_bias(self) -> torch.Tensor | None:
+        bias = self.module.bias
+        return None if bias is None else bias[self.value_rows]
+
+
+def fused_qkv_target(name: str, qkv: nn.Module) -> ValueTarget:
+    """The value slice of a fused ``[q; k; v]`` projection (timm's ``attn.qkv``)."""
+    if not isinstance(qkv, nn.Linear):
+        raise TypeError(f"{name} must be an nn.Linear fused q/k/v projection, got {type(qkv).__name__}")
+    if qkv.out_features % 3:
+        raise ValueError(f"{name} has {qkv.out_features} output features; a fused q/k/v projection needs a multiple of 3")
+    width = qkv.out_features // 3
+    return ValueTarget(name, qkv, slice(2 * width, 3 * width))
+
+
+def value_proj_target(name: str, v_proj: nn.Module) -> ValueTarget:
+    """A separate value projection (``self_attn.v_proj`` in Hugging Face decoders)."""
+    if not isinstance(v_proj, nn.Linear):
+        raise TypeError(f"{name} must be an nn.Linear value projection, got {type(v_proj).__name__}")
+    return ValueTarget(name, v_proj, slice(0, v_proj.out_features))
+
+
+class ValueSteering:
+    """Hooks that inject the top-down signal into the value projections during :meth:`steer`.
+
+    Args:
+        top_down: the module whose ``B_i`` produce the signals.
+        targets: one value projection per layer, bottom layer first (``len == top_down.num_layers``).
+        double_bias: add the value bias once more with the signal (the original ViT's ``W_v td + b_v``).
+    """
+
+    def __init__(self, top_down: TopDownModule, targets: Sequence[ValueTarget], double_bias: bool = False) -> None:
+        if len(targets) != top_down.num_layers:
+            raise ValueError(
+                f"value steering needs one value projection per top-down layer: "
+                f"{top_down.num_layers} decoders, {len(targets)} targets"
+            )
+        for target in targets:
+            in_dim = target.module.in_features
+            if in_dim != top_down.dim:
+                raise ValueError(f"{target.name} takes {in_dim} features; the top-down module has width {top_down.dim}")
+            if double_bias and target.module.bias is None:
+                raise ValueError(f"double_bias needs a value bias, but {target.name} has none")
+        self.top_down = top_down
+        self.targets = list(targets)
+        self.double_bias = double_bias
+        self._chained: Sequence[torch.Tensor] | None = None
+        self._calls = [0] * len(self.targets)
+        self._handles = [
+            target.module.register_forward_hook(_SteeringHook(self, i)) for i, target in enumerate(self.targets)
+        ]
+
+    def injection(self, layer: int, chained: torch.Tensor) -> torch.Tensor:
+        """``W_v · B_i · u_i (+ b_v)``, computed as one matmul with ``W_v B_i`` folded when that is cheaper."""
+        target = self.targets[layer]
+        value_weight = target.value_weight()
+        to_value = self.top_down.decoders[layer].to_value.effective_weight()
+        bias = target.value_bias() if self.double_bias else None
+        rows = chained.numel() // chained.shape[-1]
+        if rows >= value_weight.shape[0]:
+            folded = value_weight @ to_value.to(value_weight.dtype)
+            return F.linear(chained, folded, bias)
+        return F.linear(F.linear(chained, to_value), value_weight, bias)
+
+    def _inject(self, layer: int, output: torch.Tensor) -> None:
+        if self._chained is None:
+            return
+        self._calls[layer] += 1
+        value = output[..., self.targets[layer].value_rows]
+        value.add_(self.injection(layer, self._chained[layer]).to(value.dtype))
+
+    @contextlib.contextmanager
+    def steer(self, chained: Sequence[torch.Tensor]) -> Iterator[None]:
+        """Injects ``u_i`` (from :meth:`TopDownModule.feedback`) while the block runs, and checks every layer got it."""
+        if len(chained) != len(self.targets):
+            raise ValueError(f"steer() needs {len(self.targets)} per-layer signals, got {len(chained)}")
+        if self._chained is not None:
+            raise RuntimeError("value steering is already active; steer() cannot be nested")
+        self._chained = chained
+        self._calls = [0] * len(self.targets)
+        try:
+            yield
+        finally:
+            self._chained = None
+        missed = [t.name for t, calls in zip(self.targets, self._calls) if calls == 0]
+        if missed:
+            raise RuntimeError(
+                f"the top-down signal never reached {', '.join(missed)}: the backbone computed its attention "
+                "without calling these value projections as modules, so TOAST cannot steer it"
+            )
+
+    def remove(self) -> None:
+        """Detaches the hooks, leaving the backbone as it was."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class _SteeringHook:
+    """A forward hook as an object, not a closure, so that ``copy.deepcopy`` of a model steers the copy."""
+
+    def __init__(self, steering: ValueSteering, layer: int) -> None:
+        self.steering = steering
+        self.layer = layer
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self.steering._inject(self.layer, output)

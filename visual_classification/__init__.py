@@ -1,0 +1,1 @@
+"""Visual classification with TOAST and its baselines on timm vision transformers."""

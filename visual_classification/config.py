@@ -1,0 +1,80 @@
+"""Default configuration of the vision sub-project (yacs), in the style of detectron2 and VPT.
+
+Key names follow the original TOAST/VPT code where they exist (``MODEL.TRANSFER_TYPE``,
+``MODEL.MODEL_ROOT``, ``DATA.NAME``, ``SOLVER.BASE_LR``, ...), so its command lines keep working.
+"""
+
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+# ---------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"  # where runs write logs, metrics and checkpoints
+_C.SEED = None  # int for a seeded run; None draws no fixed seed
+_C.RUN_N_TIMES = 1  # kept for the original's command lines: number of run{k} folders allowed per setting
+_C.CUDNN_BENCHMARK = False  # torch.backends.cudnn.benchmark
+_C.NUM_GPUS = 1  # kept for the original's command lines; the world size comes from torchrun
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.BACKBONE = "vit_base_patch16_224"  # any timm ViT-family model name with a fused attn.qkv
+_C.MODEL.PRETRAINED = False  # load timm's hub weights for BACKBONE (needs network the first time)
+_C.MODEL.MODEL_ROOT = ""  # local weights file (.pth/.pt/.bin/.safetensors/.npz); original TOAST release files too
+_C.MODEL.TOPDOWN_WEIGHTS = ""  # optional: top-down weights (adapter folder or original-format file) applied after MODEL_ROOT
+_C.MODEL.TRANSFER_TYPE = "toast"  # linear | end2end | prompt | lora | bias | toast | toast-lite
+_C.MODEL.TYPE = ""  # original's key, accepted for its command lines: vit_top_down | vit_bottom_up | vit ("" = any)
+_C.MODEL.SIZE = ""  # original's key: base | large picks vit_{base,large}_patch16_224 when BACKBONE is left at default
+_C.MODEL.DROP_PATH_RATE = 0.1  # stochastic depth, linear 0 -> rate over the blocks (active in both TOAST passes)
+_C.MODEL.MLP_NUM = 0  # hidden layers in the task head (0 = a single Linear, as in the original)
+_C.MODEL.HEAD_DROPOUT = 0.1  # dropout after each hidden head layer (original: 0.1); unused when MLP_NUM = 0
+
+_C.MODEL.TOAST = CN()
+_C.MODEL.TOAST.DOUBLE_BIAS = True  # add the value bias again with the signal, as the original ViT (v = W_v(a+td) + 2 b_v)
+_C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight (0 in TOAST tuning, 0.1 for pre-tuning); 0 skips the work
+_C.MODEL.TOAST.DECODER_INIT = "trunc_normal"  # trunc_normal | normal (std 0.02) for fresh decoders
+_C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i
+_C.MODEL.TOAST.LITE_ALPHA = 1.0  # toast-lite: update scale = alpha / rank (loralib's default alpha 1, as the original)
+
+_C.MODEL.PROMPT = CN()
+_C.MODEL.PROMPT.NUM_TOKENS = 100  # VPT prompt tokens per layer
+_C.MODEL.PROMPT.DEEP = True  # VPT-deep: new prompt tokens before every block (False = VPT-shallow)
+_C.MODEL.PROMPT.DROPOUT = 0.0  # dropout on the prompt tokens
+
+_C.MODEL.LORA = CN()
+_C.MODEL.LORA.RANK = 4  # LoRA rank (original: 4)
+_C.MODEL.LORA.ALPHA = 1.0  # LoRA scale = alpha / rank (original loralib alpha 1 -> 0.25)
+_C.MODEL.LORA.DROPOUT = 0.0  # dropout on the LoRA input
+_C.MODEL.LORA.TARGETS = ["qkv"]  # module-name suffixes that get LoRA (peft target_modules)
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+_C.DATA = CN()
+_C.DATA.NAME = ""  # dataset / task name
+_C.DATA.DATAPATH = ""  # dataset root
+_C.DATA.NUMBER_CLASSES = -1  # number of classes of the task head (must be > 0 to build a model)
+_C.DATA.CROPSIZE = 224  # input resolution; position embeddings are resampled to it on load
+_C.DATA.BATCH_SIZE = 32  # global batch size
+_C.DATA.NUM_WORKERS = 4  # data-loader workers per process
+
+# ---------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.OPTIMIZER = "sgd"  # sgd (momentum) | adamw
+_C.SOLVER.BASE_LR = 0.01  # base learning rate
+_C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay (not on biases and norms)
+_C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.WARMUP_EPOCH = 5  # linear warm-up epochs
+_C.SOLVER.TOTAL_EPOCH = 30  # training epochs
+
+
+def get_cfg() -> CN:
+    """A fresh copy of the defaults, to merge a YAML file and ``KEY VALUE`` overrides into."""
+    return _C.clone()

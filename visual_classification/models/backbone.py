@@ -1,0 +1,74 @@
+"""The frozen-able backbone: any timm ViT-family model, built without its classifier."""
+
+from __future__ import annotations
+
+import logging
+
+import timm
+from torch import nn
+from yacs.config import CfgNode
+
+from ..config import get_cfg
+
+logger = logging.getLogger(__name__)
+
+# The original's MODEL.SIZE values, used when MODEL.BACKBONE is left at its default.
+SIZE_TO_BACKBONE = {"base": "vit_base_patch16_224", "large": "vit_large_patch16_224"}
+
+
+def backbone_name(cfg: CfgNode) -> str:
+    """MODEL.BACKBONE, or the original's MODEL.SIZE mapped to a timm name when only that is set."""
+    size = cfg.MODEL.SIZE
+    if not size:
+        return cfg.MODEL.BACKBONE
+    if size not in SIZE_TO_BACKBONE:
+        raise ValueError(f"MODEL.SIZE must be one of {sorted(SIZE_TO_BACKBONE)} (or empty), got {size!r}")
+    if cfg.MODEL.BACKBONE not in (get_cfg().MODEL.BACKBONE, SIZE_TO_BACKBONE[size]):
+        raise ValueError(
+            f"MODEL.SIZE={size!r} and MODEL.BACKBONE={cfg.MODEL.BACKBONE!r} disagree; set only MODEL.BACKBONE"
+        )
+    return SIZE_TO_BACKBONE[size]
+
+
+def create_backbone(cfg: CfgNode) -> nn.Module:
+    """``timm.create_model`` with no classifier, the configured stochastic depth and input size."""
+    name = backbone_name(cfg)
+    try:
+        model = timm.create_model(
+            name,
+            pretrained=cfg.MODEL.PRETRAINED,
+            num_classes=0,
+            drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
+            img_size=cfg.DATA.CROPSIZE,
+        )
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise ValueError(
+                f"MODEL.BACKBONE={name!r} is not a timm model; see timm.list_models('vit_*') for ViT names"
+            ) from err
+        raise
+    check_vit_family(model, name)
+    return model
+
+
+def check_vit_family(model: nn.Module, name: str) -> None:
+    """TOAST and the baselines here need ``blocks[i].attn.qkv`` (a fused Linear) and timm's feature/head split."""
+    problems = []
+    for attr in ("blocks", "forward_features", "forward_head", "norm"):
+        if not hasattr(model, attr):
+            problems.append(f"no `{attr}`")
+    blocks = getattr(model, "blocks", [])
+    for i, block in enumerate(blocks):
+        qkv = getattr(getattr(block, "attn", None), "qkv", None)
+        if not isinstance(qkv, nn.Linear):
+            problems.append(f"blocks.{i}.attn.qkv is {type(qkv).__name__}, not a fused nn.Linear")
+            break
+    if problems:
+        raise ValueError(
+            f"MODEL.BACKBONE={name!r} ({type(model).__name__}) is not a supported ViT: {'; '.join(problems)}. "
+            "Supported: timm vision transformers with fused attn.qkv (vit_*, deit_*, vit_*_dinov2, vit_*_clip_*)."
+        )
+
+
+def model_width(model: nn.Module) -> int:
+    return model.num_features if hasattr(model, "num_features") else model.embed_dim

@@ -1,0 +1,100 @@
+"""``build_model(cfg)``: backbone, weights, transfer method, task head, trainable set, in that order."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from safetensors.torch import load_file
+from yacs.config import CfgNode
+
+from toast import ADAPTER_WEIGHTS, convert_original_top_down, load_top_down_state
+
+from .backbone import backbone_name, create_backbone, model_width
+from .head import build_head
+from .transfer import get_transfer_method
+from .transfer_model import TransferModel
+from .weights import load_backbone_state, load_npz, read_state_dict, split_top_down
+
+logger = logging.getLogger(__name__)
+
+# The original's MODEL.TYPE values; "" and "vit" mean "whatever the transfer type needs".
+MODEL_TYPES = ("", "vit", "vit_top_down", "vit_bottom_up")
+
+
+def _check_model_type(cfg: CfgNode, allowed: tuple[str, ...]) -> None:
+    model_type, transfer = cfg.MODEL.TYPE, cfg.MODEL.TRANSFER_TYPE
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"MODEL.TYPE={model_type!r} is unknown; choose one of {list(MODEL_TYPES)}")
+    if model_type in ("vit_top_down", "vit_bottom_up") and model_type not in allowed:
+        raise ValueError(f"MODEL.TYPE={model_type!r} cannot be combined with MODEL.TRANSFER_TYPE={transfer!r}")
+
+
+def _top_down_weights(path: str) -> tuple[dict, str]:
+    """Top-down tensors from an adapter folder (``top_down.*``) or an original-format file."""
+    source = Path(path)
+    if source.is_dir():
+        weights = source / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} is a folder without {ADAPTER_WEIGHTS}")
+        tensors = load_file(str(weights))
+        state = {k[len("top_down.") :]: v for k, v in tensors.items() if k.startswith("top_down.") and "lora_" not in k}
+        return state, str(weights)
+    state = convert_original_top_down(read_state_dict(source))
+    if not state:
+        raise ValueError(f"MODEL.TOPDOWN_WEIGHTS={path!r} holds no top-down tensors (decoders.*, prompt, top_down_transform)")
+    return state, str(source)
+
+
+def build_model(cfg: CfgNode) -> TransferModel:
+    """Builds the transfer model described by ``cfg`` (see ``visual_classification.config``).
+
+    Weights come from timm's hub (``MODEL.PRETRAINED``) or a local file (``MODEL.MODEL_ROOT``); files in
+    the original TOAST release format also initialise the top-down path. Every tensor of the file must
+    fit the backbone, except the old classifier, which is dropped.
+    """
+    method = get_transfer_method(cfg.MODEL.TRANSFER_TYPE)
+    _check_model_type(cfg, method.model_types)
+    name = backbone_name(cfg)
+    if cfg.MODEL.PRETRAINED and cfg.MODEL.MODEL_ROOT:
+        raise ValueError("set either MODEL.PRETRAINED (timm hub weights) or MODEL.MODEL_ROOT (a local file), not both")
+    backbone = create_backbone(cfg)
+
+    file_top_down: dict = {}
+    if cfg.MODEL.MODEL_ROOT:
+        path = Path(cfg.MODEL.MODEL_ROOT)
+        if path.suffix == ".npz":
+            load_npz(backbone, path)
+        else:
+            backbone_state, file_top_down = split_top_down(read_state_dict(path))
+            load_backbone_state(backbone, backbone_state, str(path))
+        logger.info("loaded backbone weights from %s", path)
+
+    head = build_head(model_width(backbone), cfg.DATA.NUMBER_CLASSES, cfg.MODEL.MLP_NUM, cfg.MODEL.HEAD_DROPOUT)
+    model = method.build(backbone, head, cfg, name)
+
+    top_down = getattr(model, "top_down", None)
+    if file_top_down:
+        if top_down is None:
+            logger.info(
+                "%s holds %d top-down tensors; transfer type %r has no top-down path, so they are not used",
+                cfg.MODEL.MODEL_ROOT, len(file_top_down), method.name,
+            )
+        else:
+            load_top_down_state(top_down, convert_original_top_down(file_top_down), cfg.MODEL.MODEL_ROOT)
+            logger.info("loaded the top-down path from %s", cfg.MODEL.MODEL_ROOT)
+    if cfg.MODEL.TOPDOWN_WEIGHTS:
+        if top_down is None:
+            raise ValueError(
+                f"MODEL.TOPDOWN_WEIGHTS is set, but MODEL.TRANSFER_TYPE={method.name!r} has no top-down path"
+            )
+        state, source = _top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
+        load_top_down_state(top_down, state, source)
+        logger.info("loaded the top-down path from %s", source)
+    elif top_down is not None and not file_top_down:
+        logger.info("top-down path initialised fresh (%s decoders, prompt randn, transform = identity)",
+                    cfg.MODEL.TOAST.DECODER_INIT)
+
+    method.mark_trainable(model)
+    logger.info(model.summary())
+    return model

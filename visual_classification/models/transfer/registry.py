@@ -1,0 +1,51 @@
+"""Transfer methods are registered by name; each says how to build its model and which tensors train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+from yacs.config import CfgNode
+
+from ..transfer_model import HEAD_PREFIX, TransferModel
+
+# Builds the method's model from a loaded backbone and a fresh head.
+Builder = Callable[[nn.Module, nn.Module, CfgNode, str], TransferModel]
+
+
+@dataclass(frozen=True)
+class TransferMethod:
+    """One transfer type.
+
+    Attributes:
+        name: the ``MODEL.TRANSFER_TYPE`` value.
+        build: ``build(backbone, head, cfg, backbone_name) -> TransferModel``.
+        trains: ``trains(param_name) -> bool`` for parameters outside the head (the head always trains).
+        model_types: the original's ``MODEL.TYPE`` values this method may be combined with.
+    """
+
+    name: str
+    build: Builder
+    trains: Callable[[str], bool]
+    model_types: tuple[str, ...]
+
+    def mark_trainable(self, model: TransferModel) -> None:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(HEAD_PREFIX) or self.trains(name))
+
+
+TRANSFER_METHODS: dict[str, TransferMethod] = {}
+
+
+def register_transfer(method: TransferMethod) -> TransferMethod:
+    if method.name in TRANSFER_METHODS:
+        raise ValueError(f"transfer method {method.name!r} is registered twice")
+    TRANSFER_METHODS[method.name] = method
+    return method
+
+
+def get_transfer_method(name: str) -> TransferMethod:
+    if name not in TRANSFER_METHODS:
+        raise ValueError(f"MODEL.TRANSFER_TYPE={name!r} is unknown; choose one of {sorted(TRANSFER_METHODS)}")
+    return TRANSFER_METHODS[name]

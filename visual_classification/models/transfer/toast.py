@@ -1,0 +1,109 @@
+"""TOAST and TOAST-Lite on a timm ViT: the shared top-down module steering every block's attention value."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+from yacs.config import CfgNode
+
+from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes
+
+from ..backbone import model_width
+from ..transfer_model import TransferModel
+from .registry import TransferMethod, register_transfer
+
+
+class TopDownViT(TransferModel):
+    """Two passes through a frozen timm ViT; the second one has every block's value steered top-down.
+
+    First-pass output ``z`` = all tokens after the final norm; the head reads the second pass through the
+    backbone's own pooling (the CLS token for standard ViTs). After each forward, :attr:`recon_loss`
+    holds ``RECON_COEF × R`` (``None`` when the coefficient is 0) for the trainer to add.
+    """
+
+    added_prefixes = ("head.", "top_down.")
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        top_down: TopDownModule,
+        *,
+        backbone_name: str,
+        transfer_type: str,
+        double_bias: bool = True,
+        recon_coef: float = 0.0,
+    ) -> None:
+        super().__init__(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
+        self.top_down = top_down
+        targets = [fused_qkv_target(f"blocks.{i}.attn.qkv", block.attn.qkv) for i, block in enumerate(backbone.blocks)]
+        self.steering = ValueSteering(top_down, targets, double_bias=double_bias)
+        self.recon_coef = recon_coef
+        self.recon_loss: torch.Tensor | None = None
+
+    def _backbone_trains(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
+    def forward_two_pass(self, images: torch.Tensor) -> TwoPassOutput:
+        """Both passes' tokens (and the reconstruction loss), for training, visualisation and tests."""
+        if getattr(self.backbone, "grad_checkpointing", False):
+            raise RuntimeError(
+                "TOAST does not support timm gradient checkpointing: the recomputed blocks would miss the top-down signal"
+            )
+        return run_two_passes(
+            lambda _pass: self.backbone.forward_features(images),
+            self.top_down,
+            self.steering,
+            first_pass_needs_grad=self._backbone_trains(),
+            layers=list(self.backbone.blocks),
+            recon_coef=self.recon_coef,
+        )
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.forward_two_pass(images)
+        self.recon_loss = out.recon_loss
+        return out.tokens
+
+    def adapter_config(self) -> dict:
+        return {**super().adapter_config(), "double_bias": self.steering.double_bias}
+
+
+def build_top_down(
+    backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: str, transfer_type: str
+) -> TopDownViT:
+    top_down = TopDownModule(
+        model_width(backbone),
+        len(backbone.blocks),
+        decoder_init=cfg.MODEL.TOAST.DECODER_INIT,
+    )
+    if transfer_type == "toast-lite":
+        top_down.add_low_rank(cfg.MODEL.TOAST.LITE_RANK, cfg.MODEL.TOAST.LITE_ALPHA)
+    return TopDownViT(
+        backbone,
+        head,
+        top_down,
+        backbone_name=backbone_name,
+        transfer_type=transfer_type,
+        double_bias=cfg.MODEL.TOAST.DOUBLE_BIAS,
+        recon_coef=cfg.MODEL.TOAST.RECON_COEF,
+    )
+
+
+_TOAST_TRAINS = re.compile(r"^top_down\.(prompt|decoders\.\d+\.(down|to_value)\.weight)$")
+_LITE_TRAINS = re.compile(r"^top_down\.(prompt|transform|decoders\.\d+\.(down|to_value)\.lora_[ab])$")
+
+
+def _toast(backbone, head, cfg, backbone_name):
+    return build_top_down(backbone, head, cfg, backbone_name, "toast")
+
+
+def _toast_lite(backbone, head, cfg, backbone_name):
+    return build_top_down(backbone, head, cfg, backbone_name, "toast-lite")
+
+
+# toast: A_i, B_i and p train; T stays frozen (at identity or its pre-tuned value).
+register_transfer(TransferMethod("toast", _toast, lambda n: bool(_TOAST_TRAINS.match(n)), ("vit_top_down",)))
+# toast-lite: rank-r updates of every A_i and B_i, p, and T train.
+register_transfer(TransferMethod("toast-lite", _toast_lite, lambda n: bool(_LITE_TRAINS.match(n)), ("vit_top_down",)))
