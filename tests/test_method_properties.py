@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build_tiny, images, randomise_top_down
 from visual_classification.models import TRANSFER_METHODS
+
+from conftest import build_tiny, images, randomise_top_down
 
 
 def plain_logits(model, x):
@@ -57,8 +58,9 @@ def test_training_step_leaves_frozen_tensors_bit_identical(transfer):
         randomise_top_down(model)
     before = {n: t.detach().clone() for n, t in model.state_dict().items()}
     trainable = _trainable_names(model)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9,
-                                weight_decay=1e-2)
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9, weight_decay=1e-2
+    )
     loss = F.cross_entropy(model(images(4)), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     optimizer.step()
@@ -121,9 +123,7 @@ def test_reconstruction_loss_matches_definition_and_is_skipped_at_zero():
         h.remove()
     blocks = len(model.backbone.blocks)
     second_in, second_out = ins[blocks:], outs[blocks:]  # the second pass
-    expected = 0.1 * sum(
-        F.mse_loss(d.down(o), i) for d, i, o in zip(model.top_down.decoders, second_in, second_out)
-    )
+    expected = 0.1 * sum(F.mse_loss(d.down(o), i) for d, i, o in zip(model.top_down.decoders, second_in, second_out))
     torch.testing.assert_close(model.recon_loss, expected)
 
     zero = build_tiny("toast").eval()

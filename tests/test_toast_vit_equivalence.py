@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from conftest import build_tiny, images, randomise_top_down
 
 
+def _split_heads(t, num_heads):
+    b, n, c = t.shape
+    return t.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)
+
+
 def explicit_blocks(backbone, x, signals=None, double_bias=False):
     """Patch embedding, then every block with attention written out; ``signals[i]`` joins layer i's value."""
     h = backbone.norm_pre(backbone._pos_embed(backbone.patch_embed(x)))
@@ -23,9 +28,9 @@ def explicit_blocks(backbone, x, signals=None, double_bias=False):
             if double_bias:
                 v = v + bias[2 * width :]
         b, n, _ = q.shape
-        heads = lambda t: t.reshape(b, n, attn.num_heads, attn.head_dim).transpose(1, 2)  # noqa: E731
-        scores = heads(q) @ heads(k).transpose(-1, -2) * attn.head_dim**-0.5
-        mixed = (scores.softmax(-1) @ heads(v)).transpose(1, 2).reshape(b, n, width)
+        q, k, v = (_split_heads(t, attn.num_heads) for t in (q, k, v))
+        scores = q @ k.transpose(-1, -2) * attn.head_dim**-0.5
+        mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, width)
         h = h + block.ls1(attn.proj(mixed))
         h = h + block.ls2(block.mlp(block.norm2(h)))
     return backbone.norm(h)

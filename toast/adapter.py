@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -33,7 +34,9 @@ class AdapterModel(Protocol):
 
 def _adapter_tensors(model: Any) -> dict[str, torch.Tensor]:
     if not hasattr(model, "adapter_state_dict"):
-        raise TypeError(f"{type(model).__name__} does not define adapter_state_dict(); it cannot be saved as an adapter")
+        raise TypeError(
+            f"{type(model).__name__} does not define adapter_state_dict(); it cannot be saved as an adapter"
+        )
     return model.adapter_state_dict()
 
 
@@ -55,7 +58,9 @@ def save_adapter(model: AdapterModel, directory: str | os.PathLike, config: Mapp
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / ADAPTER_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"no {ADAPTER_CONFIG} in {directory}: is this an adapter folder written by save_adapter?")
+        raise FileNotFoundError(
+            f"no {ADAPTER_CONFIG} in {directory}: is this an adapter folder written by save_adapter?"
+        )
     config = json.loads(path.read_text(encoding="utf-8"))
     version = config.get("format_version")
     if version != FORMAT_VERSION:

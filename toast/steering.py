@@ -13,8 +13,8 @@ the other (many tokens), so the injection is a single matmul in training.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,9 @@ def fused_qkv_target(name: str, qkv: nn.Module) -> ValueTarget:
     if not isinstance(qkv, nn.Linear):
         raise TypeError(f"{name} must be an nn.Linear fused q/k/v projection, got {type(qkv).__name__}")
     if qkv.out_features % 3:
-        raise ValueError(f"{name} has {qkv.out_features} output features; a fused q/k/v projection needs a multiple of 3")
+        raise ValueError(
+            f"{name} has {qkv.out_features} output features; a fused q/k/v projection needs a multiple of 3"
+        )
     width = qkv.out_features // 3
     return ValueTarget(name, qkv, slice(2 * width, 3 * width))
 
@@ -80,7 +82,9 @@ class ValueSteering:
         for target in targets:
             in_dim = target.module.in_features
             if in_dim != top_down.dim:
-                raise ValueError(f"{target.name} takes {in_dim} features; the top-down module has width {top_down.dim}")
+                raise ValueError(
+                    f"{target.name} takes {in_dim} features; the top-down module has width {top_down.dim}"
+                )
             if double_bias and target.module.bias is None:
                 raise ValueError(f"double_bias needs a value bias, but {target.name} has none")
         self.top_down = top_down

@@ -12,7 +12,8 @@ and ``T`` is :attr:`TopDownModule.transform`.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

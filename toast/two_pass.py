@@ -7,8 +7,8 @@ tokens that the feedback reads (first pass) and that the task reads (second pass
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn

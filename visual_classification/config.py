@@ -26,7 +26,9 @@ _C.MODEL = CN()
 _C.MODEL.BACKBONE = "vit_base_patch16_224"  # any timm ViT-family model name with a fused attn.qkv
 _C.MODEL.PRETRAINED = False  # load timm's hub weights for BACKBONE (needs network the first time)
 _C.MODEL.MODEL_ROOT = ""  # local weights file (.pth/.pt/.bin/.safetensors/.npz); original TOAST release files too
-_C.MODEL.TOPDOWN_WEIGHTS = ""  # optional: top-down weights (adapter folder or original-format file) applied after MODEL_ROOT
+_C.MODEL.TOPDOWN_WEIGHTS = (
+    ""  # optional: top-down weights (adapter folder or original-format file) applied after MODEL_ROOT
+)
 _C.MODEL.TRANSFER_TYPE = "toast"  # linear | end2end | prompt | lora | bias | toast | toast-lite
 _C.MODEL.TYPE = ""  # original's key, accepted for its command lines: vit_top_down | vit_bottom_up | vit ("" = any)
 _C.MODEL.SIZE = ""  # original's key: base | large picks vit_{base,large}_patch16_224 when BACKBONE is left at default
@@ -35,7 +37,9 @@ _C.MODEL.MLP_NUM = 0  # hidden layers in the task head (0 = a single Linear, as 
 _C.MODEL.HEAD_DROPOUT = 0.1  # dropout after each hidden head layer (original: 0.1); unused when MLP_NUM = 0
 
 _C.MODEL.TOAST = CN()
-_C.MODEL.TOAST.DOUBLE_BIAS = True  # add the value bias again with the signal, as the original ViT (v = W_v(a+td) + 2 b_v)
+_C.MODEL.TOAST.DOUBLE_BIAS = (
+    True  # add the value bias again with the signal, as the original ViT (v = W_v(a+td) + 2 b_v)
+)
 _C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight (0 in TOAST tuning, 0.1 for pre-tuning); 0 skips the work
 _C.MODEL.TOAST.DECODER_INIT = "trunc_normal"  # trunc_normal | normal (std 0.02) for fresh decoders
 _C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i

@@ -47,6 +47,12 @@ def create_backbone(cfg: CfgNode) -> nn.Module:
                 f"MODEL.BACKBONE={name!r} is not a timm model; see timm.list_models('vit_*') for ViT names"
             ) from err
         raise
+    except TypeError as err:
+        if "img_size" in str(err):
+            raise ValueError(
+                f"MODEL.BACKBONE={name!r} takes no input size, so it is not a supported ViT: {err}"
+            ) from err
+        raise
     check_vit_family(model, name)
     return model
 

@@ -38,11 +38,15 @@ def _top_down_weights(path: str) -> tuple[dict, str]:
         if not weights.is_file():
             raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} is a folder without {ADAPTER_WEIGHTS}")
         tensors = load_file(str(weights))
-        state = {k[len("top_down.") :]: v for k, v in tensors.items() if k.startswith("top_down.") and "lora_" not in k}
+        state = {
+            k[len("top_down.") :]: v for k, v in tensors.items() if k.startswith("top_down.") and "lora_" not in k
+        }
         return state, str(weights)
     state = convert_original_top_down(read_state_dict(source))
     if not state:
-        raise ValueError(f"MODEL.TOPDOWN_WEIGHTS={path!r} holds no top-down tensors (decoders.*, prompt, top_down_transform)")
+        raise ValueError(
+            f"MODEL.TOPDOWN_WEIGHTS={path!r} holds no top-down tensors (decoders.*, prompt, top_down_transform)"
+        )
     return state, str(source)
 
 
@@ -78,7 +82,9 @@ def build_model(cfg: CfgNode) -> TransferModel:
         if top_down is None:
             logger.info(
                 "%s holds %d top-down tensors; transfer type %r has no top-down path, so they are not used",
-                cfg.MODEL.MODEL_ROOT, len(file_top_down), method.name,
+                cfg.MODEL.MODEL_ROOT,
+                len(file_top_down),
+                method.name,
             )
         else:
             load_top_down_state(top_down, convert_original_top_down(file_top_down), cfg.MODEL.MODEL_ROOT)
@@ -92,8 +98,10 @@ def build_model(cfg: CfgNode) -> TransferModel:
         load_top_down_state(top_down, state, source)
         logger.info("loaded the top-down path from %s", source)
     elif top_down is not None and not file_top_down:
-        logger.info("top-down path initialised fresh (%s decoders, prompt randn, transform = identity)",
-                    cfg.MODEL.TOAST.DECODER_INIT)
+        logger.info(
+            "top-down path initialised fresh (%s decoders, prompt randn, transform = identity)",
+            cfg.MODEL.TOAST.DECODER_INIT,
+        )
 
     method.mark_trainable(model)
     logger.info(model.summary())

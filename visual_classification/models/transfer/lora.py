@@ -17,7 +17,9 @@ def _build(backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: st
     unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if unmatched:
         leaves = sorted({n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"MODEL.LORA.TARGETS {unmatched} match no module of {backbone_name}; its Linear layers: {leaves}")
+        raise ValueError(
+            f"MODEL.LORA.TARGETS {unmatched} match no module of {backbone_name}; its Linear layers: {leaves}"
+        )
     config = LoraConfig(r=lora.RANK, lora_alpha=lora.ALPHA, lora_dropout=lora.DROPOUT, target_modules=targets)
     backbone = inject_adapter_in_model(config, backbone)
     return TransferModel(backbone, head, backbone_name=backbone_name, transfer_type="lora")
