@@ -109,11 +109,27 @@ class ValueSteering:
         return F.linear(F.linear(chained, to_value), value_weight, bias)
 
     def _inject(self, layer: int, output: torch.Tensor) -> None:
+        """Adds the injection straight into the value columns of the projection's output (no temporary)."""
         if self._chained is None:
             return
         self._calls[layer] += 1
-        value = output[..., self.targets[layer].value_rows]
-        value.add_(self.injection(layer, self._chained[layer]).to(value.dtype))
+        target = self.targets[layer]
+        value = output[..., target.value_rows]
+        chained = self._chained[layer]
+        if value.dtype != chained.dtype:  # e.g. a bf16 backbone under autocast with an fp32 signal
+            value.add_(self.injection(layer, chained).to(value.dtype))
+            return
+        value_weight = target.value_weight()
+        to_value = self.top_down.decoders[layer].to_value.effective_weight()
+        signal = chained.reshape(-1, chained.shape[-1])
+        if signal.shape[0] >= value_weight.shape[0]:
+            matrix = value_weight @ to_value
+        else:
+            signal, matrix = F.linear(signal, to_value), value_weight
+        value = value.view(signal.shape[0], -1)
+        value.addmm_(signal, matrix.t())
+        if self.double_bias:
+            value.add_(target.value_bias())
 
     @contextlib.contextmanager
     def steer(self, chained: Sequence[torch.Tensor]) -> Iterator[None]:

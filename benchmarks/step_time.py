@@ -1,0 +1,149 @@
+"""Train-step time and peak memory per transfer type, as ratios to TOAST's floor, measured in one run.
+
+The floor is the least any two-pass method must do on a frozen backbone: one forward without autograd
+plus one forward/backward whose gradients reach the activations only (no weight gradients). Each
+measurement runs in its own process, so peak memory and timings do not leak between methods.
+
+    python benchmarks/step_time.py                                   # defaults sized for a 2-core CPU
+    python benchmarks/step_time.py --backbone vit_base_patch16_224 --batch 8 --size 224
+
+On CUDA the steps run under bf16 autocast and peak memory is ``torch.cuda.max_memory_allocated``;
+on CPU it is the process's peak resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from visual_classification.config import get_cfg  # noqa: E402
+from visual_classification.models import TRANSFER_METHODS, build_model  # noqa: E402
+
+FLOOR = "floor"
+
+
+def _build(args, transfer: str):
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE = args.backbone
+    cfg.MODEL.TRANSFER_TYPE = "toast" if transfer == FLOOR else transfer
+    cfg.DATA.CROPSIZE = args.size
+    cfg.DATA.NUMBER_CLASSES = args.classes
+    return build_model(cfg)
+
+
+def _floor_step(model, images, labels):
+    """No-grad forward, then a forward/backward on the frozen backbone with gradients to activations only."""
+    backbone = model.backbone
+    with torch.no_grad():
+        backbone.forward_features(images)
+    handle = backbone.patch_embed.register_forward_hook(lambda m, a, out: out.detach().requires_grad_())
+    try:
+        tokens = backbone.forward_features(images)
+    finally:
+        handle.remove()
+    loss = F.cross_entropy(model.head(backbone.forward_head(tokens, pre_logits=True)).float(), labels)
+    loss.backward()
+
+
+def _measure(args, transfer: str, queue) -> None:
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = _build(args, transfer).to(device).train()
+    if transfer == FLOOR:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9) if params else None
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    labels = torch.randint(0, args.classes, (args.batch,), device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step():
+        with autocast:
+            if transfer == FLOOR:
+                _floor_step(model, images, labels)
+                return
+            loss = F.cross_entropy(model(images).float(), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    times = []
+    for i in range(args.warmup + args.iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trainable = sum(p.numel() for p in params)
+    queue.put((transfer, statistics.median(times), peak_mb, trainable))
+
+
+def run(args) -> list[tuple]:
+    ctx = mp.get_context("spawn")
+    rows = []
+    for transfer in [FLOOR, *args.types]:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_measure, args=(args, transfer, queue))
+        proc.start()
+        while proc.is_alive() and queue.empty():
+            time.sleep(0.5)
+        if queue.empty():
+            raise RuntimeError(f"measuring {transfer!r} failed (exit code {proc.exitcode}); see the error above")
+        row = queue.get()
+        proc.join()
+        rows.append(row)
+        print(f"  measured {transfer}: {row[1] * 1000:.0f} ms", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(args, rows) -> str:
+    floor = rows[0][1]
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    lines = [
+        f"{args.backbone}, batch {args.batch}, {args.size} px, {device}, torch {torch.__version__}, "
+        f"median of {args.iters} steps after {args.warmup} warm-up",
+        "",
+        "| transfer | step (ms) | step / TOAST floor | peak memory (MiB) | trainable params |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for transfer, seconds, peak, trainable in rows:
+        name = "TOAST floor (no-grad fwd + fwd/bwd to activations)" if transfer == FLOOR else transfer
+        lines.append(f"| {name} | {seconds * 1000:.0f} | {seconds / floor:.2f} | {peak:.0f} | {trainable:,} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="vit_small_patch16_224")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--types", nargs="+", default=sorted(TRANSFER_METHODS), choices=sorted(TRANSFER_METHODS))
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    print(table(args, run(args)))
+
+
+if __name__ == "__main__":
+    main()
