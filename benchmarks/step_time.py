@@ -1,8 +1,9 @@
 """Train-step time and peak memory per transfer type, as ratios to TOAST's floor, measured in one run.
 
 The floor is the least any two-pass method must do on a frozen backbone: one forward without autograd
-plus one forward/backward whose gradients reach the activations only (no weight gradients). Each
-measurement runs in its own process, so peak memory and timings do not leak between methods.
+plus one forward/backward whose gradients reach the activations only (no weight gradients). Step times
+are taken in one process, interleaved (one step of each method per round, median over rounds), so that
+machine drift hits every method alike; peak memory is taken in a fresh process per method.
 
     python benchmarks/step_time.py                                   # defaults sized for a 2-core CPU
     python benchmarks/step_time.py --backbone vit_base_patch16_224 --batch 8 --size 224
@@ -56,7 +57,8 @@ def _floor_step(model, images, labels):
     loss.backward()
 
 
-def _measure(args, transfer: str, queue) -> None:
+def _setup(args, transfer: str):
+    """The model, its optimiser and one step function for ``transfer`` (or the floor)."""
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = _build(args, transfer).to(device).train()
@@ -79,39 +81,62 @@ def _measure(args, transfer: str, queue) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    times = []
-    for i in range(args.warmup + args.iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    return step, sum(p.numel() for p in params)
+
+
+def _timed(step, device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _peak_memory(args, transfer: str, queue) -> None:
+    """Runs in a fresh process: a few steps, then the peak memory they needed."""
+    step, _ = _setup(args, transfer)
+    for _ in range(2):
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    if args.device == "cuda":
+        queue.put(torch.cuda.max_memory_allocated() / 2**20)
     else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    trainable = sum(p.numel() for p in params)
-    queue.put((transfer, statistics.median(times), peak_mb, trainable))
+        queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def measure_memory(args, transfer: str) -> float:
+    queue = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_peak_memory, args=(args, transfer, queue))
+    proc.start()
+    while proc.is_alive() and queue.empty():
+        time.sleep(0.5)
+    if queue.empty():
+        raise RuntimeError(f"measuring the memory of {transfer!r} failed (exit code {proc.exitcode})")
+    peak = queue.get()
+    proc.join()
+    return peak
 
 
 def run(args) -> list[tuple]:
-    ctx = mp.get_context("spawn")
+    """Times all methods in one process, interleaved step by step, so that drift hits them all alike."""
+    names = [FLOOR, *args.types]
+    setups = {name: _setup(args, name) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(args.warmup + args.iters):
+        for name in names:
+            seconds = _timed(setups[name][0], args.device)
+            if i >= args.warmup:
+                times[name].append(seconds)
+        print(f"  round {i + 1}/{args.warmup + args.iters} done", file=sys.stderr, flush=True)
+    del setups
     rows = []
-    for transfer in [FLOOR, *args.types]:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(args, transfer, queue))
-        proc.start()
-        while proc.is_alive() and queue.empty():
-            time.sleep(0.5)
-        if queue.empty():
-            raise RuntimeError(f"measuring {transfer!r} failed (exit code {proc.exitcode}); see the error above")
-        row = queue.get()
-        proc.join()
-        rows.append(row)
-        print(f"  measured {transfer}: {row[1] * 1000:.0f} ms", file=sys.stderr, flush=True)
+    for name in names:
+        trainable = 0 if name == FLOOR else sum(
+            p.numel() for p in _build(args, name).parameters() if p.requires_grad
+        )
+        peak = measure_memory(args, name) if args.memory else float("nan")
+        rows.append((name, statistics.median(times[name]), peak, trainable))
     return rows
 
 
@@ -120,7 +145,7 @@ def table(args, rows) -> str:
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     lines = [
         f"{args.backbone}, batch {args.batch}, {args.size} px, {device}, torch {torch.__version__}, "
-        f"median of {args.iters} steps after {args.warmup} warm-up",
+        f"median of {args.iters} interleaved rounds after {args.warmup} warm-up",
         "",
         "| transfer | step (ms) | step / TOAST floor | peak memory (MiB) | trainable params |",
         "|---|---:|---:|---:|---:|",
@@ -141,6 +166,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory processes")
     args = parser.parse_args()
     print(table(args, run(args)))
 
