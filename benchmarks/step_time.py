@@ -9,7 +9,7 @@ machine drift hits every method alike; peak memory is taken in a fresh process p
     python benchmarks/step_time.py --backbone vit_base_patch16_224 --batch 8 --size 224
 
 On CUDA the steps run under bf16 autocast and peak memory is ``torch.cuda.max_memory_allocated``;
-on CPU it is the process's peak resident set size.
+on CPU it is the process's peak resident set size (VmHWM), model and interpreter included.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -101,8 +100,9 @@ def _peak_memory(args, transfer: str, queue) -> None:
         step()
     if args.device == "cuda":
         queue.put(torch.cuda.max_memory_allocated() / 2**20)
-    else:
-        queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    else:  # VmHWM restarts at exec; ru_maxrss would carry the parent's peak over
+        status = Path("/proc/self/status").read_text()
+        queue.put(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
 
 
 def measure_memory(args, transfer: str) -> float:

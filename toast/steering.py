@@ -120,14 +120,16 @@ class ValueSteering:
             value.add_(self.injection(layer, chained).to(value.dtype))
             return
         value_weight = target.value_weight()
-        to_value = self.top_down.decoders[layer].to_value.effective_weight()
+        to_value = self.top_down.decoders[layer].to_value
         signal = chained.reshape(-1, chained.shape[-1])
-        if signal.shape[0] >= value_weight.shape[0]:
-            matrix = value_weight @ to_value
-        else:
-            signal, matrix = F.linear(signal, to_value), value_weight
         value = value.view(signal.shape[0], -1)
-        value.addmm_(signal, matrix.t())
+        if signal.shape[0] >= value_weight.shape[0]:  # fold W_v·B_i: one matmul over the tokens
+            value.addmm_(signal, (value_weight @ to_value.weight).t())
+            if to_value.lora_a is not None:  # TOAST-Lite: W_v·b·a kept low-rank, so no C×C gradient
+                value.addmm_(F.linear(signal, to_value.lora_a), (value_weight @ to_value.lora_b).t(),
+                             alpha=to_value.lora_scale)
+        else:
+            value.addmm_(to_value(signal), value_weight.t())
         if self.double_bias:
             value.add_(target.value_bias())
 

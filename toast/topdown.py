@@ -53,7 +53,10 @@ class DecoderLinear(nn.Module):
         return torch.addmm(self.weight, self.lora_b, self.lora_a, alpha=self.lora_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.effective_weight())
+        if self.lora_a is None:
+            return F.linear(x, self.weight)
+        # The low-rank path on its own: no gradient for the full C×C weight is ever formed.
+        return F.linear(x, self.weight) + self.lora_scale * F.linear(F.linear(x, self.lora_a), self.lora_b)
 
     def extra_repr(self) -> str:
         rank = 0 if self.lora_a is None else self.lora_a.shape[0]

@@ -14,10 +14,13 @@ _C = CN()
 # Run
 # ---------------------------------------------------------------------------
 _C.OUTPUT_DIR = "./output"  # where runs write logs, metrics and checkpoints
-_C.SEED = None  # int for a seeded run; None draws no fixed seed
+_C.SEED = 0  # seeds torch, numpy and python; a seeded run on the CPU is reproducible, resumed or not
 _C.RUN_N_TIMES = 1  # kept for the original's command lines: number of run{k} folders allowed per setting
 _C.CUDNN_BENCHMARK = False  # torch.backends.cudnn.benchmark
 _C.NUM_GPUS = 1  # kept for the original's command lines; the world size comes from torchrun
+_C.DEVICE = "auto"  # auto (cuda when available) | cuda | cpu
+_C.AMP = True  # bf16 autocast on CUDA (ignored on the CPU)
+_C.SAVE_LAST = True  # keep a `last` checkpoint each epoch so that a killed run resumes
 
 # ---------------------------------------------------------------------------
 # Model
@@ -62,9 +65,14 @@ _C.MODEL.LORA.TARGETS = ["qkv"]  # module-name suffixes that get LoRA (peft targ
 _C.DATA = CN()
 _C.DATA.NAME = ""  # dataset / task name
 _C.DATA.DATAPATH = ""  # dataset root
-_C.DATA.NUMBER_CLASSES = -1  # number of classes of the task head (must be > 0 to build a model)
+_C.DATA.NUMBER_CLASSES = -1  # task head size; -1 = the registry's count (VTAB/FGVC) or the class folders
+_C.DATA.FORMAT = "auto"  # auto | vtab (split .txt files) | fgvc (split .json maps) | imagefolder (train/ val/ test/)
+_C.DATA.TRAIN_SPLIT = ""  # "" = the layout's default: train800val200 (VTAB), train (FGVC, ImageFolder)
+_C.DATA.VAL_SPLIT = ""  # "" = val200 (VTAB) or val; "none" = no validation (the last epoch is kept)
+_C.DATA.TEST_SPLIT = ""  # "" = test; "none" = no test evaluation (tuning runs)
 _C.DATA.CROPSIZE = 224  # input resolution; position embeddings are resampled to it on load
-_C.DATA.BATCH_SIZE = 32  # global batch size
+_C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks
+_C.DATA.BATCH_SIZE = 32  # global batch size (split evenly over torchrun processes)
 _C.DATA.NUM_WORKERS = 4  # data-loader workers per process
 
 # ---------------------------------------------------------------------------
@@ -72,11 +80,16 @@ _C.DATA.NUM_WORKERS = 4  # data-loader workers per process
 # ---------------------------------------------------------------------------
 _C.SOLVER = CN()
 _C.SOLVER.OPTIMIZER = "sgd"  # sgd (momentum) | adamw
-_C.SOLVER.BASE_LR = 0.01  # base learning rate
-_C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay (not on biases and norms)
+_C.SOLVER.BASE_LR = 0.01  # learning rate of everything but the head (used as given: no batch scaling here)
+_C.SOLVER.HEAD_LR_MULT = 1.0  # the task head's lr = BASE_LR × this (e.g. 100 for a 1e-4 top-down path, 1e-2 head)
+_C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay; never on biases, norms and other 1-D tensors
+_C.SOLVER.PRIOR_DECAY = True  # apply weight decay to the TOAST prompt p too (the original's default)
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
-_C.SOLVER.WARMUP_EPOCH = 5  # linear warm-up epochs
+_C.SOLVER.WARMUP_EPOCH = 5  # linear warm-up epochs (fractional allowed)
 _C.SOLVER.TOTAL_EPOCH = 30  # training epochs
+_C.SOLVER.LR_STEP = "iter"  # iter: warm-up + cosine per iteration | epoch: per epoch, lr 0 in epoch 0 (the original)
+_C.SOLVER.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
+_C.SOLVER.LOG_EVERY_N = 50  # log the running loss every N iterations
 
 
 def get_cfg() -> CN:

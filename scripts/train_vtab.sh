@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# TOAST (or a baseline) on VTAB-1k with the original protocol, then a summary table.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: bash scripts/train_vtab.sh [TASK ...] [KEY VALUE ...]
+
+With VTAB_ROOT unset, runs the built-in offline demo (python -m visual_classification.demo).
+With VTAB_ROOT set, tunes each TASK (all 19 when none is given; names as in configs/vtab/) with
+visual_classification.tune (lr x wd grid on train800 -> val200, then seeded runs on
+train800val200 -> test) and prints visual_classification.summarize for OUTPUT_DIR.
+
+environment:
+  VTAB_ROOT   folder holding the prepared VTAB-1k tasks (<task>/train800.txt, ...)
+  METHOD      transfer type: toast (default), toast-lite, linear, lora, prompt, bias, end2end
+  BACKBONE    timm model name (default: configs/vtab/base.yaml's ViT-B/16 in21k)
+  MODEL_ROOT  local weights file (e.g. the original release's TOAST checkpoint); disables hub weights
+  OUTPUT_DIR  results root (default: output/vtab)
+  NPROC       GPUs per run through torchrun (default: 1, plain python)
+  KEY VALUE   any config override, passed to every run (e.g. SOLVER.TOTAL_EPOCH 50)
+USAGE
+}
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
+cd "$(dirname "$0")/.."
+
+if [[ -z "${VTAB_ROOT:-}" ]]; then
+  echo "VTAB_ROOT is not set: running the built-in offline demo (bash scripts/train_vtab.sh -h for real runs)"
+  exec python -m visual_classification.demo "$@"
+fi
+
+METHOD="${METHOD:-toast}"
+OUTPUT_DIR="${OUTPUT_DIR:-output/vtab}"
+NPROC="${NPROC:-1}"
+
+tasks=()
+while [[ $# -gt 0 && "$1" =~ ^[a-z0-9_]+$ ]]; do tasks+=("$1"); shift; done
+overrides=("$@")
+if [[ ${#tasks[@]} -eq 0 ]]; then
+  for f in configs/vtab/*.yaml; do
+    name=$(basename "$f" .yaml)
+    [[ "$name" == base ]] || tasks+=("$name")
+  done
+fi
+
+model_opts=(MODEL.TRANSFER_TYPE "$METHOD")
+[[ -n "${BACKBONE:-}" ]] && model_opts+=(MODEL.BACKBONE "$BACKBONE")
+[[ -n "${MODEL_ROOT:-}" ]] && model_opts+=(MODEL.MODEL_ROOT "$MODEL_ROOT" MODEL.PRETRAINED False)
+
+if [[ "$NPROC" -gt 1 ]]; then
+  launch=(torchrun --nproc_per_node="$NPROC" -m visual_classification.tune)
+else
+  launch=(python -m visual_classification.tune)
+fi
+
+for task in "${tasks[@]}"; do
+  config="configs/vtab/${task}.yaml"
+  [[ -f "$config" ]] || { echo "unknown task '$task': no $config" >&2; exit 2; }
+  echo "=== $task ($METHOD)"
+  "${launch[@]}" --config-file "$config" DATA.DATAPATH "$VTAB_ROOT" OUTPUT_DIR "$OUTPUT_DIR" \
+    "${model_opts[@]}" "${overrides[@]}"
+done
+python -m visual_classification.summarize "$OUTPUT_DIR"

@@ -1,0 +1,76 @@
+"""Optimiser groups, learning-rate schedule and metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import build_tiny
+
+from visual_classification.config import get_cfg
+from visual_classification.engine.metrics import classification_metrics, roc_auc
+from visual_classification.engine.optim import Schedule, build_optimizer, parameter_groups, warmup_cosine
+
+
+def _groups_by_name(model, cfg):
+    ids = {id(p): n for n, p in model.named_parameters()}
+    return {ids[id(p)]: (g["lr"], g["weight_decay"]) for g in parameter_groups(model, cfg) for p in g["params"]}
+
+
+def test_decay_and_learning_rate_groups():
+    cfg = get_cfg()
+    cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.HEAD_LR_MULT = 1e-4, 0.01, 100.0
+    groups = _groups_by_name(build_tiny("toast"), cfg)
+    assert groups["head.weight"] == (pytest.approx(1e-2), 0.01)
+    assert groups["head.bias"] == (pytest.approx(1e-2), 0.0)
+    assert groups["top_down.decoders.0.down.weight"] == (1e-4, 0.01)
+    assert groups["top_down.prompt"] == (1e-4, 0.01)  # PRIOR_DECAY keeps decay on p, as the original
+    cfg.SOLVER.PRIOR_DECAY = False
+    assert _groups_by_name(build_tiny("toast"), cfg)["top_down.prompt"] == (1e-4, 0.0)
+    bias_groups = _groups_by_name(build_tiny("bias"), cfg)
+    assert all(wd == 0.0 for n, (lr, wd) in bias_groups.items() if n != "head.weight")
+
+
+def test_adamw_keeps_the_configured_decay_even_at_zero():
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZER, cfg.SOLVER.WEIGHT_DECAY = "adamw", 0.0
+    optimizer = build_optimizer(build_tiny("linear"), cfg)
+    assert isinstance(optimizer, torch.optim.AdamW)  # the original silently switched to SGD here
+    cfg.SOLVER.OPTIMIZER = "lamb"
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be 'sgd' or 'adamw', got 'lamb'"):
+        build_optimizer(build_tiny("linear"), cfg)
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine(0, 10, 100) == 0 and warmup_cosine(5, 10, 100) == 0.5
+    assert warmup_cosine(10, 10, 100) == 1.0
+    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
+    assert warmup_cosine(100, 10, 100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_schedule_per_iteration_and_the_originals_per_epoch():
+    cfg = get_cfg()
+    cfg.SOLVER.BASE_LR, cfg.SOLVER.WARMUP_EPOCH, cfg.SOLVER.TOTAL_EPOCH = 0.1, 1, 4
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = Schedule(optimizer, cfg, iters_per_epoch=10)
+    assert schedule.apply(0, 0) == pytest.approx(0.1)  # first step already trains
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert schedule.apply(0, 9) == pytest.approx(1.0)
+    assert schedule.apply(2, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 15 / 30)))
+    cfg.SOLVER.LR_STEP = "epoch"
+    epochwise = Schedule(optimizer, cfg, iters_per_epoch=10)
+    assert epochwise.apply(0, 5) == 0.0  # the original trains epoch 0 at lr 0
+    assert epochwise.apply(1, 0) == 1.0
+
+
+def test_metrics():
+    logits = torch.tensor([[2.0, 1.0, 0.0, 0, 0, 0], [0.0, 1.0, 2.0, 0, 0, 0], [0.0, 0.0, 0.0, 5, 0, 0]])
+    metrics = classification_metrics(logits, torch.tensor([0, 1, 3]))
+    assert metrics["top1"] == pytest.approx(200 / 3) and metrics["top5"] == 100.0
+    assert "top5" not in classification_metrics(logits[:, :5], torch.tensor([0, 1, 3]))
+    binary = classification_metrics(torch.tensor([[0.0, 1.0], [0.0, -1.0], [0.0, 2.0]]), torch.tensor([1, 0, 0]))
+    assert binary["rocauc"] == pytest.approx(50.0) and "top5" not in binary
+    assert roc_auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([False, False, True, True])) == 0.75
+    assert roc_auc(torch.tensor([0.5, 0.5]), torch.tensor([True, False])) == 0.5

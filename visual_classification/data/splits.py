@@ -1,0 +1,104 @@
+"""Reading split files: VTAB-1k ``.txt`` lists, VPT-style FGVC ``.json`` maps, ImageFolder trees.
+
+Each reader returns ``[(image_path, label), ...]`` and stops at the first problem with a message that
+names the file (and line) and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+Sample = tuple[Path, int]
+
+
+def read_vtab_split(path: Path, num_classes: int) -> list[Sample]:
+    """Lines ``relative/path label``; paths are relative to the split file's folder."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"split file {path} is missing; a VTAB-1k task folder holds train800.txt, val200.txt, "
+            "train800val200.txt and test.txt with lines 'relative/path label'"
+        )
+    samples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{path}:{number}: expected 'relative/path label', got {line!r}")
+        label = int(parts[1])
+        _check_label(label, num_classes, f"{path}:{number}")
+        samples.append((path.parent / parts[0], label))
+    if not samples:
+        raise ValueError(f"split file {path} lists no images")
+    return samples
+
+
+def read_fgvc_split(path: Path, image_root: Path, label_map: dict[int, int]) -> list[Sample]:
+    """A json map ``{relative_path: class_id}``; class ids are mapped by ``label_map`` (shared by all splits)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"split file {path} is missing; an FGVC folder holds train.json, val.json and test.json "
+            "mapping 'relative/path' to a class id"
+        )
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid json ({err})") from err
+    if not isinstance(mapping, dict) or not mapping:
+        raise ValueError(f"{path}: expected a non-empty json object {{relative_path: class_id}}")
+    samples = []
+    for rel, cls in mapping.items():
+        if cls not in label_map:
+            raise ValueError(f"{path}: class id {cls!r} of {rel!r} is not among the training split's classes")
+        samples.append((image_root / rel, label_map[cls]))
+    return samples
+
+
+def fgvc_label_map(train_json: Path, num_classes: int) -> dict[int, int]:
+    """Contiguous labels from the sorted class ids of the training split, used for every split."""
+    if not train_json.is_file():
+        raise FileNotFoundError(f"split file {train_json} is missing (it defines the FGVC label map)")
+    ids = sorted(set(json.loads(train_json.read_text(encoding="utf-8")).values()))
+    if num_classes > 0 and len(ids) != num_classes:
+        raise ValueError(f"{train_json} has {len(ids)} classes, DATA.NUMBER_CLASSES is {num_classes}")
+    return {cls: i for i, cls in enumerate(ids)}
+
+
+def image_folder_classes(train_dir: Path) -> list[str]:
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir} is missing; an ImageFolder tree holds train/, val/ (and test/) with one sub-folder per class")
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"{train_dir} has no class sub-folders")
+    return classes
+
+
+def read_image_folder_split(split_dir: Path, classes: list[str]) -> list[Sample]:
+    """``split_dir/<class>/<image>``; classes come from ``train/`` so every split shares one label map."""
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir} is missing; expected one sub-folder per class: {classes[:5]}...")
+    extra = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in classes)
+    if extra:
+        raise ValueError(f"{split_dir} has class folders that train/ lacks: {extra}")
+    samples = []
+    for label, cls in enumerate(classes):
+        folder = split_dir / cls
+        if folder.is_dir():
+            samples += [(f, label) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMG_EXTENSIONS]
+    if not samples:
+        raise ValueError(f"{split_dir} holds no images")
+    return samples
+
+
+def _check_label(label: int, num_classes: int, where: str) -> None:
+    if not 0 <= label < num_classes:
+        raise ValueError(f"{where}: label {label} is outside [0, {num_classes}) (DATA.NUMBER_CLASSES={num_classes})")
+
+
+def check_files_exist(samples: list[Sample], source: str) -> None:
+    missing = [str(p) for p, _ in samples if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) listed in {source} do not exist, e.g. {missing[:3]}")

@@ -1,0 +1,39 @@
+"""Image transforms: VTAB's plain resize, FGVC's resize + crop (+ flip), normalised with the backbone's mean/std."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torchvision import transforms as T
+
+Mode = Literal["resize", "crop_train", "crop_eval"]
+
+
+def resize_for_crop(crop: int) -> int:
+    """The original's short-side sizes (224→256, 384→438, 448→512): crop / 0.875."""
+    return int(crop / 0.875)
+
+
+def pixel_transform(mode: Mode, crop: int) -> T.Compose:
+    """PIL image → uint8 CHW tensor at ``crop``×``crop``; deterministic unless ``mode == 'crop_train'``."""
+    if mode == "resize":  # VTAB-1k: resize to the crop size, aspect ratio not kept, no augmentation
+        steps = [T.Resize((crop, crop), interpolation=T.InterpolationMode.BILINEAR, antialias=True)]
+    elif mode == "crop_train":
+        steps = [T.Resize(resize_for_crop(crop), antialias=True), T.RandomCrop(crop), T.RandomHorizontalFlip(0.5)]
+    elif mode == "crop_eval":
+        steps = [T.Resize(resize_for_crop(crop), antialias=True), T.CenterCrop(crop)]
+    else:
+        raise ValueError(f"unknown transform mode {mode!r}")
+    return T.Compose([*steps, T.PILToTensor()])
+
+
+class Normalize:
+    """uint8 CHW → float, normalised with the backbone's own mean and std (timm's ``pretrained_cfg``)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels.float() / 255.0 - self.mean) / self.std

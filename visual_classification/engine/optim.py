@@ -1,0 +1,84 @@
+"""Optimiser and learning-rate schedule, with the original's weight-decay grouping (bugs fixed)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from yacs.config import CfgNode
+
+HEAD_PREFIX = "head."
+
+
+def _decays(name: str, param: torch.Tensor, prior_decay: bool) -> bool:
+    """No decay on biases, norms and other 1-D tensors; the TOAST prompt p decays when PRIOR_DECAY is set."""
+    if name.endswith("top_down.prompt"):
+        return prior_decay
+    return param.ndim > 1
+
+
+def parameter_groups(model: nn.Module, cfg: CfgNode) -> list[dict]:
+    """Groups of trainable tensors by (learning rate, weight decay)."""
+    solver = cfg.SOLVER
+    groups: dict[tuple[float, float], list[torch.Tensor]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        bare = name.removeprefix("module.")
+        lr = solver.BASE_LR * (solver.HEAD_LR_MULT if bare.startswith(HEAD_PREFIX) else 1.0)
+        wd = solver.WEIGHT_DECAY if _decays(bare, param, solver.PRIOR_DECAY) else 0.0
+        groups.setdefault((lr, wd), []).append(param)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    return [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]
+
+
+def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
+    name = cfg.SOLVER.OPTIMIZER
+    groups = parameter_groups(model, cfg)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
+    if name == "adamw":  # the original's custom AdamW: betas (0.9, 0.999), eps 1e-6, decoupled decay
+        return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-6)
+    raise ValueError(f"SOLVER.OPTIMIZER must be 'sgd' or 'adamw', got {name!r}")
+
+
+def warmup_cosine(step: int, warmup: float, total: float) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then a half cosine to 0 at ``total``."""
+    if step < warmup:
+        return step / warmup
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup))))
+
+
+class Schedule:
+    """Sets every group's lr from its base lr; ``step_iter`` each iteration, ``step_epoch`` each epoch.
+
+    ``SOLVER.LR_STEP iter`` (default) warms up and decays per iteration, starting at the first step's
+    share of the warm-up. ``epoch`` reproduces the original: the factor changes once per epoch and
+    epoch 0 trains at lr 0.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: CfgNode, iters_per_epoch: int) -> None:
+        mode = cfg.SOLVER.LR_STEP
+        if mode not in ("iter", "epoch"):
+            raise ValueError(f"SOLVER.LR_STEP must be 'iter' or 'epoch', got {mode!r}")
+        self.optimizer = optimizer
+        self.per_iter = mode == "iter"
+        self.iters_per_epoch = iters_per_epoch
+        self.warmup = cfg.SOLVER.WARMUP_EPOCH
+        self.total = cfg.SOLVER.TOTAL_EPOCH
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+
+    def factor(self, epoch: int, iteration: int) -> float:
+        if self.per_iter:
+            step = epoch * self.iters_per_epoch + iteration + 1
+            return warmup_cosine(step, self.warmup * self.iters_per_epoch, self.total * self.iters_per_epoch)
+        return warmup_cosine(epoch, self.warmup, self.total)
+
+    def apply(self, epoch: int, iteration: int) -> float:
+        factor = self.factor(epoch, iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return factor

@@ -1,0 +1,126 @@
+"""Train one transfer run: ``python -m visual_classification.train --config-file F [KEY VALUE ...]``.
+
+The yacs overrides follow detectron2/VPT (``SOLVER.BASE_LR 0.01 DATA.NAME dtd``). ``OUTPUT_DIR`` is the
+run's folder: re-running the same command resumes an interrupted run or reports a finished one. Several
+GPUs: ``torchrun --nproc_per_node=N -m visual_classification.train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import timm.data
+import torch
+import yaml
+from yacs.config import CfgNode
+
+from .config import get_cfg
+from .data import build_task_data, task_num_classes
+from .engine import Trainer, seed_everything
+from .engine import run_files as rf
+from .engine.distributed import barrier, init_distributed, is_main, local_device
+from .models import build_model
+
+logger = logging.getLogger("visual_classification.train")
+
+
+def merge_yaml(cfg: CfgNode, path: Path, seen: tuple[Path, ...] = ()) -> None:
+    """Merges ``path`` into ``cfg``, after the file its ``_BASE_`` key names (relative to it), as detectron2."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: _BASE_ files form a cycle")
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    base = content.pop("_BASE_", None)
+    if base:
+        merge_yaml(cfg, path.parent / base, (*seen, path.resolve()))
+    try:
+        cfg.merge_from_other_cfg(CfgNode(content))
+    except (KeyError, ValueError, AssertionError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
+    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs; errors name the file or the key."""
+    cfg = get_cfg()
+    if config_file:
+        merge_yaml(cfg, Path(config_file))
+    if len(opts) % 2:
+        raise ValueError(f"overrides must come in KEY VALUE pairs, got {len(opts)} items: {opts}")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError, TypeError) as err:
+        raise ValueError(f"command-line override: {err}") from err
+    if cfg.SEED is None:
+        raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
+    cfg.freeze()
+    return cfg
+
+
+def train(cfg: CfgNode, overwrite: bool = False) -> dict:
+    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
+    device = local_device(cfg.DEVICE)
+    rank, world = init_distributed(device)
+    out = Path(cfg.OUTPUT_DIR)
+    config_text = cfg.dump()
+    status = rf.check_output_dir(out, config_text, overwrite) if out.exists() else "new"
+    barrier()
+    if status == "finished":
+        results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
+        print(f"{out} already holds a finished run with this config (test top-1 {results.get('test_top1')}); "
+              "nothing to do")
+        return results
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / rf.CONFIG).write_text(config_text, encoding="utf-8")
+    barrier()
+    rf.setup_logging(out, is_main())
+    logger.info("torch %s, timm %s, device %s, world size %d", torch.__version__, timm.__version__, device, world)
+    logger.info("config:\n%s", config_text)
+    torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+
+    seed_everything(cfg.SEED)
+    num_classes = task_num_classes(cfg)
+    model_cfg = cfg.clone()
+    model_cfg.defrost()
+    model_cfg.DATA.NUMBER_CLASSES = num_classes
+    model = build_model(model_cfg)
+    data_config = timm.data.resolve_model_data_config(model.backbone)
+    data = build_task_data(cfg, data_config["mean"], data_config["std"])
+
+    trainer = Trainer(cfg, model, data, out, device, rank, world)
+    if status == "resume":
+        trainer.resume()
+    results = trainer.fit()
+    if is_main():
+        results["run"] = rf.run_record(data.split_files, device)
+        rf.write_json(out / rf.RESULTS, results)
+        logger.info("results: best val top-1 %s at epoch %s; test top-1 there %s; final test top-1 %s",
+                    results["best_val_top1"], results["best_epoch"], results["test_top1"],
+                    results["final_test_top1"])
+    barrier()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", help="YAML config merged over the defaults")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 0.01")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config_file, args.opts)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    train(cfg, overwrite=args.overwrite)
+
+
+if __name__ == "__main__":
+    main()

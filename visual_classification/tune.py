@@ -1,0 +1,136 @@
+"""The original VTAB protocol for one task and method: an lr × wd grid, then seeded final runs.
+
+    python -m visual_classification.tune --config-file configs/vtab/dtd.yaml OUTPUT_DIR output/vtab \\
+        DATA.DATAPATH /data/vtab-1k MODEL.TRANSFER_TYPE toast
+
+1. Tuning: every (lr, wd) of the method's grid (the original's grids; lr scaled by batch/256) trains on
+   train800 and is scored on val200 at its last epoch; the best pair wins (ties: the smaller lr).
+2. Final runs: the best pair on train800val200 with each seed, scored on test.
+
+Runs live in ``OUTPUT_DIR/val/<task>/<method>/lr*_wd*`` and ``OUTPUT_DIR/final/<task>/<method>/seed*``;
+finished runs are skipped, so the command resumes, and several copies of it can share the work.
+FGVC and ImageFolder tasks use train → val for tuning and train → val/test for the final runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from yacs.config import CfgNode
+
+from .data.datasets import detect_layout, task_folder
+from .engine import run_files as rf
+from .train import load_config, train
+
+logger = logging.getLogger("visual_classification.tune")
+
+# The original tune_vtab.py grids (before the batch/256 scaling).
+LR_GRIDS = {
+    "toast": [1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01],
+    "lora": [1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01],
+    "prompt": [50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05],
+    "end2end": [0.005, 0.001, 0.0005, 0.0001],
+}
+LR_GRIDS["toast-lite"] = LR_GRIDS["toast"]
+LR_GRIDS["linear"] = LR_GRIDS["bias"] = LR_GRIDS["lora"]  # not tuned in the original; the PEFT grid
+WD_GRID = [0.01, 0.001, 0.0001, 0.0]
+SEEDS = [42, 44, 82, 100, 800]
+# The original's --grid-search-type names.
+GRID_ALIASES = {"topdown": "toast", "finetune": "end2end"}
+
+
+def _splits(cfg: CfgNode) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    """(tuning splits, final splits) as (train, val, test)."""
+    layout = detect_layout(task_folder(cfg), cfg.DATA.FORMAT)
+    if layout == "vtab":
+        return ("train800", "val200", "none"), ("train800val200", "val200", "test")
+    return ("train", "val", "none"), ("train", "val", "test")
+
+
+def _override(cfg: CfgNode, **entries) -> CfgNode:
+    out = cfg.clone()
+    out.defrost()
+    for key, value in entries.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    out.freeze()
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def select(results: dict[tuple[float, float], float]) -> tuple[float, float]:
+    """The (lr, wd) with the highest score; ties go to the smaller lr, then the smaller wd."""
+    return max(results, key=lambda k: (results[k], -k[0], -k[1]))
+
+
+def tune(cfg: CfgNode, lrs: list[float], wds: list[float], seeds: list[int]) -> dict:
+    root = Path(cfg.OUTPUT_DIR)
+    task = cfg.DATA.NAME or task_folder(cfg).name
+    method = cfg.MODEL.TRANSFER_TYPE
+    (tr, va, te), (ftr, fva, fte) = _splits(cfg)
+    scale = cfg.DATA.BATCH_SIZE / 256
+    scores: dict[tuple[float, float], float] = {}
+    for lr in lrs:
+        for wd in wds:
+            lr_eff = lr * scale
+            out = root / "val" / task / method / f"lr{_fmt(lr_eff)}_wd{_fmt(wd)}"
+            run = _override(cfg, **{"OUTPUT_DIR": str(out), "SOLVER.BASE_LR": lr_eff, "SOLVER.WEIGHT_DECAY": wd,
+                                    "DATA.TRAIN_SPLIT": tr, "DATA.VAL_SPLIT": va, "DATA.TEST_SPLIT": te})
+            result = train(run)
+            scores[(lr_eff, wd)] = result["final_val_top1"]
+            print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: val top-1 {result['final_val_top1']:.2f}")
+    best_lr, best_wd = select(scores)
+    final_dir = root / "final" / task / method
+    final_dir.mkdir(parents=True, exist_ok=True)
+    rf.write_json(final_dir / "selected.json", {
+        "lr": best_lr, "wd": best_wd, "criterion": "last-epoch val top-1 of the tuning runs",
+        "grid": [{"lr": lr, "wd": wd, "val_top1": s} for (lr, wd), s in scores.items()],
+    })
+    print(f"[tune] {task} {method}: selected lr {_fmt(best_lr)} wd {_fmt(best_wd)} "
+          f"(val top-1 {scores[(best_lr, best_wd)]:.2f})")
+    finals = []
+    for seed in seeds:
+        run = _override(cfg, **{"OUTPUT_DIR": str(final_dir / f"seed{seed}"), "SEED": seed,
+                                "SOLVER.BASE_LR": best_lr, "SOLVER.WEIGHT_DECAY": best_wd,
+                                "DATA.TRAIN_SPLIT": ftr, "DATA.VAL_SPLIT": fva, "DATA.TEST_SPLIT": fte})
+        finals.append(train(run))
+        print(f"[tune] {task} {method} seed {seed}: test top-1 {finals[-1]['final_test_top1']:.2f}")
+    return {"lr": best_lr, "wd": best_wd, "final": finals}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="")
+    parser.add_argument("--grid-search-type", default="", help="original names: topdown | lora | prompt | finetune")
+    parser.add_argument("--lrs", type=float, nargs="+", help="learning rates before batch scaling (default: grid)")
+    parser.add_argument("--wds", type=float, nargs="+", default=WD_GRID, help="weight decays")
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="seeds of the final runs")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    args = parser.parse_args(argv)
+    opts = list(args.opts)
+    if args.grid_search_type:
+        opts += ["MODEL.TRANSFER_TYPE", GRID_ALIASES.get(args.grid_search_type, args.grid_search_type)]
+    try:
+        cfg = load_config(args.config_file, opts)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    method = cfg.MODEL.TRANSFER_TYPE
+    if args.lrs is None and method not in LR_GRIDS:
+        sys.exit(f"error: no learning-rate grid for {method!r}; pass --lrs")
+    result = tune(cfg, args.lrs or LR_GRIDS[method], args.wds, args.seeds)
+    print(json.dumps({"lr": result["lr"], "wd": result["wd"],
+                      "test_top1": [r["final_test_top1"] for r in result["final"]]}))
+
+
+if __name__ == "__main__":
+    main()
