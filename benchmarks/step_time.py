@@ -132,9 +132,7 @@ def run(args) -> list[tuple]:
     del setups
     rows = []
     for name in names:
-        trainable = 0 if name == FLOOR else sum(
-            p.numel() for p in _build(args, name).parameters() if p.requires_grad
-        )
+        trainable = 0 if name == FLOOR else sum(p.numel() for p in _build(args, name).parameters() if p.requires_grad)
         peak = measure_memory(args, name) if args.memory else float("nan")
         rows.append((name, statistics.median(times[name]), peak, trainable))
     return rows
@@ -142,7 +140,11 @@ def run(args) -> list[tuple]:
 
 def table(args, rows) -> str:
     floor = rows[0][1]
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     lines = [
         f"{args.backbone}, batch {args.batch}, {args.size} px, {device}, torch {torch.__version__}, "
         f"median of {args.iters} interleaved rounds after {args.warmup} warm-up",

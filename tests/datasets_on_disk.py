@@ -19,8 +19,9 @@ def write_image(path: Path, label: int, rng: np.random.Generator, size: int = 20
     Image.fromarray(pixels).save(path)
 
 
-def write_vtab_task(root: Path, name: str = "toy", classes: int = 3, per_split: dict | None = None,
-                    seed: int = 0) -> Path:
+def write_vtab_task(
+    root: Path, name: str = "toy", classes: int = 3, per_split: dict | None = None, seed: int = 0
+) -> Path:
     """``root/name/{train800,val200,train800val200,test}.txt`` with images under ``root/name/images``."""
     rng = np.random.default_rng(seed)
     per_split = per_split or {"train800": 12, "val200": 6, "test": 6}

@@ -6,11 +6,12 @@ import math
 
 import pytest
 import torch
-from conftest import build_tiny
 
 from visual_classification.config import get_cfg
 from visual_classification.engine.metrics import classification_metrics, roc_auc
 from visual_classification.engine.optim import Schedule, build_optimizer, parameter_groups, warmup_cosine
+
+from conftest import build_tiny
 
 
 def _groups_by_name(model, cfg):

@@ -7,20 +7,31 @@ import os
 
 import pytest
 import torch
-from conftest import TINY_BACKBONE
 from datasets_on_disk import write_vtab_task
 
 from visual_classification.engine import run_files as rf
 from visual_classification.engine.trainer import Trainer
 from visual_classification.train import load_config, main, train
 
+from conftest import TINY_BACKBONE
+
 
 def run_opts(data_root, out, transfer="linear", epochs=2, **extra):
     opts = {
-        "MODEL.BACKBONE": TINY_BACKBONE, "MODEL.TRANSFER_TYPE": transfer, "MODEL.DROP_PATH_RATE": 0.1,
-        "DATA.DATAPATH": str(data_root), "DATA.NAME": "toy", "DATA.NUMBER_CLASSES": 3, "DATA.CROPSIZE": 32,
-        "DATA.BATCH_SIZE": 4, "DATA.NUM_WORKERS": 0, "SOLVER.TOTAL_EPOCH": epochs, "SOLVER.WARMUP_EPOCH": 1,
-        "SOLVER.BASE_LR": 0.05, "OUTPUT_DIR": str(out), "SEED": 3,
+        "MODEL.BACKBONE": TINY_BACKBONE,
+        "MODEL.TRANSFER_TYPE": transfer,
+        "MODEL.DROP_PATH_RATE": 0.1,
+        "DATA.DATAPATH": str(data_root),
+        "DATA.NAME": "toy",
+        "DATA.NUMBER_CLASSES": 3,
+        "DATA.CROPSIZE": 32,
+        "DATA.BATCH_SIZE": 4,
+        "DATA.NUM_WORKERS": 0,
+        "SOLVER.TOTAL_EPOCH": epochs,
+        "SOLVER.WARMUP_EPOCH": 1,
+        "SOLVER.BASE_LR": 0.05,
+        "OUTPUT_DIR": str(out),
+        "SEED": 3,
     }
     opts.update(extra)
     return [str(x) for kv in opts.items() for x in kv]
@@ -107,8 +118,9 @@ def test_config_errors_name_the_file_or_key(tmp_path):
 
 
 def _ddp_worker(rank, world, opts, port):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     train(load_config("", opts))
     torch.distributed.destroy_process_group()

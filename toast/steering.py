@@ -126,8 +126,9 @@ class ValueSteering:
         if signal.shape[0] >= value_weight.shape[0]:  # fold W_v·B_i: one matmul over the tokens
             value.addmm_(signal, (value_weight @ to_value.weight).t())
             if to_value.lora_a is not None:  # TOAST-Lite: W_v·b·a kept low-rank, so no C×C gradient
-                value.addmm_(F.linear(signal, to_value.lora_a), (value_weight @ to_value.lora_b).t(),
-                             alpha=to_value.lora_scale)
+                value.addmm_(
+                    F.linear(signal, to_value.lora_a), (value_weight @ to_value.lora_b).t(), alpha=to_value.lora_scale
+                )
         else:
             value.addmm_(to_value(signal), value_weight.t())
         if self.double_bias:

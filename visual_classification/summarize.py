@@ -48,8 +48,10 @@ def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[li
     if not table:
         raise FileNotFoundError(f"no finished final runs under {root / 'final'} (expected */*/seed*/results.json)")
     tasks = _task_order(table)
-    methods = sorted({m for per in table.values() for m in per}, key=lambda m: (m not in METHOD_ORDER,
-                                                                                METHOD_ORDER.index(m) if m in METHOD_ORDER else 0, m))
+    methods = sorted(
+        {m for per in table.values() for m in per},
+        key=lambda m: (m not in METHOD_ORDER, METHOD_ORDER.index(m) if m in METHOD_ORDER else 0, m),
+    )
     header = ["task", *methods]
     rows = []
     for task in tasks:
@@ -96,8 +98,11 @@ def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[li
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help="the OUTPUT_DIR given to tune")
-    parser.add_argument("--metric", default="final_test_top1",
-                        help="results.json key: final_test_top1 (last epoch; default) or test_top1 (best-val epoch)")
+    parser.add_argument(
+        "--metric",
+        default="final_test_top1",
+        help="results.json key: final_test_top1 (last epoch; default) or test_top1 (best-val epoch)",
+    )
     args = parser.parse_args(argv)
     root = Path(args.root)
     try:

@@ -74,8 +74,10 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     barrier()
     if status == "finished":
         results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
-        print(f"{out} already holds a finished run with this config (test top-1 {results.get('test_top1')}); "
-              "nothing to do")
+        print(
+            f"{out} already holds a finished run with this config (test top-1 {results.get('test_top1')}); "
+            "nothing to do"
+        )
         return results
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +104,13 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     if is_main():
         results["run"] = rf.run_record(data.split_files, device)
         rf.write_json(out / rf.RESULTS, results)
-        logger.info("results: best val top-1 %s at epoch %s; test top-1 there %s; final test top-1 %s",
-                    results["best_val_top1"], results["best_epoch"], results["test_top1"],
-                    results["final_test_top1"])
+        logger.info(
+            "results: best val top-1 %s at epoch %s; test top-1 there %s; final test top-1 %s",
+            results["best_val_top1"],
+            results["best_epoch"],
+            results["test_top1"],
+            results["final_test_top1"],
+        )
     barrier()
     return results
 

@@ -84,25 +84,50 @@ def tune(cfg: CfgNode, lrs: list[float], wds: list[float], seeds: list[int]) -> 
         for wd in wds:
             lr_eff = lr * scale
             out = root / "val" / task / method / f"lr{_fmt(lr_eff)}_wd{_fmt(wd)}"
-            run = _override(cfg, **{"OUTPUT_DIR": str(out), "SOLVER.BASE_LR": lr_eff, "SOLVER.WEIGHT_DECAY": wd,
-                                    "DATA.TRAIN_SPLIT": tr, "DATA.VAL_SPLIT": va, "DATA.TEST_SPLIT": te})
+            run = _override(
+                cfg,
+                **{
+                    "OUTPUT_DIR": str(out),
+                    "SOLVER.BASE_LR": lr_eff,
+                    "SOLVER.WEIGHT_DECAY": wd,
+                    "DATA.TRAIN_SPLIT": tr,
+                    "DATA.VAL_SPLIT": va,
+                    "DATA.TEST_SPLIT": te,
+                },
+            )
             result = train(run)
             scores[(lr_eff, wd)] = result["final_val_top1"]
             print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: val top-1 {result['final_val_top1']:.2f}")
     best_lr, best_wd = select(scores)
     final_dir = root / "final" / task / method
     final_dir.mkdir(parents=True, exist_ok=True)
-    rf.write_json(final_dir / "selected.json", {
-        "lr": best_lr, "wd": best_wd, "criterion": "last-epoch val top-1 of the tuning runs",
-        "grid": [{"lr": lr, "wd": wd, "val_top1": s} for (lr, wd), s in scores.items()],
-    })
-    print(f"[tune] {task} {method}: selected lr {_fmt(best_lr)} wd {_fmt(best_wd)} "
-          f"(val top-1 {scores[(best_lr, best_wd)]:.2f})")
+    rf.write_json(
+        final_dir / "selected.json",
+        {
+            "lr": best_lr,
+            "wd": best_wd,
+            "criterion": "last-epoch val top-1 of the tuning runs",
+            "grid": [{"lr": lr, "wd": wd, "val_top1": s} for (lr, wd), s in scores.items()],
+        },
+    )
+    print(
+        f"[tune] {task} {method}: selected lr {_fmt(best_lr)} wd {_fmt(best_wd)} "
+        f"(val top-1 {scores[(best_lr, best_wd)]:.2f})"
+    )
     finals = []
     for seed in seeds:
-        run = _override(cfg, **{"OUTPUT_DIR": str(final_dir / f"seed{seed}"), "SEED": seed,
-                                "SOLVER.BASE_LR": best_lr, "SOLVER.WEIGHT_DECAY": best_wd,
-                                "DATA.TRAIN_SPLIT": ftr, "DATA.VAL_SPLIT": fva, "DATA.TEST_SPLIT": fte})
+        run = _override(
+            cfg,
+            **{
+                "OUTPUT_DIR": str(final_dir / f"seed{seed}"),
+                "SEED": seed,
+                "SOLVER.BASE_LR": best_lr,
+                "SOLVER.WEIGHT_DECAY": best_wd,
+                "DATA.TRAIN_SPLIT": ftr,
+                "DATA.VAL_SPLIT": fva,
+                "DATA.TEST_SPLIT": fte,
+            },
+        )
         finals.append(train(run))
         print(f"[tune] {task} {method} seed {seed}: test top-1 {finals[-1]['final_test_top1']:.2f}")
     return {"lr": best_lr, "wd": best_wd, "final": finals}
@@ -128,8 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.lrs is None and method not in LR_GRIDS:
         sys.exit(f"error: no learning-rate grid for {method!r}; pass --lrs")
     result = tune(cfg, args.lrs or LR_GRIDS[method], args.wds, args.seeds)
-    print(json.dumps({"lr": result["lr"], "wd": result["wd"],
-                      "test_top1": [r["final_test_top1"] for r in result["final"]]}))
+    print(
+        json.dumps(
+            {"lr": result["lr"], "wd": result["wd"], "test_top1": [r["final_test_top1"] for r in result["final"]]}
+        )
+    )
 
 
 if __name__ == "__main__":

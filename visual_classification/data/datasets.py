@@ -82,7 +82,9 @@ class TaskData:
 def task_folder(cfg: CfgNode) -> Path:
     """``DATA.DATAPATH/DATA.NAME`` when that folder exists, else ``DATA.DATAPATH`` itself."""
     if not cfg.DATA.DATAPATH:
-        raise ValueError("DATA.DATAPATH is empty: set it to the dataset root (e.g. the folder holding the VTAB-1k tasks)")
+        raise ValueError(
+            "DATA.DATAPATH is empty: set it to the dataset root (e.g. the folder holding the VTAB-1k tasks)"
+        )
     root = Path(cfg.DATA.DATAPATH)
     if not root.is_dir():
         raise FileNotFoundError(f"DATA.DATAPATH={str(root)!r} is not a folder")
@@ -191,7 +193,14 @@ def build_task_data(cfg: CfgNode, mean: tuple[float, ...], std: tuple[float, ...
     )
     logger.info(
         "%s (%s layout, %d classes): train %s=%d, val %s=%s, test %s=%s",
-        data.name, layout, num_classes, names[0], len(data.train), names[1],
-        len(data.val) if data.val else 0, names[2] or "-", len(data.test) if data.test else 0,  # fmt: skip
+        data.name,
+        layout,
+        num_classes,
+        names[0],
+        len(data.train),
+        names[1],
+        len(data.val) if data.val else 0,
+        names[2] or "-",
+        len(data.test) if data.test else 0,  # fmt: skip
     )
     return data

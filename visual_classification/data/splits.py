@@ -69,7 +69,9 @@ def fgvc_label_map(train_json: Path, num_classes: int) -> dict[int, int]:
 
 def image_folder_classes(train_dir: Path) -> list[str]:
     if not train_dir.is_dir():
-        raise FileNotFoundError(f"{train_dir} is missing; an ImageFolder tree holds train/, val/ (and test/) with one sub-folder per class")
+        raise FileNotFoundError(
+            f"{train_dir} is missing; an ImageFolder tree holds train/, val/ (and test/) with one sub-folder per class"
+        )
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"{train_dir} has no class sub-folders")

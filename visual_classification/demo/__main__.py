@@ -50,9 +50,14 @@ def main(argv: list[str] | None = None) -> None:
         for method in args.methods:
             for seed in args.seeds:
                 opts = {
-                    "MODEL.BACKBONE": BACKBONE, "MODEL.MODEL_ROOT": str(weights), "MODEL.TRANSFER_TYPE": method,
-                    "DATA.DATAPATH": str(out / "data"), "DATA.NAME": task, "DATA.NUMBER_CLASSES": TASKS[task],
-                    "SEED": seed, "OUTPUT_DIR": str(out / "runs" / "final" / task / method / f"seed{seed}"),
+                    "MODEL.BACKBONE": BACKBONE,
+                    "MODEL.MODEL_ROOT": str(weights),
+                    "MODEL.TRANSFER_TYPE": method,
+                    "DATA.DATAPATH": str(out / "data"),
+                    "DATA.NAME": task,
+                    "DATA.NUMBER_CLASSES": TASKS[task],
+                    "SEED": seed,
+                    "OUTPUT_DIR": str(out / "runs" / "final" / task / method / f"seed{seed}"),
                     **METHOD_OPTS[method],
                 }
                 if args.epochs:

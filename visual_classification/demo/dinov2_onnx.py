@@ -92,11 +92,16 @@ def convert(path: Path) -> dict[str, torch.Tensor]:
         src = f"{PREFIX}encoder.layer.{i}."
         dst = f"blocks.{i}."
         attn = src + "attention.attention."
-        out[dst + "attn.qkv.weight"] = np.concatenate([arrays[attn + p + ".weight"] for p in ("query", "key", "value")])
+        out[dst + "attn.qkv.weight"] = np.concatenate(
+            [arrays[attn + p + ".weight"] for p in ("query", "key", "value")]
+        )
         out[dst + "attn.qkv.bias"] = np.concatenate([arrays[attn + p + ".bias"] for p in ("query", "key", "value")])
         pairs = {
-            "attn.proj": "attention.output.dense", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
-            "norm1": "norm1", "norm2": "norm2",
+            "attn.proj": "attention.output.dense",
+            "mlp.fc1": "mlp.fc1",
+            "mlp.fc2": "mlp.fc2",
+            "norm1": "norm1",
+            "norm2": "norm2",
         }
         for ours, theirs in pairs.items():
             out[f"{dst}{ours}.weight"] = arrays[f"{src}{theirs}.weight"]

@@ -60,8 +60,9 @@ def _rgb(gray: np.ndarray) -> Image.Image:
     return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
 
 
-def clutter_scene(digit: np.ndarray, others: list[np.ndarray], texture: np.ndarray, rng: np.random.Generator,
-                  size: int = 84) -> np.ndarray:
+def clutter_scene(
+    digit: np.ndarray, others: list[np.ndarray], texture: np.ndarray, rng: np.random.Generator, size: int = 84
+) -> np.ndarray:
     """A textured canvas with the target digit (28 px) at a random place and 4 fragments of other digits."""
     y0, x0 = rng.integers(0, texture.shape[0] - size), rng.integers(0, texture.shape[1] - size)
     canvas = (texture[y0 : y0 + size, x0 : x0 + size].astype(np.float32) * 0.45).copy()

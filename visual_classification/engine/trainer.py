@@ -52,8 +52,9 @@ def _eval_loader(dataset, cfg: CfgNode, batch: int, rank: int, world: int) -> Da
     if dataset is None:
         return None
     shard = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))  # no padding duplicates
-    return DataLoader(shard, batch_size=batch, shuffle=False, num_workers=cfg.DATA.NUM_WORKERS,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        shard, batch_size=batch, shuffle=False, num_workers=cfg.DATA.NUM_WORKERS, pin_memory=torch.cuda.is_available()
+    )
 
 
 def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int) -> Loaders:
@@ -61,29 +62,55 @@ def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int) -> Loader
         raise ValueError(f"DATA.BATCH_SIZE={cfg.DATA.BATCH_SIZE} is not divisible by the {world} processes")
     batch = cfg.DATA.BATCH_SIZE // world
     generator = torch.Generator()
-    sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED,
-                                 drop_last=world > 1)
-    train = DataLoader(data.train, batch_size=batch, sampler=sampler, num_workers=cfg.DATA.NUM_WORKERS,
-                       pin_memory=torch.cuda.is_available(), drop_last=False, generator=generator,
-                       persistent_workers=False)
-    return Loaders(train, _eval_loader(data.val, cfg, batch, rank, world),
-                   _eval_loader(data.test, cfg, batch, rank, world), generator)
+    sampler = DistributedSampler(
+        data.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED, drop_last=world > 1
+    )
+    train = DataLoader(
+        data.train,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=cfg.DATA.NUM_WORKERS,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+        generator=generator,
+        persistent_workers=False,
+    )
+    return Loaders(
+        train,
+        _eval_loader(data.val, cfg, batch, rank, world),
+        _eval_loader(data.test, cfg, batch, rank, world),
+        generator,
+    )
 
 
 class Trainer:
     """Runs ``SOLVER.TOTAL_EPOCH`` epochs of ``model`` on ``data``, writing everything into ``out``."""
 
-    def __init__(self, cfg: CfgNode, model: TransferModel, data: TaskData, out: Path, device: torch.device,
-                 rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        cfg: CfgNode,
+        model: TransferModel,
+        data: TaskData,
+        out: Path,
+        device: torch.device,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.cfg, self.data, self.out, self.device = cfg, data, out, device
         self.model = model.to(device)
-        self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-            if world > 1 else model
+        self.net = (
+            DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            if world > 1
+            else model
+        )
         self.loaders = build_loaders(data, cfg, rank, world)
         self.optimizer = build_optimizer(model, cfg)
         self.schedule = Schedule(self.optimizer, cfg, len(self.loaders.train))
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.AMP \
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.type == "cuda" and cfg.AMP
             else contextlib.nullcontext()
+        )
         self.start_epoch = 0
         self.best = {"val_top1": -math.inf, "epoch": -1}
 
@@ -123,8 +150,13 @@ class Trainer:
         self.loaders.train.sampler.set_epoch(epoch)
         self.loaders.train.generator.manual_seed(self.cfg.SEED * 1000 + epoch)
         total, count = 0.0, 0
-        bar = tqdm(self.loaders.train, desc=f"epoch {epoch + 1}/{self.cfg.SOLVER.TOTAL_EPOCH}", leave=False,
-                   disable=not is_main(), dynamic_ncols=True)
+        bar = tqdm(
+            self.loaders.train,
+            desc=f"epoch {epoch + 1}/{self.cfg.SOLVER.TOTAL_EPOCH}",
+            leave=False,
+            disable=not is_main(),
+            dynamic_ncols=True,
+        )
         for it, (images, labels) in enumerate(bar):
             lr_factor = self.schedule.apply(epoch, it)
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
@@ -147,8 +179,9 @@ class Trainer:
             total, count = total + loss.item() * len(labels), count + len(labels)
             bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{self.cfg.SOLVER.BASE_LR * lr_factor:.2e}")
             if (it + 1) % self.cfg.SOLVER.LOG_EVERY_N == 0:
-                logger.info("epoch %d iter %d/%d: loss %.4f", epoch + 1, it + 1, len(self.loaders.train),
-                            total / count)
+                logger.info(
+                    "epoch %d iter %d/%d: loss %.4f", epoch + 1, it + 1, len(self.loaders.train), total / count
+                )
         return all_reduce_mean(total / max(count, 1))
 
     @torch.no_grad()
@@ -175,8 +208,9 @@ class Trainer:
             if improved or (val is None and epoch == cfg.SOLVER.TOTAL_EPOCH - 1):
                 self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
             if is_main():
-                logger.info("epoch %d: train loss %.4f | val %s | test %s", epoch + 1, train_loss,
-                            _fmt(val), _fmt(test))
+                logger.info(
+                    "epoch %d: train loss %.4f | val %s | test %s", epoch + 1, train_loss, _fmt(val), _fmt(test)
+                )
                 rf.append_metrics(out, record)
                 if self.best["epoch"] == epoch:
                     save_adapter(self.model, out / rf.BEST, {**self.model.adapter_config(), "epoch": epoch})
