@@ -55,8 +55,11 @@ class DecoderLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.lora_a is None:
             return F.linear(x, self.weight)
-        # The low-rank path on its own: no gradient for the full C×C weight is ever formed.
-        return F.linear(x, self.weight) + self.lora_scale * F.linear(F.linear(x, self.lora_a), self.lora_b)
+        # The low-rank path on its own (no C×C weight gradient is formed), added in place.
+        flat = x.reshape(-1, x.shape[-1])
+        out = flat @ self.weight.t()
+        out.addmm_(flat @ self.lora_a.t(), self.lora_b.t(), alpha=self.lora_scale)
+        return out.view(*x.shape[:-1], out.shape[-1])
 
     def extra_repr(self) -> str:
         rank = 0 if self.lora_a is None else self.lora_a.shape[0]
