@@ -121,3 +121,27 @@ def test_fgvc_class_count_must_match(tmp_path):
     json.loads((tmp_path / "train.json").read_text())
     with pytest.raises(ValueError, match="has 3 classes, DATA.NUMBER_CLASSES is 5"):
         build_task_data(data_cfg(tmp_path, name="", classes=5), MEAN, STD)
+
+
+def test_prepare_vtab_split_and_label_rules_without_tensorflow():
+    import numpy as np
+
+    from visual_classification.data import prepare_vtab as pv
+
+    assert set(pv.RECIPES) == set(VTAB_TASKS)
+    assert pv.split_plan("cifar") == {
+        "train800": ("train[:800]", 800),
+        "val200": ("train[45000:]", 200),
+        "test": ("test", None),
+    }
+    assert pv.split_plan("eurosat")["test"] == ("train[80%:]", None)
+    assert pv.split_plan("smallnorb_ele")["val200"] == ("test", 200)
+    assert pv.clevr_count({"objects": {"size": [0] * 5}}) == 2
+    coords = np.array([[0, 0, 9.2], [0, 0, 12.0]])
+    assert pv.clevr_distance({"objects": {"pixel_coords": coords}}) == 3  # 9 < 9.2 <= 9.5
+    kitti = {"objects": {"location": np.array([[0, 0, 25.0], [0, 0, 5.0]]), "type": np.array([1, 4])}}
+    assert pv.kitti_distance(kitti) == 2  # the type-4 object at 5 m is not a vehicle
+    assert pv.kitti_distance({"objects": {"location": np.zeros((0, 3)), "type": np.array([])}}) == 3
+    assert pv.RECIPES["dsprites_loc"].label({"label_x_position": 31}) == 15
+    assert pv.RECIPES["dsprites_ori"].label({"label_orientation": 39}) == 15
+    assert pv.RECIPES["dsprites_ori"].label({"label_orientation": 3}) == 1

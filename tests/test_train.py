@@ -88,7 +88,9 @@ def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
     resumed = train(load_config("", interrupted))
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "epochs", "run")}  # noqa: E731
     assert strip(resumed) == strip(straight)
-    assert rf.read_metrics(tmp_path / "b") == rf.read_metrics(tmp_path / "a")
+    timing = ("train_images_per_s", "peak_mem_mib")
+    same = [[{k: v for k, v in r.items() if k not in timing} for r in rf.read_metrics(tmp_path / d)] for d in "ab"]
+    assert same[0] == same[1]  # losses equal to the last bit, epoch by epoch
 
 
 def test_finished_run_is_reported_and_a_different_config_refused(toy, tmp_path):

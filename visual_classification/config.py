@@ -37,6 +37,7 @@ _C.MODEL.TYPE = ""  # original's key, accepted for its command lines: vit_top_do
 _C.MODEL.SIZE = ""  # original's key: base | large picks vit_{base,large}_patch16_224 when BACKBONE is left at default
 _C.MODEL.DROP_PATH_RATE = 0.1  # stochastic depth, linear 0 -> rate over the blocks (active in both TOAST passes)
 _C.MODEL.MLP_NUM = 0  # hidden layers in the task head (0 = a single Linear, as in the original)
+_C.MODEL.HEAD_INIT = "original"  # original (kaiming fan_out, bias -4.6, as the paper's code) | trunc_normal (std 0.01)
 _C.MODEL.HEAD_DROPOUT = 0.1  # dropout after each hidden head layer (original: 0.1); unused when MLP_NUM = 0
 
 _C.MODEL.TOAST = CN()

@@ -115,6 +115,10 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     return results
 
 
+def _pct(value) -> str:
+    return "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", help="YAML config merged over the defaults")

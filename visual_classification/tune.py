@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -73,14 +74,17 @@ def select(results: dict[tuple[float, float], float]) -> tuple[float, float]:
     return max(results, key=lambda k: (results[k], -k[0], -k[1]))
 
 
-def tune(cfg: CfgNode, lrs: list[float], wds: list[float], seeds: list[int]) -> dict:
+def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[int]) -> dict:
+    """Grid, selection and final runs; with ``lrs=None`` the config's own lr and wd are used, untuned."""
     root = Path(cfg.OUTPUT_DIR)
     task = cfg.DATA.NAME or task_folder(cfg).name
     method = cfg.MODEL.TRANSFER_TYPE
     (tr, va, te), (ftr, fva, fte) = _splits(cfg)
     scale = cfg.DATA.BATCH_SIZE / 256
     scores: dict[tuple[float, float], float] = {}
-    for lr in lrs:
+    if lrs is None:  # fixed: the config's values, no grid and no batch scaling
+        scores[(cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY)] = math.nan
+    for lr in lrs or []:
         for wd in wds:
             lr_eff = lr * scale
             out = root / "val" / task / method / f"lr{_fmt(lr_eff)}_wd{_fmt(wd)}"
@@ -107,7 +111,7 @@ def tune(cfg: CfgNode, lrs: list[float], wds: list[float], seeds: list[int]) -> 
             "lr": best_lr,
             "wd": best_wd,
             "criterion": "last-epoch val top-1 of the tuning runs",
-            "grid": [{"lr": lr, "wd": wd, "val_top1": s} for (lr, wd), s in scores.items()],
+            "grid": [{"lr": lr, "wd": wd, "val_top1": s} for (lr, wd), s in scores.items()] if lrs else [],
         },
     )
     print(
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-file", default="")
     parser.add_argument("--grid-search-type", default="", help="original names: topdown | lora | prompt | finetune")
     parser.add_argument("--lrs", type=float, nargs="+", help="learning rates before batch scaling (default: grid)")
+    parser.add_argument("--fixed", action="store_true", help="no grid: the config's BASE_LR and WEIGHT_DECAY as given")
     parser.add_argument("--wds", type=float, nargs="+", default=WD_GRID, help="weight decays")
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="seeds of the final runs")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
@@ -150,9 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     method = cfg.MODEL.TRANSFER_TYPE
-    if args.lrs is None and method not in LR_GRIDS:
+    if not args.fixed and args.lrs is None and method not in LR_GRIDS:
         sys.exit(f"error: no learning-rate grid for {method!r}; pass --lrs")
-    result = tune(cfg, args.lrs or LR_GRIDS[method], args.wds, args.seeds)
+    lrs = None if args.fixed else (args.lrs or LR_GRIDS[method])
+    result = tune(cfg, lrs, args.wds, args.seeds)
     print(
         json.dumps(
             {"lr": result["lr"], "wd": result["wd"], "test_top1": [r["final_test_top1"] for r in result["final"]]}

@@ -25,10 +25,10 @@ def roc_auc(scores: torch.Tensor, positives: torch.Tensor) -> float:
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     logits, targets = logits.float(), targets.long()
     num_classes = logits.shape[1]
-    metrics = {"top1": 100.0 * (logits.argmax(1) == targets).float().mean().item()}
+    metrics = {"top1": 100.0 * (logits.argmax(1) == targets).double().mean().item()}
     if num_classes > 5:
         top5 = logits.topk(5, dim=1).indices
-        metrics["top5"] = 100.0 * (top5 == targets[:, None]).any(1).float().mean().item()
+        metrics["top5"] = 100.0 * (top5 == targets[:, None]).any(1).double().mean().item()
     if num_classes == 2:
         metrics["rocauc"] = 100.0 * roc_auc(logits.softmax(1)[:, 1], targets == 1)
     return metrics

@@ -27,7 +27,7 @@ from toast import save_adapter
 from ..data import TaskData
 from ..models import TransferModel
 from . import run_files as rf
-from .distributed import all_reduce_mean, barrier, gather_concat, is_main
+from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
 
@@ -149,7 +149,7 @@ class Trainer:
         self.net.train()
         self.loaders.train.sampler.set_epoch(epoch)
         self.loaders.train.generator.manual_seed(self.cfg.SEED * 1000 + epoch)
-        total, count = 0.0, 0
+        total, count, started = 0.0, 0, time.perf_counter()
         bar = tqdm(
             self.loaders.train,
             desc=f"epoch {epoch + 1}/{self.cfg.SOLVER.TOTAL_EPOCH}",
@@ -182,6 +182,7 @@ class Trainer:
                 logger.info(
                     "epoch %d iter %d/%d: loss %.4f", epoch + 1, it + 1, len(self.loaders.train), total / count
                 )
+        self.images_per_second = all_reduce_mean(count / (time.perf_counter() - started)) * dist_world()
         return all_reduce_mean(total / max(count, 1))
 
     @torch.no_grad()
@@ -203,7 +204,16 @@ class Trainer:
             train_loss = self.train_epoch(epoch)
             val, test = self.evaluate(self.loaders.val), self.evaluate(self.loaders.test)
             lr = self.optimizer.param_groups[0]["lr"]
-            record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "val": val, "test": test}
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "lr": lr,
+                "val": val,
+                "test": test,
+                "train_images_per_s": round(self.images_per_second, 1),
+            }
+            if self.device.type == "cuda":
+                record["peak_mem_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
             improved = val is not None and val["top1"] > self.best["val_top1"]
             if improved or (val is None and epoch == cfg.SOLVER.TOTAL_EPOCH - 1):
                 self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}

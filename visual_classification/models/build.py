@@ -74,7 +74,9 @@ def build_model(cfg: CfgNode) -> TransferModel:
             load_backbone_state(backbone, backbone_state, str(path))
         logger.info("loaded backbone weights from %s", path)
 
-    head = build_head(model_width(backbone), cfg.DATA.NUMBER_CLASSES, cfg.MODEL.MLP_NUM, cfg.MODEL.HEAD_DROPOUT)
+    head = build_head(
+        model_width(backbone), cfg.DATA.NUMBER_CLASSES, cfg.MODEL.MLP_NUM, cfg.MODEL.HEAD_DROPOUT, cfg.MODEL.HEAD_INIT
+    )
     model = method.build(backbone, head, cfg, name)
 
     top_down = getattr(model, "top_down", None)
