@@ -15,17 +15,16 @@ on CPU it is the process's peak resident set size (VmHWM), model and interpreter
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from timing import current_peak_mib, in_fresh_process, interleaved_medians  # noqa: E402
 
 from visual_classification.config import get_cfg  # noqa: E402
 from visual_classification.models import TRANSFER_METHODS, build_model  # noqa: E402
@@ -83,58 +82,25 @@ def _setup(args, transfer: str):
     return step, sum(p.numel() for p in params)
 
 
-def _timed(step, device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def _peak_memory(args, transfer: str, queue) -> None:
+def _peak_memory(args, transfer: str) -> float:
     """Runs in a fresh process: a few steps, then the peak memory they needed."""
     step, _ = _setup(args, transfer)
     for _ in range(2):
         step()
-    if args.device == "cuda":
-        queue.put(torch.cuda.max_memory_allocated() / 2**20)
-    else:  # VmHWM restarts at exec; ru_maxrss would carry the parent's peak over
-        status = Path("/proc/self/status").read_text()
-        queue.put(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
-
-
-def measure_memory(args, transfer: str) -> float:
-    queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=_peak_memory, args=(args, transfer, queue))
-    proc.start()
-    while proc.is_alive() and queue.empty():
-        time.sleep(0.5)
-    if queue.empty():
-        raise RuntimeError(f"measuring the memory of {transfer!r} failed (exit code {proc.exitcode})")
-    peak = queue.get()
-    proc.join()
-    return peak
+    return current_peak_mib(args.device)
 
 
 def run(args) -> list[tuple]:
-    """Times all methods in one process, interleaved step by step, so that drift hits them all alike."""
+    """Times all methods in one process, interleaved step by step; memory in a fresh process each."""
     names = [FLOOR, *args.types]
     setups = {name: _setup(args, name) for name in names}
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(args.warmup + args.iters):
-        for name in names:
-            seconds = _timed(setups[name][0], args.device)
-            if i >= args.warmup:
-                times[name].append(seconds)
-        print(f"  round {i + 1}/{args.warmup + args.iters} done", file=sys.stderr, flush=True)
+    medians = interleaved_medians({n: s[0] for n, s in setups.items()}, args.warmup, args.iters, args.device)
+    counts = {n: s[1] for n, s in setups.items()}
     del setups
     rows = []
     for name in names:
-        trainable = 0 if name == FLOOR else sum(p.numel() for p in _build(args, name).parameters() if p.requires_grad)
-        peak = measure_memory(args, name) if args.memory else float("nan")
-        rows.append((name, statistics.median(times[name]), peak, trainable))
+        peak = in_fresh_process(_peak_memory, args, name) if args.memory else float("nan")
+        rows.append((name, medians[name], peak, counts[name]))
     return rows
 
 

@@ -22,7 +22,7 @@ from .config import get_cfg
 from .data import build_task_data, task_num_classes
 from .engine import Trainer, seed_everything
 from .engine import run_files as rf
-from .engine.distributed import barrier, init_distributed, is_main, local_device
+from .engine.distributed import barrier, broadcast_object, init_distributed, is_main, local_device
 from .models import build_model
 
 logger = logging.getLogger("visual_classification.train")
@@ -70,8 +70,10 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     rank, world = init_distributed(device)
     out = Path(cfg.OUTPUT_DIR)
     config_text = cfg.dump()
-    status = rf.check_output_dir(out, config_text, overwrite) if out.exists() else "new"
-    barrier()
+    status = None
+    if is_main():  # one process decides (and, with --overwrite, clears the old files)
+        status = rf.check_output_dir(out, config_text, overwrite) if out.exists() else "new"
+    status = broadcast_object(status)
     if status == "finished":
         results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
         print(

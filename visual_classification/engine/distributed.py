@@ -44,6 +44,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_object(value):
+    """Rank 0's ``value`` on every rank."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_concat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenates each rank's tensor along dim 0 (ranks may hold different lengths)."""
     if not dist.is_initialized():

@@ -1,0 +1,35 @@
+"""Default configuration of the language sub-project (yacs), in the same style as the vision side."""
+
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+_C.OUTPUT_DIR = "./output/alpaca"  # where runs write the adapter, logs and results
+_C.SEED = 42  # seeds torch, numpy and python
+
+_C.MODEL = CN()
+_C.MODEL.NAME_OR_PATH = ""  # Hugging Face hub name or local folder of an AutoModelForCausalLM
+_C.MODEL.TRANSFER_TYPE = "toast"  # toast | toast-lite | lora | full
+_C.MODEL.DTYPE = "float32"  # float32 | bfloat16 | float16: the dtype the model is loaded in
+_C.MODEL.TOPDOWN_WEIGHTS = ""  # top-down init: an adapter folder or an original-release state dict file
+_C.MODEL.TRUST_REMOTE_CODE = False  # passed to from_pretrained; only for models you trust
+_C.MODEL.ATTN_IMPLEMENTATION = ""  # "" = transformers' default (sdpa); eager | sdpa | flash_attention_2
+
+_C.MODEL.TOAST = CN()
+_C.MODEL.TOAST.TRAIN = ["to_value", "prompt"]  # what trains: to_value (B_i), down (A_i), prompt (p), transform (T)
+_C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight: 0 in tuning (original), 1.0 in pre-tuning
+_C.MODEL.TOAST.RECON_SCALE = 10.0  # both operands divided by this (the original LLaMA's /10)
+_C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i
+_C.MODEL.TOAST.LITE_ALPHA = 1.0  # toast-lite: update scale = alpha / rank (loralib's alpha 1)
+
+_C.MODEL.LORA = CN()
+_C.MODEL.LORA.RANK = 4  # the original's LoRA baseline: rank 4 on q/k/v/o
+_C.MODEL.LORA.ALPHA = 1.0  # scale alpha / rank
+_C.MODEL.LORA.DROPOUT = 0.0
+_C.MODEL.LORA.TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def get_cfg() -> CN:
+    """A fresh copy of the defaults."""
+    return _C.clone()

@@ -1,0 +1,331 @@
+"""TOAST on any Hugging Face causal LM whose attention has a ``v_proj`` (LLaMA, Mistral, Qwen2, SmolLM2, ...).
+
+The model stays the library's own: TOAST is installed into it, as ``peft`` installs adapters. The decoder
+stack's ``forward`` runs twice: pass 1 reads the last layer's output *before* the final norm, the shared
+top-down module turns it into one signal per layer, and pass 2 runs with ``v = W_v(a + td_i)`` through
+hooks on each ``v_proj``. The causal-LM head, loss and ``generate`` are the library's. Each pass keeps its
+own KV cache: one ``DynamicCache`` holds 2L layers (pass 1 uses 0..L-1, pass 2 uses L..2L-1, as the
+original), and each pass sees a view of its half, so beam search and cache cropping act on both.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from types import MethodType
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
+from yacs.config import CfgNode
+
+from toast import (
+    ADAPTER_WEIGHTS,
+    TopDownModule,
+    ValueSteering,
+    convert_original_top_down,
+    is_original_top_down_key,
+    load_adapter,
+    load_top_down_state,
+    record_layers,
+    save_adapter,
+    value_proj_target,
+)
+from toast.two_pass import _first_tensor
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TRANSFER_TYPES = ("toast", "toast-lite", "lora", "full")
+TRAINABLE_PARTS = {"to_value", "down", "prompt", "transform"}
+
+
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    """``model.model.layers``, checked: every layer needs ``self_attn.v_proj`` as an ``nn.Linear``."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    name = type(model).__name__
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ValueError(f"{name} has no decoder stack at model.model.layers; TOAST needs a LLaMA-style causal LM")
+    for i, layer in enumerate(layers):
+        v_proj = getattr(getattr(layer, "self_attn", None), "v_proj", None)
+        if not isinstance(v_proj, nn.Linear):
+            raise ValueError(
+                f"{name} layer {i} has no self_attn.v_proj nn.Linear (found {type(v_proj).__name__}); TOAST steers "
+                "each layer's attention value through that projection (LLaMA, Mistral, Qwen2, SmolLM2 have it)"
+            )
+    return layers
+
+
+class TwoPassCache:
+    """Helpers for the 2L-layer cache: pass ``k`` works on layers ``k·L .. k·L + L - 1`` through a view."""
+
+    @staticmethod
+    def prepare(cache: DynamicCache, config, num_layers: int) -> DynamicCache:
+        if not isinstance(cache, DynamicCache):
+            raise TypeError(f"TOAST generation keeps its two caches in one DynamicCache, got {type(cache).__name__}")
+        if len(cache.layers) == 2 * num_layers:
+            return cache
+        if cache.get_seq_length() > 0:
+            raise ValueError(
+                f"this cache holds {len(cache.layers)} filled layers; a TOAST model needs {2 * num_layers} "
+                "(one set per pass): pass the cache its own forward returned"
+            )
+        fresh = DynamicCache(config=config).layers
+        if len(fresh) != num_layers:  # a config that does not describe its layers: plain growing layers
+            fresh = [DynamicLayer() for _ in range(num_layers)]
+        cache.layers = list(fresh) + [copy.deepcopy(layer) for layer in fresh]
+        cache.layer_class_to_replicate = None
+        return cache
+
+    @staticmethod
+    def view(cache: DynamicCache, index: int, num_layers: int) -> DynamicCache:
+        part = DynamicCache.__new__(DynamicCache)
+        part.__dict__.update(cache.__dict__)
+        part.layers = cache.layers[index * num_layers : (index + 1) * num_layers]
+        return part
+
+
+class ToastCausalLM(nn.Module):
+    """A causal LM with TOAST installed: ``forward`` and ``generate`` behave as the library's.
+
+    Args:
+        base: the Hugging Face causal LM (frozen by the transfer type, not here).
+        top_down: the shared top-down module (width = hidden size, one decoder per layer).
+        recon_coef: weight of ``Σ_i MSE(A_i(out_i)/s, in_i/s)`` added to the loss when labels are given.
+    """
+
+    def __init__(self, base: PreTrainedModel, top_down: TopDownModule, recon_coef: float = 0.0) -> None:
+        super().__init__()
+        layers = decoder_layers(base)
+        if top_down.num_layers != len(layers) or top_down.dim != base.config.hidden_size:
+            raise ValueError(
+                f"the top-down module ({top_down.num_layers} layers, width {top_down.dim}) does not fit "
+                f"{type(base).__name__} ({len(layers)} layers, hidden size {base.config.hidden_size})"
+            )
+        self.base = base
+        self.top_down = top_down
+        self.recon_coef = recon_coef
+        self.recon_loss: torch.Tensor | None = None
+        targets = [value_proj_target(f"model.layers.{i}.self_attn.v_proj", layer.self_attn.v_proj)
+                   for i, layer in enumerate(layers)]
+        self.steering = ValueSteering(top_down, targets, double_bias=False)
+        inner = base.model
+        inner.forward = MethodType(_make_two_pass_forward(self, type(inner).forward), inner)
+
+    # -- transformers-like surface ---------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.base.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def forward(self, *args, labels: torch.Tensor | None = None, **kwargs):
+        """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``."""
+        self.recon_loss = None
+        out = self.base(*args, labels=labels, **kwargs)
+        if self.recon_loss is not None and out.loss is not None:
+            out.loss = out.loss + self.recon_loss
+        return out
+
+    def generate(self, *args, **kwargs):
+        return self.base.generate(*args, **kwargs)
+
+    def _first_pass_needs_grad(self) -> bool:
+        return any(p.requires_grad for p in self.base.parameters())
+
+    # -- adapters --------------------------------------------------------------------------------------
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole top-down module (frozen parts too: a fresh A_i is random) and anything else that trains."""
+        tensors = {f"top_down.{n}": t for n, t in self.top_down.state_dict(keep_vars=True).items()}
+        tensors.update({f"base.{n}": p for n, p in self.base.named_parameters() if p.requires_grad})
+        return tensors
+
+    def adapter_config(self) -> dict:
+        return {
+            "base_model": self.base.config._name_or_path,
+            "model_type": self.base.config.model_type,
+            "num_layers": self.top_down.num_layers,
+            "hidden_size": self.top_down.dim,
+            "low_rank": self.top_down.decoders[0].down.lora_a is not None,
+        }
+
+    def save_adapter(self, directory: str | Path, **extra) -> Path:
+        return save_adapter(self, directory, {**self.adapter_config(), **extra})
+
+    def load_adapter(self, directory: str | Path) -> dict:
+        expect = {k: v for k, v in self.adapter_config().items() if k != "base_model"}
+        config = load_adapter(self, directory, expect=expect)
+        if config.get("base_model") != self.adapter_config()["base_model"]:
+            raise ValueError(
+                f"adapter {directory} was trained on {config.get('base_model')!r}, "
+                f"this model is {self.adapter_config()['base_model']!r}"
+            )
+        return config
+
+
+def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
+    """The decoder stack's forward, run twice with one cache half per pass and pass 2 steered."""
+
+    def forward(inner, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, **kwargs):
+        if getattr(inner, "gradient_checkpointing", False) and inner.training:
+            raise RuntimeError("gradient checkpointing with TOAST is not supported yet: the recomputed layers "
+                               "would miss the top-down signal")
+        layers = inner.layers
+        num_layers = len(layers)
+        if inputs_embeds is None:
+            inputs_embeds = inner.embed_tokens(input_ids)
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=inner.config)
+        views = [None, None]
+        if past_key_values is not None:
+            past_key_values = TwoPassCache.prepare(past_key_values, inner.config, num_layers)
+            views = [TwoPassCache.view(past_key_values, k, num_layers) for k in (0, 1)]
+        if position_ids is None:
+            seen = views[0].get_seq_length() if views[0] is not None else 0
+            position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + seen).unsqueeze(0)
+        common = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache, **kwargs)
+
+        captured = {}
+
+        def keep_last_output(module, args, output):
+            captured["z"] = _first_tensor(output)
+
+        handle = layers[-1].register_forward_hook(keep_last_output)
+        try:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and wrapper._first_pass_needs_grad()):
+                original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[0], **common)
+        finally:
+            handle.remove()
+        top_down = wrapper.top_down
+        chained = top_down.feedback(top_down.select(captured["z"]))
+        if wrapper.recon_coef and torch.is_grad_enabled():
+            with wrapper.steering.steer(chained), record_layers(list(layers)) as (ins, outs):
+                out = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common)
+            wrapper.recon_loss = wrapper.recon_coef * top_down.reconstruction_loss(ins, outs)
+        else:
+            with wrapper.steering.steer(chained):
+                out = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common)
+        if past_key_values is not None:
+            out.past_key_values = past_key_values
+        return out
+
+    return forward
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building from a config
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_cfg(cfg: CfgNode) -> None:
+    problems = []
+    if not cfg.MODEL.NAME_OR_PATH:
+        problems.append("MODEL.NAME_OR_PATH is empty (a hub name or a local model folder)")
+    if cfg.MODEL.TRANSFER_TYPE not in TRANSFER_TYPES:
+        problems.append(f"MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}; choose one of {list(TRANSFER_TYPES)}")
+    if cfg.MODEL.DTYPE not in DTYPES:
+        problems.append(f"MODEL.DTYPE={cfg.MODEL.DTYPE!r}; choose one of {list(DTYPES)}")
+    unknown = set(cfg.MODEL.TOAST.TRAIN) - TRAINABLE_PARTS
+    if unknown:
+        problems.append(f"MODEL.TOAST.TRAIN has {sorted(unknown)}; parts are {sorted(TRAINABLE_PARTS)}")
+    if problems:
+        raise ValueError("bad language config: " + "; ".join(problems))
+
+
+def load_base_model(cfg: CfgNode) -> PreTrainedModel:
+    kwargs = {"dtype": DTYPES[cfg.MODEL.DTYPE], "trust_remote_code": cfg.MODEL.TRUST_REMOTE_CODE}
+    if cfg.MODEL.ATTN_IMPLEMENTATION:
+        kwargs["attn_implementation"] = cfg.MODEL.ATTN_IMPLEMENTATION
+    return AutoModelForCausalLM.from_pretrained(cfg.MODEL.NAME_OR_PATH, **kwargs)
+
+
+def read_top_down_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
+    """Top-down tensors from an adapter folder or an original-release file (``model.decoders.*`` keys)."""
+    source = Path(path)
+    if source.is_dir():
+        from safetensors.torch import load_file
+
+        weights = source / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} is a folder without {ADAPTER_WEIGHTS}")
+        tensors = load_file(str(weights))
+        return {k[len("top_down.") :]: v for k, v in tensors.items()
+                if k.startswith("top_down.") and "lora_" not in k}, str(weights)
+    if not source.is_file():
+        raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} does not exist")
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    prefix = "model." if any(k.startswith("model.decoders.") for k in state) else ""
+    top_down = convert_original_top_down(state, prefix)
+    others = sum(1 for k in state if not is_original_top_down_key(k, prefix))
+    if others:
+        logger.info("%s: ignoring %d tensors that are not part of the top-down path", source, others)
+    if not top_down:
+        raise ValueError(f"{source} holds no top-down tensors (model.decoders.*, model.prompt, model.top_down_transform)")
+    return top_down, str(source)
+
+
+def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
+    """Installs TOAST (or TOAST-Lite) into ``base`` and sets the trainable tensors of ``cfg``."""
+    toast_cfg = cfg.MODEL.TOAST
+    top_down = TopDownModule(base.config.hidden_size, len(decoder_layers(base)), decoder_init="normal",
+                             recon_scale=toast_cfg.RECON_SCALE)
+    if cfg.MODEL.TOPDOWN_WEIGHTS:
+        state, source = read_top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
+        load_top_down_state(top_down, state, source)
+        logger.info("loaded the top-down path from %s", source)
+    lite = cfg.MODEL.TRANSFER_TYPE == "toast-lite"
+    if lite:
+        top_down.add_low_rank(toast_cfg.LITE_RANK, toast_cfg.LITE_ALPHA)
+    top_down.to(dtype=base.dtype, device=base.device)
+    model = ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF)
+    for p in base.parameters():
+        p.requires_grad_(False)
+    parts = set(toast_cfg.TRAIN)
+    for name, p in top_down.named_parameters():
+        part = name.split(".")[-2] if name.startswith("decoders.") else name
+        if lite and name.startswith("decoders."):
+            trains = "lora_" in name and part in parts
+        else:
+            trains = part in parts and "lora_" not in name
+        p.requires_grad_(trains)
+    return model
+
+
+def build_model(cfg: CfgNode) -> nn.Module:
+    """The configured model: a :class:`ToastCausalLM`, a ``peft`` LoRA model, or the full model."""
+    _check_cfg(cfg)
+    base = load_base_model(cfg)
+    transfer = cfg.MODEL.TRANSFER_TYPE
+    if transfer in ("toast", "toast-lite"):
+        model = attach_toast(base, cfg)
+    elif transfer == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = cfg.MODEL.LORA
+        model = get_peft_model(base, LoraConfig(r=lora.RANK, lora_alpha=lora.ALPHA, lora_dropout=lora.DROPOUT,
+                                                target_modules=list(lora.TARGETS), task_type="CAUSAL_LM"))
+    else:
+        model = base
+        for p in model.parameters():
+            p.requires_grad_(True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("model %s | transfer %s | trainable %s / %s parameters (%.2f%%)", cfg.MODEL.NAME_OR_PATH,
+                transfer, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model
+
+
+def build_tokenizer(cfg: CfgNode):
+    """The model's tokenizer; a missing pad token becomes the EOS token (no embedding resize)."""
+    tokenizer = AutoTokenizer.from_pretrained(cfg.MODEL.NAME_OR_PATH, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -1,0 +1,235 @@
+"""TOAST on Hugging Face causal LMs: exact computation, KV-cached generation, frozen weights, adapters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lm_helpers import tiny_base, tiny_toast
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from language_generation.config import get_cfg
+from language_generation.model import attach_toast
+
+
+def explicit_decoder(base, ids, signals=None):
+    """Every layer written out: RMSNorm, q/k/v with v = W_v(a + td_i) (+ b_v), RoPE, causal softmax, MLP."""
+    inner = base.model
+    h = inner.embed_tokens(ids)
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    cos, sin = inner.rotary_emb(h, positions)
+    outputs = []
+    for i, layer in enumerate(inner.layers):
+        attn = layer.self_attn
+        a = layer.input_layernorm(h)
+        b, t, _ = a.shape
+        value_input = a if signals is None else a + signals[i]
+        q = attn.q_proj(a).view(b, t, -1, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(a).view(b, t, -1, attn.head_dim).transpose(1, 2)
+        # W_v(a + td_i), plus b_v once for Qwen2: the library's own v_proj applied to the steered input
+        v = attn.v_proj(value_input).view(b, t, -1, attn.head_dim).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+        scores = q @ k.transpose(-1, -2) * attn.scaling
+        scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+        mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, -1)
+        h = h + attn.o_proj(mixed)
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+        outputs.append(h)
+    return h, outputs
+
+
+def reference_logits(model, ids):
+    base, td = model.base, model.top_down
+    z, _ = explicit_decoder(base, ids)  # before the final norm
+    mask = (F.normalize(z, dim=-1) @ F.normalize(td.prompt, dim=0)).clamp(0, 1).unsqueeze(-1)
+    u = (z * mask) @ td.transform
+    signals = [None] * td.num_layers
+    for i in reversed(range(td.num_layers)):
+        u = u @ td.decoders[i].down.effective_weight().T
+        signals[i] = u @ td.decoders[i].to_value.effective_weight().T
+    h, _ = explicit_decoder(base, ids, signals)
+    return base.lm_head(base.model.norm(h))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("transfer", ["toast", "toast-lite"])
+def test_logits_equal_explicit_recomputation(family, transfer):
+    model = tiny_toast(family, transfer=transfer).double()
+    ids = torch.randint(3, 96, (2, 9), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = reference_logits(model, ids)
+        got = model(ids).logits
+        plain = model.base.lm_head(model.base.model.norm(explicit_decoder(model.base, ids)[0]))
+    assert (expected - plain).abs().max() > 1e-2, "the signal must matter for this test to mean anything"
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_zero_b_gives_the_frozen_models_logits():
+    model = tiny_toast("qwen2")
+    reference = tiny_base("qwen2")
+    with torch.no_grad():
+        for decoder in model.top_down.decoders:
+            decoder.to_value.weight.zero_()
+        ids = torch.randint(3, 96, (2, 6))
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=0, rtol=0)
+
+
+def _left_padded_batch():
+    ids = torch.tensor([[0, 0, 0, 5, 17, 33, 8], [4, 9, 61, 12, 7, 40, 22]])
+    return ids, (ids != 0).long()
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_cached_greedy_generation_equals_full_recomputation(family):
+    model = tiny_toast(family, signal_scale=0.3)
+    ids, mask = _left_padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        cached = model.generate(ids, **kwargs)
+        full = model.generate(ids, use_cache=False, **kwargs)
+    assert torch.equal(cached, full)
+    assert cached.shape == (2, 7 + 12)
+
+
+def test_generation_is_steered_and_beam_search_keeps_both_caches_in_step():
+    model = tiny_toast("llama", signal_scale=0.3)
+    ids, mask = _left_padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0, num_beams=3)
+    with torch.no_grad():
+        beams = model.generate(ids, **kwargs)
+        assert torch.equal(beams, model.generate(ids, use_cache=False, **kwargs))
+        greedy = dict(attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0,
+                      return_dict_in_generate=True, output_scores=True)
+        steered = model.generate(ids, **greedy).scores[-1]
+        plain = tiny_base("llama").generate(ids, **greedy).scores[-1]
+    assert (steered - plain).abs().max() > 1e-3  # generation goes through the steered second pass
+
+
+def test_one_cache_holds_both_passes():
+    model = tiny_toast("llama")
+    with torch.no_grad():
+        out = model(torch.randint(3, 96, (1, 5)), use_cache=True)
+    assert len(out.past_key_values.layers) == 2 * 3
+    assert out.past_key_values.get_seq_length() == 5
+    second = out.past_key_values.layers[3].keys
+    first = out.past_key_values.layers[0].keys
+    assert second.shape == first.shape and torch.equal(second, first)  # keys are the same in both passes
+    assert not torch.equal(out.past_key_values.layers[4].values, out.past_key_values.layers[1].values)
+
+
+def test_training_step_changes_only_b_and_p():
+    model = tiny_toast("llama").train()
+    before = {n: t.detach().clone() for n, t in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"top_down.prompt"} | {f"top_down.decoders.{i}.to_value.weight" for i in range(3)}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.randint(3, 96, (2, 8))
+    model(ids, labels=ids).loss.backward()
+    optimizer.step()
+    for name, tensor in model.named_parameters():
+        changed = not torch.equal(before[name], tensor)
+        assert changed == (name in trainable), name
+
+
+def test_first_pass_records_no_graph():
+    model = tiny_toast("llama").train()
+    captured = []
+    handle = model.base.model.layers[-1].register_forward_hook(lambda m, a, o: captured.append(o))
+    model(torch.randint(3, 96, (1, 5)))
+    handle.remove()
+    assert captured[0].grad_fn is None and captured[1].grad_fn is not None
+
+
+def test_reconstruction_loss_joins_the_lm_loss():
+    model = tiny_toast("llama", RECON_COEF=1.0, TRAIN=["down", "to_value", "prompt"]).train()
+    ids = torch.randint(3, 96, (2, 8))
+    out = model(ids, labels=ids)
+    ce = F.cross_entropy(out.logits[:, :-1].reshape(-1, 96), ids[:, 1:].reshape(-1))
+    assert model.recon_loss is not None and model.recon_loss > 0
+    torch.testing.assert_close(out.loss, ce + model.recon_loss, rtol=1e-5, atol=1e-6)
+
+
+def test_adapter_round_trip_and_wrong_base(tmp_path):
+    model = tiny_toast("llama", seed=0)
+    model.save_adapter(tmp_path)
+    other = tiny_toast("llama", seed=9)
+    other.base.load_state_dict(model.base.state_dict())
+    other.load_adapter(tmp_path)
+    ids = torch.randint(3, 96, (2, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(other(ids).logits, model(ids).logits, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="model_type='llama'.*'qwen2'"):
+        tiny_toast("qwen2").load_adapter(tmp_path)
+
+
+def test_original_release_state_dict_loads(tmp_path, caplog):
+    source = tiny_toast("llama", seed=0)
+    state = {"model.embed_tokens.weight": torch.zeros(96, 32), "lm_head.weight": torch.zeros(96, 32)}
+    for i, decoder in enumerate(source.top_down.decoders):
+        state[f"model.decoders.{i}.linear.weight"] = decoder.down.weight.detach().clone()
+        state[f"model.decoders.{i}.linear2.weight"] = decoder.to_value.weight.detach().clone()
+    state["model.prompt"] = source.top_down.prompt.detach().clone()
+    state["model.top_down_transform"] = source.top_down.transform.detach().clone()
+    path = tmp_path / "topdown.bin"
+    torch.save(state, path)
+    cfg = get_cfg()
+    cfg.MODEL.TOPDOWN_WEIGHTS = str(path)
+    with caplog.at_level("INFO"):
+        loaded = attach_toast(tiny_base("llama"), cfg)
+    assert "ignoring 2 tensors" in caplog.text
+    for (name, a), b in zip(source.top_down.state_dict().items(), loaded.top_down.state_dict().values()):
+        assert torch.equal(a, b), name
+    state["model.decoders.1.linear2.weight"] = torch.zeros(32, 16)
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"decoders\.1\.to_value\.weight .*\(32, 16\).*\(32, 32\)"):
+        attach_toast(tiny_base("llama"), cfg)
+
+
+def test_a_model_without_v_proj_is_refused():
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel has no decoder stack at model.model.layers"):
+        attach_toast(gpt2, get_cfg())
+
+
+def test_sampling_runs_and_gradient_checkpointing_is_refused():
+    model = tiny_toast("llama")
+    ids, mask = _left_padded_batch()
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=True, top_k=10, pad_token_id=0)
+    assert out.shape == (2, 12)
+    model.base.gradient_checkpointing_enable()
+    model.train()
+    with pytest.raises(RuntimeError, match="gradient checkpointing with TOAST is not supported yet"):
+        model(ids)
+
+
+@pytest.mark.parametrize(("transfer", "trainable"), [("toast", 3 * 32 * 32 + 32), ("lora", 3 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))),
+                                                      ("full", None)])
+def test_build_model_from_a_local_folder(tmp_path, transfer, trainable):
+    from language_generation.model import build_model
+
+    tiny_base("llama").save_pretrained(tmp_path / "tiny")
+    cfg = get_cfg()
+    cfg.MODEL.NAME_OR_PATH = str(tmp_path / "tiny")
+    cfg.MODEL.TRANSFER_TYPE = transfer
+    model = build_model(cfg)
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable is None:
+        assert count == sum(p.numel() for p in model.parameters())
+    else:
+        assert count == trainable
+    ids = torch.randint(3, 96, (1, 4))
+    assert model(input_ids=ids).logits.shape == (1, 4, 96)
+
+
+def test_bad_language_config_lists_every_problem():
+    from language_generation.model import build_model
+
+    cfg = get_cfg()
+    cfg.MODEL.TRANSFER_TYPE = "prefix"
+    cfg.MODEL.TOAST.TRAIN = ["to_value", "gate"]
+    with pytest.raises(ValueError, match=r"NAME_OR_PATH is empty.*TRANSFER_TYPE='prefix'.*\['gate'\]"):
+        build_model(cfg)
