@@ -22,13 +22,13 @@ from transformers.cache_utils import DynamicLayer
 from yacs.config import CfgNode
 
 from toast import (
-    ADAPTER_WEIGHTS,
     TopDownModule,
     ValueSteering,
     convert_original_top_down,
     is_original_top_down_key,
     load_adapter,
     load_top_down_state,
+    read_adapter_top_down,
     record_layers,
     save_adapter,
     value_proj_target,
@@ -109,8 +109,10 @@ class ToastCausalLM(nn.Module):
         self.top_down = top_down
         self.recon_coef = recon_coef
         self.recon_loss: torch.Tensor | None = None
-        targets = [value_proj_target(f"model.layers.{i}.self_attn.v_proj", layer.self_attn.v_proj)
-                   for i, layer in enumerate(layers)]
+        targets = [
+            value_proj_target(f"model.layers.{i}.self_attn.v_proj", layer.self_attn.v_proj)
+            for i, layer in enumerate(layers)
+        ]
         self.steering = ValueSteering(top_down, targets, double_bias=False)
         inner = base.model
         inner.forward = MethodType(_make_two_pass_forward(self, type(inner).forward), inner)
@@ -171,11 +173,21 @@ class ToastCausalLM(nn.Module):
 def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
     """The decoder stack's forward, run twice with one cache half per pass and pass 2 steered."""
 
-    def forward(inner, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs):
+    def forward(
+        inner,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
+    ):
         if getattr(inner, "gradient_checkpointing", False) and inner.training:
-            raise RuntimeError("gradient checkpointing with TOAST is not supported yet: the recomputed layers "
-                               "would miss the top-down signal")
+            raise RuntimeError(
+                "gradient checkpointing with TOAST is not supported yet: the recomputed layers "
+                "would miss the top-down signal"
+            )
         layers = inner.layers
         num_layers = len(layers)
         if inputs_embeds is None:
@@ -249,14 +261,7 @@ def read_top_down_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
     """Top-down tensors from an adapter folder or an original-release file (``model.decoders.*`` keys)."""
     source = Path(path)
     if source.is_dir():
-        from safetensors.torch import load_file
-
-        weights = source / ADAPTER_WEIGHTS
-        if not weights.is_file():
-            raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} is a folder without {ADAPTER_WEIGHTS}")
-        tensors = load_file(str(weights))
-        return {k[len("top_down.") :]: v for k, v in tensors.items()
-                if k.startswith("top_down.") and "lora_" not in k}, str(weights)
+        return read_adapter_top_down(source)
     if not source.is_file():
         raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} does not exist")
     state = torch.load(source, map_location="cpu", weights_only=True)
@@ -268,15 +273,18 @@ def read_top_down_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
     if others:
         logger.info("%s: ignoring %d tensors that are not part of the top-down path", source, others)
     if not top_down:
-        raise ValueError(f"{source} holds no top-down tensors (model.decoders.*, model.prompt, model.top_down_transform)")
+        raise ValueError(
+            f"{source} holds no top-down tensors (model.decoders.*, model.prompt, model.top_down_transform)"
+        )
     return top_down, str(source)
 
 
 def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
     """Installs TOAST (or TOAST-Lite) into ``base`` and sets the trainable tensors of ``cfg``."""
     toast_cfg = cfg.MODEL.TOAST
-    top_down = TopDownModule(base.config.hidden_size, len(decoder_layers(base)), decoder_init="normal",
-                             recon_scale=toast_cfg.RECON_SCALE)
+    top_down = TopDownModule(
+        base.config.hidden_size, len(decoder_layers(base)), decoder_init="normal", recon_scale=toast_cfg.RECON_SCALE
+    )
     if cfg.MODEL.TOPDOWN_WEIGHTS:
         state, source = read_top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
         load_top_down_state(top_down, state, source)
@@ -310,16 +318,30 @@ def build_model(cfg: CfgNode) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
         lora = cfg.MODEL.LORA
-        model = get_peft_model(base, LoraConfig(r=lora.RANK, lora_alpha=lora.ALPHA, lora_dropout=lora.DROPOUT,
-                                                target_modules=list(lora.TARGETS), task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            base,
+            LoraConfig(
+                r=lora.RANK,
+                lora_alpha=lora.ALPHA,
+                lora_dropout=lora.DROPOUT,
+                target_modules=list(lora.TARGETS),
+                task_type="CAUSAL_LM",
+            ),
+        )
     else:
         model = base
         for p in model.parameters():
             p.requires_grad_(True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    logger.info("model %s | transfer %s | trainable %s / %s parameters (%.2f%%)", cfg.MODEL.NAME_OR_PATH,
-                transfer, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    logger.info(
+        "model %s | transfer %s | trainable %s / %s parameters (%.2f%%)",
+        cfg.MODEL.NAME_OR_PATH,
+        transfer,
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+    )
     return model
 
 

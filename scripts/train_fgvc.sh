@@ -35,7 +35,6 @@ declare -A FOLDER=([cub]=CUB_200_2011 [nabirds]=nabirds [oxfordflowers]=OxfordFl
                    [stanforddogs]=Stanford-dogs [stanfordcars]=Stanford-cars)
 METHOD="${METHOD:-toast}"
 OUTPUT_DIR="${OUTPUT_DIR:-output/fgvc}"
-NPROC="${NPROC:-1}"
 read -r -a seeds <<< "${SEEDS:-42 44 82 100 800}"
 
 datasets=()
@@ -43,14 +42,8 @@ while [[ $# -gt 0 && "$1" =~ ^[a-z]+$ ]]; do datasets+=("$1"); shift; done
 overrides=("$@")
 [[ ${#datasets[@]} -gt 0 ]] || datasets=(cub nabirds oxfordflowers stanforddogs stanfordcars)
 
-model_opts=(MODEL.TRANSFER_TYPE "$METHOD")
-[[ -n "${BACKBONE:-}" ]] && model_opts+=(MODEL.BACKBONE "$BACKBONE")
-[[ -n "${MODEL_ROOT:-}" ]] && model_opts+=(MODEL.MODEL_ROOT "$MODEL_ROOT" MODEL.PRETRAINED False)
-if [[ "$NPROC" -gt 1 ]]; then
-  launch=(torchrun --nproc_per_node="$NPROC" -m visual_classification.tune)
-else
-  launch=(python -m visual_classification.tune)
-fi
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 for name in "${datasets[@]}"; do
   config="configs/fgvc/${name}.yaml"

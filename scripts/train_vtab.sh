@@ -32,7 +32,6 @@ fi
 
 METHOD="${METHOD:-toast}"
 OUTPUT_DIR="${OUTPUT_DIR:-output/vtab}"
-NPROC="${NPROC:-1}"
 
 tasks=()
 while [[ $# -gt 0 && "$1" =~ ^[a-z0-9_]+$ ]]; do tasks+=("$1"); shift; done
@@ -44,15 +43,8 @@ if [[ ${#tasks[@]} -eq 0 ]]; then
   done
 fi
 
-model_opts=(MODEL.TRANSFER_TYPE "$METHOD")
-[[ -n "${BACKBONE:-}" ]] && model_opts+=(MODEL.BACKBONE "$BACKBONE")
-[[ -n "${MODEL_ROOT:-}" ]] && model_opts+=(MODEL.MODEL_ROOT "$MODEL_ROOT" MODEL.PRETRAINED False)
-
-if [[ "$NPROC" -gt 1 ]]; then
-  launch=(torchrun --nproc_per_node="$NPROC" -m visual_classification.tune)
-else
-  launch=(python -m visual_classification.tune)
-fi
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 for task in "${tasks[@]}"; do
   config="configs/vtab/${task}.yaml"

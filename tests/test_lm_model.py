@@ -101,8 +101,14 @@ def test_generation_is_steered_and_beam_search_keeps_both_caches_in_step():
     with torch.no_grad():
         beams = model.generate(ids, **kwargs)
         assert torch.equal(beams, model.generate(ids, use_cache=False, **kwargs))
-        greedy = dict(attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0,
-                      return_dict_in_generate=True, output_scores=True)
+        greedy = dict(
+            attention_mask=mask,
+            max_new_tokens=4,
+            do_sample=False,
+            pad_token_id=0,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
         steered = model.generate(ids, **greedy).scores[-1]
         plain = tiny_base("llama").generate(ids, **greedy).scores[-1]
     assert (steered - plain).abs().max() > 1e-3  # generation goes through the steered second pass
@@ -206,8 +212,10 @@ def test_sampling_runs_and_gradient_checkpointing_is_refused():
         model(ids)
 
 
-@pytest.mark.parametrize(("transfer", "trainable"), [("toast", 3 * 32 * 32 + 32), ("lora", 3 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))),
-                                                      ("full", None)])
+@pytest.mark.parametrize(
+    ("transfer", "trainable"),
+    [("toast", 3 * 32 * 32 + 32), ("lora", 3 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))), ("full", None)],
+)
 def test_build_model_from_a_local_folder(tmp_path, transfer, trainable):
     from language_generation.model import build_model
 

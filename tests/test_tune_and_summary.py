@@ -86,3 +86,26 @@ def test_every_shipped_config_loads(path):
         assert cfg.DATA.NAME == Path(path).stem and cfg.DATA.NUMBER_CLASSES > 0 and cfg.SOLVER.TOTAL_EPOCH == 100
     if "/fgvc/" in path and not path.endswith("base.yaml"):
         assert cfg.DATA.FORMAT == "fgvc" and cfg.SOLVER.BASE_LR in (0.03, 0.01, 0.02)
+
+
+@pytest.mark.parametrize("script", ["train_vtab.sh", "train_fgvc.sh", "gpu_check.sh"])
+def test_scripts_print_usage(script):
+    import subprocess
+
+    out = subprocess.run(["bash", str(REPO / "scripts" / script), "-h"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("usage:")
+
+
+def test_train_vtab_names_an_unknown_task(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "VTAB_ROOT": str(tmp_path)}
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts/train_vtab.sh"), "not_a_task"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert out.returncode == 2 and "unknown task 'not_a_task': no configs/vtab/not_a_task.yaml" in out.stderr

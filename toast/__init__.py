@@ -12,6 +12,7 @@ from .adapter import (
     load_adapter,
     load_top_down_state,
     read_adapter_config,
+    read_adapter_top_down,
     save_adapter,
 )
 from .steering import ValueSteering, ValueTarget, fused_qkv_target, value_proj_target
@@ -33,6 +34,7 @@ __all__ = [
     "load_adapter",
     "load_top_down_state",
     "read_adapter_config",
+    "read_adapter_top_down",
     "record_layers",
     "run_two_passes",
     "save_adapter",

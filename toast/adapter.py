@@ -68,6 +68,22 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def read_adapter_top_down(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
+    """The top-down module's base tensors (``top_down.*``, low-rank updates left out) from an adapter folder.
+
+    Used to start a run from another run's (e.g. a pre-tuning run's) top-down path.
+    """
+    weights = Path(directory) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory} is a folder without {ADAPTER_WEIGHTS}")
+    prefix = "top_down."
+    tensors = load_file(str(weights))
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and "lora_" not in k}
+    if not state:
+        raise ValueError(f"{weights} holds no top-down tensors (top_down.*)")
+    return state, str(weights)
+
+
 def load_adapter(
     model: AdapterModel, directory: str | os.PathLike, expect: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

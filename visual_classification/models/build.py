@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from safetensors.torch import load_file
 from yacs.config import CfgNode
 
-from toast import ADAPTER_WEIGHTS, convert_original_top_down, load_top_down_state
+from toast import convert_original_top_down, load_top_down_state, read_adapter_top_down
 
 from .backbone import backbone_name, create_backbone, model_width
 from .head import build_head
@@ -34,14 +33,7 @@ def _top_down_weights(path: str) -> tuple[dict, str]:
     """Top-down tensors from an adapter folder (``top_down.*``) or an original-format file."""
     source = Path(path)
     if source.is_dir():
-        weights = source / ADAPTER_WEIGHTS
-        if not weights.is_file():
-            raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} is a folder without {ADAPTER_WEIGHTS}")
-        tensors = load_file(str(weights))
-        state = {
-            k[len("top_down.") :]: v for k, v in tensors.items() if k.startswith("top_down.") and "lora_" not in k
-        }
-        return state, str(weights)
+        return read_adapter_top_down(source)
     state = convert_original_top_down(read_state_dict(source))
     if not state:
         raise ValueError(
