@@ -29,6 +29,14 @@ _C.MODEL.LORA.ALPHA = 1.0  # scale alpha / rank
 _C.MODEL.LORA.DROPOUT = 0.0
 _C.MODEL.LORA.TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
+_C.DATA = CN()
+_C.DATA.PATH = ""  # a JSON/JSONL/.txt file, a folder of them, or a hub dataset name (train split)
+_C.DATA.FORMAT = "alpaca"  # alpaca | sharegpt | text (raw documents for pre-tuning)
+_C.DATA.MAX_LENGTH = 512  # tokens per example (alpaca, sharegpt)
+_C.DATA.TOO_LONG = "truncate"  # truncate | drop | raise, for longer examples (the count is logged)
+_C.DATA.BLOCK_SIZE = 512  # tokens per block for DATA.FORMAT text (the original pre-tuning used 512)
+_C.DATA.EVAL_FRACTION = 0.02  # held-out share for eval loss / perplexity (seeded); 0 = none
+
 
 def get_cfg() -> CN:
     """A fresh copy of the defaults."""

@@ -1,0 +1,118 @@
+"""Instruction data: templates, masking, length policy, raw-text blocks, and the errors bad data gets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import PreTrainedTokenizerFast
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from language_generation.config import get_cfg
+from language_generation.data import (
+    ALPACA_PROMPTS,
+    IGNORE_INDEX,
+    alpaca_prompt,
+    build_datasets,
+    describe_example,
+    sharegpt_example,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A word-level tokenizer over a small vocabulary, built offline."""
+    words = ("below is an instruction that describes a task paired with input provides further context write "
+             "response appropriately completes the request ### instruction: input: response: add 2 and 3 5 "
+             "hello world say hi user: assistant: chat between curious user artificial intelligence assistant "
+             "gives helpful detailed polite answers to user's questions . , ? ! 1 4 6 7 8 9 0").split()
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(dict.fromkeys(words))}}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+def write(tmp_path, records, name="data.json"):
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_text("\n".join(json.dumps(r) for r in records))
+    else:
+        path.write_text(json.dumps(records))
+    return path
+
+
+def cfg_for(path, **data):
+    cfg = get_cfg()
+    cfg.DATA.PATH = str(path)
+    cfg.DATA.EVAL_FRACTION = 0.0
+    for key, value in data.items():
+        setattr(cfg.DATA, key, value)
+    return cfg
+
+
+def test_alpaca_templates():
+    assert alpaca_prompt({"instruction": "say hi", "input": ""}) == ALPACA_PROMPTS["prompt_no_input"].format(
+        instruction="say hi")
+    assert "### Input:\nworld" in alpaca_prompt({"instruction": "say hi", "input": "world"})
+
+
+def test_only_the_response_and_eos_take_loss(tmp_path, tokenizer):
+    path = write(tmp_path, [{"instruction": "add 2 and 3", "input": "", "output": "5"}])
+    train, held_out = build_datasets(cfg_for(path), tokenizer)
+    example = train[0]
+    supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == "5 </s>" and held_out is None
+    assert tokenizer.decode(example["input_ids"][:2]) == "below is"  # this tokenizer adds no BOS
+    assert describe_example(example, tokenizer).endswith("]5</s>")
+
+
+def test_sharegpt_supervises_assistant_turns_only(tokenizer):
+    record = {"conversations": [{"from": "human", "value": "say hi"}, {"from": "gpt", "value": "hi !"},
+                                {"from": "human", "value": "add 2 and 3"}, {"from": "gpt", "value": "5"}]}
+    example = sharegpt_example(record, tokenizer)
+    supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == "hi ! </s> 5 </s>"
+
+
+@pytest.mark.parametrize(("policy", "count"), [("truncate", 2), ("drop", 1)])
+def test_length_policy(tmp_path, tokenizer, policy, count, caplog):
+    records = [{"instruction": "say hi", "output": "hi"}, {"instruction": "say hi", "output": "hello " * 60}]
+    with caplog.at_level("INFO"):
+        train, _ = build_datasets(cfg_for(write(tmp_path, records), MAX_LENGTH=40, TOO_LONG=policy), tokenizer)
+    assert len(train) == count and all(len(e) <= 40 for e in train["input_ids"])
+    assert "1 of 2 examples are longer than DATA.MAX_LENGTH=40" in caplog.text
+    with pytest.raises(ValueError, match="DATA.TOO_LONG raise"):
+        build_datasets(cfg_for(write(tmp_path, records), MAX_LENGTH=40, TOO_LONG="raise"), tokenizer)
+
+
+def test_text_blocks_and_held_out_split(tmp_path, tokenizer):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(["hello world . say hi !"] * 30))
+    train, held_out = build_datasets(cfg_for(path, FORMAT="text", BLOCK_SIZE=16, EVAL_FRACTION=0.25), tokenizer)
+    assert all(len(ids) == 16 for ids in train["input_ids"]) and train[0]["labels"] == train[0]["input_ids"]
+    assert len(held_out) == round((len(train) + len(held_out)) * 0.25)
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "pattern"),
+    [
+        ('[{"instruction": "a", "output": "b"}, {"instruction": ', "bad.json", r"bad.json: not valid JSON at line 1"),
+        ('{"instruction": "a", "output": "b"}\n{oops}', "bad.jsonl", r"bad.jsonl:2: not valid JSON"),
+        ('[{"instruction": "a", "output": "b"}, 7]', "rec.json", r"rec.json: record 1 is a int"),
+        ('[{"instruction": "a", "output": "b"}, {"instruction": "c"}]', "miss.json", r"record 1 lacks \['output'\]"),
+        ('{"instruction": "a"}', "obj.json", r"expected a JSON list of records, got dict"),
+    ],
+)
+def test_bad_data_is_named(tmp_path, tokenizer, content, name, pattern):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=pattern):
+        build_datasets(cfg_for(path), tokenizer)
+
+
+def test_nothing_left_after_filtering_is_an_error(tmp_path, tokenizer):
+    path = write(tmp_path, [{"instruction": "say hi", "output": "hello " * 60}])
+    with pytest.raises(ValueError, match="no training examples left"):
+        build_datasets(cfg_for(path, MAX_LENGTH=10, TOO_LONG="drop"), tokenizer)
