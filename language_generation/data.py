@@ -133,11 +133,18 @@ def apply_length_policy(examples: list[dict], max_length: int, policy: str) -> l
         raise ValueError(f"DATA.TOO_LONG must be one of {TOO_LONG}, got {policy!r}")
     long = [i for i, e in enumerate(examples) if len(e["input_ids"]) > max_length]
     if long:
-        logger.info("%d of %d examples are longer than DATA.MAX_LENGTH=%d: %s", len(long), len(examples),
-                    max_length, {"truncate": "truncated", "drop": "dropped", "raise": "stopping"}[policy])
+        logger.info(
+            "%d of %d examples are longer than DATA.MAX_LENGTH=%d: %s",
+            len(long),
+            len(examples),
+            max_length,
+            {"truncate": "truncated", "drop": "dropped", "raise": "stopping"}[policy],
+        )
     if long and policy == "raise":
-        raise ValueError(f"example {long[0]} has {len(examples[long[0]]['input_ids'])} tokens, "
-                         f"DATA.MAX_LENGTH is {max_length} (DATA.TOO_LONG raise)")
+        raise ValueError(
+            f"example {long[0]} has {len(examples[long[0]]['input_ids'])} tokens, "
+            f"DATA.MAX_LENGTH is {max_length} (DATA.TOO_LONG raise)"
+        )
     if policy == "drop":
         return [e for e in examples if len(e["input_ids"]) <= max_length]
     return [{k: v[:max_length] for k, v in e.items()} for e in examples]
@@ -149,8 +156,10 @@ def text_blocks(records: list[dict], tokenizer, block_size: int) -> list[dict]:
     for record in records:
         stream += tokenizer(record["text"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     usable = len(stream) // block_size * block_size
-    return [{"input_ids": stream[i : i + block_size], "labels": stream[i : i + block_size]}
-            for i in range(0, usable, block_size)]
+    return [
+        {"input_ids": stream[i : i + block_size], "labels": stream[i : i + block_size]}
+        for i in range(0, usable, block_size)
+    ]
 
 
 def describe_example(example: dict, tokenizer) -> str:

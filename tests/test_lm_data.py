@@ -22,10 +22,12 @@ from language_generation.data import (
 @pytest.fixture(scope="module")
 def tokenizer():
     """A word-level tokenizer over a small vocabulary, built offline."""
-    words = ("below is an instruction that describes a task paired with input provides further context write "
-             "response appropriately completes the request ### instruction: input: response: add 2 and 3 5 "
-             "hello world say hi user: assistant: chat between curious user artificial intelligence assistant "
-             "gives helpful detailed polite answers to user's questions . , ? ! 1 4 6 7 8 9 0").split()
+    words = (
+        "below is an instruction that describes a task paired with input provides further context write "
+        "response appropriately completes the request ### instruction: input: response: add 2 and 3 5 "
+        "hello world say hi user: assistant: chat between curious user artificial intelligence assistant "
+        "gives helpful detailed polite answers to user's questions . , ? ! 1 4 6 7 8 9 0"
+    ).split()
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(dict.fromkeys(words))}}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -54,7 +56,8 @@ def cfg_for(path, **data):
 
 def test_alpaca_templates():
     assert alpaca_prompt({"instruction": "say hi", "input": ""}) == ALPACA_PROMPTS["prompt_no_input"].format(
-        instruction="say hi")
+        instruction="say hi"
+    )
     assert "### Input:\nworld" in alpaca_prompt({"instruction": "say hi", "input": "world"})
 
 
@@ -64,13 +67,19 @@ def test_only_the_response_and_eos_take_loss(tmp_path, tokenizer):
     example = train[0]
     supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
     assert tokenizer.decode(supervised) == "5 </s>" and held_out is None
-    assert tokenizer.decode(example["input_ids"][:2]) == "below is"  # this tokenizer adds no BOS
+    assert example["input_ids"][0] != tokenizer.bos_token_id  # this tokenizer puts nothing in front
     assert describe_example(example, tokenizer).endswith("]5</s>")
 
 
 def test_sharegpt_supervises_assistant_turns_only(tokenizer):
-    record = {"conversations": [{"from": "human", "value": "say hi"}, {"from": "gpt", "value": "hi !"},
-                                {"from": "human", "value": "add 2 and 3"}, {"from": "gpt", "value": "5"}]}
+    record = {
+        "conversations": [
+            {"from": "human", "value": "say hi"},
+            {"from": "gpt", "value": "hi !"},
+            {"from": "human", "value": "add 2 and 3"},
+            {"from": "gpt", "value": "5"},
+        ]
+    }
     example = sharegpt_example(record, tokenizer)
     supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
     assert tokenizer.decode(supervised) == "hi ! </s> 5 </s>"
