@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from transformers import PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 from language_generation.config import get_cfg
 from language_generation.data import (
