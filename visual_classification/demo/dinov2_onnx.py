@@ -108,7 +108,7 @@ def convert(path: Path) -> dict[str, torch.Tensor]:
             out[f"{dst}{ours}.bias"] = arrays[f"{src}{theirs}.bias"]
         out[dst + "ls1.gamma"] = arrays[src + "layer_scale1.lambda1"]
         out[dst + "ls2.gamma"] = arrays[src + "layer_scale2.lambda1"]
-    return {k: torch.from_numpy(np.array(v, dtype=np.float32, copy=True)) for k, v in out.items()}
+    return {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C", copy=True)) for k, v in out.items()}
 
 
 def cached_weights(cache_dir: Path) -> Path:
