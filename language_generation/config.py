@@ -38,6 +38,43 @@ _C.DATA.BLOCK_SIZE = 512  # tokens per block for DATA.FORMAT text (the original 
 _C.DATA.EVAL_FRACTION = 0.02  # held-out share for eval loss / perplexity (seeded); 0 = none
 
 
+def training_arguments_defaults() -> CN:
+    """Every ``transformers.TrainingArguments`` field as ``TRAIN.<FIELD>`` (upper case), with its default."""
+    import dataclasses
+    import enum
+
+    from transformers import TrainingArguments
+
+    node = CN()
+    for field in dataclasses.fields(TrainingArguments):
+        if not field.init or field.name == "output_dir":
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        if isinstance(default, enum.Enum):
+            default = default.value
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            default = None  # numbers: None means transformers' own default; 500 or 0.5 both pass yacs' check
+        if isinstance(default, (str, int, float, bool, type(None), list, tuple)):
+            node[field.name.upper()] = default
+    return node
+
+
+# TrainingArguments, settable as TRAIN.<FIELD> (e.g. TRAIN.MAX_STEPS 100, TRAIN.LEARNING_RATE 2e-5); the
+# output folder is OUTPUT_DIR. A numeric field left at None keeps transformers' default. A few defaults
+# differ from transformers' to suit TOAST tuning:
+_C.TRAIN = training_arguments_defaults()
+_C.TRAIN.REMOVE_UNUSED_COLUMNS = False  # the dataset holds exactly input_ids and labels
+_C.TRAIN.REPORT_TO = "none"  # no experiment tracker unless asked for
+_C.TRAIN.SAVE_STRATEGY = "steps"
+_C.TRAIN.SAVE_TOTAL_LIMIT = 2
+_C.TRAIN.LOGGING_STEPS = 10
+
+
 def get_cfg() -> CN:
     """A fresh copy of the defaults."""
     return _C.clone()

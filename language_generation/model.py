@@ -126,10 +126,10 @@ class ToastCausalLM(nn.Module):
     def device(self) -> torch.device:
         return self.base.device
 
-    def forward(self, *args, labels: torch.Tensor | None = None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, labels: torch.Tensor | None = None, **kwargs):
         """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``."""
         self.recon_loss = None
-        out = self.base(*args, labels=labels, **kwargs)
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if self.recon_loss is not None and out.loss is not None:
             out.loss = out.loss + self.recon_loss
         return out

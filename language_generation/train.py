@@ -1,0 +1,130 @@
+"""TOAST-tune a causal LM on instruction data through the Hugging Face ``Trainer``.
+
+    python -m language_generation.train --config-file configs/alpaca/llama7b_toast.yaml \\
+        MODEL.NAME_OR_PATH meta-llama/Llama-2-7b-hf DATA.PATH alpaca_data.json OUTPUT_DIR output/alpaca
+    torchrun --nproc_per_node=4 -m language_generation.train ... TRAIN.BF16 True TRAIN.FSDP "full_shard auto_wrap"
+
+Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets the adapter (TOAST), the peft
+adapter (LoRA) or the model (full), the tokenizer, ``config.yaml``, ``trainer_state.json`` and
+``results.json``; re-running resumes from the last ``checkpoint-*`` folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+from yacs.config import CfgNode
+
+from toast.files import atomic_write_text
+
+from .config import get_cfg, training_arguments_defaults
+from .data import IGNORE_INDEX, build_datasets
+from .model import ToastCausalLM, build_model, build_tokenizer
+
+
+def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
+    """Defaults ← YAML file ← ``KEY VALUE`` pairs; unknown keys (also ``TRAIN.*``) are named."""
+    cfg = get_cfg()
+    try:
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"config file {config_file} does not exist")
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(opts)
+    except (KeyError, AssertionError) as err:
+        raise ValueError(f"{config_file or 'command line'}: {err}") from err
+    cfg.freeze()
+    return cfg
+
+
+def training_arguments(cfg: CfgNode) -> TrainingArguments:
+    """``TrainingArguments`` from the fields of ``cfg.TRAIN`` that differ from transformers' defaults."""
+    library = training_arguments_defaults()
+    kwargs = {key.lower(): value for key, value in cfg.TRAIN.items() if value != library[key]}
+    kwargs.setdefault("seed", cfg.SEED)
+    return TrainingArguments(output_dir=cfg.OUTPUT_DIR, **kwargs)
+
+
+class ToastTrainer(Trainer):
+    """Saves and resumes a TOAST model as its adapter only (the base model is never copied)."""
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        if not isinstance(model, ToastCausalLM):
+            return super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        model.save_adapter(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        target = model or self.model
+        if isinstance(target, ToastCausalLM):
+            target.load_adapter(resume_from_checkpoint)
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+
+def train(cfg: CfgNode) -> dict:
+    out = Path(cfg.OUTPUT_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", cfg.dump())
+    args = training_arguments(cfg)
+    tokenizer = build_tokenizer(cfg)
+    model = build_model(cfg)
+    train_set, eval_set = build_datasets(cfg, tokenizer)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    trainer = ToastTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(out))
+    trainer.save_state()
+    results = {
+        "train_loss": result.training_loss,
+        "global_step": result.global_step,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "seconds": round(time.time() - start, 1),
+        "resumed_from": last,
+    }
+    if eval_set is not None:
+        metrics = trainer.evaluate()
+        results["eval_loss"] = metrics["eval_loss"]
+        results["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
+    if trainer.is_world_process_zero():
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. TRAIN.MAX_STEPS 100")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config_file, args.opts)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    print(json.dumps(train(cfg), indent=2))
+
+
+if __name__ == "__main__":
+    main()

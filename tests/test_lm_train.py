@@ -1,0 +1,124 @@
+"""The language training entry point through the Hugging Face Trainer, on a tiny local model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lm_helpers import tiny_base
+from test_lm_data import tokenizer  # noqa: F401  (fixture)
+
+from language_generation.train import load_config, train
+
+
+@pytest.fixture
+def local_model(tmp_path, tokenizer):  # noqa: F811
+    folder = tmp_path / "tiny-llama"
+    base = tiny_base("llama")
+    base.resize_token_embeddings(len(tokenizer))
+    base.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    data = tmp_path / "alpaca.json"
+    data.write_text(
+        json.dumps(
+            [
+                {"instruction": "add 2 and 3", "input": "", "output": "5"},
+                {"instruction": "say hi", "input": "", "output": "hi !"},
+            ]
+            * 8
+        )
+    )
+    return folder, data
+
+
+def opts(folder, data, out, steps):
+    return [
+        "MODEL.NAME_OR_PATH",
+        str(folder),
+        "DATA.PATH",
+        str(data),
+        "DATA.EVAL_FRACTION",
+        "0.25",
+        "OUTPUT_DIR",
+        str(out),
+        "TRAIN.MAX_STEPS",
+        str(steps),
+        "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE",
+        "4",
+        "TRAIN.LEARNING_RATE",
+        "0.01",
+        "TRAIN.SAVE_STEPS",
+        "2",
+        "TRAIN.LOGGING_STEPS",
+        "1",
+        "TRAIN.USE_CPU",
+        "True",
+    ]
+
+
+def test_toast_training_writes_the_adapter_and_resumes(local_model, tmp_path):
+    folder, data = local_model
+    out = tmp_path / "run"
+    first = train(load_config("", opts(folder, data, out, 2)))
+    assert first["global_step"] == 2 and first["trainable_params"] == 3 * 32 * 32 + 32
+    for name in (
+        "adapter.safetensors",
+        "adapter_config.json",
+        "config.yaml",
+        "results.json",
+        "trainer_state.json",
+        "tokenizer_config.json",
+    ):
+        assert (out / name).is_file(), name
+    assert not (out / "model.safetensors").exists()  # the base model is never copied
+    assert first["perplexity"] > 1
+    resumed = train(load_config("", opts(folder, data, out, 4)))
+    assert resumed["global_step"] == 4 and resumed["resumed_from"].endswith("checkpoint-2")
+
+
+def test_unknown_training_argument_is_named():
+    with pytest.raises(ValueError, match="TRAIN.LEARNING_RAT"):
+        load_config("", ["TRAIN.LEARNING_RAT", "0.1"])
+
+
+@pytest.mark.parametrize(
+    "name", ["llama7b_toast", "llama7b_toast-lite", "llama7b_lora", "llama7b_full", "demo_smollm2"]
+)
+def test_shipped_language_configs_load_into_training_arguments(name):
+    from pathlib import Path
+
+    from language_generation.train import training_arguments
+
+    repo = Path(__file__).resolve().parents[1]
+    path = str(repo / "configs" / "alpaca" / f"{name}.yaml")
+    cfg = load_config(path, ["OUTPUT_DIR", "/tmp/x"])
+    if name.startswith("llama7b"):
+        assert cfg.TRAIN.BF16 and cfg.TRAIN.TF32 and cfg.MODEL.TRANSFER_TYPE == name.split("_", 1)[1]
+        cfg = load_config(path, ["OUTPUT_DIR", "/tmp/x", "TRAIN.BF16", "False", "TRAIN.TF32", "False"])  # no GPU here
+    args = training_arguments(cfg)
+    if name.startswith("llama7b"):
+        assert args.gradient_accumulation_steps == 12 and args.learning_rate == 2e-5 and args.warmup_steps == 0.03
+
+
+def test_demo_tasks_hold_out_words_and_sums():
+    from language_generation.demo.tasks import FAMILIES, make_split
+
+    held = make_split(10, seed=1, held_out=True)
+    train_records = make_split(80, seed=0, held_out=False, exclude={r["instruction"] + r["input"] for r in held})
+    assert len(held) == 10 * len(FAMILIES) and len(train_records) == 80 * len(FAMILIES)
+    seen = {r["instruction"] + r["input"] for r in train_records}
+    assert not any(r["instruction"] + r["input"] in seen for r in held)
+    add = next(r for r in held if r["family"] == "add")
+    import re
+
+    a, b = (int(x) for x in re.findall(r"\d+", add["instruction"]))
+    assert add["output"] == str(a + b)
+
+
+def test_train_alpaca_script_usage():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_alpaca.sh"
+    out = subprocess.run(["bash", str(script), "-h"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("usage:")
