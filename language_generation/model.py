@@ -349,5 +349,8 @@ def build_tokenizer(cfg: CfgNode):
     """The model's tokenizer; a missing pad token becomes the EOS token (no embedding resize)."""
     tokenizer = AutoTokenizer.from_pretrained(cfg.MODEL.NAME_OR_PATH, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
     if tokenizer.pad_token is None:
+        logger.info(
+            "the tokenizer has no pad token; using its EOS token %r for padding (labels mask it)", tokenizer.eos_token
+        )
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

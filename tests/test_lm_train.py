@@ -122,3 +122,48 @@ def test_train_alpaca_script_usage():
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_alpaca.sh"
     out = subprocess.run(["bash", str(script), "-h"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("usage:")
+
+
+def test_generate_cli_writes_records(local_model, tmp_path, capsys):
+    from language_generation.generate import main as generate_main
+
+    folder, data = local_model
+    out = tmp_path / "run"
+    train(load_config("", opts(folder, data, out, 1)))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("say hi\nadd 2 and 3\n")
+    generate_main(
+        [
+            "--adapter",
+            str(out),
+            "--prompts-file",
+            str(prompts),
+            "--output",
+            str(tmp_path / "gen.json"),
+            "--max-new-tokens",
+            "3",
+            "--temperature",
+            "0",
+            "MODEL.NAME_OR_PATH",
+            str(folder),
+        ]
+    )
+    records = json.loads((tmp_path / "gen.json").read_text())
+    assert [r["instruction"] for r in records] == ["say hi", "add 2 and 3"]
+    assert all(isinstance(r["output"], str) for r in records)
+    with pytest.raises(SystemExit, match="give --prompt TEXT or --prompts-file FILE"):
+        generate_main(["MODEL.NAME_OR_PATH", str(folder)])
+
+
+def test_missing_pad_token_is_handled_and_logged(local_model, caplog):
+    from transformers import AutoTokenizer
+
+    from language_generation.model import build_tokenizer
+
+    folder, _ = local_model
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.pad_token = None
+    tok.save_pretrained(folder)
+    with caplog.at_level("INFO"):
+        loaded = build_tokenizer(load_config("", ["MODEL.NAME_OR_PATH", str(folder)]))
+    assert loaded.pad_token == loaded.eos_token and "has no pad token" in caplog.text
