@@ -137,6 +137,20 @@ class ToastCausalLM(nn.Module):
     def generate(self, *args, **kwargs):
         return self.base.generate(*args, **kwargs)
 
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        """The library's activation checkpointing, non-reentrant, with the top-down signal replayed when a
+        checkpointed layer is recomputed in the backward pass."""
+        options = dict(gradient_checkpointing_kwargs or {})
+        if options.get("use_reentrant"):
+            raise ValueError("TOAST needs non-reentrant checkpointing (use_reentrant=False) to replay its signal")
+        options.update(use_reentrant=False, context_fn=self.steering.checkpoint_contexts)
+        self.base.activation_checkpointing_enable(activation_checkpointing_kwargs=options, **kwargs)
+        self._checkpointing_replays_signal = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.base.gradient_checkpointing_disable()
+        self._checkpointing_replays_signal = False
+
     def _first_pass_needs_grad(self) -> bool:
         return any(p.requires_grad for p in self.base.parameters())
 
@@ -183,10 +197,11 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
         use_cache=None,
         **kwargs,
     ):
-        if getattr(inner, "gradient_checkpointing", False) and inner.training:
+        checkpointing = any(getattr(layer, "gradient_checkpointing", False) for layer in inner.layers)
+        if checkpointing and inner.training and not getattr(wrapper, "_checkpointing_replays_signal", False):
             raise RuntimeError(
-                "gradient checkpointing with TOAST is not supported yet: the recomputed layers "
-                "would miss the top-down signal"
+                "enable gradient checkpointing through the TOAST model (model.gradient_checkpointing_enable()), "
+                "so that recomputed layers get the top-down signal again"
             )
         layers = inner.layers
         num_layers = len(layers)

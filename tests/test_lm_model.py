@@ -200,16 +200,35 @@ def test_a_model_without_v_proj_is_refused():
         attach_toast(gpt2, get_cfg())
 
 
-def test_sampling_runs_and_gradient_checkpointing_is_refused():
+def test_sampling_runs():
     model = tiny_toast("llama")
     ids, mask = _left_padded_batch()
     with torch.no_grad():
         out = model.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=True, top_k=10, pad_token_id=0)
     assert out.shape == (2, 12)
-    model.base.gradient_checkpointing_enable()
-    model.train()
-    with pytest.raises(RuntimeError, match="gradient checkpointing with TOAST is not supported yet"):
-        model(ids)
+
+
+def _grads(model):
+    ids = torch.randint(3, 96, (2, 8), generator=torch.Generator().manual_seed(0))
+    model(ids, labels=ids).loss.backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_gradient_checkpointing_replays_the_signal():
+    """Checkpointed layers are recomputed in the backward pass; they must see pass 2's signal again."""
+    plain = _grads(tiny_toast("llama").train())
+    model = tiny_toast("llama").train()
+    model.gradient_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in model.base.model.layers)
+    for name, grad in _grads(model).items():
+        torch.testing.assert_close(grad, plain[name], atol=1e-6, rtol=1e-5)
+
+
+def test_checkpointing_enabled_behind_toasts_back_is_refused():
+    model = tiny_toast("llama").train()
+    model.base.gradient_checkpointing_enable()  # without the signal replay
+    with pytest.raises(RuntimeError, match=r"model.gradient_checkpointing_enable\(\)"):
+        model(torch.randint(3, 96, (1, 4)))
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,12 @@ def test_toast_training_writes_the_adapter_and_resumes(local_model, tmp_path):
     assert resumed["global_step"] == 4 and resumed["resumed_from"].endswith("checkpoint-2")
 
 
+def test_trainer_with_gradient_checkpointing(local_model, tmp_path):
+    folder, data = local_model
+    run = [*opts(folder, data, tmp_path / "gc", 1), "TRAIN.GRADIENT_CHECKPOINTING", "True"]
+    assert train(load_config("", run))["global_step"] == 1
+
+
 def test_unknown_training_argument_is_named():
     with pytest.raises(ValueError, match="TRAIN.LEARNING_RAT"):
         load_config("", ["TRAIN.LEARNING_RAT", "0.1"])

@@ -154,6 +154,20 @@ class ValueSteering:
                 "without calling these value projections as modules, so TOAST cannot steer it"
             )
 
+    def checkpoint_contexts(self) -> tuple:
+        """``context_fn`` for ``torch.utils.checkpoint`` (non-reentrant): the recomputation of a checkpointed
+        layer in the backward pass sees the same signal its forward saw (the original's LLaMA lost it)."""
+        return contextlib.nullcontext(), self._replay(self._chained)
+
+    @contextlib.contextmanager
+    def _replay(self, chained: Sequence[torch.Tensor] | None) -> Iterator[None]:
+        previous = self._chained
+        self._chained = chained
+        try:
+            yield
+        finally:
+            self._chained = previous
+
     def remove(self) -> None:
         """Detaches the hooks, leaving the backbone as it was."""
         for handle in self._handles:
