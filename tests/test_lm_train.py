@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from lm_helpers import tiny_base
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 
@@ -121,11 +122,12 @@ def test_demo_tasks_hold_out_words_and_sums():
     assert add["output"] == str(a + b)
 
 
-def test_train_alpaca_script_usage():
+@pytest.mark.parametrize("name", ["train_alpaca.sh", "pretune_llama.sh"])
+def test_language_script_usage(name):
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "train_alpaca.sh"
+    script = Path(__file__).resolve().parents[1] / "scripts" / name
     out = subprocess.run(["bash", str(script), "-h"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("usage:")
 
@@ -173,3 +175,44 @@ def test_missing_pad_token_is_handled_and_logged(local_model, caplog):
     with caplog.at_level("INFO"):
         loaded = build_tokenizer(load_config("", ["MODEL.NAME_OR_PATH", str(folder)]))
     assert loaded.pad_token == loaded.eos_token and "has no pad token" in caplog.text
+
+
+def test_pretune_then_tune_from_its_adapter(local_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from language_generation.pretune import main as pretune_main
+
+    folder, _ = local_model
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(["hello world . say hi ! add 2 and 3 5 ."] * 60))
+    pretune_main(
+        [
+            "MODEL.NAME_OR_PATH",
+            str(folder),
+            "DATA.PATH",
+            str(corpus),
+            "DATA.BLOCK_SIZE",
+            "16",
+            "DATA.EVAL_FRACTION",
+            "0.0",
+            "OUTPUT_DIR",
+            str(tmp_path / "pre"),
+            "TRAIN.MAX_STEPS",
+            "3",
+            "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE",
+            "4",
+            "TRAIN.LEARNING_RATE",
+            "0.01",
+            "TRAIN.USE_CPU",
+            "True",
+        ]
+    )
+    state = json.loads((tmp_path / "pre" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    pre = load_file(str(tmp_path / "pre" / "adapter.safetensors"))
+    run = [*opts(folder, local_model[1], tmp_path / "tune", 1), "MODEL.TOPDOWN_WEIGHTS", str(tmp_path / "pre")]
+    from language_generation.model import build_model
+
+    model = build_model(load_config("", run))
+    assert torch.equal(model.top_down.decoders[1].down.weight, pre["top_down.decoders.1.down.weight"])
+    assert not model.top_down.decoders[1].down.weight.requires_grad  # tuning trains B_i and p only
