@@ -79,7 +79,10 @@ def test_summary_needs_finished_runs(tmp_path):
         summarize_main([str(tmp_path)])
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in REPO.glob("configs/**/*.yaml")))
+VISION_CONFIGS = [p for folder in ("vtab", "fgvc", "demo") for p in (REPO / "configs" / folder).glob("*.yaml")]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in VISION_CONFIGS))
 def test_every_shipped_config_loads(path):
     cfg = load_config(str(REPO / path), [])
     if "/vtab/" in path and not path.endswith("base.yaml"):
