@@ -36,6 +36,14 @@ _C.DATA.MAX_LENGTH = 512  # tokens per example (alpaca, sharegpt)
 _C.DATA.TOO_LONG = "truncate"  # truncate | drop | raise, for longer examples (the count is logged)
 _C.DATA.BLOCK_SIZE = 512  # tokens per block for DATA.FORMAT text (the original pre-tuning used 512)
 _C.DATA.EVAL_FRACTION = 0.02  # held-out share for eval loss / perplexity (seeded); 0 = none
+_C.DATA.MAX_RECORDS = 0  # read at most this many records (0 = all); the original pre-tuning read 200,000 documents
+
+_C.GENERATE = CN()  # language_generation.generate
+_C.GENERATE.MAX_NEW_TOKENS = 256
+_C.GENERATE.TEMPERATURE = 0.7  # 0 = greedy (the original sampled at 0.7, top-k 50, top-p 1.0)
+_C.GENERATE.TOP_K = 50
+_C.GENERATE.TOP_P = 1.0
+_C.GENERATE.CHAT_TEMPLATE = False  # use the tokenizer's chat template instead of the Alpaca template
 
 
 def training_arguments_defaults() -> CN:
@@ -73,6 +81,7 @@ _C.TRAIN.REPORT_TO = "none"  # no experiment tracker unless asked for
 _C.TRAIN.SAVE_STRATEGY = "steps"
 _C.TRAIN.SAVE_TOTAL_LIMIT = 2
 _C.TRAIN.LOGGING_STEPS = 10
+_C.TRAIN.EVAL_STRATEGY = "steps"  # eval loss every EVAL_STEPS (LOGGING_STEPS when unset) if there is a held-out split
 
 
 def get_cfg() -> CN:

@@ -177,20 +177,23 @@ def describe_example(example: dict, tokenizer) -> str:
 
 
 def load_records(cfg: CfgNode) -> tuple[list[dict], str]:
-    """Records from a file, a folder of ``.json``/``.jsonl`` files, or a hub dataset name (train split)."""
+    """Records from a file, a folder of ``.json``/``.jsonl`` files, or a hub dataset name (train split);
+    at most ``DATA.MAX_RECORDS`` of them when that is set."""
     path = Path(cfg.DATA.PATH)
+    limit = cfg.DATA.MAX_RECORDS or None
     if not cfg.DATA.PATH:
         raise ValueError("DATA.PATH is empty: give an Alpaca/ShareGPT JSON(L) file, a folder or a hub dataset name")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".txt"))
         if not files:
             raise FileNotFoundError(f"DATA.PATH={str(path)!r} holds no .json, .jsonl or .txt files")
-        return [r for f in files for r in read_records(f)], str(path)
+        return [r for f in files for r in read_records(f)][:limit], str(path)
     if path.suffix in (".json", ".jsonl", ".txt") or path.exists():
-        return read_records(path), str(path)
+        return read_records(path)[:limit], str(path)
     from datasets import load_dataset
 
-    return list(load_dataset(cfg.DATA.PATH, split="train")), cfg.DATA.PATH
+    split = f"train[:{limit}]" if limit else "train"
+    return list(load_dataset(cfg.DATA.PATH, split=split)), cfg.DATA.PATH
 
 
 def build_datasets(cfg: CfgNode, tokenizer) -> tuple[Dataset, Dataset | None]:

@@ -1,7 +1,8 @@
 """Talk to a tuned model: ``python -m language_generation.generate --config-file F [--adapter DIR]
 [--prompt TEXT | --prompts-file FILE] [--output FILE] [KEY VALUE ...]``.
 
-Prompts use the Alpaca template (``--chat`` uses the tokenizer's chat template instead, when it has one).
+Prompts use the Alpaca template (``GENERATE.CHAT_TEMPLATE True``: the tokenizer's chat template, when it has
+one); sampling follows ``GENERATE.*`` (temperature 0 = greedy).
 Tokens stream to the terminal; ``--output`` writes a JSON list of ``{instruction, output}`` records.
 """
 
@@ -38,7 +39,7 @@ def read_prompts(args) -> list[str]:
 def render(tokenizer, instruction: str, chat: bool) -> str:
     if chat:
         if tokenizer.chat_template is None:
-            raise ValueError("--chat was asked for, but this tokenizer has no chat template")
+            raise ValueError("GENERATE.CHAT_TEMPLATE is set, but this tokenizer has no chat template")
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
         )
@@ -52,10 +53,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt", default="")
     parser.add_argument("--prompts-file", default="", help="a .txt file (one prompt a line) or a JSON list")
     parser.add_argument("--output", default="", help="write [{instruction, output}, ...] here")
-    parser.add_argument("--chat", action="store_true", help="use the tokenizer's chat template")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
@@ -69,12 +66,13 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(model, ToastCausalLM):
             sys.exit("error: --adapter takes a TOAST adapter; use MODEL.TRANSFER_TYPE toast or toast-lite")
         model.load_adapter(args.adapter)
-    sampling = dict(do_sample=args.temperature > 0, max_new_tokens=args.max_new_tokens)
-    if args.temperature > 0:
-        sampling.update(temperature=args.temperature, top_p=args.top_p)
+    gen = cfg.GENERATE
+    sampling = dict(do_sample=gen.TEMPERATURE > 0, max_new_tokens=gen.MAX_NEW_TOKENS)
+    if gen.TEMPERATURE > 0:
+        sampling.update(temperature=gen.TEMPERATURE, top_k=gen.TOP_K, top_p=gen.TOP_P)
     records = []
     for instruction in prompts:
-        enc = tokenizer(render(tokenizer, instruction, args.chat), return_tensors="pt")
+        enc = tokenizer(render(tokenizer, instruction, gen.CHAT_TEMPLATE), return_tensors="pt")
         print(f"\n### {instruction}\n", flush=True)
         with torch.no_grad():
             out = model.generate(

@@ -147,6 +147,10 @@ class ToastCausalLM(nn.Module):
         self.base.activation_checkpointing_enable(activation_checkpointing_kwargs=options, **kwargs)
         self._checkpointing_replays_signal = True
 
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
+        """transformers' newer name for :meth:`gradient_checkpointing_enable`."""
+        self.gradient_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
+
     def gradient_checkpointing_disable(self) -> None:
         self.base.gradient_checkpointing_disable()
         self._checkpointing_replays_signal = False

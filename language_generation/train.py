@@ -46,11 +46,13 @@ def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
     return cfg
 
 
-def training_arguments(cfg: CfgNode) -> TrainingArguments:
+def training_arguments(cfg: CfgNode, has_eval_split: bool = True) -> TrainingArguments:
     """``TrainingArguments`` from the fields of ``cfg.TRAIN`` that differ from transformers' defaults."""
     library = training_arguments_defaults()
     kwargs = {key.lower(): value for key, value in cfg.TRAIN.items() if value != library[key]}
     kwargs.setdefault("seed", cfg.SEED)
+    if not has_eval_split:
+        kwargs["eval_strategy"] = "no"
     return TrainingArguments(output_dir=cfg.OUTPUT_DIR, **kwargs)
 
 
@@ -80,10 +82,10 @@ def train(cfg: CfgNode) -> dict:
     out = Path(cfg.OUTPUT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", cfg.dump())
-    args = training_arguments(cfg)
     tokenizer = build_tokenizer(cfg)
-    model = build_model(cfg)
     train_set, eval_set = build_datasets(cfg, tokenizer)
+    args = training_arguments(cfg, has_eval_split=eval_set is not None)
+    model = build_model(cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     trainer = ToastTrainer(
         model=model,

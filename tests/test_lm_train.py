@@ -72,6 +72,8 @@ def test_toast_training_writes_the_adapter_and_resumes(local_model, tmp_path):
     ):
         assert (out / name).is_file(), name
     assert not (out / "model.safetensors").exists()  # the base model is never copied
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("eval_loss" in entry for entry in history)  # evaluated during training (held-out split)
     assert first["perplexity"] > 1
     resumed = train(load_config("", opts(folder, data, out, 4)))
     assert resumed["global_step"] == 4 and resumed["resumed_from"].endswith("checkpoint-2")
@@ -148,10 +150,10 @@ def test_generate_cli_writes_records(local_model, tmp_path, capsys):
             str(prompts),
             "--output",
             str(tmp_path / "gen.json"),
-            "--max-new-tokens",
+            "GENERATE.MAX_NEW_TOKENS",
             "3",
-            "--temperature",
-            "0",
+            "GENERATE.TEMPERATURE",
+            "0.0",
             "MODEL.NAME_OR_PATH",
             str(folder),
         ]
