@@ -47,7 +47,7 @@ def toy(tmp_path):
 def test_run_writes_every_file(toy, tmp_path, transfer):
     out = tmp_path / "run"
     results = train(load_config("", run_opts(toy, out, transfer)))
-    for name in (rf.CONFIG, rf.LOG, rf.METRICS, rf.RESULTS, rf.LAST, f"{rf.BEST}/adapter.safetensors"):
+    for name in (rf.CONFIG, rf.LOG, rf.METRICS, rf.RESULTS, rf.LAST, rf.CURVES, f"{rf.BEST}/adapter.safetensors"):
         assert (out / name).is_file(), name
     history = rf.read_metrics(out)
     assert [r["epoch"] for r in history] == [0, 1]
@@ -59,6 +59,9 @@ def test_run_writes_every_file(toy, tmp_path, transfer):
     assert saved["final_test_top1"] == history[-1]["test"]["top1"]
     assert set(saved["run"]["split_sha256_16"]) == {"train800val200", "val200", "test"}
     assert "epoch 2" in (out / rf.LOG).read_text()
+    from PIL import Image
+
+    assert Image.open(out / rf.CURVES).size == (1200, 320)
 
 
 def test_training_learns_the_toy_task(toy, tmp_path):

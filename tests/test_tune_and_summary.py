@@ -67,11 +67,15 @@ def test_tune_runs_the_grid_then_seeded_finals_and_resumes(tmp_path, capsys):
     tune(cfg, lrs=[0.5, 0.1], wds=[0.0], seeds=[1, 2])  # everything finished: nothing is retrained
     assert capsys.readouterr().out.count("already holds a finished run") == 4
 
-    markdown, rows = summarize(tmp_path / "out")
+    markdown, rows, bars = summarize(tmp_path / "out")
+    assert set(bars) == {"Natural", "all tasks"} and set(bars["Natural"]) == {"linear"}
     assert rows[0] == ["task", "linear"] and rows[1][0] == "dtd" and "(n=2)" in rows[1][1]
     assert "Natural mean (1 tasks)" in markdown and "mean over 1 tasks" in markdown
     summarize_main([str(tmp_path / "out")])
     assert (tmp_path / "out/summary.csv").read_text().startswith("task,linear")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "out/summary.png").size[0] >= 500
 
 
 def test_summary_needs_finished_runs(tmp_path):

@@ -3,7 +3,7 @@
 Reads ``OUTPUT_ROOT/final/<task>/<method>/seed*/results.json`` (written by ``tune``), prints a markdown
 table of tasks × methods (mean ± std over seeds), the Natural / Specialized / Structured means for VTAB
 tasks, and both averages in use: the mean over tasks and the mean of the three group means. Writes
-``summary.md`` and ``summary.csv`` into OUTPUT_ROOT.
+``summary.md``, ``summary.csv`` and a bar chart of methods per group, ``summary.png``, into OUTPUT_ROOT.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from toast.files import atomic_write_text
 
 from .data.registry import VTAB_GROUPS, VTAB_TASKS
+from .plots import plot_group_bars
 
 METHOD_ORDER = ["linear", "bias", "prompt", "lora", "end2end", "toast-lite", "toast"]
 
@@ -43,7 +44,8 @@ def _task_order(tasks) -> list[str]:
     return registered + sorted(t for t in tasks if t not in VTAB_TASKS)
 
 
-def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[list[str]]]:
+def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[list[str]], dict]:
+    """(markdown table, rows for CSV, ``{group or 'all tasks': {method: mean}}`` for the bar chart)."""
     table = collect(root, metric)
     if not table:
         raise FileNotFoundError(f"no finished final runs under {root / 'final'} (expected */*/seed*/results.json)")
@@ -81,6 +83,10 @@ def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[li
             group_means[group] = means(members)
             extra.append([f"{group} mean ({len(members)} tasks)", *group_means[group]])
     extra.append([f"mean over {len(tasks)} tasks", *means(tasks)])
+    bars = {
+        name: {m: float(v) for m, v in zip(methods, values) if v != "-"}
+        for name, values in [*group_means.items(), ("all tasks", extra[-1][1:])]
+    }
     if len(group_means) == len(VTAB_GROUPS):
         mog = []
         for i in range(len(methods)):
@@ -92,7 +98,7 @@ def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[li
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["| **" + r[0] + "** | " + " | ".join(r[1:]) + " |" for r in extra]
     note = f"\n{metric} in %, mean ± std over seeds; n = finished seeds.\n"
-    return "\n".join(lines) + note, all_rows
+    return "\n".join(lines) + note, all_rows, bars
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,15 +112,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = Path(args.root)
     try:
-        markdown, rows = summarize(root, args.metric)
+        markdown, rows, bars = summarize(root, args.metric)
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     atomic_write_text(root / "summary.md", markdown)
     atomic_write_text(root / "summary.csv", buffer.getvalue())
+    plot_group_bars(bars, root / "summary.png", args.metric)
     print(markdown)
-    print(f"written: {root / 'summary.md'}, {root / 'summary.csv'}")
+    print(f"written: {root / 'summary.md'}, {root / 'summary.csv'}, {root / 'summary.png'}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What a run leaves in its OUTPUT_DIR, and the checks that keep runs from overwriting each other.
 
-config.yaml · log.txt · metrics.jsonl · results.json · best/ (adapter) · last.pt (resume checkpoint)
+config.yaml · log.txt · metrics.jsonl · curves.png · results.json · best/ (adapter) · last.pt (resume checkpoint)
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 BEST = "best"
 LAST = "last.pt"
+CURVES = "curves.png"
 
 
 def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:

@@ -26,6 +26,7 @@ from toast import save_adapter
 
 from ..data import TaskData
 from ..models import TransferModel
+from ..plots import plot_curves
 from . import run_files as rf
 from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
 from .metrics import classification_metrics
@@ -112,6 +113,7 @@ class Trainer:
             else contextlib.nullcontext()
         )
         self.start_epoch = 0
+        self.lr_factor = 0.0
         self.best = {"val_top1": -math.inf, "epoch": -1}
 
     # -- state -----------------------------------------------------------------------------------------
@@ -158,7 +160,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         for it, (images, labels) in enumerate(bar):
-            lr_factor = self.schedule.apply(epoch, it)
+            lr_factor = self.lr_factor = self.schedule.apply(epoch, it)
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             with self.autocast:
                 logits = self.net(images)
@@ -203,7 +205,7 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.SOLVER.TOTAL_EPOCH):
             train_loss = self.train_epoch(epoch)
             val, test = self.evaluate(self.loaders.val), self.evaluate(self.loaders.test)
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = self.cfg.SOLVER.BASE_LR * self.lr_factor  # the non-head learning rate at the epoch's end
             record = {
                 "epoch": epoch,
                 "train_loss": train_loss,
@@ -226,6 +228,7 @@ class Trainer:
                     save_adapter(self.model, out / rf.BEST, {**self.model.adapter_config(), "epoch": epoch})
                 if cfg.SAVE_LAST:
                     rf.save_checkpoint(out / rf.LAST, self._state(epoch + 1))
+                plot_curves(out / rf.METRICS, out / rf.CURVES)
             barrier()
         return self._results(time.time() - start)
 
