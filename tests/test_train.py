@@ -137,3 +137,17 @@ def test_two_process_ddp_on_gloo(toy, tmp_path):
     torch.multiprocessing.spawn(_ddp_worker, args=(2, opts, 29533), nprocs=2, join=True)
     results = json.loads((out / rf.RESULTS).read_text())
     assert results["epochs"] == 1 and results["test_top1"] is not None
+
+
+def test_visualize_writes_a_grid_per_image(toy, tmp_path):
+    from PIL import Image
+
+    from visual_classification.visualize import main as visualize_main
+
+    toast_run, linear_run = tmp_path / "toast", tmp_path / "linear"
+    train(load_config("", run_opts(toy, toast_run, "toast", epochs=1)))
+    train(load_config("", run_opts(toy, linear_run, "linear", epochs=1)))
+    image = toy / "toy" / "images" / "test_0.png"
+    visualize_main(["--adapter", str(toast_run), "--images", str(image), "--compare", str(linear_run)])
+    grid = Image.open(toast_run / "visualize" / "image_0.png")
+    assert grid.size == (int(1.9 * (4 + 3) * 90), int(2.0 * 2 * 90))  # 4 panels + 3 heads; toast and linear rows

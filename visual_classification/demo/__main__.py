@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..summarize import main as summarize_main
 from ..train import load_config, train
+from ..visualize import main as visualize_main
 from .dinov2_onnx import BACKBONE, cached_weights
 from .tasks import TASKS, write_task
 
@@ -64,6 +65,19 @@ def main(argv: list[str] | None = None) -> None:
                     opts["SOLVER.TOTAL_EPOCH"] = args.epochs
                 flat = [str(x) for kv in opts.items() for x in kv] + list(args.opts)
                 train(load_config(str(CONFIG), flat))
+    runs = out / "runs" / "final"
+    if "toast" in args.methods and "linear" in args.methods:  # where the models look, before and after refocusing
+        for task in args.tasks:
+            visualize_main(
+                [
+                    "--adapter",
+                    str(runs / task / "toast" / f"seed{args.seeds[0]}"),
+                    "--count",
+                    "2",
+                    "--compare",
+                    str(runs / task / "linear" / f"seed{args.seeds[0]}"),
+                ]
+            )
     print(f"\ndemo finished in {time.time() - start:.0f} s\n")
     summarize_main([str(out / "runs")])
 
