@@ -151,3 +151,55 @@ def test_visualize_writes_a_grid_per_image(toy, tmp_path):
     visualize_main(["--adapter", str(toast_run), "--images", str(image), "--compare", str(linear_run)])
     grid = Image.open(toast_run / "visualize" / "image_0.png")
     assert grid.size == (int(1.9 * (4 + 3) * 90), int(2.0 * 2 * 90))  # 4 panels + 3 heads; toast and linear rows
+
+
+def test_pretune_lowers_the_reconstruction_loss_and_starts_tuning(tmp_path):
+    from datasets_on_disk import write_image_folder
+
+    from visual_classification.pretune import main as pretune_main
+
+    write_image_folder(tmp_path / "source", classes=("a", "b", "c"), per_class=8)
+    out = tmp_path / "pre"
+    pretune_main(
+        [
+            "MODEL.BACKBONE",
+            TINY_BACKBONE,
+            "DATA.DATAPATH",
+            str(tmp_path / "source"),
+            "DATA.CROPSIZE",
+            "32",
+            "DATA.BATCH_SIZE",
+            "8",
+            "DATA.NUM_WORKERS",
+            "0",
+            "DATA.TEST_SPLIT",
+            "none",
+            "MODEL.DROP_PATH_RATE",
+            "0.0",
+            "SOLVER.OPTIMIZER",
+            "adamw",
+            "SOLVER.BASE_LR",
+            "0.003",
+            "SOLVER.WEIGHT_DECAY",
+            "0.0",
+            "SOLVER.TOTAL_EPOCH",
+            "6",
+            "SOLVER.WARMUP_EPOCH",
+            "0",
+            "OUTPUT_DIR",
+            str(out),
+            "SEED",
+            "1",
+        ]
+    )
+    recon = [r["recon_loss"] for r in rf.read_metrics(out)]
+    assert recon[-1] < 0.8 * recon[0]  # A_i learn to invert their layers
+    from safetensors.torch import load_file
+
+    pre = load_file(str(out / rf.BEST / "adapter.safetensors"))
+    from visual_classification.models import build_model
+
+    tuned = build_model(
+        load_config("", run_opts(tmp_path, tmp_path / "t", "toast", **{"MODEL.TOPDOWN_WEIGHTS": str(out / rf.BEST)}))
+    )
+    assert torch.equal(tuned.top_down.decoders[2].down.weight, pre["top_down.decoders.2.down.weight"])

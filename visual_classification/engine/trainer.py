@@ -151,7 +151,7 @@ class Trainer:
         self.net.train()
         self.loaders.train.sampler.set_epoch(epoch)
         self.loaders.train.generator.manual_seed(self.cfg.SEED * 1000 + epoch)
-        total, count, started = 0.0, 0, time.perf_counter()
+        total, count, recon_total, started = 0.0, 0, 0.0, time.perf_counter()
         bar = tqdm(
             self.loaders.train,
             desc=f"epoch {epoch + 1}/{self.cfg.SOLVER.TOTAL_EPOCH}",
@@ -168,6 +168,7 @@ class Trainer:
             recon = getattr(self.model, "recon_loss", None)
             if recon is not None:
                 loss = loss + recon
+                recon_total += recon.item() * len(labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, iteration {it + 1}; lower SOLVER.BASE_LR "
@@ -185,6 +186,7 @@ class Trainer:
                     "epoch %d iter %d/%d: loss %.4f", epoch + 1, it + 1, len(self.loaders.train), total / count
                 )
         self.images_per_second = all_reduce_mean(count / (time.perf_counter() - started)) * dist_world()
+        self.recon_mean = all_reduce_mean(recon_total / max(count, 1)) if recon_total else None
         return all_reduce_mean(total / max(count, 1))
 
     @torch.no_grad()
@@ -209,6 +211,7 @@ class Trainer:
             record = {
                 "epoch": epoch,
                 "train_loss": train_loss,
+                "recon_loss": self.recon_mean,  # RECON_COEF × R, averaged over the epoch (None when off)
                 "lr": lr,
                 "val": val,
                 "test": test,
