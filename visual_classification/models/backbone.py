@@ -48,17 +48,23 @@ def create_backbone(cfg: CfgNode) -> nn.Module:
             ) from err
         raise
     except TypeError as err:
-        if "img_size" in str(err):
-            raise ValueError(
-                f"MODEL.BACKBONE={name!r} takes no input size, so it is not a supported ViT: {err}"
-            ) from err
-        raise
+        if "img_size" not in str(err):
+            raise
+        # Convolutional backbones (ConvNeXt) take any input size and have no img_size argument.
+        model = timm.create_model(
+            name, pretrained=cfg.MODEL.PRETRAINED, num_classes=0, drop_path_rate=cfg.MODEL.DROP_PATH_RATE
+        )
     check_vit_family(model, name)
     return model
 
 
 def check_vit_family(model: nn.Module, name: str) -> None:
-    """TOAST and the baselines here need ``blocks[i].attn.qkv`` (a fused Linear) and timm's feature/head split."""
+    """TOAST and the baselines here need ``blocks[i].attn.qkv`` (a fused Linear) and timm's feature/head split,
+    or a timm ConvNeXt (top-down signals into its stage inputs)."""
+    from timm.models.convnext import ConvNeXt
+
+    if isinstance(model, ConvNeXt):
+        return
     problems = []
     for attr in ("blocks", "forward_features", "forward_head", "norm"):
         if not hasattr(model, attr):
@@ -72,7 +78,8 @@ def check_vit_family(model: nn.Module, name: str) -> None:
     if problems:
         raise ValueError(
             f"MODEL.BACKBONE={name!r} ({type(model).__name__}) is not a supported ViT: {'; '.join(problems)}. "
-            "Supported: timm vision transformers with fused attn.qkv (vit_*, deit_*, vit_*_dinov2, vit_*_clip_*)."
+            "Supported: timm vision transformers with fused attn.qkv (vit_*, deit_*, vit_*_dinov2, vit_*_clip_*) "
+            "and timm ConvNeXt (convnext_*)."
         )
 
 

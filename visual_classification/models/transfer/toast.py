@@ -72,7 +72,15 @@ class TopDownViT(TransferModel):
 
 def build_top_down(
     backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: str, transfer_type: str
-) -> TopDownViT:
+) -> TransferModel:
+    from timm.models.convnext import ConvNeXt
+
+    if isinstance(backbone, ConvNeXt):
+        if transfer_type == "toast-lite":
+            raise ValueError("toast-lite is implemented for ViTs only; use toast (or lora) with a ConvNeXt")
+        from .toast_convnext import TopDownConvNeXt
+
+        return TopDownConvNeXt(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
     top_down = TopDownModule(
         model_width(backbone),
         len(backbone.blocks),
