@@ -126,6 +126,11 @@ class ToastCausalLM(nn.Module):
     def device(self) -> torch.device:
         return self.base.device
 
+    @property
+    def _no_split_modules(self):
+        """The decoder-layer classes FSDP's auto-wrap policy wraps (the base model's own list)."""
+        return self.base._no_split_modules
+
     def forward(self, input_ids=None, attention_mask=None, labels: torch.Tensor | None = None, **kwargs):
         """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``."""
         self.recon_loss = None

@@ -13,7 +13,7 @@ import torch
 assert torch.cuda.is_available(), "gpu_check.sh needs a CUDA GPU"
 print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__)
 PY
-common=(--tasks digits_clutter --methods toast --epochs 2 DEVICE cuda DATA.CROPSIZE 224 DATA.BATCH_SIZE 64)
+common=(--tasks digits_clutter --methods toast --no-pretune --epochs 2 DEVICE cuda DATA.CROPSIZE 224 DATA.BATCH_SIZE 64)
 echo "=== direct"
 python -m visual_classification.demo --out "$OUT/direct" "${common[@]}" | grep -E "images/s|results|demo finished"
 echo "=== torchrun --nproc_per_node=1"

@@ -58,7 +58,7 @@ def test_clutter_scene_hides_a_small_digit_among_distractors():
     assert (scene > 200).mean() < 0.15  # the digit and fragments cover a small part of the canvas
 
 
-@pytest.mark.parametrize(("task", "classes"), [("digits_clutter", 10), ("faces", 2)])
+@pytest.mark.parametrize(("task", "classes"), [("digits_clutter", 10), ("faces", 2), ("photo_crops", 6)])
 def test_demo_tasks_are_written_in_the_vtab_layout(tmp_path, task, classes):
     folder = write_task(tmp_path, task, {"train800": 12, "val200": 4, "test": 6})
     train = read_vtab_split(folder / "train800val200.txt", classes)

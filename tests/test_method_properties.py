@@ -149,3 +149,16 @@ def test_deepcopy_steers_the_copy():
         for decoder in model.top_down.decoders:
             decoder.to_value.weight.zero_()
         torch.testing.assert_close(clone(images()), expected, atol=0, rtol=0)
+
+
+def test_both_passes_cross_entropy_option_keeps_first_pass_logits():
+    model = build_tiny("toast", **{"MODEL.TOAST.BOTH_PASSES_CE": True}).train()
+    logits = model(images())
+    assert model.first_pass_logits is not None and model.first_pass_logits.shape == logits.shape
+    torch.testing.assert_close(
+        model.first_pass_logits,
+        model.head(model.backbone.forward_head(model.forward_two_pass(images()).first_pass_tokens, pre_logits=True)),
+    )
+    model.eval()
+    model(images())
+    assert model.first_pass_logits is None

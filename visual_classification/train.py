@@ -108,10 +108,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         rf.write_json(out / rf.RESULTS, results)
         logger.info(
             "results: best val top-1 %s at epoch %s; test top-1 there %s; final test top-1 %s",
-            results["best_val_top1"],
-            results["best_epoch"],
-            results["test_top1"],
-            results["final_test_top1"],
+            *(_pct(results[k]) for k in ("best_val_top1", "best_epoch", "test_top1", "final_test_top1")),
         )
     barrier()
     return results

@@ -20,6 +20,10 @@ import numpy as np
 from PIL import Image
 
 TASKS = {"digits": 10, "digits_clutter": 10, "faces": 2}
+# The pre-tuning source task: crops of scikit-image's photographs, one class per photograph. Its classes
+# share nothing with the target tasks above (as ImageNet's with VTAB's in the paper).
+SOURCE_TASK = "photo_crops"
+PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")
 TEXTURES = ("grass.png", "gravel.png", "brick.png")
 
 
@@ -106,6 +110,19 @@ def write_task(root: Path, name: str, sizes: dict[str, int], seed: int = 0) -> P
                 texture = background[rng.integers(len(background))]
                 images.append(_rgb(clutter_scene(digits[idx], others, texture, rng)))
         chosen = [int(labels[i]) for i in order]
+    elif name == SOURCE_TASK:
+        photos = []
+        for photo in PHOTOS:
+            with Image.open(_package_file("skimage", f"data/{photo}", "scikit-image==0.26.0")) as image:
+                photos.append(image.convert("RGB"))
+        images, chosen = [], []
+        for i in range(total):
+            label = i % len(photos)
+            photo = photos[label]
+            side = int(rng.integers(48, min(photo.size) // 2))
+            x0, y0 = rng.integers(0, photo.size[0] - side), rng.integers(0, photo.size[1] - side)
+            images.append(photo.crop((int(x0), int(y0), int(x0) + side, int(y0) + side)).resize((84, 84)))
+            chosen.append(label)
     elif name == "faces":
         faces, labels = lfw_faces()
         order = rng.permutation(len(faces))[:total]

@@ -165,6 +165,9 @@ class Trainer:
             with self.autocast:
                 logits = self.net(images)
             loss = F.cross_entropy(logits.float(), labels)
+            first = getattr(self.model, "first_pass_logits", None)
+            if first is not None:  # AbSViT's objective: the mean over both passes
+                loss = 0.5 * (loss + F.cross_entropy(first.float(), labels))
             recon = getattr(self.model, "recon_loss", None)
             if recon is not None:
                 loss = loss + recon

@@ -35,6 +35,7 @@ class TopDownViT(TransferModel):
         transfer_type: str,
         double_bias: bool = True,
         recon_coef: float = 0.0,
+        both_passes_ce: bool = False,
     ) -> None:
         super().__init__(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
         self.top_down = top_down
@@ -42,6 +43,8 @@ class TopDownViT(TransferModel):
         self.steering = ValueSteering(top_down, targets, double_bias=double_bias)
         self.recon_coef = recon_coef
         self.recon_loss: torch.Tensor | None = None
+        self.both_passes_ce = both_passes_ce
+        self.first_pass_logits: torch.Tensor | None = None
 
     def _backbone_trains(self) -> bool:
         return any(p.requires_grad for p in self.backbone.parameters())
@@ -65,6 +68,16 @@ class TopDownViT(TransferModel):
         out = self.forward_two_pass(images)
         self.recon_loss = out.recon_loss
         return out.tokens
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Second-pass logits; with ``both_passes_ce`` in training, the first pass's logits are kept in
+        :attr:`first_pass_logits` so that the trainer averages both passes' cross-entropy (AbSViT)."""
+        out = self.forward_two_pass(images)
+        self.recon_loss = out.recon_loss
+        self.first_pass_logits = (
+            self.forward_head(out.first_pass_tokens) if self.both_passes_ce and self.training else None
+        )
+        return self.forward_head(out.tokens)
 
     def adapter_config(self) -> dict:
         return {**super().adapter_config(), "double_bias": self.steering.double_bias}
@@ -96,6 +109,7 @@ def build_top_down(
         transfer_type=transfer_type,
         double_bias=cfg.MODEL.TOAST.DOUBLE_BIAS,
         recon_coef=cfg.MODEL.TOAST.RECON_COEF,
+        both_passes_ce=cfg.MODEL.TOAST.BOTH_PASSES_CE,
     )
 
 
