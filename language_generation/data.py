@@ -90,11 +90,16 @@ def check_fields(records: list[dict], fmt: str, source: str) -> None:
                 raise ValueError(f"{source}: record {number} field {field!r} is not a string")
 
 
-def tokenize_supervised(tokenizer, segments: list[tuple[str, bool]]) -> dict:
+def leading_special_ids(tokenizer) -> list[int]:
+    """The special tokens the tokenizer puts in front of any text (LLaMA's BOS; none for Qwen2 or SmolLM2)."""
+    return list(tokenizer("", add_special_tokens=True)["input_ids"])
+
+
+def tokenize_supervised(tokenizer, segments: list[tuple[str, bool]], prefix: list[int] | None = None) -> dict:
     """Token ids of the segments in order, labels only on the segments marked True; the special tokens the
     tokenizer puts in front of a text (LLaMA's BOS; none for Qwen2 or SmolLM2) first, EOS after every
     supervised segment."""
-    ids: list[int] = list(tokenizer("", add_special_tokens=True)["input_ids"])
+    ids: list[int] = list(leading_special_ids(tokenizer) if prefix is None else prefix)
     labels: list[int] = [IGNORE_INDEX] * len(ids)
     for text, supervised in segments:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -105,11 +110,11 @@ def tokenize_supervised(tokenizer, segments: list[tuple[str, bool]]) -> dict:
     return {"input_ids": ids, "labels": labels}
 
 
-def alpaca_example(record: dict, tokenizer) -> dict:
-    return tokenize_supervised(tokenizer, [(alpaca_prompt(record), False), (record["output"], True)])
+def alpaca_example(record: dict, tokenizer, prefix: list[int] | None = None) -> dict:
+    return tokenize_supervised(tokenizer, [(alpaca_prompt(record), False), (record["output"], True)], prefix)
 
 
-def sharegpt_example(record: dict, tokenizer) -> dict:
+def sharegpt_example(record: dict, tokenizer, prefix: list[int] | None = None) -> dict:
     """Vicuna v1.1: ``SYSTEM USER: q ASSISTANT: a</s>USER: ...``; a conversation must start with the human."""
     turns = [t for t in record["conversations"] if t.get("from") in ("human", "gpt")]
     if turns and turns[0]["from"] != "human":
@@ -125,7 +130,7 @@ def sharegpt_example(record: dict, tokenizer) -> dict:
         else:
             segments += [(context, False), (" " + turn["value"], True)]
             context = ""
-    return tokenize_supervised(tokenizer, segments) if segments else {"input_ids": [], "labels": []}
+    return tokenize_supervised(tokenizer, segments, prefix) if segments else {"input_ids": [], "labels": []}
 
 
 def apply_length_policy(examples: list[dict], max_length: int, policy: str) -> list[dict]:
@@ -207,7 +212,8 @@ def build_datasets(cfg: CfgNode, tokenizer) -> tuple[Dataset, Dataset | None]:
         examples = text_blocks(records, tokenizer, cfg.DATA.BLOCK_SIZE)
     else:
         make = alpaca_example if fmt == "alpaca" else sharegpt_example
-        examples = [make(r, tokenizer) for r in records]
+        prefix = leading_special_ids(tokenizer)  # once, not per example
+        examples = [make(r, tokenizer, prefix) for r in records]
         examples = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"])]
         examples = apply_length_policy(examples, cfg.DATA.MAX_LENGTH, cfg.DATA.TOO_LONG)
     if not examples:

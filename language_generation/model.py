@@ -33,7 +33,7 @@ from toast import (
     save_adapter,
     value_proj_target,
 )
-from toast.two_pass import _first_tensor
+from toast.two_pass import first_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
         captured = {}
 
         def keep_last_output(module, args, output):
-            captured["z"] = _first_tensor(output)
+            captured["z"] = first_tensor(output)
 
         handle = layers[-1].register_forward_hook(keep_last_output)
         try:

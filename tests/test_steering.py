@@ -77,3 +77,19 @@ def test_remove_restores_the_plain_projection():
     top_down, projections, steering = _setup()
     steering.remove()
     assert not projections[0]._forward_hooks
+
+
+@pytest.mark.parametrize("rows", [1, 40])
+def test_a_lower_precision_projection_gets_the_same_signal(rows):
+    """A bf16 value projection fed an fp32 signal: built in fp32, added in bf16."""
+    top_down, projections, steering = _setup()
+    projections[1].to(torch.bfloat16)
+    x = torch.randn(1, rows, 8)
+    u = top_down.feedback(top_down.select(torch.randn(1, rows, 8)))
+    plain = projections[1](x.bfloat16())
+    with steering.steer(u):
+        projections[0](x)
+        steered = projections[1](x.bfloat16())
+    td = top_down.signals(u)[1]
+    expected = plain[..., 16:].float() + td @ projections[1].weight[16:].float().T
+    torch.testing.assert_close(steered[..., 16:].float(), expected, atol=0.05, rtol=0.02)

@@ -96,43 +96,36 @@ class ValueSteering:
             target.module.register_forward_hook(_SteeringHook(self, i)) for i, target in enumerate(self.targets)
         ]
 
-    def injection(self, layer: int, chained: torch.Tensor) -> torch.Tensor:
-        """``W_v · B_i · u_i (+ b_v)``, computed as one matmul with ``W_v B_i`` folded when that is cheaper."""
-        target = self.targets[layer]
-        value_weight = target.value_weight()
-        to_value = self.top_down.decoders[layer].to_value.effective_weight()
-        bias = target.value_bias() if self.double_bias else None
-        rows = chained.numel() // chained.shape[-1]
-        if rows >= value_weight.shape[0]:
-            folded = value_weight @ to_value.to(value_weight.dtype)
-            return F.linear(chained, folded, bias)
-        return F.linear(F.linear(chained, to_value), value_weight, bias)
-
     def _inject(self, layer: int, output: torch.Tensor) -> None:
-        """Adds the injection straight into the value columns of the projection's output (no temporary)."""
+        """Adds ``W_v · B_i · u_i (+ b_v)`` straight into the value columns of the projection's output."""
         if self._chained is None:
             return
         self._calls[layer] += 1
-        target = self.targets[layer]
-        value = output[..., target.value_rows]
+        value = output[..., self.targets[layer].value_rows]
         chained = self._chained[layer]
-        if value.dtype != chained.dtype:  # e.g. a bf16 backbone under autocast with an fp32 signal
-            value.add_(self.injection(layer, chained).to(value.dtype))
-            return
-        value_weight = target.value_weight()
-        to_value = self.top_down.decoders[layer].to_value
         signal = chained.reshape(-1, chained.shape[-1])
-        value = value.view(signal.shape[0], -1)
-        if signal.shape[0] >= value_weight.shape[0]:  # fold W_v·B_i: one matmul over the tokens
-            value.addmm_(signal, (value_weight @ to_value.weight).t())
+        if value.dtype == signal.dtype:  # the usual case, autocast included: no temporary at all
+            self._add_injection(value.view(signal.shape[0], -1), layer, signal)
+        else:  # e.g. a bf16 backbone fed an fp32 signal: build it in the signal's precision, then add
+            injected = signal.new_zeros(signal.shape[0], value.shape[-1])
+            self._add_injection(injected, layer, signal)
+            value.add_(injected.view(value.shape).to(value.dtype))
+
+    def _add_injection(self, out: torch.Tensor, layer: int, signal: torch.Tensor) -> None:
+        """``out += W_v·B_i·signal (+ b_v)`` for 2-D ``out``; W_v·B_i folded into one matrix when there are
+        more rows than value features (training), applied one after the other otherwise (generation)."""
+        target = self.targets[layer]
+        value_weight = target.value_weight().to(signal.dtype)
+        to_value = self.top_down.decoders[layer].to_value
+        if signal.shape[0] >= value_weight.shape[0]:
+            out.addmm_(signal, (value_weight @ to_value.weight.to(signal.dtype)).t())
             if to_value.lora_a is not None:  # TOAST-Lite: W_v·b·a kept low-rank, so no C×C gradient
-                value.addmm_(
-                    F.linear(signal, to_value.lora_a), (value_weight @ to_value.lora_b).t(), alpha=to_value.lora_scale
-                )
+                low = F.linear(signal, to_value.lora_a.to(signal.dtype))
+                out.addmm_(low, (value_weight @ to_value.lora_b.to(signal.dtype)).t(), alpha=to_value.lora_scale)
         else:
-            value.addmm_(to_value(signal), value_weight.t())
+            out.addmm_(to_value(signal), value_weight.t())
         if self.double_bias:
-            value.add_(target.value_bias())
+            out.add_(target.value_bias().to(out.dtype))
 
     @contextlib.contextmanager
     def steer(self, chained: Sequence[torch.Tensor]) -> Iterator[None]:

@@ -26,7 +26,7 @@ class TwoPassOutput:
     recon_loss: torch.Tensor | None = None
 
 
-def _first_tensor(value: object) -> torch.Tensor:
+def first_tensor(value: object) -> torch.Tensor:
     """Hugging Face layers return tuples; timm blocks return tensors."""
     if isinstance(value, torch.Tensor):
         return value
@@ -45,8 +45,8 @@ def record_layers(layers: Sequence[nn.Module]) -> Iterator[tuple[list, list]]:
 
         def hook(module, args, kwargs, output, i=i):
             hidden = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
-            inputs[i] = _first_tensor(hidden)
-            outputs[i] = _first_tensor(output)
+            inputs[i] = first_tensor(hidden)
+            outputs[i] = first_tensor(output)
 
         handles.append(layer.register_forward_hook(hook, with_kwargs=True))
     try:
