@@ -8,11 +8,7 @@ TOAST run through ``MODEL.TOPDOWN_WEIGHTS <its OUTPUT_DIR>``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
-from .train import load_config, train
+from .train import main as train_main
 
 PRETUNE_DEFAULTS = [
     "MODEL.TRANSFER_TYPE",
@@ -31,17 +27,7 @@ PRETUNE_DEFAULTS = [
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (after the pre-tuning defaults)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config_file, PRETUNE_DEFAULTS + list(args.opts))
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if cfg.MODEL.TRANSFER_TYPE not in ("toast", "toast-lite"):
-        sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
-    print(json.dumps(train(cfg), indent=2))
+    train_main(argv, defaults=PRETUNE_DEFAULTS, require_toast=True, description=__doc__)
 
 
 if __name__ == "__main__":

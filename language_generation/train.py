@@ -116,15 +116,20 @@ def train(cfg: CfgNode) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(
+    argv: list[str] | None = None, defaults: list[str] = (), require_toast: bool = False, description: str = __doc__
+) -> None:
+    """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. TRAIN.MAX_STEPS 100")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config_file, args.opts)
+        cfg = load_config(args.config_file, [*defaults, *args.opts])
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if require_toast and cfg.MODEL.TRANSFER_TYPE not in ("toast", "toast-lite"):
+        sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
     print(json.dumps(train(cfg), indent=2))
 
 

@@ -10,10 +10,7 @@ B_i and p trained (T at identity) with cross-entropy on the second pass plus 0.1
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-from .train import load_config, train
+from .train import main as train_main
 
 PRETUNE_DEFAULTS = [
     "MODEL.TRANSFER_TYPE",
@@ -28,18 +25,7 @@ PRETUNE_DEFAULTS = [
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (after the pre-tuning defaults)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config_file, PRETUNE_DEFAULTS + list(args.opts))
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if cfg.MODEL.TRANSFER_TYPE != "toast":
-        sys.exit(f"error: pre-tuning trains A_i, B_i and p (transfer type toast), not {cfg.MODEL.TRANSFER_TYPE!r}")
-    train(cfg, overwrite=args.overwrite)
+    train_main(argv, defaults=PRETUNE_DEFAULTS, require_toast=True, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -118,16 +118,21 @@ def _pct(value) -> str:
     return "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(
+    argv: list[str] | None = None, defaults: list[str] = (), require_toast: bool = False, description: str = __doc__
+) -> None:
+    """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", help="YAML config merged over the defaults")
     parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 0.01")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config_file, args.opts)
+        cfg = load_config(args.config_file, [*defaults, *args.opts])
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if require_toast and cfg.MODEL.TRANSFER_TYPE != "toast":
+        sys.exit(f"error: pre-tuning trains A_i, B_i and p (transfer type toast), not {cfg.MODEL.TRANSFER_TYPE!r}")
     train(cfg, overwrite=args.overwrite)
 
 
