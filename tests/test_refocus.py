@@ -112,3 +112,38 @@ def test_clutter_class_tasks_refuse_more_scenes_than_digits(tmp_path):
 
     with pytest.raises(ValueError, match="holds 500 images"):
         write_clutter_classes(tmp_path, "t", [3], {"train": 400, "test": 101})
+
+
+def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+    """The whole driver on a tiny random ViT and a few scenes: every method's final run, the table, the grid."""
+    import csv
+
+    import timm
+    from safetensors.torch import save_file
+
+    from visual_classification.demo import refocus
+
+    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
+    monkeypatch.setattr(refocus, "BACKBONE", "vit_tiny_patch16_224")
+    monkeypatch.setattr(refocus, "cached_weights", lambda cache: weights)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "--sizes", "32", "48", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--grid", "1", "--grid-count", "1", "DATA.BATCH_SIZE", "8",
+    ]  # fmt: skip
+    refocus.main(argv)
+    with open(out / "summary.csv", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert sorted(header[1:]) == sorted(refocus.VARIANTS)
+    assert (out / "summary.png").stat().st_size > 0 and (out / "refocus_grid_0.png").stat().st_size > 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Input size" in report and "toast-lite-pretuned" in report
+    pretuned = out / "runs" / "toast-pretuned" / "final" / "target" / "toast" / "seed0"
+    assert "TOPDOWN_WEIGHTS: " + str(out / "pretune" / "best") in (pretuned / "config.yaml").read_text()
+    results = pretuned / "results.json"
+    written = results.stat().st_mtime_ns
+    refocus.main(argv)  # resumes: every run is finished, nothing trains again
+    assert results.stat().st_mtime_ns == written

@@ -153,9 +153,7 @@ def _write_splits(task_dir: Path, sizes: dict[str, int], images: list[Image.Imag
         (task_dir / "train800val200.txt").write_text(train + val, encoding="utf-8")
 
 
-def write_clutter_classes(
-    root: Path, name: str, classes: Sequence[int], sizes: dict[str, int], seed: int = 0
-) -> Path:
+def write_clutter_classes(root: Path, name: str, classes: Sequence[int], sizes: dict[str, int], seed: int = 0) -> Path:
     """``digits_clutter`` scenes whose labelled digit is one of ``classes``; label = its index in ``classes``.
 
     Each MNIST image is the labelled digit of one scene at most, so the splits share no digit image, and the
