@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target-val", type=int, default=200, help="target val200 scenes (VTAB-1k: 200)")
     parser.add_argument("--test", type=int, default=1000, help="target test scenes")
     parser.add_argument("--epochs", type=int, default=None, help="target epochs (default: the config's)")
-    parser.add_argument("--pretune-epochs", type=int, default=None, help="source epochs (default: the config's)")
+    parser.add_argument("--pretune-epochs", type=int, default=3, help="source epochs")
     parser.add_argument(
         "--grid", type=int, default=3, choices=(1, 3), help="3: each method's lr grid on val; 1: its middle lr, fixed"
     )
