@@ -147,3 +147,12 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     written = results.stat().st_mtime_ns
     refocus.main(argv)  # resumes: every run is finished, nothing trains again
     assert results.stat().st_mtime_ns == written
+
+
+def test_refocus_experiment_refuses_overlapping_classes_before_running(tmp_path):
+    from visual_classification.demo import refocus
+
+    argv = ["--out", str(tmp_path), "--source-classes", "0", "1", "5", "--target-classes", "5", "6", "--test", "0"]
+    with pytest.raises(SystemExit, match=r"disjoint; both hold \[5\].*--test must be >= 1"):
+        refocus.main(argv)
+    assert not any(tmp_path.iterdir())

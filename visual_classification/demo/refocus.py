@@ -88,6 +88,19 @@ class Stopwatch:
         return result
 
 
+def check_args(args) -> None:
+    """Every problem with the experiment's arguments at once, before anything runs."""
+    problems = []
+    shared = sorted(set(args.source_classes) & set(args.target_classes))
+    if shared:
+        problems.append(f"source and target classes must be disjoint; both hold {shared}")
+    for name in ("source_train", "source_val", "target_train", "target_val", "test"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if problems:
+        raise SystemExit("error: " + "; ".join(problems))
+
+
 def write_data(data: Path, args) -> None:
     """Source (thousands of scenes, train + val) and target (VTAB-1k shape) tasks; skipped when written."""
     source_sizes = {"train": args.source_train, "val": args.source_val}
@@ -256,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid-count", type=int, default=3, help="images in the refocusing grid")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
+    check_args(args)
     out = Path(args.out)
     clock = Stopwatch(out / "timing.json")
     weights = clock.run("weights", cached_weights, out / "weights")
