@@ -26,24 +26,9 @@ from yacs.config import CfgNode
 
 from toast.files import atomic_write_text
 
-from .config import get_cfg, training_arguments_defaults
+from .config import load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
 from .model import ToastCausalLM, build_model, build_tokenizer
-
-
-def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
-    """Defaults ← YAML file ← ``KEY VALUE`` pairs; unknown keys (also ``TRAIN.*``) are named."""
-    cfg = get_cfg()
-    try:
-        if config_file:
-            if not Path(config_file).is_file():
-                raise FileNotFoundError(f"config file {config_file} does not exist")
-            cfg.merge_from_file(config_file)
-        cfg.merge_from_list(opts)
-    except (KeyError, AssertionError) as err:
-        raise ValueError(f"{config_file or 'command line'}: {err}") from err
-    cfg.freeze()
-    return cfg
 
 
 def training_arguments(cfg: CfgNode, has_eval_split: bool = True) -> TrainingArguments:
