@@ -160,10 +160,12 @@ def check_training_numbers(cfg: CN) -> None:
         raise ValueError("; ".join(problems))
 
 
-def load_config(config_file: str | None, opts: list[str], freeze: bool = True) -> CN:
-    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs; unknown keys (also ``TRAIN.*``) and
-    values of the wrong type are named."""
-    cfg = config_files.load_config(get_cfg(), config_file, opts)
+def load_config(config_file: str | None, opts: list[str], freeze: bool = True, defaults: list[str] = ()) -> CN:
+    """Defaults (and a CLI's own ``defaults`` pairs, e.g. pre-tuning's recipe) ← YAML file (and its
+    ``_BASE_``) ← ``KEY VALUE`` pairs; unknown keys (also ``TRAIN.*``) and values of the wrong type are named."""
+    cfg = get_cfg()
+    config_files.merge_overrides(cfg, list(defaults))
+    cfg = config_files.load_config(cfg, config_file, opts)
     check_training_numbers(cfg)
     if freeze:
         cfg.freeze()

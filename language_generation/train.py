@@ -110,7 +110,7 @@ def main(
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. TRAIN.MAX_STEPS 100")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config_file, [*defaults, *args.opts])
+        cfg = load_config(args.config_file, args.opts, defaults=defaults)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if require_toast and cfg.MODEL.TRANSFER_TYPE not in ("toast", "toast-lite"):
