@@ -170,3 +170,10 @@ def load_config(config_file: str | None, opts: list[str], freeze: bool = True, d
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def check_model_name(cfg: CN) -> None:
+    """Training needs ``MODEL.NAME_OR_PATH`` (generate can take it from the run instead): say so before the
+    hub is asked about an empty name."""
+    if not cfg.MODEL.NAME_OR_PATH.strip():
+        raise ValueError("MODEL.NAME_OR_PATH is empty: give a Hugging Face hub name or a local model folder")

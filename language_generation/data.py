@@ -331,7 +331,11 @@ def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
         fingerprint = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:16]
         try:
             records = Dataset.from_generator(
-                _generate_records, features=FEATURES[fmt], gen_kwargs=kwargs, cache_dir=cache_dir, fingerprint=fingerprint
+                _generate_records,
+                features=FEATURES[fmt],
+                gen_kwargs=kwargs,
+                cache_dir=cache_dir,
+                fingerprint=fingerprint,
             )
         except DatasetGenerationError as err:  # our own message (file, record, what was expected) is the cause
             raise (err.__cause__ or err) from None
@@ -343,7 +347,9 @@ def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
     needed = list(FEATURES[fmt])
     missing = [c for c in needed if c not in records.column_names and c != "input"]
     if missing:
-        raise ValueError(f"hub dataset {cfg.DATA.PATH}: no column {missing} (DATA.FORMAT {fmt}; has {records.column_names})")
+        raise ValueError(
+            f"hub dataset {cfg.DATA.PATH}: no column {missing} (DATA.FORMAT {fmt}; has {records.column_names})"
+        )
     return records.select_columns([c for c in needed if c in records.column_names]), cfg.DATA.PATH
 
 

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 from yacs.config import CfgNode
 
-from toast.files import atomic_write_text
-
-from .config import load_config, training_arguments_defaults
+from . import run_files as rf
+from .config import check_model_name, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
 from .model import ToastCausalLM, build_model, build_tokenizer
 
@@ -63,10 +61,15 @@ class ToastTrainer(Trainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
 
-def train(cfg: CfgNode) -> dict:
+def train(cfg: CfgNode, overwrite: bool = False) -> dict:
+    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
     out = Path(cfg.OUTPUT_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.dump())
+    # run folder (language_generation.run_files): refuse another config, log.txt, newest complete checkpoint
+    check_model_name(cfg)
+    if rf.start_run(cfg, overwrite) == "finished":
+        return rf.finished_results(out)
+    last = rf.newest_complete_checkpoint(out)
+    rf.truncate_metrics(out, rf.checkpoint_step(last))
     tokenizer = build_tokenizer(cfg)
     train_set, eval_set = build_datasets(cfg, tokenizer)
     args = training_arguments(cfg, has_eval_split=eval_set is not None)
@@ -79,8 +82,8 @@ def train(cfg: CfgNode) -> dict:
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
+        callbacks=[rf.MetricsCallback(out)],
     )
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(out))
@@ -97,7 +100,8 @@ def train(cfg: CfgNode) -> dict:
         results["eval_loss"] = metrics["eval_loss"]
         results["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
     if trainer.is_world_process_zero():
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+        results["run"] = rf.run_record(cfg)
+        rf.write_results(out, results)
     return results
 
 
@@ -107,6 +111,7 @@ def main(
     """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. TRAIN.MAX_STEPS 100")
     args = parser.parse_args(argv)
     try:
@@ -115,7 +120,11 @@ def main(
         sys.exit(f"error: {err}")
     if require_toast and cfg.MODEL.TRANSFER_TYPE not in ("toast", "toast-lite"):
         sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
-    print(json.dumps(train(cfg), indent=2))
+    try:
+        results = train(cfg, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        sys.exit(f"error: {err}")
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -143,7 +143,10 @@ def test_truncation_that_cuts_every_response_token_drops_the_example(tmp_path, t
 
 
 def test_alpaca_input_reaches_the_prompt_and_jsonl_streams(tmp_path, tokenizer):
-    records = [{"instruction": "add 2 and 3", "input": "hello world", "output": "5"}, {"instruction": "a", "output": "b"}]
+    records = [
+        {"instruction": "add 2 and 3", "input": "hello world", "output": "5"},
+        {"instruction": "a", "output": "b"},
+    ]
     train, _ = build_datasets(cfg_for(write(tmp_path, records, "d.jsonl")), tokenizer)
     assert len(train) == 2 and "### <unk> hello world ###" in tokenizer.decode(train[0]["input_ids"])
 
@@ -173,7 +176,10 @@ def test_chat_template_masks_all_but_the_assistant_turns(tmp_path, tokenizer):
         ]
     }
     train, _ = build_datasets(cfg_for(write(tmp_path, [record]), FORMAT="sharegpt", TEMPLATE="chat"), chat_tok)
-    assert chat_tok.decode(train[0]["input_ids"]) == "user: say hi </s> assistant: hi ! </s> user: add 2 and 3 </s> assistant: 5 </s>"
+    assert (
+        chat_tok.decode(train[0]["input_ids"])
+        == "user: say hi </s> assistant: hi ! </s> user: add 2 and 3 </s> assistant: 5 </s>"
+    )
     assert supervised_text(train[0], chat_tok) == "hi ! </s> 5 </s>"  # the replies and their end-of-turn only
     with pytest.raises(ValueError, match="has no chat template"):
         build_datasets(cfg_for(write(tmp_path, [record]), FORMAT="sharegpt", TEMPLATE="chat"), tokenizer)
@@ -210,7 +216,9 @@ def test_text_blocks_put_the_leading_special_token_before_every_document(tmp_pat
     from tokenizers import processors
 
     bos_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
-    bos_tok.backend_tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    bos_tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 1)]
+    )
     path = tmp_path / "corpus.txt"
     path.write_text("hello world\n\nsay hi\n\nadd 2 and 3")
     train, _ = build_datasets(cfg_for(path, FORMAT="text", BLOCK_SIZE=4), bos_tok)
