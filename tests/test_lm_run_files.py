@@ -3,7 +3,6 @@ config loader both halves share (``_BASE_``, ints for float keys, named errors).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
