@@ -55,7 +55,12 @@ def write_corpus(path: Path, megabytes: float, fmt: str, seed: int = 0) -> int:
             else:
                 cut = WORDS_PER_DOC // 4
                 head, tail = words.split(" ")[:cut], words.split(" ")[cut:]
-                chunk = json.dumps({"instruction": " ".join(head[:20]), "input": " ".join(head[20:]), "output": " ".join(tail)}) + "\n"
+                chunk = (
+                    json.dumps(
+                        {"instruction": " ".join(head[:20]), "input": " ".join(head[20:]), "output": " ".join(tail)}
+                    )
+                    + "\n"
+                )
             f.write(chunk)
             written += len(chunk)
             docs += 1
@@ -75,7 +80,12 @@ def prepare_arrow(tokenizer_dir: str, corpus: str, fmt: str, cache: str) -> dict
     start = time.perf_counter()
     train, _ = build_datasets(cfg, tok)
     n = sum(len(ids) for batch in train.iter(batch_size=1000) for ids in batch["input_ids"])  # read it all once
-    return {"examples": len(train), "tokens": n, "seconds": time.perf_counter() - start, "peak_mib": current_peak_mib("cpu")}
+    return {
+        "examples": len(train),
+        "tokens": n,
+        "seconds": time.perf_counter() - start,
+        "peak_mib": current_peak_mib("cpu"),
+    }
 
 
 def prepare_in_memory(tokenizer_dir: str, corpus: str, fmt: str, cache: str) -> dict:
@@ -102,7 +112,12 @@ def prepare_in_memory(tokenizer_dir: str, corpus: str, fmt: str, cache: str) -> 
             examples.append({"input_ids": (prompt + answer)[:512], "labels": ([-100] * len(prompt) + answer)[:512]})
     train = Dataset.from_list(examples)
     n = sum(len(ids) for ids in train["input_ids"])
-    return {"examples": len(train), "tokens": n, "seconds": time.perf_counter() - start, "peak_mib": current_peak_mib("cpu")}
+    return {
+        "examples": len(train),
+        "tokens": n,
+        "seconds": time.perf_counter() - start,
+        "peak_mib": current_peak_mib("cpu"),
+    }
 
 
 def main() -> None:
