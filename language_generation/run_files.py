@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from yacs.config import CfgNode
 
 from toast.files import atomic_path, atomic_write_text
-from toast.runs import setup_logging, software_record
+from toast.runs import refuse_other_config, setup_logging, software_record
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +70,9 @@ def is_main_process() -> bool:
 def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
     """``"new"``, ``"resume"`` or ``"finished"``; a folder holding another config is refused unless ``overwrite``
     (which then removes that run's files and checkpoints)."""
-    saved = out / CONFIG
-    if not saved.is_file():
+    if not (out / CONFIG).is_file():
         return "new"
-    if saved.read_text(encoding="utf-8") != config_text:
-        if not overwrite:
-            raise FileExistsError(
-                f"OUTPUT_DIR {out} holds a run with a different config ({saved}); choose another OUTPUT_DIR "
-                "or pass --overwrite to replace it"
-            )
+    if refuse_other_config(out, CONFIG, config_text, overwrite):
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
         for folder in checkpoint_dirs(out):

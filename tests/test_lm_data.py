@@ -71,15 +71,18 @@ def test_only_the_response_and_eos_take_loss(tmp_path, tokenizer):
     assert describe_example(example, tokenizer).endswith("]5</s>")
 
 
+TWO_TURNS = {
+    "conversations": [
+        {"from": "human", "value": "say hi"},
+        {"from": "gpt", "value": "hi !"},
+        {"from": "human", "value": "add 2 and 3"},
+        {"from": "gpt", "value": "5"},
+    ]
+}
+
+
 def test_sharegpt_supervises_assistant_turns_only(tokenizer):
-    record = {
-        "conversations": [
-            {"from": "human", "value": "say hi"},
-            {"from": "gpt", "value": "hi !"},
-            {"from": "human", "value": "add 2 and 3"},
-            {"from": "gpt", "value": "5"},
-        ]
-    }
+    record = TWO_TURNS
     example = sharegpt_example(record, tokenizer)
     supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
     assert tokenizer.decode(supervised) == "hi ! </s> 5 </s>"
@@ -167,14 +170,7 @@ CHAT_TEMPLATE = (
 def test_chat_template_masks_all_but_the_assistant_turns(tmp_path, tokenizer):
     chat_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
     chat_tok.chat_template = CHAT_TEMPLATE
-    record = {
-        "conversations": [
-            {"from": "human", "value": "say hi"},
-            {"from": "gpt", "value": "hi !"},
-            {"from": "human", "value": "add 2 and 3"},
-            {"from": "gpt", "value": "5"},
-        ]
-    }
+    record = TWO_TURNS
     train, _ = build_datasets(cfg_for(write(tmp_path, [record]), FORMAT="sharegpt", TEMPLATE="chat"), chat_tok)
     assert (
         chat_tok.decode(train[0]["input_ids"])

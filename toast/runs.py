@@ -56,3 +56,17 @@ def package_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
 def software_record(packages: tuple[str, ...]) -> dict:
     """Python, package versions and code commit: enough to tell later what produced a number."""
     return {"python": platform.python_version(), "packages": package_versions(packages), "git_commit": git_commit()}
+
+
+def refuse_other_config(out: Path, config_name: str, config_text: str, overwrite: bool) -> bool:
+    """True when ``out`` holds a run with another config and ``overwrite`` allows replacing it (the caller
+    then removes that run's files); such a folder without ``overwrite`` is refused, naming it."""
+    saved = out / config_name
+    if not saved.is_file() or saved.read_text(encoding="utf-8") == config_text:
+        return False
+    if not overwrite:
+        raise FileExistsError(
+            f"OUTPUT_DIR {out} holds a run with a different config ({saved}); choose another OUTPUT_DIR "
+            "or pass --overwrite to replace it"
+        )
+    return True
