@@ -227,3 +227,11 @@ def test_max_records_reads_only_the_first(tmp_path, tokenizer):
     records = [{"instruction": "say hi", "output": str(i % 10)} for i in range(20)]
     train, _ = build_datasets(cfg_for(write(tmp_path, records, "d.jsonl"), MAX_RECORDS=5), tokenizer)
     assert len(train) == 5
+
+
+def test_tokenising_in_two_processes_gives_the_same_examples(tmp_path, tokenizer):
+    records = [{"instruction": "say hi", "input": str(i % 10), "output": "hello world"} for i in range(40)]
+    path = write(tmp_path, records, "d.jsonl")
+    one, _ = build_datasets(cfg_for(path), tokenizer)
+    two, _ = build_datasets(cfg_for(path, NUM_PROC=2, CACHE_DIR=str(tmp_path / "cache")), tokenizer)
+    assert one["input_ids"] == two["input_ids"] and one["labels"] == two["labels"]
