@@ -319,38 +319,47 @@ def files_stamp(files: list[Path]) -> str:
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
-def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
-    """Records as an Arrow dataset (files streamed into the ``datasets`` cache; a hub dataset's train split),
-    at most ``DATA.MAX_RECORDS`` of them when that is set."""
-    fmt, limit = cfg.DATA.FORMAT, cfg.DATA.MAX_RECORDS
-    files = data_files(cfg.DATA.PATH)
-    cache_dir = cfg.DATA.CACHE_DIR or None
-    if files:
-        stamp = files_stamp(files)
-        kwargs = {"files": [str(f) for f in files], "fmt": fmt, "limit": limit, "stamp": stamp}
-        fingerprint = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:16]
-        try:
-            records = Dataset.from_generator(
-                _generate_records,
-                features=FEATURES[fmt],
-                gen_kwargs=kwargs,
-                cache_dir=cache_dir,
-                fingerprint=fingerprint,
-            )
-        except DatasetGenerationError as err:  # our own message (file, record, what was expected) is the cause
-            raise (err.__cause__ or err) from None
-        return records, cfg.DATA.PATH
+def _generate_hub_records(name: str, fmt: str, limit: int, cache_dir: str | None) -> Iterator[dict]:
+    """The first ``limit`` records of a hub dataset's train split, streamed (only what is read is fetched)."""
     from datasets import load_dataset
 
-    split = f"train[:{limit}]" if limit else "train"
-    records = load_dataset(cfg.DATA.PATH, split=split, cache_dir=cache_dir)
+    stream = load_dataset(name, split="train", streaming=True, cache_dir=cache_dir)
+    for number, record in enumerate(stream.take(limit)):
+        yield checked_record(record, fmt, f"hub dataset {name}: record {number}")
+
+
+def _to_arrow(generator, kwargs: dict, fmt: str, cache_dir: str | None) -> Dataset:
+    """The generator's records written to an Arrow file in the cache (reused while ``kwargs`` are the same)."""
+    fingerprint = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:16]
+    try:
+        return Dataset.from_generator(
+            generator, features=FEATURES[fmt], gen_kwargs=kwargs, cache_dir=cache_dir, fingerprint=fingerprint
+        )
+    except DatasetGenerationError as err:  # our own message (file, record, what was expected) is the cause
+        raise (err.__cause__ or err) from None
+
+
+def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
+    """Records as an Arrow dataset: files streamed into the ``datasets`` cache; a hub dataset's train split
+    (streamed, when ``DATA.MAX_RECORDS`` limits it, so that 200,000 OpenWebText documents do not need the
+    whole corpus on disk); at most ``DATA.MAX_RECORDS`` of them when that is set."""
+    fmt, limit, name = cfg.DATA.FORMAT, cfg.DATA.MAX_RECORDS, cfg.DATA.PATH
+    files = data_files(name)
+    cache_dir = cfg.DATA.CACHE_DIR or None
+    if files:
+        kwargs = {"files": [str(f) for f in files], "fmt": fmt, "limit": limit, "stamp": files_stamp(files)}
+        return _to_arrow(_generate_records, kwargs, fmt, cache_dir), name
+    if limit:
+        kwargs = {"name": name, "fmt": fmt, "limit": limit, "cache_dir": cache_dir}
+        return _to_arrow(_generate_hub_records, kwargs, fmt, cache_dir), name
+    from datasets import load_dataset
+
+    records = load_dataset(name, split="train", cache_dir=cache_dir)
     needed = list(FEATURES[fmt])
     missing = [c for c in needed if c not in records.column_names and c != "input"]
     if missing:
-        raise ValueError(
-            f"hub dataset {cfg.DATA.PATH}: no column {missing} (DATA.FORMAT {fmt}; has {records.column_names})"
-        )
-    return records.select_columns([c for c in needed if c in records.column_names]), cfg.DATA.PATH
+        raise ValueError(f"hub dataset {name}: no column {missing} (DATA.FORMAT {fmt}; has {records.column_names})")
+    return records.select_columns([c for c in needed if c in records.column_names]), name
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -235,3 +235,26 @@ def test_tokenising_in_two_processes_gives_the_same_examples(tmp_path, tokenizer
     one, _ = build_datasets(cfg_for(path), tokenizer)
     two, _ = build_datasets(cfg_for(path, NUM_PROC=2, CACHE_DIR=str(tmp_path / "cache")), tokenizer)
     assert one["input_ids"] == two["input_ids"] and one["labels"] == two["labels"]
+
+
+def test_a_limited_hub_dataset_is_streamed_and_checked(tokenizer, monkeypatch):
+    import datasets
+
+    served = []
+
+    def documents():
+        for i in range(1000):
+            served.append(i)
+            yield {"text": f"hello world {i % 10}", "url": "x"} if i != 7 else {"url": "no text"}
+
+    def fake_load_dataset(name, split, streaming=False, cache_dir=None):
+        assert name == "someone/corpus" and split == "train" and streaming  # never the whole split
+        return datasets.IterableDataset.from_generator(documents)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    cfg = cfg_for("someone/corpus", FORMAT="text", BLOCK_SIZE=4, MAX_RECORDS=5)
+    train, _ = build_datasets(cfg, tokenizer)
+    assert len(train) == 5 and tokenizer.decode(train[0]["input_ids"]) == "hello world 0 </s>"
+    assert len(served) < 100  # only what was read was fetched
+    with pytest.raises(ValueError, match=r"hub dataset someone/corpus: record 7 lacks \['text'\]"):
+        build_datasets(cfg_for("someone/corpus", FORMAT="text", BLOCK_SIZE=4, MAX_RECORDS=9), tokenizer)
