@@ -87,7 +87,12 @@ def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
     out = Path(cfg.OUTPUT_DIR)
     config_text = cfg.dump()
     main = is_main_process()
-    status = check_output_dir(out, config_text, overwrite) if main and out.is_dir() else "new"
+    if main:
+        status = check_output_dir(out, config_text, overwrite) if out.is_dir() else "new"
+    else:  # read-only: only rank 0 refuses or clears; every rank must agree on a finished run
+        saved = out / CONFIG
+        same = saved.is_file() and saved.read_text(encoding="utf-8") == config_text
+        status = "finished" if same and (out / RESULTS).is_file() else "new"
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / CONFIG, config_text)

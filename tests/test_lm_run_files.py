@@ -118,3 +118,14 @@ def test_config_copy_of_a_run_folder_is_untouched_by_other_runs(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     assert rf.check_output_dir(tmp_path, "B", overwrite=True) == "new" and not (tmp_path / "checkpoint-3").exists()
     shutil.rmtree(tmp_path)
+
+
+def test_other_ranks_agree_on_a_finished_run_without_writing(tmp_path, monkeypatch):
+    cfg = load_config("", ["OUTPUT_DIR", str(tmp_path), "MODEL.NAME_OR_PATH", "m"])
+    (tmp_path / "config.yaml").write_text("another config")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(rf, "setup_logging", lambda *args: None)  # leave this process's logging alone
+    assert rf.start_run(cfg) == "new" and (tmp_path / "config.yaml").read_text() == "another config"
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    (tmp_path / "results.json").write_text("{}")
+    assert rf.start_run(cfg) == "finished"
