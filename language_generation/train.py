@@ -5,8 +5,9 @@
     torchrun --nproc_per_node=4 -m language_generation.train ... TRAIN.BF16 True TRAIN.FSDP "full_shard auto_wrap"
 
 Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets the adapter (TOAST), the peft
-adapter (LoRA) or the model (full), the tokenizer, ``config.yaml``, ``trainer_state.json`` and
-``results.json``; re-running resumes from the last ``checkpoint-*`` folder.
+adapter (LoRA) or the model (full), the tokenizer and the run files of :mod:`.run_files` (``config.yaml``,
+``log.txt``, ``metrics.jsonl``, ``curves.png``, ``results.json``); re-running resumes from the newest complete
+``checkpoint-*`` folder, and a folder holding another config is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
