@@ -70,6 +70,9 @@ _C.GENERATE.TEMPERATURE = 0.7  # 0 = greedy (the original sampled at 0.7, top-k 
 _C.GENERATE.TOP_K = 50  # sampling: keep the k most likely tokens
 _C.GENERATE.TOP_P = 1.0  # sampling: nucleus mass
 _C.GENERATE.BATCH_SIZE = 1  # prompts per generate call (left padding); 1 streams tokens to the terminal
+_C.register_renamed_key(
+    "GENERATE.CHAT_TEMPLATE", "DATA.TEMPLATE", "GENERATE.CHAT_TEMPLATE True is now DATA.TEMPLATE chat"
+)
 
 
 def training_arguments_defaults() -> CN:

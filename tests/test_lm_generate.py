@@ -91,3 +91,18 @@ def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch):
         generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
     with pytest.raises(SystemExit, match="MODEL.NAME_OR_PATH is empty"):
         generate.main(["--prompt", "hi"])
+
+
+def test_prompts_are_rendered_in_the_runs_template(tokenizer):  # noqa: F811
+    from test_lm_data import CHAT_TEMPLATE
+
+    from language_generation.data import render_prompt
+
+    record = {"instruction": "add 2 and 3", "input": "hello"}
+    chat_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+    chat_tok.chat_template = CHAT_TEMPLATE
+    assert render_prompt(chat_tok, record, "chat") == "user: add 2 and 3\n\nhello </s> assistant: "
+    assert render_prompt(chat_tok, record, "vicuna").endswith("USER: add 2 and 3\n\nhello ASSISTANT:")
+    assert render_prompt(chat_tok, record, "alpaca").endswith("### Input:\nhello\n\n### Response:")
+    with pytest.raises(ValueError, match="is now DATA.TEMPLATE chat"):
+        load_config("", ["GENERATE.CHAT_TEMPLATE", "True"])
