@@ -59,7 +59,7 @@ FEATURES = {
 }
 DROP_REASONS = {
     "too_long": "longer than DATA.MAX_LENGTH (DATA.TOO_LONG drop)",
-    "no_target": "no response to learn (empty output, or no assistant turn after a user turn)",
+    "no_target": "nothing to learn (a conversation without an assistant reply after a user turn)",
     "target_truncated": "every response token cut off by truncation to DATA.MAX_LENGTH",
 }
 

@@ -258,3 +258,10 @@ def test_a_limited_hub_dataset_is_streamed_and_checked(tokenizer, monkeypatch):
     assert len(served) < 100  # only what was read was fetched
     with pytest.raises(ValueError, match=r"hub dataset someone/corpus: record 7 lacks \['text'\]"):
         build_datasets(cfg_for("someone/corpus", FORMAT="text", BLOCK_SIZE=4, MAX_RECORDS=9), tokenizer)
+
+
+def test_a_conversation_without_a_reply_is_dropped_and_counted(tmp_path, tokenizer, caplog):
+    records = [TWO_TURNS, {"conversations": [{"from": "human", "value": "say hi"}]}]
+    with caplog.at_level("INFO"):
+        train, _ = build_datasets(cfg_for(write(tmp_path, records), FORMAT="sharegpt"), tokenizer)
+    assert len(train) == 1 and "dropped 1 of 2 examples: nothing to learn" in caplog.text
