@@ -12,156 +12,35 @@ Prompt templates (``DATA.TEMPLATE``): ``alpaca`` (Stanford Alpaca), ``vicuna`` (
 for ShareGPT. Only the responses (and the EOS that ends them; for ``chat`` the template's end-of-turn
 text) take loss; prompt tokens are ``-100``.
 
-Records are streamed from the files into an Arrow dataset on disk, tokenised with batched ``map``
+Templates live in :mod:`.templates`, reading records in :mod:`.records`. Records are streamed from the
+files into an Arrow dataset on disk, tokenised with batched ``map``
 (``DATA.NUM_PROC`` processes), and raw text is grouped into ``DATA.BLOCK_SIZE`` blocks as ``transformers``'
 ``run_clm`` example does, so memory stays flat however large the corpus is. Errors name the file and record.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
-from datasets import Dataset, Features, Value
-from datasets.exceptions import DatasetGenerationError
+from datasets import Dataset
 from yacs.config import CfgNode
+
+from .records import load_records
+from .templates import ALPACA_PROMPTS, alpaca_prompt, check_chat_template, resolve_template, segments
+
+__all__ = ["ALPACA_PROMPTS", "IGNORE_INDEX", "alpaca_prompt", "build_datasets", "describe_example"]
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-ALPACA_PROMPTS = {
-    "prompt_input": (
-        "Below is an instruction that describes a task, paired with an input that provides further context. "
-        "Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
-    ),
-    "prompt_no_input": (
-        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-        "\n\n### Instruction:\n{instruction}\n\n### Response:"
-    ),
-}
-VICUNA_SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the user's questions."
-)
 FORMATS = ("alpaca", "sharegpt", "text")
-TEMPLATES = ("alpaca", "vicuna", "chat")
 TOO_LONG = ("truncate", "drop", "raise")
-DATA_SUFFIXES = (".json", ".jsonl", ".txt")
-FEATURES = {
-    "alpaca": Features({"instruction": Value("string"), "input": Value("string"), "output": Value("string")}),
-    "sharegpt": Features({"conversations": [{"from": Value("string"), "value": Value("string")}]}),
-    "text": Features({"text": Value("string")}),
-}
 DROP_REASONS = {
     "too_long": "longer than DATA.MAX_LENGTH (DATA.TOO_LONG drop)",
     "no_target": "nothing to learn (a conversation without an assistant reply after a user turn)",
     "target_truncated": "every response token cut off by truncation to DATA.MAX_LENGTH",
 }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Prompts
-# ---------------------------------------------------------------------------------------------------
-
-
-def alpaca_prompt(record: dict) -> str:
-    """The Stanford Alpaca prompt for a record (with or without input)."""
-    if record.get("input"):
-        return ALPACA_PROMPTS["prompt_input"].format(instruction=record["instruction"], input=record["input"])
-    return ALPACA_PROMPTS["prompt_no_input"].format(instruction=record["instruction"])
-
-
-def user_message(record: dict) -> str:
-    """An Alpaca record as one user turn (Vicuna and chat templates): the instruction, then its input."""
-    return record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-
-
-def resolve_template(cfg: CfgNode) -> str:
-    """``DATA.TEMPLATE``, or the format's own (alpaca for Alpaca records, vicuna for ShareGPT)."""
-    template = cfg.DATA.TEMPLATE or ("vicuna" if cfg.DATA.FORMAT == "sharegpt" else "alpaca")
-    if template not in TEMPLATES:
-        raise ValueError(f"DATA.TEMPLATE must be one of {TEMPLATES} or empty, got {template!r}")
-    if template == "alpaca" and cfg.DATA.FORMAT == "sharegpt":
-        raise ValueError("DATA.TEMPLATE alpaca is single-turn; ShareGPT conversations take vicuna or chat")
-    return template
-
-
-def render_prompt(tokenizer, record: dict, template: str) -> str:
-    """The text a model sees before its answer (``generate``), in the template it was tuned with."""
-    if template == "alpaca":
-        return alpaca_prompt(record)
-    if template == "vicuna":
-        return f"{VICUNA_SYSTEM} USER: {user_message(record)} ASSISTANT:"
-    check_chat_template(tokenizer)
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_message(record)}], tokenize=False, add_generation_prompt=True
-    )
-
-
-def check_chat_template(tokenizer) -> None:
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
-            f"DATA.TEMPLATE chat, but the tokenizer of {tokenizer.name_or_path!r} has no chat template "
-            "(use alpaca or vicuna)"
-        )
-
-
-def conversation(record: dict, fmt: str) -> list[tuple[str, str]]:
-    """``[(role, text), ...]`` alternating user / assistant, starting with the user (ShareGPT: a leading
-    assistant turn is skipped and the conversation ends at the first out-of-turn message, as Vicuna did)."""
-    if fmt == "alpaca":
-        return [("user", user_message(record)), ("assistant", record["output"])]
-    turns = [t for t in record["conversations"] if t["from"] in ("human", "gpt")]
-    if turns and turns[0]["from"] != "human":
-        turns = turns[1:]
-    out = []
-    for i, turn in enumerate(turns):
-        if turn["from"] != ("human" if i % 2 == 0 else "gpt"):
-            break
-        out.append(("user" if turn["from"] == "human" else "assistant", turn["value"]))
-    return out
-
-
-def segments(record: dict, fmt: str, template: str, tokenizer) -> list[tuple[str, bool]]:
-    """The example's text as ``[(text, supervised), ...]`` in the template."""
-    if template == "alpaca":
-        return [(alpaca_prompt(record), False), (record["output"], True)]
-    turns = conversation(record, fmt)
-    if template == "vicuna":
-        out, context = [], VICUNA_SYSTEM + " "
-        for role, text in turns:
-            if role == "user":
-                context += f"USER: {text} ASSISTANT:"
-            else:
-                out += [(context, False), (" " + text, True)]
-                context = ""
-        return out
-    return chat_segments(tokenizer, turns)
-
-
-def chat_segments(tokenizer, turns: list[tuple[str, str]]) -> list[tuple[str, bool]]:
-    """The tokenizer's chat template, split so that each assistant reply (up to its end-of-turn text) is
-    supervised and everything the template puts before it is not."""
-    messages = [{"role": role, "content": text} for role, text in turns]
-    out, done = [], ""
-    for i, (role, _) in enumerate(turns):
-        if role != "assistant":
-            continue
-        prompt = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if not (prompt.startswith(done) and full.startswith(prompt)):
-            raise ValueError(
-                f"the chat template of {tokenizer.name_or_path!r} does not render a conversation as prompt + "
-                "reply, so the reply cannot be masked; use DATA.TEMPLATE alpaca or vicuna"
-            )
-        out += [(prompt[len(done) :], False), (full[len(prompt) :], True)]
-        done = full
-    return out
 
 
 def leading_special_ids(tokenizer) -> list[int]:
@@ -205,165 +84,7 @@ def sharegpt_example(record: dict, tokenizer, prefix: list[int] | None = None) -
 
 
 # ---------------------------------------------------------------------------------------------------
-# Reading records (streamed, checked, into Arrow)
-# ---------------------------------------------------------------------------------------------------
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered lines of a UTF-8 file; other encodings are named with the line."""
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{number}: not UTF-8 text ({err.reason}); save the file as UTF-8") from err
-
-
-def read_raw(path: Path) -> Iterator[tuple[str, object]]:
-    """``(where, record)`` pairs of one file, streamed except for a ``.json`` list (read whole)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"DATA.PATH={str(path)!r} does not exist")
-    if path.suffix == ".txt":
-        block, start = [], 1
-        for number, line in _lines(path):
-            if line.strip():
-                if not block:
-                    start = number
-                block.append(line.rstrip("\n"))
-            elif block:
-                yield f"{path}:{start}", {"text": "\n".join(block).strip()}
-                block = []
-        if block:
-            yield f"{path}:{start}", {"text": "\n".join(block).strip()}
-    elif path.suffix == ".jsonl":
-        for number, line in _lines(path):
-            if line.strip():
-                try:
-                    yield f"{path}:{number}", json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-    else:
-        text = "".join(line for _, line in _lines(path))
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON at line {err.lineno} ({err.msg})") from err
-        if not isinstance(records, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-        for number, record in enumerate(records):
-            yield f"{path}: record {number}", record
-
-
-def checked_record(record: object, fmt: str, where: str) -> dict:
-    """The record's fields for ``fmt`` (others dropped, Alpaca's ``input`` defaulting to ""), or an error
-    naming the record and what was expected."""
-    if not isinstance(record, dict):
-        raise ValueError(f"{where} is a {type(record).__name__}, expected an object")
-    required = {"alpaca": ("instruction", "output"), "sharegpt": ("conversations",), "text": ("text",)}[fmt]
-    missing = [f for f in required if f not in record]
-    if missing:
-        raise ValueError(f"{where} lacks {missing} (DATA.FORMAT {fmt} needs {list(required)})")
-    if fmt == "sharegpt":
-        turns = record["conversations"]
-        if not isinstance(turns, list):
-            raise ValueError(f"{where}: 'conversations' is {type(turns).__name__}, expected a list of turns")
-        for i, turn in enumerate(turns):
-            if not isinstance(turn, dict) or not isinstance(turn.get("from"), str):
-                raise ValueError(f"{where}: turn {i} must be an object with a string 'from' (human | gpt)")
-            if not isinstance(turn.get("value"), str):
-                raise ValueError(f"{where}: turn {i} ('from': {turn['from']!r}) needs a string 'value'")
-        return {"conversations": [{"from": t["from"], "value": t["value"]} for t in turns]}
-    fields = {"alpaca": ("instruction", "input", "output"), "text": ("text",)}[fmt]
-    out = {}
-    for field in fields:
-        value = record.get(field, "")
-        if value is None and field == "input":
-            value = ""
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: field {field!r} is {type(value).__name__}, expected a string")
-        out[field] = value
-    return out
-
-
-def _generate_records(files: list[str], fmt: str, limit: int, stamp: str) -> Iterator[dict]:
-    """The generator ``Dataset.from_generator`` runs (``stamp`` only makes the cache key change with the files)."""
-    count = 0
-    for file in files:
-        for where, record in read_raw(Path(file)):
-            if limit and count >= limit:
-                return
-            yield checked_record(record, fmt, where)
-            count += 1
-
-
-def data_files(path_text: str) -> list[Path]:
-    """The files ``DATA.PATH`` names (a file, or the data files of a folder); [] for a hub dataset name."""
-    if not path_text:
-        raise ValueError("DATA.PATH is empty: give an Alpaca/ShareGPT JSON(L) file, a folder or a hub dataset name")
-    path = Path(path_text)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in DATA_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"DATA.PATH={path_text!r} holds no .json, .jsonl or .txt files")
-        return files
-    if path.suffix in DATA_SUFFIXES or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"DATA.PATH={path_text!r} does not exist")
-        return [path]
-    return []
-
-
-def files_stamp(files: list[Path]) -> str:
-    """A cheap identity of the files' current contents (path, size, modification time)."""
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
-
-
-def _generate_hub_records(name: str, fmt: str, limit: int, cache_dir: str | None) -> Iterator[dict]:
-    """The first ``limit`` records of a hub dataset's train split, streamed (only what is read is fetched)."""
-    from datasets import load_dataset
-
-    stream = load_dataset(name, split="train", streaming=True, cache_dir=cache_dir)
-    for number, record in enumerate(stream.take(limit)):
-        yield checked_record(record, fmt, f"hub dataset {name}: record {number}")
-
-
-def _to_arrow(generator, kwargs: dict, fmt: str, cache_dir: str | None) -> Dataset:
-    """The generator's records written to an Arrow file in the cache (reused while ``kwargs`` are the same)."""
-    fingerprint = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:16]
-    try:
-        return Dataset.from_generator(
-            generator, features=FEATURES[fmt], gen_kwargs=kwargs, cache_dir=cache_dir, fingerprint=fingerprint
-        )
-    except DatasetGenerationError as err:  # our own message (file, record, what was expected) is the cause
-        raise (err.__cause__ or err) from None
-
-
-def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
-    """Records as an Arrow dataset: files streamed into the ``datasets`` cache; a hub dataset's train split
-    (streamed, when ``DATA.MAX_RECORDS`` limits it, so that 200,000 OpenWebText documents do not need the
-    whole corpus on disk); at most ``DATA.MAX_RECORDS`` of them when that is set."""
-    fmt, limit, name = cfg.DATA.FORMAT, cfg.DATA.MAX_RECORDS, cfg.DATA.PATH
-    files = data_files(name)
-    cache_dir = cfg.DATA.CACHE_DIR or None
-    if files:
-        kwargs = {"files": [str(f) for f in files], "fmt": fmt, "limit": limit, "stamp": files_stamp(files)}
-        return _to_arrow(_generate_records, kwargs, fmt, cache_dir), name
-    if limit:
-        kwargs = {"name": name, "fmt": fmt, "limit": limit, "cache_dir": cache_dir}
-        return _to_arrow(_generate_hub_records, kwargs, fmt, cache_dir), name
-    from datasets import load_dataset
-
-    records = load_dataset(name, split="train", cache_dir=cache_dir)
-    needed = list(FEATURES[fmt])
-    missing = [c for c in needed if c not in records.column_names and c != "input"]
-    if missing:
-        raise ValueError(f"hub dataset {name}: no column {missing} (DATA.FORMAT {fmt}; has {records.column_names})")
-    return records.select_columns([c for c in needed if c in records.column_names]), name
-
-
-# ---------------------------------------------------------------------------------------------------
-# Tokenising, length policy, blocks
+# Tokenising (batched map), length policy, blocks
 # ---------------------------------------------------------------------------------------------------
 
 

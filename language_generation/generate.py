@@ -32,8 +32,9 @@ from toast.files import atomic_write_text
 
 from . import run_files as rf
 from .config import check_model_name, load_config
-from .data import checked_record, read_raw, render_prompt, resolve_template
 from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
+from .records import checked_record, read_raw
+from .templates import render_prompt, resolve_template
 
 RUN_WEIGHTS = {
     "toast": ("adapter.safetensors",),

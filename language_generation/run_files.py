@@ -255,7 +255,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
 
 def data_checksum(cfg: CfgNode) -> dict:
     """SHA-256 (first 16 hex digits) of every data file ``DATA.PATH`` names, or the hub dataset's name."""
-    from .data import data_files
+    from .records import data_files
 
     files = data_files(cfg.DATA.PATH)
     if not files:

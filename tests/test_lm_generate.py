@@ -96,7 +96,7 @@ def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch):
 def test_prompts_are_rendered_in_the_runs_template(tokenizer):  # noqa: F811
     from test_lm_data import CHAT_TEMPLATE
 
-    from language_generation.data import render_prompt
+    from language_generation.templates import render_prompt
 
     record = {"instruction": "add 2 and 3", "input": "hello"}
     chat_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
