@@ -21,6 +21,7 @@ files into an Arrow dataset on disk, tokenised with batched ``map``
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 
 from datasets import Dataset
@@ -241,6 +242,8 @@ def build_datasets(cfg: CfgNode, tokenizer) -> tuple[Dataset, Dataset | None]:
     if n_eval == 0:
         logger.info("%s: %d training examples, none held out", source, len(examples))
         return examples, None
-    split = examples.train_test_split(test_size=n_eval, shuffle=True, seed=cfg.SEED)
-    logger.info("%s: %d training examples, %d held out", source, len(split["train"]), n_eval)
-    return split["train"], split["test"]
+    order = list(range(len(examples)))
+    random.Random(cfg.SEED).shuffle(order)  # seeded; both parts keep the file's order
+    train, held_out = examples.select(sorted(order[n_eval:])), examples.select(sorted(order[:n_eval]))
+    logger.info("%s: %d training examples, %d held out", source, len(train), n_eval)
+    return train, held_out
