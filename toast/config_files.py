@@ -28,13 +28,13 @@ def _coerce(default: Any, value: Any) -> Any:
     return value
 
 
-def _coerce_tree(node: Any, content: dict, prefix: str = "") -> dict:
+def _coerce_tree(node: Any, content: dict) -> dict:
     """``content`` (a nested dict from YAML) with ints turned into floats where ``node`` holds floats."""
     out = {}
     for key, value in content.items():
         default = node.get(key) if hasattr(node, "get") else None
         if isinstance(value, dict) and hasattr(default, "items"):
-            out[key] = _coerce_tree(default, value, f"{prefix}{key}.")
+            out[key] = _coerce_tree(default, value)
         else:
             out[key] = _coerce(default, value)
     return out
