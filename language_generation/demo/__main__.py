@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="output/alpaca_demo")
     parser.add_argument("--train-per-family", type=int, default=80)
     parser.add_argument("--held-out-per-family", type=int, default=10)
-    parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in --out")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (e.g. TRAIN.MAX_STEPS 10)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     before, _ = exact_match(base, tokenizer, held_out)
     print(f"held-out exact match before tuning: {before}")
 
-    results = train(cfg, overwrite=args.overwrite)
+    results = train(cfg)
     tuned = attach_toast(load_base_model(cfg), cfg).eval()
     tuned.load_adapter(out / "run")
     after, answers = exact_match(tuned, tokenizer, held_out)
