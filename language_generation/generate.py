@@ -72,14 +72,19 @@ def run_config(run_dir: Path, config_file: str, opts: list[str]) -> CfgNode:
     return cfg
 
 
+def with_model_path(cfg: CfgNode, path: Path) -> CfgNode:
+    """A copy of ``cfg`` that loads from ``path`` (a run folder holding a tokenizer or a full model)."""
+    local = cfg.clone()
+    local.defrost()
+    local.MODEL.NAME_OR_PATH = str(path)
+    return local
+
+
 def tokenizer_source(cfg: CfgNode, run_dir: Path | None) -> CfgNode:
     """The run's own tokenizer files when it saved them (they hold the pad token training used)."""
     if run_dir is None or not (run_dir / "tokenizer_config.json").is_file():
         return cfg
-    local = cfg.clone()
-    local.defrost()
-    local.MODEL.NAME_OR_PATH = str(run_dir)
-    return local
+    return with_model_path(cfg, run_dir)
 
 
 def load_model(cfg: CfgNode, run_dir: Path | None) -> torch.nn.Module:
@@ -88,10 +93,7 @@ def load_model(cfg: CfgNode, run_dir: Path | None) -> torch.nn.Module:
     if run_dir is None:
         return build_model(cfg)
     if transfer in ("full", "end2end"):
-        local = cfg.clone()
-        local.defrost()
-        local.MODEL.NAME_OR_PATH = str(run_dir)
-        return load_base_model(local)
+        return load_base_model(with_model_path(cfg, run_dir))
     if transfer == "lora":
         from peft import PeftModel
 
