@@ -89,10 +89,21 @@ def sharegpt_example(record: dict, tokenizer, prefix: list[int] | None = None) -
 # ---------------------------------------------------------------------------------------------------
 
 
-def _tokenize_batch(batch: dict, tokenizer, fmt: str, template: str, prefix: list[int]) -> dict:
+def _tokenize_batch(
+    batch: dict,
+    indices: list[int],
+    tokenizer,
+    fmt: str,
+    template: str,
+    prefix: list[int],
+    max_length: int,
+    policy: str,
+) -> dict:
+    """Templated, tokenised examples after the length policy (one pass over the records)."""
     records = [dict(zip(batch, values)) for values in zip(*batch.values())]
     examples = [segments(record, fmt, template, tokenizer) for record in records]
-    return tokenize_segments(tokenizer, examples, prefix, eos=template != "chat")
+    tokens = tokenize_segments(tokenizer, examples, prefix, eos=template != "chat")
+    return _length_policy_batch(tokens, indices, max_length, policy)
 
 
 def _length_policy_batch(batch: dict, indices: list[int], max_length: int, policy: str) -> dict:
@@ -182,22 +193,22 @@ def tokenize_records(cfg: CfgNode, records: Dataset, tokenizer, source: str) -> 
     if template == "chat":
         check_chat_template(tokenizer)
         prefix = []  # the chat template writes its own leading tokens
+    max_length, policy = cfg.DATA.MAX_LENGTH, cfg.DATA.TOO_LONG
     examples = records.map(
         _tokenize_batch,
         batched=True,
+        with_indices=True,
         remove_columns=columns,
         num_proc=num_proc,
-        fn_kwargs={"tokenizer": tokenizer, "fmt": cfg.DATA.FORMAT, "template": template, "prefix": prefix},
-        desc=f"tokenising ({template} template)",
-    )
-    max_length, policy = cfg.DATA.MAX_LENGTH, cfg.DATA.TOO_LONG
-    examples = examples.map(
-        _length_policy_batch,
-        batched=True,
-        with_indices=True,
-        num_proc=num_proc,
-        fn_kwargs={"max_length": max_length, "policy": policy},
-        desc=f"length policy ({policy} at {max_length})",
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "fmt": cfg.DATA.FORMAT,
+            "template": template,
+            "prefix": prefix,
+            "max_length": max_length,
+            "policy": policy,
+        },
+        desc=f"tokenising ({template} template; {policy} at {max_length} tokens)",
     )
     total = len(examples)
     drops = Counter(examples["drop"])
