@@ -230,3 +230,15 @@ def test_pretune_then_tune_from_its_adapter(local_model, tmp_path):
     model = build_model(load_config("", run))
     assert torch.equal(model.top_down.decoders[1].down.weight, pre["top_down.decoders.1.down.weight"])
     assert not model.top_down.decoders[1].down.weight.requires_grad  # tuning trains B_i and p only
+
+
+def test_pretune_defaults_are_the_original_recipe_and_a_config_file_overrides_them(tmp_path):
+    from language_generation.pretune import PRETUNE_DEFAULTS
+
+    cfg = load_config("", [], defaults=PRETUNE_DEFAULTS)
+    assert cfg.DATA.MAX_RECORDS == 200_000 and cfg.DATA.BLOCK_SIZE == 512 and cfg.DATA.EVAL_FRACTION == 0.0
+    assert (cfg.TRAIN.LEARNING_RATE, cfg.TRAIN.NUM_TRAIN_EPOCHS) == (3e-5, 1.0)
+    assert (cfg.TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE, cfg.TRAIN.GRADIENT_ACCUMULATION_STEPS) == (3, 12)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("TRAIN:\n  LEARNING_RATE: 1.0e-4\n")
+    assert load_config(str(mine), [], defaults=PRETUNE_DEFAULTS).TRAIN.LEARNING_RATE == 1e-4
