@@ -30,6 +30,9 @@ def run_opts(data_root, out, transfer="linear", epochs=2, **extra):
         "SOLVER.TOTAL_EPOCH": epochs,
         "SOLVER.WARMUP_EPOCH": 1,
         "SOLVER.BASE_LR": 0.05,
+        "SOLVER.OPTIMIZER": "sgd",  # the recipe these tests were written for (the defaults moved to AdamW)
+        "SOLVER.HEAD_LR_MULT": 1.0,
+        "MODEL.HEAD_INIT": "original",
         "OUTPUT_DIR": str(out),
         "SEED": 3,
     }

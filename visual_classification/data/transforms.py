@@ -1,10 +1,18 @@
-"""Image transforms: VTAB's plain resize, FGVC's resize + crop (+ flip), normalised with the backbone's mean/std."""
+"""Image transforms: VTAB's plain resize, FGVC's resize + crop (+ flip), normalised as ``DATA.NORMALIZE`` says."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+from timm.data import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_INCEPTION_MEAN,
+    IMAGENET_INCEPTION_STD,
+    resolve_model_data_config,
+)
+from torch import nn
 from torchvision import transforms as T
 
 Mode = Literal["resize", "crop_train", "crop_eval"]
@@ -37,3 +45,21 @@ class Normalize:
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels.float() / 255.0 - self.mean) / self.std
+
+
+# DATA.NORMALIZE: fixed (mean, std) pairs; "backbone" reads the backbone's own timm pretrained_cfg instead.
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),  # the original's, for every backbone
+    "inception": (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD),  # 0.5 / 0.5
+}
+
+
+def normalization(choice: str, backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for ``DATA.NORMALIZE``: ``backbone`` (its timm config), ``imagenet`` or ``inception``."""
+    if choice == "backbone":
+        config = resolve_model_data_config(backbone)
+        return tuple(config["mean"]), tuple(config["std"])
+    if choice not in NORMALIZATIONS:
+        raise ValueError(f"DATA.NORMALIZE must be backbone, {', '.join(NORMALIZATIONS)}; got {choice!r}")
+    mean, std = NORMALIZATIONS[choice]
+    return tuple(mean), tuple(std)
