@@ -263,3 +263,11 @@ def test_normalize_choices():
 def test_the_scripts_feed_the_original_release_imagenet_statistics():
     common = (REPO / "scripts/common.sh").read_text()
     assert 'MODEL.MODEL_ROOT "$MODEL_ROOT" MODEL.PRETRAINED False DATA.NORMALIZE imagenet' in common
+
+
+def test_the_starter_config_writes_out_the_defaults():
+    cfg = load_config(str(REPO / "configs/custom/imagefolder.yaml"), [])
+    defaults = _flat(get_cfg())
+    for key in ("SOLVER.OPTIMIZER", "SOLVER.BASE_LR", "SOLVER.HEAD_LR_MULT", "SOLVER.WEIGHT_DECAY", "MODEL.HEAD_INIT"):
+        assert _flat(cfg)[key] == defaults[key], key
+    assert cfg.DATA.FORMAT == "imagefolder" and cfg.MODEL.PRETRAINED
