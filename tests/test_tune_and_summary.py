@@ -84,7 +84,9 @@ def test_summary_needs_finished_runs(tmp_path):
         summarize_main([str(tmp_path)])
 
 
-VISION_CONFIGS = [p for folder in ("vtab", "fgvc", "demo", "custom") for p in (REPO / "configs" / folder).glob("*.yaml")]
+VISION_CONFIGS = [
+    p for folder in ("vtab", "fgvc", "demo", "custom") for p in (REPO / "configs" / folder).glob("*.yaml")
+]
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in VISION_CONFIGS))

@@ -15,7 +15,7 @@ from datasets_on_disk import write_fgvc, write_image_folder, write_vtab_task
 from PIL import Image
 from safetensors.torch import save_file
 
-from visual_classification.config import changed_keys, get_cfg
+from visual_classification.config import changed_keys, flat, get_cfg
 from visual_classification.data import build_task_data, load_rgb
 from visual_classification.data.transforms import normalization
 from visual_classification.engine.optim import build_optimizer
@@ -40,20 +40,13 @@ def data_cfg(root, name="", classes=-1, **overrides):
 # -- point 1: defaults for your own data; the paper's configs pin the original's recipe ----------------------------
 
 
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        out.update(_flat(value, f"{prefix}{key}.") if hasattr(value, "items") else {f"{prefix}{key}": value})
-    return out
-
-
 SNAPSHOT = json.loads((REPO / "tests/data/paper_configs_before_issue12.json").read_text())
 
 
 @pytest.mark.parametrize("path", sorted(SNAPSHOT))
 def test_paper_configs_merge_as_before_the_default_change(path):
     """Every key of every vtab/fgvc/demo config, merged, equals what it was before issue 12 moved the defaults."""
-    merged = _flat(load_config(str(REPO / path), []))
+    merged = flat(load_config(str(REPO / path), []))
     differ = {k: (v, merged.get(k)) for k, v in SNAPSHOT[path].items() if merged.get(k) != v}
     assert not differ
     assert merged["DATA.NORMALIZE"] == "backbone"  # new keys keep the old behaviour for these configs
@@ -267,7 +260,7 @@ def test_the_scripts_feed_the_original_release_imagenet_statistics():
 
 def test_the_starter_config_writes_out_the_defaults():
     cfg = load_config(str(REPO / "configs/custom/imagefolder.yaml"), [])
-    defaults = _flat(get_cfg())
+    defaults = flat(get_cfg())
     for key in ("SOLVER.OPTIMIZER", "SOLVER.BASE_LR", "SOLVER.HEAD_LR_MULT", "SOLVER.WEIGHT_DECAY", "MODEL.HEAD_INIT"):
-        assert _flat(cfg)[key] == defaults[key], key
+        assert flat(cfg)[key] == defaults[key], key
     assert cfg.DATA.FORMAT == "imagefolder" and cfg.MODEL.PRETRAINED

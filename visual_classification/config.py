@@ -111,11 +111,12 @@ def get_cfg() -> CN:
     return _C.clone()
 
 
-def _flat(node: CN, prefix: str = "") -> dict:
+def flat(node: CN, prefix: str = "") -> dict:
+    """``{"SECTION.KEY": value}`` for every leaf key."""
     out = {}
     for key, value in node.items():
         if isinstance(value, CN):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -123,8 +124,8 @@ def _flat(node: CN, prefix: str = "") -> dict:
 
 def changed_keys(cfg: CN) -> dict:
     """``{KEY: value}`` for every key that differs from the defaults (what a config file and overrides set)."""
-    defaults = _flat(_C)
-    return {key: value for key, value in _flat(cfg).items() if defaults.get(key, object()) != value}
+    defaults = flat(_C)
+    return {key: value for key, value in flat(cfg).items() if defaults.get(key, object()) != value}
 
 
 def check_config(cfg: CN) -> None:

@@ -23,11 +23,11 @@ class Layout:
 
     name: ClassVar[str]
     expects: ClassVar[str]  # what its folder holds, for the message when no layout matches
-    splits: ClassVar[Splits]  # a plain run's defaults
-    tuning_splits: ClassVar[Splits]  # tune's grid runs (no test)
-    final_splits: ClassVar[Splits]  # tune's seeded final runs
-    train_transform: ClassVar[Mode]
-    eval_transform: ClassVar[Mode]
+    splits: ClassVar[Splits] = ("train", "val", "test")  # a plain run's defaults
+    tuning_splits: ClassVar[Splits] = ("train", "val", "none")  # tune's grid runs (no test)
+    final_splits: ClassVar[Splits] = ("train", "val", "test")  # tune's seeded final runs
+    train_transform: ClassVar[Mode] = "crop_train"  # resize, random crop, flip
+    eval_transform: ClassVar[Mode] = "crop_eval"  # resize, centre crop
     detect_order: ClassVar[int] = 100  # lower is tried first by DATA.FORMAT auto
 
     def __init__(self, folder: Path, cfg: CfgNode) -> None:

@@ -13,11 +13,7 @@ from .base import Layout, register_layout
 class FgvcLayout(Layout):
     name = "fgvc"
     expects = "FGVC json splits (train.json, val.json, test.json)"
-    splits = ("train", "val", "test")
-    tuning_splits = ("train", "val", "none")
-    final_splits = ("train", "val", "test")
     detect_order = 1
-    train_transform, eval_transform = "crop_train", "crop_eval"
 
     _label_map: dict | None = None
 

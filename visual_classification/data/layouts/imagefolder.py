@@ -21,11 +21,7 @@ logger = logging.getLogger(__name__)
 class ImageFolderLayout(Layout):
     name = "imagefolder"
     expects = "an ImageFolder tree (train/, val/, test/ with class sub-folders)"
-    splits = ("train", "val", "test")
-    tuning_splits = ("train", "val", "none")
-    final_splits = ("train", "val", "test")
     detect_order = 2
-    train_transform, eval_transform = "crop_train", "crop_eval"
 
     @classmethod
     def detect(cls, folder: Path) -> bool:
