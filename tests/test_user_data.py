@@ -98,6 +98,18 @@ def test_image_folder_without_val_holds_out_a_seeded_share_per_class(tmp_path):
     assert data.classes == ["cat", "dog"]
 
 
+def test_missing_image_folder_splits_say_which_key_leaves_them_out(tmp_path):
+    import shutil
+
+    write_image_folder(tmp_path)
+    shutil.rmtree(tmp_path / "test")
+    with pytest.raises(FileNotFoundError, match=r"test is missing; .*or set DATA.TEST_SPLIT none"):
+        build_task_data(data_cfg(tmp_path), MEAN, STD)
+    shutil.rmtree(tmp_path / "val")
+    with pytest.raises(FileNotFoundError, match=r"val is missing; .*DATA.VAL_SPLIT none \(or DATA.VAL_FRACTION > 0\)"):
+        build_task_data(data_cfg(tmp_path, VAL_FRACTION=0.0, TEST_SPLIT="none"), MEAN, STD)
+
+
 def test_class_names_per_layout(tmp_path):
     write_vtab_task(tmp_path / "v")
     assert build_task_data(data_cfg(tmp_path / "v", "toy", 3), MEAN, STD).classes == ["0", "1", "2"]

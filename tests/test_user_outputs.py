@@ -57,6 +57,12 @@ def test_results_record_class_names_and_preprocessing(runs):
     assert results["preprocessing"]["transform"] == "crop_eval" and results["preprocessing"]["crop"] == 32
 
 
+def test_normalize_imagenet_is_what_the_run_uses_and_records(tmp_path):
+    data = write_image_folder(tmp_path / "pets", classes=CLASSES, per_class=2)
+    results = folder_run(data, tmp_path / "run", **{"DATA.NORMALIZE": "imagenet"})
+    assert results["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+
+
 def test_predict_writes_top_k_class_names_for_files_and_folders(runs, tmp_path):
     out = tmp_path / "preds.csv"
     one = runs / "pets/test/owl/0.png"

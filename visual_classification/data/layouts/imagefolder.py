@@ -73,4 +73,7 @@ class ImageFolderLayout(Layout):
         train_name, val_name, _ = self.split_names()
         if self.holds_out_val() and split in (train_name, val_name):
             return self.held_out[0 if split == train_name else 1]
+        if not (self.folder / split).is_dir() and split != train_name:
+            key = "DATA.VAL_SPLIT none (or DATA.VAL_FRACTION > 0)" if split == val_name else "DATA.TEST_SPLIT none"
+            raise FileNotFoundError(f"{self.folder / split} is missing; add it with class sub-folders, or set {key}")
         return read_image_folder_split(self.folder / split, self.classes)
