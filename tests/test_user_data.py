@@ -259,7 +259,8 @@ def test_convnext_file_without_its_final_norm_is_still_refused(tmp_path):
 
 
 def test_normalize_choices():
-    backbone = timm.create_model("vit_tiny_patch16_224.augreg_in21k", pretrained=False, num_classes=0)
+    backbone = "vit_base_patch16_224.augreg_in21k"
+    assert normalization("backbone", "vit_small_patch14_dinov2") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     assert normalization("backbone", backbone) == ((0.5,) * 3, (0.5,) * 3)
     assert normalization("imagenet", backbone) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     assert normalization("inception", backbone) == ((0.5,) * 3, (0.5,) * 3)

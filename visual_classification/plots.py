@@ -24,10 +24,15 @@ def _head_lr_mult(run_dir: Path) -> float | None:
     return solver.get("HEAD_LR_MULT")
 
 
+def epoch_number(record: dict) -> int:
+    """The epoch counted from 1, as the console and results.json count it (metrics.jsonl stores it from 0)."""
+    return record["epoch"] + 1
+
+
 def best_val_epoch(records: list[dict]) -> int | None:
-    """The 1-based epoch with the highest val top-1, the first of ties (the one the run keeps); None without val."""
-    scored = [(r["val"]["top1"], -r["epoch"]) for r in records if r.get("val")]
-    return -max(scored)[1] + 1 if scored else None
+    """The epoch (from 1) with the highest val top-1, the first of ties (the one the run keeps); None without val."""
+    scored = [(r["val"]["top1"], -epoch_number(r)) for r in records if r.get("val")]
+    return -max(scored)[1] if scored else None
 
 
 def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
@@ -39,7 +44,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     records = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
     if not records:
         raise ValueError(f"{metrics_jsonl} holds no epochs to plot")
-    epochs = [r["epoch"] + 1 for r in records]
+    epochs = [epoch_number(r) for r in records]
     best = best_val_epoch(records)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     axes[0].plot(epochs, [r["train_loss"] for r in records], marker="o")

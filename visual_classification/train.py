@@ -100,7 +100,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     model_cfg.defrost()
     model_cfg.DATA.NUMBER_CLASSES = num_classes
     model = build_model(model_cfg)
-    data = build_task_data(cfg, *normalization(cfg.DATA.NORMALIZE, model.backbone), world=world)
+    data = build_task_data(cfg, *normalization(cfg.DATA.NORMALIZE, model.backbone_name), world=world)
 
     trainer = Trainer(cfg, model, data, out, device, rank, world)
     if status == "resume":

@@ -52,7 +52,7 @@ def _preprocessing(cfg: CfgNode, model: TransferModel, results: dict) -> dict:
     if "preprocessing" in results:
         return results["preprocessing"]
     layout = LAYOUTS[cfg.DATA.FORMAT] if cfg.DATA.FORMAT in LAYOUTS else type(task_layout(cfg))
-    mean, std = normalization(cfg.DATA.NORMALIZE, model.backbone)
+    mean, std = normalization(cfg.DATA.NORMALIZE, model.backbone_name)
     return {
         "layout": layout.name,
         "transform": layout.eval_transform,

@@ -10,9 +10,9 @@ from timm.data import (
     IMAGENET_DEFAULT_STD,
     IMAGENET_INCEPTION_MEAN,
     IMAGENET_INCEPTION_STD,
-    resolve_model_data_config,
+    resolve_data_config,
 )
-from torch import nn
+from timm.models import get_pretrained_cfg
 from torchvision import transforms as T
 
 Mode = Literal["resize", "crop_train", "crop_eval"]
@@ -54,10 +54,12 @@ NORMALIZATIONS = {
 }
 
 
-def normalization(choice: str, backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) for ``DATA.NORMALIZE``: ``backbone`` (its timm config), ``imagenet`` or ``inception``."""
+def normalization(choice: str, backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for ``DATA.NORMALIZE``: ``backbone`` (the timm model name's ``pretrained_cfg``, known without
+    building the model), ``imagenet`` or ``inception``."""
     if choice == "backbone":
-        config = resolve_model_data_config(backbone)
+        pretrained = get_pretrained_cfg(backbone)
+        config = resolve_data_config(pretrained_cfg=pretrained.to_dict() if pretrained else {})
         return tuple(config["mean"]), tuple(config["std"])
     if choice not in NORMALIZATIONS:
         raise ValueError(f"DATA.NORMALIZE must be backbone, {', '.join(NORMALIZATIONS)}; got {choice!r}")
