@@ -154,6 +154,22 @@ def test_every_bad_image_is_listed_before_training(tmp_path):
         build_task_data(data_cfg(tmp_path, "toy", 3), MEAN, STD)
 
 
+def test_images_are_verified_once_per_process_until_they_change(tmp_path, monkeypatch):
+    import visual_classification.data.datasets as ds
+
+    task = write_vtab_task(tmp_path)
+    opened = []
+    real = ds.load_rgb
+    monkeypatch.setattr(ds, "load_rgb", lambda path: opened.append(path) or real(path))
+    paths = sorted((task / "images").glob("*.png"))
+    ds.verify_images(paths)
+    ds.verify_images(paths)
+    assert len(opened) == len(paths)
+    paths[0].write_bytes(b"broken")  # a changed file is opened again
+    with pytest.raises(ValueError, match=r"1 of 1 images cannot be read"):
+        ds.verify_images(paths)
+
+
 def test_splits_too_small_for_the_process_count_are_refused(tmp_path):
     write_vtab_task(tmp_path, per_split={"train800": 6, "val200": 3, "test": 1})
     with pytest.raises(ValueError, match=r"splits too small for 2 processes \(test has 1 image"):

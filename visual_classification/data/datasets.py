@@ -53,9 +53,20 @@ def load_rgb(path: Path) -> Image.Image:
         raise OSError(f"cannot read image {path}: {err}") from err
 
 
+# Images this process has decoded without error, by (path, size, mtime): tune's grid and seed runs share a task's
+# images, so each is opened once per process, not once per run.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def verify_images(paths: list[Path], workers: int | None = None) -> None:
     """Decodes every image (in threads) and lists every one that fails, before any training starts."""
     workers = workers or min(8, os.cpu_count() or 1)
+    paths = [p for p in paths if _identity(p) not in _VERIFIED]
 
     def problem(path: Path) -> str | None:
         try:
@@ -65,12 +76,14 @@ def verify_images(paths: list[Path], workers: int | None = None) -> None:
         return None
 
     with ThreadPoolExecutor(workers) as pool:
-        found = [(p, e) for p, e in zip(paths, pool.map(problem, paths)) if e is not None]
+        problems = list(pool.map(problem, paths))
+    _VERIFIED.update(_identity(p) for p, e in zip(paths, problems) if e is None)
+    found = [(p, e) for p, e in zip(paths, problems) if e is not None]
     if found:
         listing = "\n".join(f"  {p}: {e}" for p, e in found[:20])
         more = f"\n  ... ({len(found)} in all)" if len(found) > 20 else ""
         raise ValueError(
-            f"{len(found)} of {len(paths)} images cannot be read (DATA.VERIFY_IMAGES opened every one):\n"
+            f"{len(found)} of {len(paths)} images cannot be read (DATA.VERIFY_IMAGES opened each one):\n"
             f"{listing}{more}\nremove or replace them (or list only readable files in the splits)"
         )
 
