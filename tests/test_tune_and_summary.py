@@ -98,7 +98,9 @@ def test_every_shipped_config_loads(path):
         assert cfg.DATA.FORMAT == "fgvc" and cfg.SOLVER.BASE_LR in (0.03, 0.01, 0.02)
 
 
-@pytest.mark.parametrize("script", ["train_vtab.sh", "train_fgvc.sh", "gpu_check.sh", "pretune_vit.sh"])
+@pytest.mark.parametrize(
+    "script", ["train_vtab.sh", "train_fgvc.sh", "gpu_check.sh", "pretune_vit.sh", "own_data_defaults.sh"]
+)
 def test_scripts_print_usage(script):
     import subprocess
 
