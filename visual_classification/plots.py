@@ -55,17 +55,21 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
             axes[1].plot(epochs, values, marker="o", label=split)
     axes[1].set_title("top-1 (%)")
     lrs = [r["lr"] for r in records]
-    axes[2].plot(epochs, lrs, marker="o", label="BASE_LR × schedule")
     mult = _head_lr_mult(Path(metrics_jsonl).parent)
-    if mult is not None and mult != 1.0:
-        axes[2].plot(epochs, [lr * mult for lr in lrs], marker="s", label=f"head (× {mult:g})")
+    two_rates = mult is not None and mult != 1.0
+    if two_rates:  # rates 100× apart: a log scale, where the schedule's final 0 has no place
+        lrs = [lr if lr > 0 else None for lr in lrs]
         axes[2].set_yscale("log")
+    axes[2].plot(epochs, lrs, marker="o", label="BASE_LR × schedule")
+    if two_rates:
+        axes[2].plot(epochs, [lr * mult if lr else None for lr in lrs], marker="s", label=f"head (× {mult:g})")
     axes[2].set_title("learning rate (end of epoch)")
     for ax in axes:
         if best is not None:
             ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best val (epoch {best})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # every epoch shown, also where the lr has reached 0
         ax.grid(alpha=0.3)
     for ax in axes[1:]:
         ax.legend(fontsize=7)

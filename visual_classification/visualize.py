@@ -88,6 +88,7 @@ def analyse(model: TransferModel, pixels: torch.Tensor) -> dict:
 
 
 def _title(name: str, title: str, first: bool) -> str:
+    """The first panel of a row carries the row's name (model, and its prediction on a second line)."""
     return f"{name}\n{title}" if first else title
 
 
@@ -125,7 +126,16 @@ def draw(image: np.ndarray, rows: list[tuple[str, dict]], out_png: Path, caption
                 else:
                     fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.02)
             elif title != "input":
-                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="white")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "n/a",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="white",
+                    backgroundcolor="black",
+                )
             ax.set_title(_title(name, title, c == 0), fontsize=7)
             ax.axis("off")
     if caption:
@@ -134,7 +144,7 @@ def draw(image: np.ndarray, rows: list[tuple[str, dict]], out_png: Path, caption
     if scale is not None:
         fig.colorbar(scale, ax=axes[:, 2:].ravel().tolist(), fraction=0.02, pad=0.01, label="CLS attention")
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")  # keeps the shared colour bar's labels
     plt.close(fig)
     return out_png
 
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             with torch.no_grad():
                 probs = each.model(batch).float().softmax(-1)[0]
             top = int(probs.argmax())
-            rows.append((f"{name}: predicts {each.classes[top]} ({probs[top]:.2f})", found))
+            rows.append((f"{name}\npredicts {each.classes[top]} ({probs[top]:.2f})", found))
         truth = f"true class: {run.classes[label]}" if label is not None else "true class: unknown"
         written = draw(pixels.permute(1, 2, 0).numpy(), rows, out_dir / f"image_{i}.png", f"{path.name} | {truth}")
         print(f"written: {written}  ({path}; {truth})")
