@@ -15,8 +15,9 @@ from pathlib import Path
 
 import timm.data
 import torch
-import yaml
 from yacs.config import CfgNode
+
+from toast import config_files
 
 from .config import changed_keys, check_config, get_cfg
 from .data import build_task_data, task_num_classes
@@ -29,36 +30,9 @@ from .models import build_model
 logger = logging.getLogger("visual_classification.train")
 
 
-def merge_yaml(cfg: CfgNode, path: Path, seen: tuple[Path, ...] = ()) -> None:
-    """Merges ``path`` into ``cfg``, after the file its ``_BASE_`` key names (relative to it), as detectron2."""
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    if path.resolve() in seen:
-        raise ValueError(f"{path}: _BASE_ files form a cycle")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
-    base = content.pop("_BASE_", None)
-    if base:
-        merge_yaml(cfg, path.parent / base, (*seen, path.resolve()))
-    try:
-        cfg.merge_from_other_cfg(CfgNode(content))
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"{path}: {err}") from err
-
-
 def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
-    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs; errors name the file or the key."""
-    cfg = get_cfg()
-    if config_file:
-        merge_yaml(cfg, Path(config_file))
-    if len(opts) % 2:
-        raise ValueError(f"overrides must come in KEY VALUE pairs, got {len(opts)} items: {opts}")
-    try:
-        cfg.merge_from_list(opts)
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"command-line override: {err}") from err
+    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
+    cfg = config_files.load_config(get_cfg(), config_file, opts)
     if cfg.SEED is None:
         raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
     check_config(cfg)  # issue 12: value checks (epochs, batch size, fractions, choices)
