@@ -136,8 +136,9 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     ]  # fmt: skip
     refocus.main(argv)
     with open(out / "summary.csv", encoding="utf-8") as f:
-        header = next(csv.reader(f))
-    assert sorted(header[1:]) == sorted(refocus.VARIANTS)
+        rows = [r for r in csv.DictReader(f) if r["task"] == "target"]
+    assert sorted(r["method"] for r in rows) == sorted(refocus.VARIANTS)  # one column each, not merged by type
+    assert all(r["n"] == "1" for r in rows)
     assert (out / "summary.png").stat().st_size > 0 and (out / "refocus_grid_0.png").stat().st_size > 0
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "Input size" in report and "toast-lite-pretuned" in report

@@ -199,17 +199,29 @@ def tune_variant(out: Path, weights: Path, size: int, name: str, pretuned: Path 
     return tune(cfg, lrs, [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
 
 
-def link_finals(out: Path, names: list[str]) -> None:
-    """``out/final/target/<variant>`` → the variant's final runs, the layout ``summarize`` reads."""
+def collect_finals(out: Path, names: list[str]) -> Path:
+    """``out/table/final/target/<variant>/seed<k>``: copies of each variant's final ``results.json`` and
+    ``config.yaml``, the layout in which ``summarize`` names a column by its folder (tune names it by the
+    transfer type, which three TOAST variants share)."""
+    table = out / "table"
     for name in names:
         runs = out / "runs" / name / "final" / TARGET / VARIANTS[name].transfer
-        if not runs.is_dir():
-            raise FileNotFoundError(f"{runs} is missing: the final runs of {name} did not finish")
-        link = out / "final" / TARGET / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(Path("..", "..", "runs", name, "final", TARGET, VARIANTS[name].transfer), True)
+        seeds = sorted(runs.glob("seed*/results.json"))
+        if not seeds:
+            raise FileNotFoundError(f"{runs} holds no finished final run of {name}")
+        for results in seeds:
+            copy = table / "final" / TARGET / name / results.parent.name
+            copy.mkdir(parents=True, exist_ok=True)
+            for file in ("results.json", "config.yaml"):
+                shutil.copyfile(results.parent / file, copy / file)
+    return table
+
+
+def summarize_table(table: Path, out: Path) -> None:
+    """``summarize``'s table, CSV and chart of the collected runs, written into ``out``."""
+    summarize_main([str(table)])
+    for file in ("summary.md", "summary.csv", "summary.png"):
+        shutil.copyfile(table / file, out / file)
 
 
 def draw_grid(out: Path, seed: int, count: int) -> list[Path]:
@@ -283,8 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     selected = {}
     for name in args.methods:
         selected[name] = clock.run(name, tune_variant, out, weights, size, name, pretuned, args)
-    link_finals(out, args.methods)
-    clock.run("summary", summarize_main, [str(out)])
+    table = collect_finals(out, args.methods)
+    clock.run("summary", summarize_table, table, out)
     if {"toast", "toast-pretuned"} <= set(args.methods):
         clock.run("grid", draw_grid, out, args.seeds[0], args.grid_count)
     print("\n" + write_report(out, args, size, size_scores, selected, clock.seconds))
