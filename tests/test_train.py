@@ -50,11 +50,13 @@ def test_run_writes_every_file(toy, tmp_path, transfer):
     for name in (rf.CONFIG, rf.LOG, rf.METRICS, rf.RESULTS, rf.LAST, rf.CURVES, f"{rf.BEST}/adapter.safetensors"):
         assert (out / name).is_file(), name
     history = rf.read_metrics(out)
-    assert [r["epoch"] for r in history] == [0, 1]
-    assert all(0 <= r["val"]["top1"] <= 100 and r["test"]["top1"] is not None for r in history)
+    assert [r["epoch"] for r in history] == [1, 2]  # counted from 1, as results.json and best/ count
+    assert all(0 <= r["val"]["top1"] <= 100 for r in history)
     saved = json.loads((out / rf.RESULTS).read_text())
     assert saved["best_epoch"] in (1, 2) and saved["trainable_params"] == results["trainable_params"]
     best = max(history, key=lambda r: r["val"]["top1"])  # first best on val, never on test
+    tested = [r["epoch"] for r in history if r["test"]]
+    assert tested == sorted({best["epoch"], 2})  # test where it is reported: the best and the last epoch
     assert saved["best_val_top1"] == best["val"]["top1"] and saved["test_top1"] == best["test"]["top1"]
     assert saved["final_test_top1"] == history[-1]["test"]["top1"]
     assert set(saved["run"]["split_sha256_16"]) == {"train800val200", "val200", "test"}

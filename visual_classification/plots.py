@@ -18,7 +18,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     records = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
     if not records:
         raise ValueError(f"{metrics_jsonl} holds no epochs to plot")
-    epochs = [r["epoch"] + 1 for r in records]
+    epochs = [r["epoch"] for r in records]  # counted from 1 (metrics.jsonl, results.json, best/)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     axes[0].plot(epochs, [r["train_loss"] for r in records], marker="o")
     axes[0].set_title("train loss")
