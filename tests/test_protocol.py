@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from datasets_on_disk import write_image_folder, write_vtab_task
-from test_train import run_opts
+from test_train import kill_in_epoch_2, run_opts
 
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine import run_files as rf
-from visual_classification.engine.trainer import Trainer, resolve_workers
+from visual_classification.engine.trainer import resolve_workers
 from visual_classification.train import load_config, main, train
 
 TIMING = ("train_images_per_s", "peak_mem_mib")
@@ -206,17 +206,7 @@ def test_overwrite_is_accepted_after_the_overrides(toy, tmp_path):
 
 def test_a_restart_that_is_not_a_resume_starts_clean(toy, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = Trainer.train_epoch
-
-    def killed_in_epoch_2(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt("killed")
-        return real(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config("", run_opts(toy, out, epochs=3)))
-    monkeypatch.setattr(Trainer, "train_epoch", real)
+    kill_in_epoch_2(monkeypatch, run_opts(toy, out, epochs=3))
     (out / rf.LAST).unlink()  # as a kill during its first write, or a corrupt last.pt deleted as advised
     (out / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
     results = train(load_config("", run_opts(toy, out, epochs=3)))

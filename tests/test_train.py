@@ -73,11 +73,8 @@ def test_training_learns_the_toy_task(toy, tmp_path):
     assert results["final_test_top1"] > 100 / 3
 
 
-def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
-    opts = run_opts(toy, tmp_path / "a", "toast", epochs=3)
-    straight = train(load_config("", opts))
-
-    interrupted = run_opts(toy, tmp_path / "b", "toast", epochs=3)
+def kill_in_epoch_2(monkeypatch, opts: list[str]) -> None:
+    """Runs ``opts`` until epoch 2 starts, as a kill would stop it (``last.pt`` holds epoch 1)."""
     real = Trainer.train_epoch
 
     def crash_in_epoch_2(self, epoch):
@@ -87,9 +84,17 @@ def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train(load_config("", interrupted))
-    assert len(rf.read_metrics(tmp_path / "b")) == 1 and not (tmp_path / "b" / rf.RESULTS).exists()
+        train(load_config("", opts))
     monkeypatch.setattr(Trainer, "train_epoch", real)
+
+
+def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
+    opts = run_opts(toy, tmp_path / "a", "toast", epochs=3)
+    straight = train(load_config("", opts))
+
+    interrupted = run_opts(toy, tmp_path / "b", "toast", epochs=3)
+    kill_in_epoch_2(monkeypatch, interrupted)
+    assert len(rf.read_metrics(tmp_path / "b")) == 1 and not (tmp_path / "b" / rf.RESULTS).exists()
     resumed = train(load_config("", interrupted))
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "epochs", "run")}  # noqa: E731
     assert strip(resumed) == strip(straight)
