@@ -45,12 +45,18 @@ def history(out: Path) -> list[dict]:
 # -- 1. test where it is reported ---------------------------------------------------------------------------
 
 
-def test_test_at_the_end_gives_the_numbers_of_testing_every_epoch(toy, tmp_path):
-    opts = {"SOLVER.BASE_LR": 0.01, "SOLVER.TOTAL_EPOCH": 4}
-    every = train(load_config("", run_opts(toy, tmp_path / "every", "toast", **opts, **{"SOLVER.TEST_PERIOD": 1})))
-    end = train(load_config("", run_opts(toy, tmp_path / "end", "toast", **opts)))
+@pytest.mark.parametrize(
+    "transfer, extra",
+    [("toast", {}), ("linear", {}), ("toast", {"MODEL.TOAST.CACHE_FIRST_PASS": True}), ("lora", {})],
+    ids=["toast", "linear", "toast-cached", "lora"],
+)
+def test_test_at_the_end_gives_the_numbers_of_testing_every_epoch(toy, tmp_path, transfer, extra):
+    opts = {"SOLVER.BASE_LR": 0.01, "SOLVER.TOTAL_EPOCH": 4, **extra}
+    every = train(load_config("", run_opts(toy, tmp_path / "every", transfer, **opts, **{"SOLVER.TEST_PERIOD": 1})))
+    end = train(load_config("", run_opts(toy, tmp_path / "end", transfer, **opts)))
     assert strip(end) == strip(every)
     assert 1 <= end["best_epoch"] < 4  # the best-validation adapter is tested after training, from best/
+    # (with the last model, in one sweep: TOAST's pass 1 and the probe's features computed once for both)
     per_epoch, at_end = history(tmp_path / "every"), history(tmp_path / "end")
     assert [r["epoch"] for r in at_end if r["test"]] == [end["best_epoch"], 4]
     for a, b in zip(per_epoch, at_end):

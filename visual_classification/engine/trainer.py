@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from yacs.config import CfgNode
 
 from toast import load_adapter, save_adapter
+from toast.adapter import ADAPTER_WEIGHTS
 
 from ..data import TaskData
 from ..models import TransferModel
@@ -108,6 +110,9 @@ def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int, workers: 
     )
 
 
+PLOT_EVERY_S = 30  # curves.png is redrawn at most this often (and after the last epoch): it costs ~0.3 s
+
+
 def epoch_due(epoch: int, period: int, total: int) -> bool:
     """Whether 1-based ``epoch`` is evaluated with ``period`` (0 = only the last epoch)."""
     return epoch == total or (period > 0 and epoch % period == 0)
@@ -149,6 +154,8 @@ class Trainer:
         self.start_epoch = 0
         self.lr_factor = 0.0
         self.best = {"val_top1": -math.inf, "epoch": 0}  # epoch counted from 1; 0 = none yet
+        self.best_test: dict | None = None  # the best-validation adapter's test metrics, once evaluated
+        self.plotted = -math.inf  # when curves.png was last drawn
 
     # -- caches ----------------------------------------------------------------------------------------
     def _use_cache(self, data: TaskData, rank: int, world: int) -> TaskData:
@@ -158,7 +165,7 @@ class Trainer:
             ("MODEL.TOAST.CACHE_FIRST_PASS" if self.cache == fc.FIRST_PASS else "DATA.CACHE_FEATURES"),
         )
         fc.check_deterministic(data.train, name)
-        if self.cache == fc.FIRST_PASS and not hasattr(self.model, "forward_two_pass"):
+        if self.cache == fc.FIRST_PASS and not getattr(self.model, "accepts_first_pass", False):
             raise ValueError(f"{name}: {type(self.model).__name__} has no cacheable first pass (ViT TOAST only)")
         dtype = fc.DTYPES[cfg.DATA.CACHE_DTYPE]
         backbone = fc.weights_digest(self.model.backbone)
@@ -295,13 +302,75 @@ class Trainer:
             targets.append(labels.cpu())
         return classification_metrics(gather_concat(torch.cat(logits)), gather_concat(torch.cat(targets)))
 
+    def _frozen_prefix(self, inputs: torch.Tensor, rows: torch.Tensor | None, split: str):
+        """What every adapter of this model computes alike from a batch: TOAST's pass 1, the probe's pre-logits."""
+        backbone_frozen = not any(p.requires_grad for p in self.model.backbone.parameters())
+        if self.cache == fc.FIRST_PASS:
+            return "first_pass", self.first_pass[split][rows].to(self.device, torch.float32)
+        if self.cache == fc.PRE_LOGITS:
+            return "pre_logits", inputs.float()
+        if getattr(self.model, "accepts_first_pass", False) and backbone_frozen:
+            return "first_pass", self.model.backbone.forward_features(inputs)
+        if self.model.transfer_type == "linear":
+            return "pre_logits", self.model.forward_head(self.model.forward_features(inputs), pre_logits=True)
+        return None, None
+
+    @torch.no_grad()
+    def evaluate_last_and_best(self, split: str) -> tuple[dict, dict]:
+        """Metrics of the current (last) model and of the adapter in ``best/`` in one sweep over ``split``:
+        the frozen prefix (TOAST's pass 1, the probe's features) is computed once per batch for both."""
+        loader = getattr(self.loaders, split)
+        self.model.eval()
+        own = self.model.adapter_state_dict()
+        last = {name: t.detach().clone() for name, t in own.items()}
+        best = load_file(str(self.out / rf.BEST / ADAPTER_WEIGHTS), device=str(self.device))
+        if set(best) != set(own):
+            raise ValueError(f"{self.out / rf.BEST} does not match this model's trainable tensors")
+        logits: dict[str, list] = {"last": [], "best": []}
+        targets = []
+        for batch in loader:
+            inputs, labels = batch[0].to(self.device), batch[1]
+            with self.autocast:
+                kind, prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
+                for name, state in (("last", last), ("best", best)):
+                    for key, tensor in state.items():
+                        own[key].copy_(tensor)
+                    if kind == "first_pass":
+                        out = self.model(inputs, first_pass=prefix)
+                    elif kind == "pre_logits":
+                        out = self.model.head(prefix)
+                    else:
+                        out = self.model(inputs)
+                    logits[name].append(out.float().cpu())
+            targets.append(labels)
+        for key, tensor in last.items():
+            own[key].copy_(tensor)
+        target = gather_concat(torch.cat(targets))
+        return tuple(classification_metrics(gather_concat(torch.cat(logits[n])), target) for n in ("last", "best"))
+
+    def _best_needs_test(self, epoch: int) -> bool:
+        """Whether the best-validation adapter (epoch ≠ ``epoch``) still needs its own test evaluation."""
+        best, cfg = self.best["epoch"], self.cfg
+        return (
+            self.loaders.test is not None
+            and 1 <= best != epoch
+            and not epoch_due(best, cfg.SOLVER.TEST_PERIOD, cfg.SOLVER.TOTAL_EPOCH)
+        )
+
     def fit(self) -> dict:
         cfg, out, total = self.cfg, self.out, self.cfg.SOLVER.TOTAL_EPOCH
         start = time.time()
         for epoch in range(self.start_epoch + 1, total + 1):  # counted from 1
             train_loss = self.train_epoch(epoch - 1)
             val = self.evaluate("val") if epoch_due(epoch, cfg.SOLVER.EVAL_PERIOD, total) else None
-            test = self.evaluate("test") if epoch_due(epoch, cfg.SOLVER.TEST_PERIOD, total) else None
+            improved = val is not None and val["top1"] > self.best["val_top1"]
+            if improved or (self.loaders.val is None and epoch == total):
+                self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
+            test = None
+            if epoch == total and self._best_needs_test(epoch):
+                test, self.best_test = self.evaluate_last_and_best("test")
+            elif epoch_due(epoch, cfg.SOLVER.TEST_PERIOD, total):
+                test = self.evaluate("test")
             lr = self.cfg.SOLVER.BASE_LR * self.lr_factor  # the non-head learning rate at the epoch's end
             record = {
                 "epoch": epoch,
@@ -314,9 +383,6 @@ class Trainer:
             }
             if self.device.type == "cuda":
                 record["peak_mem_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
-            improved = val is not None and val["top1"] > self.best["val_top1"]
-            if improved or (self.loaders.val is None and epoch == total):
-                self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
             if is_main():
                 logger.info("epoch %d: train loss %.4f | val %s | test %s", epoch, train_loss, _fmt(val), _fmt(test))
                 rf.append_metrics(out, record)
@@ -324,19 +390,22 @@ class Trainer:
                     save_adapter(self.model, out / rf.BEST, {**self.model.adapter_config(), "epoch": epoch})
                 if cfg.SAVE_LAST:
                     rf.save_checkpoint(out / rf.LAST, self._state(epoch))
-                plot_curves(out / rf.METRICS, out / rf.CURVES)
+                if epoch == total or time.time() - self.plotted > PLOT_EVERY_S:
+                    plot_curves(out / rf.METRICS, out / rf.CURVES)
+                    self.plotted = time.time()
             barrier()
         self._test_best_adapter()
         return self._results(time.time() - start)
 
     def _test_best_adapter(self) -> None:
         """Test of the best-validation adapter, when its epoch was not tested in the loop; into metrics.jsonl."""
-        cfg, best = self.cfg, self.best["epoch"]
-        total = cfg.SOLVER.TOTAL_EPOCH
-        if self.loaders.test is None or best < 1 or epoch_due(best, cfg.SOLVER.TEST_PERIOD, total):
+        if not self._best_needs_test(self.cfg.SOLVER.TOTAL_EPOCH):
             return
-        load_adapter(self.model, self.out / rf.BEST)  # every rank reads it (written by rank 0 before a barrier)
-        test = self.evaluate("test")
+        best = self.best["epoch"]
+        test = self.best_test
+        if test is None:  # a run resumed after its last epoch: the adapter alone
+            load_adapter(self.model, self.out / rf.BEST)  # every rank reads it (written by rank 0 before a barrier)
+            test = self.evaluate("test")
         logger.info("best-validation adapter (epoch %d): test %s", best, _fmt(test))
         if is_main():
             history = rf.read_metrics(self.out)

@@ -24,6 +24,7 @@ class TopDownViT(TransferModel):
     """
 
     added_prefixes = ("head.", "top_down.")
+    accepts_first_pass = True  # forward(images, first_pass=tokens) skips pass 1 (vis-protocol: the first-pass cache)
 
     def __init__(
         self,
