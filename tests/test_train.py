@@ -140,10 +140,12 @@ def _ddp_worker(rank, world, opts, port):
 
 def test_two_process_ddp_on_gloo(toy, tmp_path):
     out = tmp_path / "ddp"
-    opts = run_opts(toy, out, "toast", epochs=1, DEVICE="cpu")
+    cache = {"MODEL.TOAST.CACHE_FIRST_PASS": True, "DATA.CACHE_DIR": str(tmp_path / "cache")}  # rank 0 writes it
+    opts = run_opts(toy, out, "toast", epochs=2, DEVICE="cpu", **cache)
     torch.multiprocessing.spawn(_ddp_worker, args=(2, opts, 29533), nprocs=2, join=True)
     results = json.loads((out / rf.RESULTS).read_text())
-    assert results["epochs"] == 1 and results["test_top1"] is not None
+    assert results["epochs"] == 2 and results["test_top1"] is not None and results["final_test_top1"] is not None
+    assert len(list((tmp_path / "cache").glob("first_pass-*.npy"))) == 3
 
 
 def test_visualize_writes_a_grid_per_image(toy, tmp_path):
