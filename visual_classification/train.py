@@ -73,17 +73,21 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     device = local_device(cfg.DEVICE)
     rank, world = init_distributed(device)
     out = Path(cfg.OUTPUT_DIR)
-    lock = rf.run_lock(out) if is_main() else contextlib.nullcontext()
-    with lock:  # one live run per folder: a second one is refused before it touches a file
-        config_text = cfg.dump()
-        status = None
-        if is_main():  # one process decides (and clears what an earlier attempt left)
-            status = rf.check_output_dir(out, config_text, overwrite)
-            if status == "new":
-                rf.start_clean(out)
-            elif status == "resume":
-                rf.remove_stale_temp_files(out)
-        status = broadcast_object(status)
+    with contextlib.ExitStack() as lock:
+        status, refusal = None, None
+        if is_main():  # one process locks the folder, decides, and clears what an earlier attempt left
+            try:
+                lock.enter_context(rf.run_lock(out))  # one live run per folder
+                status = rf.check_output_dir(out, cfg.dump(), overwrite)
+                if status == "new":
+                    rf.start_clean(out)
+                elif status == "resume":
+                    rf.remove_stale_temp_files(out)
+            except (rf.RunLocked, FileExistsError) as err:
+                refusal = (type(err).__name__, str(err))
+        status, refusal = broadcast_object((status, refusal))
+        if refusal:  # every process stops alike (a refusal on rank 0 alone would leave the others waiting)
+            raise {"RunLocked": rf.RunLocked, "FileExistsError": FileExistsError}[refusal[0]](refusal[1])
         if status == "finished":
             results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
             print(
