@@ -302,24 +302,28 @@ class Trainer:
             targets.append(labels.cpu())
         return classification_metrics(gather_concat(torch.cat(logits)), gather_concat(torch.cat(targets)))
 
-    def _frozen_prefix(self, inputs: torch.Tensor, rows: torch.Tensor | None, split: str):
+    def _prefix_kind(self) -> str | None:
         """What every adapter of this model computes alike from a batch: TOAST's pass 1, the probe's pre-logits."""
-        backbone_frozen = not any(p.requires_grad for p in self.model.backbone.parameters())
+        if self.cache:
+            return self.cache
+        if getattr(self.model, "accepts_first_pass", False):
+            return None if any(p.requires_grad for p in self.model.backbone.parameters()) else fc.FIRST_PASS
+        return fc.PRE_LOGITS if self.model.transfer_type == "linear" else None
+
+    def _frozen_prefix(self, inputs: torch.Tensor, rows: torch.Tensor | None, split: str) -> torch.Tensor:
         if self.cache == fc.FIRST_PASS:
-            return "first_pass", self.first_pass[split][rows].to(self.device, torch.float32)
+            return self.first_pass[split][rows].to(self.device, torch.float32)
         if self.cache == fc.PRE_LOGITS:
-            return "pre_logits", inputs.float()
-        if getattr(self.model, "accepts_first_pass", False) and backbone_frozen:
-            return "first_pass", self.model.backbone.forward_features(inputs)
-        if self.model.transfer_type == "linear":
-            return "pre_logits", self.model.forward_head(self.model.forward_features(inputs), pre_logits=True)
-        return None, None
+            return inputs.float()
+        if self._prefix_kind() == fc.FIRST_PASS:
+            return self.model.backbone.forward_features(inputs)
+        return self.model.forward_head(self.model.forward_features(inputs), pre_logits=True)
 
     @torch.no_grad()
     def evaluate_last_and_best(self, split: str) -> tuple[dict, dict]:
         """Metrics of the current (last) model and of the adapter in ``best/`` in one sweep over ``split``:
         the frozen prefix (TOAST's pass 1, the probe's features) is computed once per batch for both."""
-        loader = getattr(self.loaders, split)
+        loader, kind = getattr(self.loaders, split), self._prefix_kind()
         self.model.eval()
         own = self.model.adapter_state_dict()
         last = {name: t.detach().clone() for name, t in own.items()}
@@ -331,16 +335,11 @@ class Trainer:
         for batch in loader:
             inputs, labels = batch[0].to(self.device), batch[1]
             with self.autocast:
-                kind, prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
+                prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
                 for name, state in (("last", last), ("best", best)):
                     for key, tensor in state.items():
                         own[key].copy_(tensor)
-                    if kind == "first_pass":
-                        out = self.model(inputs, first_pass=prefix)
-                    elif kind == "pre_logits":
-                        out = self.model.head(prefix)
-                    else:
-                        out = self.model(inputs)
+                    out = self.model(inputs, first_pass=prefix) if kind == fc.FIRST_PASS else self.model.head(prefix)
                     logits[name].append(out.float().cpu())
             targets.append(labels)
         for key, tensor in last.items():
@@ -367,7 +366,7 @@ class Trainer:
             if improved or (self.loaders.val is None and epoch == total):
                 self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
             test = None
-            if epoch == total and self._best_needs_test(epoch):
+            if epoch == total and self._best_needs_test(epoch) and self._prefix_kind():
                 test, self.best_test = self.evaluate_last_and_best("test")
             elif epoch_due(epoch, cfg.SOLVER.TEST_PERIOD, total):
                 test = self.evaluate("test")
