@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,43 @@ def compute_features(
     finally:
         model.train(was_training)
     return torch.cat(parts)
+
+
+@dataclass
+class CacheComputation:
+    """How a missing cache is computed: the model whose backbone runs, and the loader settings."""
+
+    model: nn.Module
+    kind: str
+    dtype: torch.dtype
+    batch: int
+    workers: int
+    device: torch.device
+    autocast: object
+
+    def __call__(self, dataset: Dataset) -> torch.Tensor:
+        return compute_features(
+            self.model, dataset, self.kind, self.batch, self.workers, self.device, self.autocast, self.dtype
+        )
+
+
+def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bool) -> dict[str, torch.Tensor]:
+    """The cache of every split of ``data`` (``train``, ``val``, ``test`` when present), found or computed.
+
+    Refused by name when the training transform is random, or the model has no cacheable first pass.
+    """
+    name = "MODEL.TOAST.CACHE_FIRST_PASS" if compute.kind == FIRST_PASS else "DATA.CACHE_FEATURES"
+    check_deterministic(data.train, name)
+    if compute.kind == FIRST_PASS and not getattr(compute.model, "accepts_first_pass", False):
+        raise ValueError(f"{name}: {type(compute.model).__name__} has no cacheable first pass (ViT TOAST only)")
+    backbone = weights_digest(compute.model.backbone)
+    caches = {}
+    for split in ("train", "val", "test"):
+        dataset = getattr(data, split)
+        if dataset is not None:
+            key = cache_key(compute.kind, backbone, cfg.DATA.CROPSIZE, dataset, cfg.DATA.CACHE_DTYPE, autocast_on)
+            caches[split] = cached_features(key, cfg.DATA.CACHE_DIR, compute.dtype, lambda d=dataset: compute(d))
+    return caches
 
 
 def _save(path: Path, features: torch.Tensor) -> None:

@@ -142,7 +142,7 @@ class Trainer:
         self.first_pass: dict[str, torch.Tensor] = {}  # split → cached pass-1 tokens (TOAST)
         self.module: torch.nn.Module = model  # what a batch runs through: the model, or its head on cached features
         if self.cache:
-            data = self._use_cache(data, rank, world)
+            data = self._use_cache(data, world)
         self.net = (
             DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
             if world > 1
@@ -158,49 +158,26 @@ class Trainer:
         self.plotted = -math.inf  # when curves.png was last drawn
 
     # -- caches ----------------------------------------------------------------------------------------
-    def _use_cache(self, data: TaskData, rank: int, world: int) -> TaskData:
+    def _use_cache(self, data: TaskData, world: int) -> TaskData:
         """Computes (or finds) the configured cache for every split and swaps the splits' datasets for it."""
-        cfg, name = (
-            self.cfg,
-            ("MODEL.TOAST.CACHE_FIRST_PASS" if self.cache == fc.FIRST_PASS else "DATA.CACHE_FEATURES"),
+        cfg = self.cfg
+        compute = fc.CacheComputation(
+            self.model,
+            self.cache,
+            fc.DTYPES[cfg.DATA.CACHE_DTYPE],
+            max(1, cfg.DATA.BATCH_SIZE // world),
+            resolve_workers(cfg.DATA.NUM_WORKERS),
+            self.device,
+            self.autocast,
         )
-        fc.check_deterministic(data.train, name)
-        if self.cache == fc.FIRST_PASS and not getattr(self.model, "accepts_first_pass", False):
-            raise ValueError(f"{name}: {type(self.model).__name__} has no cacheable first pass (ViT TOAST only)")
-        dtype = fc.DTYPES[cfg.DATA.CACHE_DTYPE]
-        backbone = fc.weights_digest(self.model.backbone)
-        workers = resolve_workers(cfg.DATA.NUM_WORKERS)
-        batch = max(1, cfg.DATA.BATCH_SIZE // world)
-        splits = {}
-        for split in ("train", "val", "test"):
-            dataset = getattr(data, split)
-            if dataset is None:
-                splits[split] = None
-                continue
-            key = fc.cache_key(
-                self.cache,
-                backbone,
-                cfg.DATA.CROPSIZE,
-                dataset,
-                cfg.DATA.CACHE_DTYPE,
-                self.device.type == "cuda" and cfg.AMP,
-            )
-            features = fc.cached_features(
-                key,
-                cfg.DATA.CACHE_DIR,
-                dtype,
-                lambda d=dataset: fc.compute_features(
-                    self.model, d, self.cache, batch, workers, self.device, self.autocast, dtype
-                ),
-            )
-            if self.cache == fc.PRE_LOGITS:
-                splits[split] = fc.FeatureDataset(features, dataset.labels)
-            else:
-                self.first_pass[split] = features
-                splits[split] = fc.RowsDataset(dataset)
+        splits = fc.cached_splits(data, cfg, compute, autocast_on=self.device.type == "cuda" and cfg.AMP)
         if self.cache == fc.PRE_LOGITS:
             self.module = fc.HeadOnly(self.model.head)
-        return dataclasses.replace(data, **splits)
+            return dataclasses.replace(
+                data, **{s: fc.FeatureDataset(f, getattr(data, s).labels) for s, f in splits.items()}
+            )
+        self.first_pass = splits
+        return dataclasses.replace(data, **{s: fc.RowsDataset(getattr(data, s)) for s in splits})
 
     def _logits(self, module: torch.nn.Module, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Runs one batch (images, cached features, or images with cached pass-1 rows) through ``module``."""
