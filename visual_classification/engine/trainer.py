@@ -79,6 +79,7 @@ def _eval_loader(dataset, batch: int, workers: int, rank: int, world: int) -> Da
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         generator=torch.Generator(),  # its own seed source: evaluating never moves the global RNG
+        persistent_workers=workers > 0,  # started once, not at every evaluation (nothing random to reseed)
     )
 
 
