@@ -89,7 +89,7 @@ def run_variant(args, data: Path, out: Path, transfer: str, epochs: int, **extra
         "DATA.NUMBER_CLASSES": CLASSES,
         "DATA.CROPSIZE": args.size,
         "DATA.BATCH_SIZE": args.batch,
-        "DATA.CACHE_IMAGES": not args.gpu,  # on the CPU, decoding would blur the comparison
+        "DATA.CACHE_IMAGES": False,  # as configs/vtab/: images are decoded when read
         "DATA.NUM_WORKERS": args.workers,
         "SOLVER.OPTIMIZER": "adamw",
         "SOLVER.BASE_LR": 1e-3 if transfer == "linear" else 1e-4,
