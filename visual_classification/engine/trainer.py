@@ -367,7 +367,8 @@ class Trainer:
                     save_adapter(self.model, out / rf.BEST, {**self.model.adapter_config(), "epoch": epoch})
                 if cfg.SAVE_LAST:
                     rf.save_checkpoint(out / rf.LAST, self._state(epoch))
-                if epoch == total or time.time() - self.plotted > PLOT_EVERY_S:
+                last_plot = epoch == total and self.best_test is None  # else redrawn with the best's test below
+                if last_plot or time.time() - self.plotted > PLOT_EVERY_S:
                     plot_curves(out / rf.METRICS, out / rf.CURVES)
                     self.plotted = time.time()
             barrier()
