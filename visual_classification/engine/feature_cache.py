@@ -43,12 +43,19 @@ def cache_kind(cfg: CfgNode) -> str | None:
     return FIRST_PASS if cfg.MODEL.TOAST.CACHE_FIRST_PASS else PRE_LOGITS if cfg.DATA.CACHE_FEATURES else None
 
 
-def check_deterministic(dataset, key_name: str) -> None:
-    """Refuses a cache over a split whose transform is random (FGVC's random crop and flip)."""
+def random_steps(dataset) -> list[str] | None:
+    """Names of the random steps of ``dataset``'s pixel transform; ``None`` when it cannot be told."""
     steps = getattr(getattr(dataset, "pixels", None), "transforms", None)
     if steps is None:
+        return None
+    return [type(step).__name__ for step in steps if type(step).__name__.startswith("Random")]
+
+
+def check_deterministic(dataset, key_name: str) -> None:
+    """Refuses a cache over a split whose transform is random (FGVC's random crop and flip)."""
+    random = random_steps(dataset)
+    if random is None:
         raise ValueError(f"{key_name}: cannot tell whether the training transform is deterministic ({dataset!r})")
-    random = [type(step).__name__ for step in steps if type(step).__name__.startswith("Random")]
     if random:
         raise ValueError(
             f"{key_name} needs a deterministic training transform, but this task's augments ({', '.join(random)}): "

@@ -101,7 +101,9 @@ def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int, workers: 
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
         generator=generator,
-        persistent_workers=False,
+        # Workers started once when nothing random runs in them; with augmentation they restart every
+        # epoch, so that the reseeded generator gives each epoch (and a resumed run) its own crops.
+        persistent_workers=workers > 0 and fc.random_steps(data.train) == [],
     )
     return Loaders(
         train,
