@@ -87,7 +87,7 @@ _C.SOLVER.HEAD_LR_MULT = 1.0  # the task head's lr = BASE_LR × this (e.g. 100 f
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay; never on biases, norms and other 1-D tensors
 _C.SOLVER.PRIOR_DECAY = True  # apply weight decay to the TOAST prompt p too (the original's default)
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
-_C.SOLVER.WARMUP_EPOCH = 5  # linear warm-up epochs (fractional allowed)
+_C.SOLVER.WARMUP_EPOCH = 5.0  # linear warm-up epochs (fractional allowed)
 _C.SOLVER.TOTAL_EPOCH = 30  # training epochs
 _C.SOLVER.LR_STEP = "iter"  # iter: warm-up + cosine per iteration | epoch: per epoch, lr 0 in epoch 0 (the original)
 _C.SOLVER.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping

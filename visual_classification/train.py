@@ -17,7 +17,6 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
 from yacs.config import CfgNode
 
 from .config import check_protocol_keys, get_cfg
@@ -25,36 +24,11 @@ from .config import check_protocol_keys, get_cfg
 logger = logging.getLogger("visual_classification.train")
 
 
-def merge_yaml(cfg: CfgNode, path: Path, seen: tuple[Path, ...] = ()) -> None:
-    """Merges ``path`` into ``cfg``, after the file its ``_BASE_`` key names (relative to it), as detectron2."""
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    if path.resolve() in seen:
-        raise ValueError(f"{path}: _BASE_ files form a cycle")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
-    base = content.pop("_BASE_", None)
-    if base:
-        merge_yaml(cfg, path.parent / base, (*seen, path.resolve()))
-    try:
-        cfg.merge_from_other_cfg(CfgNode(content))
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"{path}: {err}") from err
-
-
 def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
-    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs; errors name the file or the key."""
-    cfg = get_cfg()
-    if config_file:
-        merge_yaml(cfg, Path(config_file))
-    if len(opts) % 2:
-        raise ValueError(f"overrides must come in KEY VALUE pairs, got {len(opts)} items: {opts}")
-    try:
-        cfg.merge_from_list(opts)
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"command-line override: {err}") from err
+    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
+    from toast import config_files  # standard library only (toast's package imports torch when first used)
+
+    cfg = config_files.load_config(get_cfg(), config_file, opts)
     if cfg.SEED is None:
         raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
     check_protocol_keys(cfg)
