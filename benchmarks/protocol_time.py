@@ -181,6 +181,7 @@ def main() -> None:
         print(f"[protocol_time] {label} ...", file=sys.stderr, flush=True)
         seconds, results = run_variant(args, data, runs / f"r{len(rows)}", transfer, epochs, **extra)
         rows.append((label, transfer, seconds, results))
+        print(f"[protocol_time] {label}: {seconds:.1f} s, test top-1 {results['final_test_top1']}", flush=True)
         return seconds, results
 
     original, ref = measure(
