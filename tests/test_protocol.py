@@ -257,3 +257,16 @@ def test_tune_skips_runs_another_copy_holds_and_collects_them_after(monkeypatch)
     cfgs = [load_config("", ["OUTPUT_DIR", d]) for d in ("a", "b")]
     assert [r["dir"] for r in tune.run_all(cfgs)] == ["a", "b"]
     assert calls == ["a", "b", "a"] and waited == ["a"]
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "vit_base_patch16_224.augreg_in21k", "convnext_atto"])
+def test_normalisation_known_before_the_model_is_the_models_own(name):
+    import timm
+
+    from visual_classification.config import get_cfg
+    from visual_classification.train import _normalization
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE = name
+    own = timm.data.resolve_model_data_config(timm.create_model(name, pretrained=False, num_classes=0))
+    assert _normalization(cfg) == (tuple(own["mean"]), tuple(own["std"]))
