@@ -270,3 +270,22 @@ def test_normalisation_known_before_the_model_is_the_models_own(name):
     cfg.MODEL.BACKBONE = name
     own = timm.data.resolve_model_data_config(timm.create_model(name, pretrained=False, num_classes=0))
     assert _normalization(cfg) == (tuple(own["mean"]), tuple(own["std"]))
+
+
+def test_one_tune_grid_and_its_seeds_compute_each_cache_once(tmp_path, monkeypatch):
+    import timm
+    from safetensors.torch import save_file
+
+    from visual_classification.tune import tune
+
+    write_vtab_task(tmp_path / "data", name="toy")
+    weights = tmp_path / "backbone.safetensors"
+    save_file(timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=0).state_dict(), str(weights))
+    calls = []
+    real = fc.compute_features
+    monkeypatch.setattr(fc, "compute_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    opts = run_opts(tmp_path / "data", tmp_path / "out", "linear", epochs=1, **{"MODEL.MODEL_ROOT": str(weights)})
+    cfg = load_config("", [*opts, "DATA.CACHE_FEATURES", "True"])
+    result = tune(cfg, lrs=[0.5, 0.1], wds=[0.0, 0.001], seeds=[1, 2])
+    assert len(result["final"]) == 2
+    assert len(calls) == 4  # train800, val200 (the grid's 4 runs); train800val200, test (both seeds)
