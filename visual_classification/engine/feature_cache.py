@@ -163,6 +163,11 @@ def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bo
         if dataset is not None:
             key = cache_key(compute.kind, backbone, cfg.DATA.CROPSIZE, dataset, cfg.DATA.CACHE_DTYPE, autocast_on)
             caches[split] = cached_features(key, cfg.DATA.CACHE_DIR, compute.dtype, lambda d=dataset: compute(d))
+            if len(caches[split]) != len(dataset):
+                raise ValueError(
+                    f"feature cache {key} ({cfg.DATA.CACHE_DIR or 'memory'}) holds {len(caches[split])} rows for the "
+                    f"{len(dataset)} images of the {split} split; delete it to have it computed again"
+                )
     return caches
 
 
