@@ -61,7 +61,7 @@ def test_toast_training_writes_the_adapter_and_resumes(local_model, tmp_path):
     folder, data = local_model
     out = tmp_path / "run"
     first = train(load_config("", opts(folder, data, out, 2)))
-    assert first["global_step"] == 2 and first["trainable_params"] == 3 * 32 * 32 + 32
+    assert first["global_step"] == 2 and first["trainable_params"] == 2 * 3 * 32 * 32 + 32
     for name in (
         "adapter.safetensors",
         "adapter_config.json",
