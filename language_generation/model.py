@@ -208,9 +208,7 @@ class ToastCausalLM(nn.Module):
             "low_rank": self.top_down.decoders[0].down.lora_a is not None,
         }
 
-    def save_adapter(
-        self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **extra
-    ) -> Path:
+    def save_adapter(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **extra) -> Path:
         """Writes the adapter. ``state_dict``: this model's full state dict as a sharding engine gathered it
         (ZeRO-3, FSDP), whose adapter entries replace the local, possibly partitioned, tensors."""
         source = self if state_dict is None else _GatheredAdapter(self, state_dict)
@@ -253,15 +251,17 @@ def _share_of_step(labels: torch.Tensor | None, num_items_in_batch) -> torch.Ten
 
 
 def _register_zero3_reads(top_down: TopDownModule, targets) -> None:
-    """Under ZeRO-3 a parameter is whole only while its own module runs. B_i (and its low-rank update) is
-    read inside layer i's ``v_proj`` forward hook, so DeepSpeed is told to gather it with that ``v_proj``
-    (whose own weight the hook reads before DeepSpeed's later-registered release hook runs); ``p`` and
-    ``T`` are read inside ``top_down``'s own forward, A_i inside its own module."""
-    from deepspeed.zero import register_external_parameter
+    """Under ZeRO-3 a parameter is whole only while a module that owns (or registered) it runs. B_i (and its
+    low-rank update) is read inside layer i's ``v_proj`` forward hook, so it is registered with that ``v_proj``:
+    gathered for its forward and backward, released after. (DeepSpeed 0.19 also fetches a partitioned tensor
+    read during any forward and ties it to the running module, here the whole decoder stack, which would keep
+    every B_i gathered through both passes.) ``p`` and ``T`` are read inside ``top_down``'s own forward, A_i
+    inside its own module."""
+    import deepspeed
 
     for decoder, target in zip(top_down.decoders, targets):
         for tensor in decoder.to_value.parameters():
-            register_external_parameter(target.module, tensor)
+            deepspeed.zero.register_external_parameter(target.module, tensor)
 
 
 def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
@@ -349,7 +349,9 @@ def _toast_cfg_problems(cfg: CfgNode) -> list[str]:
     if parts != ["auto"]:
         unknown = set(parts) - TRAINABLE_PARTS
         if unknown:
-            problems.append(f"MODEL.TOAST.TRAIN has {sorted(unknown)}; parts are {sorted(TRAINABLE_PARTS)} (or ['auto'])")
+            problems.append(
+                f"MODEL.TOAST.TRAIN has {sorted(unknown)}; parts are {sorted(TRAINABLE_PARTS)} (or ['auto'])"
+            )
     if cfg.MODEL.TRAINABLE_DTYPE not in TRAINABLE_DTYPES:
         problems.append(f"MODEL.TRAINABLE_DTYPE={cfg.MODEL.TRAINABLE_DTYPE!r}; choose one of {list(TRAINABLE_DTYPES)}")
     if cfg.MODEL.TOAST.DECODER_INIT not in DECODER_INITS:

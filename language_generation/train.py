@@ -76,6 +76,13 @@ class ToastTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
         if not isinstance(model, ToastCausalLM):
             return super()._save(output_dir, state_dict)
+        if not self.args.should_save:  # the other processes took part in gathering; one writes
+            return
+        if state_dict is not None and not state_dict:
+            raise ValueError(
+                "the engine handed over no weights to save the adapter from; with ZeRO-3 set "
+                '"stage3_gather_16bit_weights_on_model_save": true in the DeepSpeed config'
+            )
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         model.save_adapter(output_dir, state_dict=state_dict)
