@@ -23,10 +23,15 @@ from timing import current_peak_mib, in_fresh_process, interleaved_medians, time
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from language_generation.config import get_cfg  # noqa: E402
-from language_generation.model import attach_toast  # noqa: E402
+from language_generation.model import ORIGINAL_TUNING_SET, attach_toast  # noqa: E402
 
 FLOOR = "floor"
 TYPES = ("toast", "toast-lite", "lora", "full")
+LABELS = {
+    FLOOR: "TOAST floor (no-grad fwd + fwd/bwd to activations)",
+    "toast": "toast (B_i, p)",
+    "toast-lite": "toast-lite (rank-4 updates of A_i and B_i, p)",
+}
 
 
 def _base(args):
@@ -60,6 +65,8 @@ def _model(args, transfer: str):
         )
     cfg = get_cfg()
     cfg.MODEL.TRANSFER_TYPE = transfer
+    if transfer == "toast":  # the original's recipe on a pre-tuned path; toast-lite: its default set
+        cfg.MODEL.TOAST.TRAIN = list(ORIGINAL_TUNING_SET)
     return attach_toast(base, cfg)
 
 
@@ -136,7 +143,7 @@ def main() -> None:
     print("| transfer | step (ms) | tokens/s | step / TOAST floor | peak memory (MiB) | trainable params |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in names:
-        label = "TOAST floor (no-grad fwd + fwd/bwd to activations)" if name == FLOOR else name
+        label = LABELS.get(name, name)
         seconds = medians[name]
         print(
             f"| {label} | {seconds * 1000:.0f} | {tokens / seconds:.0f} | {seconds / medians[FLOOR]:.2f} | "
