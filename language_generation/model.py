@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from types import MethodType
 
 import torch
 from torch import nn
@@ -30,7 +29,7 @@ from toast import (
     load_adapter,
     load_top_down_state,
     read_adapter_top_down,
-    record_layers,
+    run_two_passes,
     save_adapter,
     value_proj_target,
 )
@@ -122,8 +121,9 @@ class ToastCausalLM(nn.Module):
         self.steering = ValueSteering(top_down, targets, double_bias=False)
         if is_deepspeed_zero3_enabled():
             _register_zero3_reads(top_down, targets)
+        self._loss_requested = False
         inner = base.model
-        inner.forward = MethodType(_make_two_pass_forward(self, type(inner).forward), inner)
+        inner.forward = TwoPassDecoderForward(self, inner)
 
     # -- transformers-like surface ---------------------------------------------------------------------
     @property
@@ -163,13 +163,24 @@ class ToastCausalLM(nn.Module):
         self.recon_loss = None
         if num_items_in_batch is not None:
             kwargs["num_items_in_batch"] = num_items_in_batch
-        out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        self._loss_requested = labels is not None  # R: computed when its coefficient is > 0 and labels given
+        try:
+            out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        finally:
+            self._loss_requested = False
         if self.recon_loss is not None and out.loss is not None:
             out.loss = out.loss + self.recon_loss * _share_of_step(labels, num_items_in_batch)
         return out
 
     def generate(self, *args, **kwargs):
         return self.base.generate(*args, **kwargs)
+
+    def unload(self) -> PreTrainedModel:
+        """Takes TOAST out (steering hooks, two-pass forward) and returns the base model as it was before."""
+        self.steering.remove()
+        if isinstance(self.base.model.__dict__.get("forward"), TwoPassDecoderForward):
+            del self.base.model.forward
+        return self.base
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
         """The library's activation checkpointing, non-reentrant, with the top-down signal replayed when a
@@ -264,11 +275,20 @@ def _register_zero3_reads(top_down: TopDownModule, targets) -> None:
             deepspeed.zero.register_external_parameter(target.module, tensor)
 
 
-def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
-    """The decoder stack's forward, run twice with one cache half per pass and pass 2 steered."""
+class TwoPassDecoderForward:
+    """Replaces the decoder stack's ``forward``: the stack runs twice, one cache half per pass, pass 2 steered.
 
-    def forward(
-        inner,
+    An object rather than a closure (as the steering hooks are), so that ``copy.deepcopy`` and pickling of
+    the model carry it along with the copy's own top-down path, and :meth:`ToastCausalLM.unload` can take it
+    away again. The passes go through the shared driver :func:`toast.run_two_passes`.
+    """
+
+    def __init__(self, wrapper: ToastCausalLM, inner: nn.Module) -> None:
+        self.wrapper = wrapper
+        self.inner = inner
+
+    def __call__(
+        self,
         input_ids=None,
         attention_mask=None,
         position_ids=None,
@@ -277,6 +297,8 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
         use_cache=None,
         **kwargs,
     ):
+        inner, wrapper = self.inner, self.wrapper
+        original_forward = type(inner).forward
         checkpointing = any(getattr(layer, "gradient_checkpointing", False) for layer in inner.layers)
         if checkpointing and inner.training and not getattr(wrapper, "_checkpointing_replays_signal", False):
             raise RuntimeError(
@@ -285,6 +307,8 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
             )
         layers = inner.layers
         num_layers = len(layers)
+        if use_cache is None:  # as the library decides, so that the cache returned is one a next call accepts
+            use_cache = getattr(inner.config, "use_cache", False) and not (checkpointing and inner.training)
         if inputs_embeds is None:
             inputs_embeds = inner.embed_tokens(input_ids)
         if use_cache and past_key_values is None:
@@ -297,32 +321,36 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
             seen = views[0].get_seq_length() if views[0] is not None else 0
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + seen).unsqueeze(0)
         common = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache, **kwargs)
-
-        captured = {}
+        outputs = {}
 
         def keep_last_output(module, args, output):
-            captured["z"] = first_tensor(output)
+            outputs["z"] = first_tensor(output)
 
-        handle = layers[-1].register_forward_hook(keep_last_output)
-        try:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and wrapper._first_pass_needs_grad()):
+        def run_pass(k: int) -> torch.Tensor:
+            if k == 1:
+                outputs["out"] = original_forward(
+                    inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common
+                )
+                return outputs["out"].last_hidden_state
+            handle = layers[-1].register_forward_hook(keep_last_output)  # z: before the final norm
+            try:
                 original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[0], **common)
-        finally:
-            handle.remove()
-        top_down = wrapper.top_down
-        chained = top_down(captured["z"])  # a module call: sharding engines gather p, T and A_i for it
-        if wrapper.recon_coef and torch.is_grad_enabled():
-            with wrapper.steering.steer(chained), record_layers(list(layers)) as (ins, outs):
-                out = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common)
-            wrapper.recon_loss = wrapper.recon_coef * top_down.reconstruction_loss(ins, outs)
-        else:
-            with wrapper.steering.steer(chained):
-                out = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common)
-        if past_key_values is not None:
-            out.past_key_values = past_key_values
-        return out
+            finally:
+                handle.remove()
+            return outputs["z"]
 
-    return forward
+        result = run_two_passes(
+            run_pass,
+            wrapper.top_down,
+            wrapper.steering,
+            first_pass_needs_grad=wrapper._first_pass_needs_grad(),
+            layers=list(layers),
+            recon_coef=wrapper.recon_coef if wrapper._loss_requested else 0.0,
+        )
+        wrapper.recon_loss = result.recon_loss
+        out = outputs["out"]
+        out.past_key_values = past_key_values if use_cache else None
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -375,3 +375,49 @@ def test_bad_language_config_lists_every_problem():
     cfg.MODEL.TOAST.TRAIN = ["to_value", "gate"]
     with pytest.raises(ValueError, match=r"NAME_OR_PATH is empty.*TRANSFER_TYPE='prefix'.*\['gate'\]"):
         build_model(cfg)
+
+
+def test_deepcopy_and_pickle_steer_themselves_and_unload_gives_the_exact_base():
+    """The two-pass forward is an object: a copy steers with its own top-down path (the closure did not,
+    and failed with "the top-down signal never reached"), pickles, and comes out again with unload()."""
+    import copy
+    import pickle
+
+    model = tiny_toast("llama")
+    ids = torch.randint(3, 96, (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(ids).logits
+        twin = copy.deepcopy(model)
+        torch.testing.assert_close(twin(ids).logits, expected, atol=0, rtol=0)
+        twin.top_down.decoders[0].to_value.weight.mul_(3)  # the copy's own path, not the original's
+        assert not torch.equal(twin(ids).logits, expected)
+        torch.testing.assert_close(model(ids).logits, expected, atol=0, rtol=0)
+        loaded = pickle.loads(pickle.dumps(model))
+        torch.testing.assert_close(loaded(ids).logits, expected, atol=0, rtol=0)
+        base = model.unload()
+        torch.testing.assert_close(base(ids).logits, tiny_base("llama")(ids).logits, atol=0, rtol=0)
+        assert "forward" not in base.model.__dict__
+
+
+def test_cache_returned_without_use_cache_is_accepted_by_the_next_call():
+    """model(ids) without use_cache returns the library's default: a cache, here the 2L-layer one."""
+    model = tiny_toast("llama", signal_scale=0.3)
+    ids = torch.randint(3, 96, (1, 7), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        first = model(ids[:, :5])
+        assert len(first.past_key_values.layers) == 2 * 3
+        step = model(ids[:, 5:], past_key_values=first.past_key_values)
+        full = model(ids).logits
+        torch.testing.assert_close(step.logits, full[:, 5:], atol=1e-5, rtol=1e-5)
+        assert model(ids, use_cache=False).past_key_values is None
+
+
+def test_reconstruction_loss_is_computed_whenever_a_loss_is_with_a_positive_coefficient():
+    """One rule (the shared driver's): with RECON_COEF > 0 and labels, eval loss includes R too."""
+    model = tiny_toast("llama", RECON_COEF=1.0).eval()
+    ids = torch.randint(3, 96, (2, 8))
+    with torch.no_grad():
+        out = model(ids, labels=ids)
+        assert model.recon_loss is not None and model.recon_loss > 0 and out.loss > model.recon_loss
+        plain = model(ids)
+    assert model.recon_loss is None and plain.loss is None  # no labels, no loss: nothing recorded
