@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--new-tokens", type=int, default=256, help="0 skips the generation measurement")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -128,7 +128,7 @@ def main() -> None:
     counts = {n: s[1] for n, s in setups.items()}
     del setups
     peaks = {name: in_fresh_process(peak_memory, args, name) for name in names}
-    rates = generation_rates(args)
+    rates = generation_rates(args) if args.new_tokens > 0 else None
 
     tokens = args.batch * args.seq
     device = (
@@ -149,6 +149,8 @@ def main() -> None:
             f"| {label} | {seconds * 1000:.0f} | {tokens / seconds:.0f} | {seconds / medians[FLOOR]:.2f} | "
             f"{peaks[name]:.0f} | {counts[name]:,} |"
         )
+    if rates is None:
+        return
     print(
         f"\nTOAST greedy generation, {args.new_tokens} new tokens after a 16-token prompt: "
         f"{rates['cached']:.1f} tokens/s with the KV cache, {rates['uncached']:.1f} without "
