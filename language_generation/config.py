@@ -1,18 +1,35 @@
-"""Default configuration of the language sub-project (yacs), in the same style as the vision side."""
+"""Default configuration of the language sub-project (yacs), in the same style as the vision side.
+
+Load it with :func:`load_config` (defaults ← YAML file and its ``_BASE_`` chain ← ``KEY VALUE`` pairs), the
+loader both halves share (:mod:`toast.config_files`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+
 from yacs.config import CfgNode as CN
 
-_C = CN()
-_C.OUTPUT_DIR = "./output/alpaca"  # where runs write the adapter, logs and results
-_C.SEED = 42  # seeds torch, numpy and python
+from toast import config_files
 
+_C = CN()
+
+# ---------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output/alpaca"  # the run folder: adapter, config.yaml, log.txt, metrics.jsonl, curves.png, results
+_C.SEED = 42  # seeds torch, numpy and python (and the held-out split)
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.NAME_OR_PATH = ""  # Hugging Face hub name or local folder of an AutoModelForCausalLM
 _C.MODEL.TRANSFER_TYPE = "toast"  # toast | toast-lite | lora | full
-_C.MODEL.DTYPE = "float32"  # float32 | bfloat16 | float16: the dtype the model is loaded in
-_C.MODEL.TOPDOWN_WEIGHTS = ""  # top-down init: an adapter folder or an original-release state dict file
+_C.MODEL.DTYPE = "float32"  # float32 | bfloat16 | float16: the dtype the base model is loaded in
+_C.MODEL.TOPDOWN_WEIGHTS = ""  # top-down init: an adapter folder (e.g. a pretune run) or an original-release file
 _C.MODEL.TRUST_REMOTE_CODE = False  # passed to from_pretrained; only for models you trust
 _C.MODEL.ATTN_IMPLEMENTATION = ""  # "" = transformers' default (sdpa); eager | sdpa | flash_attention_2
 # Precision of the tensors that train (TOAST's top-down tensors, LoRA's) on a bfloat16/float16 base:
@@ -38,29 +55,40 @@ _C.MODEL.TOAST.LITE_ALPHA = 1.0  # toast-lite: update scale = alpha / rank (lora
 _C.MODEL.LORA = CN()
 _C.MODEL.LORA.RANK = 4  # the original's LoRA baseline: rank 4 on q/k/v/o
 _C.MODEL.LORA.ALPHA = 1.0  # scale alpha / rank
-_C.MODEL.LORA.DROPOUT = 0.0
-_C.MODEL.LORA.TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+_C.MODEL.LORA.DROPOUT = 0.0  # dropout on the LoRA input
+_C.MODEL.LORA.TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # module-name suffixes (peft target_modules)
 
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
 _C.DATA = CN()
 _C.DATA.PATH = ""  # a JSON/JSONL/.txt file, a folder of them, or a hub dataset name (train split)
-_C.DATA.FORMAT = "alpaca"  # alpaca | sharegpt | text (raw documents for pre-tuning)
+_C.DATA.FORMAT = "alpaca"  # record layout: alpaca | sharegpt | text (raw documents for pre-tuning)
+_C.DATA.TEMPLATE = ""  # alpaca | vicuna | chat (the tokenizer's chat template); "" = alpaca / vicuna by FORMAT
 _C.DATA.MAX_LENGTH = 512  # tokens per example (alpaca, sharegpt)
 _C.DATA.TOO_LONG = "truncate"  # truncate | drop | raise, for longer examples (the count is logged)
 _C.DATA.BLOCK_SIZE = 512  # tokens per block for DATA.FORMAT text (the original pre-tuning used 512)
-_C.DATA.EVAL_FRACTION = 0.02  # held-out share for eval loss / perplexity (seeded); 0 = none
-_C.DATA.MAX_RECORDS = 0  # read at most this many records (0 = all); the original pre-tuning read 200,000 documents
+_C.DATA.EVAL_FRACTION = 0.02  # held-out share for eval loss / perplexity (seeded); 0 = none; below 1
+_C.DATA.MAX_RECORDS = 0  # read at most this many records (0 = all); pre-tuning reads 200,000 (the original)
+_C.DATA.NUM_PROC = 1  # processes for tokenising (datasets' map num_proc)
+_C.DATA.CACHE_DIR = ""  # where the tokenised Arrow files go; "" = datasets' cache (~/.cache/huggingface/datasets)
 
-_C.GENERATE = CN()  # language_generation.generate
-_C.GENERATE.MAX_NEW_TOKENS = 256
+# ---------------------------------------------------------------------------
+# Generation (language_generation.generate)
+# ---------------------------------------------------------------------------
+_C.GENERATE = CN()
+_C.GENERATE.MAX_NEW_TOKENS = 256  # tokens generated per prompt at most
 _C.GENERATE.TEMPERATURE = 0.7  # 0 = greedy (the original sampled at 0.7, top-k 50, top-p 1.0)
-_C.GENERATE.TOP_K = 50
-_C.GENERATE.TOP_P = 1.0
-_C.GENERATE.CHAT_TEMPLATE = False  # use the tokenizer's chat template instead of the Alpaca template
+_C.GENERATE.TOP_K = 50  # sampling: keep the k most likely tokens
+_C.GENERATE.TOP_P = 1.0  # sampling: nucleus mass
+_C.GENERATE.BATCH_SIZE = 1  # prompts per generate call (left padding); 1 streams tokens to the terminal
+_C.register_renamed_key(
+    "GENERATE.CHAT_TEMPLATE", "DATA.TEMPLATE", "GENERATE.CHAT_TEMPLATE True is now DATA.TEMPLATE chat"
+)
 
 
 def training_arguments_defaults() -> CN:
     """Every ``transformers.TrainingArguments`` field as ``TRAIN.<FIELD>`` (upper case), with its default."""
-    import dataclasses
     import enum
 
     from transformers import TrainingArguments
@@ -84,6 +112,9 @@ def training_arguments_defaults() -> CN:
     return node
 
 
+# ---------------------------------------------------------------------------
+# Training (transformers.TrainingArguments)
+# ---------------------------------------------------------------------------
 # TrainingArguments, settable as TRAIN.<FIELD> (e.g. TRAIN.MAX_STEPS 100, TRAIN.LEARNING_RATE 2e-5); the
 # output folder is OUTPUT_DIR. A numeric field left at None keeps transformers' default. A few defaults
 # differ from transformers' to suit TOAST tuning:
@@ -92,10 +123,72 @@ _C.TRAIN.REMOVE_UNUSED_COLUMNS = False  # the dataset holds exactly input_ids an
 _C.TRAIN.REPORT_TO = "none"  # no experiment tracker unless asked for
 _C.TRAIN.SAVE_STRATEGY = "steps"
 _C.TRAIN.SAVE_TOTAL_LIMIT = 2
-_C.TRAIN.LOGGING_STEPS = 10
+_C.TRAIN.LOGGING_STEPS = 10.0
 _C.TRAIN.EVAL_STRATEGY = "steps"  # eval loss every EVAL_STEPS (LOGGING_STEPS when unset) if there is a held-out split
 
 
 def get_cfg() -> CN:
     """A fresh copy of the defaults."""
     return _C.clone()
+
+
+def _numeric_kind(annotation) -> type | None:
+    """int or float for a TrainingArguments field typed as such (also ``float | None``); None otherwise."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    options = tuple(t for t in options if t is not type(None))
+    if options == (int,):
+        return int
+    if float in options and all(t in (int, float, str) for t in options):
+        return float
+    return None
+
+
+def training_argument_kinds() -> dict[str, type]:
+    """``TRAIN.<FIELD>`` → int or float, for the numeric ``TrainingArguments`` fields (checked at load time)."""
+    from transformers import TrainingArguments
+
+    kinds = {}
+    for field in dataclasses.fields(TrainingArguments):
+        kind = _numeric_kind(field.type)
+        if kind is not None:
+            kinds[field.name.upper()] = kind
+    return kinds
+
+
+def check_training_numbers(cfg: CN) -> None:
+    """Numeric ``TRAIN.*`` values have their field's type (yacs accepts anything for a None default, so
+    ``TRAIN.MAX_STEPS ten`` would otherwise fail only after the model has loaded); ints become floats where
+    the field is a float."""
+    problems = []
+    for key, kind in training_argument_kinds().items():
+        value = cfg.TRAIN.get(key)
+        if value is None or (kind is float and isinstance(value, str)):
+            continue  # transformers' own default; a few float fields also take a string ("auto")
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if kind is int and not is_int:
+            problems.append(f"TRAIN.{key}={value!r} must be an integer")
+        elif kind is float and not (is_int or isinstance(value, float)):
+            problems.append(f"TRAIN.{key}={value!r} must be a number")
+        elif kind is float and is_int:
+            cfg.TRAIN[key] = float(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def load_config(config_file: str | None, opts: list[str], freeze: bool = True, defaults: list[str] = ()) -> CN:
+    """Defaults (and a CLI's own ``defaults`` pairs, e.g. pre-tuning's recipe) ← YAML file (and its
+    ``_BASE_``) ← ``KEY VALUE`` pairs; unknown keys (also ``TRAIN.*``) and values of the wrong type are named."""
+    cfg = get_cfg()
+    config_files.merge_overrides(cfg, list(defaults))
+    cfg = config_files.load_config(cfg, config_file, opts)
+    check_training_numbers(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def check_model_name(cfg: CN) -> None:
+    """Training needs ``MODEL.NAME_OR_PATH`` (generate can take it from the run instead): say so before the
+    hub is asked about an empty name."""
+    if not cfg.MODEL.NAME_OR_PATH.strip():
+        raise ValueError("MODEL.NAME_OR_PATH is empty: give a Hugging Face hub name or a local model folder")

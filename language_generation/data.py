@@ -1,93 +1,47 @@
-"""Instruction data for causal-LM tuning, through ``datasets``.
+"""Instruction data and raw text for causal-LM tuning, through ``datasets`` (Arrow on disk).
 
-- ``alpaca``: records ``{instruction, input, output}`` (JSON list or JSONL) with the Stanford Alpaca prompt
-  templates; labels are the response tokens plus EOS, prompt tokens are ``-100``.
-- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt", "value": ...}, ...]}`` with the Vicuna v1.1
-  template (the original ``train.py``); only the assistant turns (and their EOS) are supervised.
+Record layouts (``DATA.FORMAT``):
+
+- ``alpaca``: records ``{instruction, input, output}`` (JSON list or JSONL);
+- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt", "value": ...}, ...]}``;
 - ``text``: raw documents (``{"text": ...}`` records, or a ``.txt`` file with one document per blank-line
-  separated block), tokenised, concatenated with EOS and cut into ``DATA.BLOCK_SIZE`` blocks (pre-tuning).
+  separated block), for pre-tuning.
 
-Errors name the file and the record number.
+Prompt templates (``DATA.TEMPLATE``): ``alpaca`` (Stanford Alpaca), ``vicuna`` (Vicuna v1.1, the original
+``train.py``) or ``chat`` (the tokenizer's own chat template); "" picks alpaca for Alpaca records and vicuna
+for ShareGPT. Only the responses (and the EOS that ends them; for ``chat`` the template's end-of-turn
+text) take loss; prompt tokens are ``-100``.
+
+Templates live in :mod:`.templates`, reading records in :mod:`.records`. Records are streamed from the
+files into an Arrow dataset on disk, tokenised with batched ``map``
+(``DATA.NUM_PROC`` processes), and raw text is grouped into ``DATA.BLOCK_SIZE`` blocks as ``transformers``'
+``run_clm`` example does, so memory stays flat however large the corpus is. Errors name the file and record.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-from pathlib import Path
+from collections import Counter
 
 from datasets import Dataset
 from yacs.config import CfgNode
 
+from .records import load_records
+from .templates import ALPACA_PROMPTS, alpaca_prompt, check_chat_template, resolve_template, segments
+
+__all__ = ["ALPACA_PROMPTS", "IGNORE_INDEX", "alpaca_prompt", "build_datasets", "describe_example"]
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-ALPACA_PROMPTS = {
-    "prompt_input": (
-        "Below is an instruction that describes a task, paired with an input that provides further context. "
-        "Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
-    ),
-    "prompt_no_input": (
-        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-        "\n\n### Instruction:\n{instruction}\n\n### Response:"
-    ),
-}
-VICUNA_SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the user's questions."
-)
 FORMATS = ("alpaca", "sharegpt", "text")
 TOO_LONG = ("truncate", "drop", "raise")
-
-
-def alpaca_prompt(record: dict) -> str:
-    """The Stanford Alpaca prompt for a record (with or without input)."""
-    if record.get("input"):
-        return ALPACA_PROMPTS["prompt_input"].format(instruction=record["instruction"], input=record["input"])
-    return ALPACA_PROMPTS["prompt_no_input"].format(instruction=record["instruction"])
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """A JSON list or JSONL file of objects; a malformed file names the line or record."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"DATA.PATH={str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".txt":
-        return [{"text": block.strip()} for block in text.split("\n\n") if block.strip()]
-    if path.suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-    else:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON at line {err.lineno} ({err.msg})") from err
-        if not isinstance(records, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-    for number, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: record {number} is a {type(record).__name__}, expected an object")
-    return records
-
-
-def check_fields(records: list[dict], fmt: str, source: str) -> None:
-    required = {"alpaca": ("instruction", "output"), "sharegpt": ("conversations",), "text": ("text",)}[fmt]
-    for number, record in enumerate(records):
-        missing = [f for f in required if f not in record]
-        if missing:
-            raise ValueError(f"{source}: record {number} lacks {missing} (DATA.FORMAT {fmt} needs {list(required)})")
-        for field in required:
-            if fmt != "sharegpt" and not isinstance(record[field], str):
-                raise ValueError(f"{source}: record {number} field {field!r} is not a string")
+DROP_REASONS = {
+    "too_long": "longer than DATA.MAX_LENGTH (DATA.TOO_LONG drop)",
+    "no_target": "nothing to learn (a conversation without an assistant reply after a user turn)",
+    "target_truncated": "every response token cut off by truncation to DATA.MAX_LENGTH",
+}
 
 
 def leading_special_ids(tokenizer) -> list[int]:
@@ -95,76 +49,97 @@ def leading_special_ids(tokenizer) -> list[int]:
     return list(tokenizer("", add_special_tokens=True)["input_ids"])
 
 
-def tokenize_supervised(tokenizer, segments: list[tuple[str, bool]], prefix: list[int] | None = None) -> dict:
-    """Token ids of the segments in order, labels only on the segments marked True; the special tokens the
-    tokenizer puts in front of a text (LLaMA's BOS; none for Qwen2 or SmolLM2) first, EOS after every
-    supervised segment."""
-    ids: list[int] = list(leading_special_ids(tokenizer) if prefix is None else prefix)
-    labels: list[int] = [IGNORE_INDEX] * len(ids)
-    for text, supervised in segments:
-        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if supervised:
-            piece = piece + [tokenizer.eos_token_id]
-        ids += piece
-        labels += piece if supervised else [IGNORE_INDEX] * len(piece)
-    return {"input_ids": ids, "labels": labels}
+def tokenize_segments(tokenizer, examples: list[list[tuple[str, bool]]], prefix: list[int], eos: bool) -> dict:
+    """Token ids of each example's segments, labels only on the supervised ones; ``prefix`` first and (with
+    ``eos``) EOS after every supervised segment. All segments of a batch go through the tokenizer at once."""
+    texts = [text for example in examples for text, _ in example]
+    pieces = iter(tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
+    all_ids, all_labels = [], []
+    for example in examples:
+        ids, labels = list(prefix), [IGNORE_INDEX] * len(prefix)
+        for _, supervised in example:
+            piece = next(pieces)
+            if supervised and eos:
+                piece = piece + [tokenizer.eos_token_id]
+            ids += piece
+            labels += piece if supervised else [IGNORE_INDEX] * len(piece)
+        all_ids.append(ids)
+        all_labels.append(labels)
+    return {"input_ids": all_ids, "labels": all_labels}
+
+
+def tokenize_supervised(tokenizer, parts: list[tuple[str, bool]], prefix: list[int] | None = None) -> dict:
+    """One example (see :func:`tokenize_segments`); the tokenizer's leading special tokens by default."""
+    out = tokenize_segments(tokenizer, [parts], leading_special_ids(tokenizer) if prefix is None else prefix, True)
+    return {k: v[0] for k, v in out.items()}
 
 
 def alpaca_example(record: dict, tokenizer, prefix: list[int] | None = None) -> dict:
-    return tokenize_supervised(tokenizer, [(alpaca_prompt(record), False), (record["output"], True)], prefix)
+    return tokenize_supervised(tokenizer, segments(record, "alpaca", "alpaca", tokenizer), prefix)
 
 
 def sharegpt_example(record: dict, tokenizer, prefix: list[int] | None = None) -> dict:
     """Vicuna v1.1: ``SYSTEM USER: q ASSISTANT: a</s>USER: ...``; a conversation must start with the human."""
-    turns = [t for t in record["conversations"] if t.get("from") in ("human", "gpt")]
-    if turns and turns[0]["from"] != "human":
-        turns = turns[1:]
-    segments: list[tuple[str, bool]] = []
-    context = VICUNA_SYSTEM + " "
-    for i, turn in enumerate(turns):
-        expected = "human" if i % 2 == 0 else "gpt"
-        if turn["from"] != expected:
-            break
-        if expected == "human":
-            context += f"USER: {turn['value']} ASSISTANT:"
-        else:
-            segments += [(context, False), (" " + turn["value"], True)]
-            context = ""
-    return tokenize_supervised(tokenizer, segments, prefix) if segments else {"input_ids": [], "labels": []}
+    parts = segments(record, "sharegpt", "vicuna", tokenizer)
+    return tokenize_supervised(tokenizer, parts, prefix) if parts else {"input_ids": [], "labels": []}
 
 
-def apply_length_policy(examples: list[dict], max_length: int, policy: str) -> list[dict]:
-    if policy not in TOO_LONG:
-        raise ValueError(f"DATA.TOO_LONG must be one of {TOO_LONG}, got {policy!r}")
-    long = [i for i, e in enumerate(examples) if len(e["input_ids"]) > max_length]
-    if long:
-        logger.info(
-            "%d of %d examples are longer than DATA.MAX_LENGTH=%d: %s",
-            len(long),
-            len(examples),
-            max_length,
-            {"truncate": "truncated", "drop": "dropped", "raise": "stopping"}[policy],
-        )
-    if long and policy == "raise":
-        raise ValueError(
-            f"example {long[0]} has {len(examples[long[0]]['input_ids'])} tokens, "
-            f"DATA.MAX_LENGTH is {max_length} (DATA.TOO_LONG raise)"
-        )
-    if policy == "drop":
-        return [e for e in examples if len(e["input_ids"]) <= max_length]
-    return [{k: v[:max_length] for k, v in e.items()} for e in examples]
+# ---------------------------------------------------------------------------------------------------
+# Tokenising (batched map), length policy, blocks
+# ---------------------------------------------------------------------------------------------------
 
 
-def text_blocks(records: list[dict], tokenizer, block_size: int) -> list[dict]:
-    """Documents joined with EOS and cut into full blocks (the remainder is dropped); labels = inputs."""
+def _tokenize_batch(
+    batch: dict,
+    indices: list[int],
+    tokenizer,
+    fmt: str,
+    template: str,
+    prefix: list[int],
+    max_length: int,
+    policy: str,
+) -> dict:
+    """Templated, tokenised examples after the length policy (one pass over the records)."""
+    records = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    examples = [segments(record, fmt, template, tokenizer) for record in records]
+    tokens = tokenize_segments(tokenizer, examples, prefix, eos=template != "chat")
+    return _length_policy_batch(tokens, indices, max_length, policy)
+
+
+def _length_policy_batch(batch: dict, indices: list[int], max_length: int, policy: str) -> dict:
+    """Applies the length policy, then marks examples with no supervised token left (``drop`` column: "" keeps)."""
+    out = {"input_ids": [], "labels": [], "drop": [], "length": []}
+    for index, ids, labels in zip(indices, batch["input_ids"], batch["labels"]):
+        had_target = any(label != IGNORE_INDEX for label in labels)
+        reason, original = "", len(ids)
+        if len(ids) > max_length:
+            if policy == "raise":
+                raise ValueError(
+                    f"example {index} has {len(ids)} tokens, DATA.MAX_LENGTH is {max_length} (DATA.TOO_LONG raise)"
+                )
+            if policy == "drop":
+                reason = "too_long"
+            ids, labels = ids[:max_length], labels[:max_length]
+        if not reason and not any(label != IGNORE_INDEX for label in labels):
+            reason = "target_truncated" if had_target else "no_target"
+        out["length"].append(original)
+        out["input_ids"].append(ids)
+        out["labels"].append(labels)
+        out["drop"].append(reason)
+    return out
+
+
+def _blocks_batch(batch: dict, tokenizer, block_size: int, prefix: list[int]) -> dict:
+    """Documents (each with the tokenizer's leading special tokens, the original's BOS per document; EOS after
+    each where the tokenizer puts nothing in front) joined and cut into full blocks, as ``run_clm``'s
+    ``group_texts``: the remainder of each batch of documents is dropped; labels = inputs."""
+    tail = [] if prefix else [tokenizer.eos_token_id]
     stream: list[int] = []
-    for record in records:
-        stream += tokenizer(record["text"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    for ids in tokenizer(batch["text"], add_special_tokens=False)["input_ids"]:
+        stream += prefix + ids + tail
     usable = len(stream) // block_size * block_size
-    return [
-        {"input_ids": stream[i : i + block_size], "labels": stream[i : i + block_size]}
-        for i in range(0, usable, block_size)
-    ]
+    blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+    return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
 
 
 def describe_example(example: dict, tokenizer) -> str:
@@ -181,49 +156,105 @@ def describe_example(example: dict, tokenizer) -> str:
     return "".join(out)
 
 
-def load_records(cfg: CfgNode) -> tuple[list[dict], str]:
-    """Records from a file, a folder of ``.json``/``.jsonl`` files, or a hub dataset name (train split);
-    at most ``DATA.MAX_RECORDS`` of them when that is set."""
-    path = Path(cfg.DATA.PATH)
-    limit = cfg.DATA.MAX_RECORDS or None
-    if not cfg.DATA.PATH:
-        raise ValueError("DATA.PATH is empty: give an Alpaca/ShareGPT JSON(L) file, a folder or a hub dataset name")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".txt"))
-        if not files:
-            raise FileNotFoundError(f"DATA.PATH={str(path)!r} holds no .json, .jsonl or .txt files")
-        return [r for f in files for r in read_records(f)][:limit], str(path)
-    if path.suffix in (".json", ".jsonl", ".txt") or path.exists():
-        return read_records(path)[:limit], str(path)
-    from datasets import load_dataset
+def _check_data_cfg(cfg: CfgNode) -> None:
+    data = cfg.DATA
+    problems = []
+    if data.FORMAT not in FORMATS:
+        problems.append(f"DATA.FORMAT must be one of {FORMATS}, got {data.FORMAT!r}")
+    if data.TOO_LONG not in TOO_LONG:
+        problems.append(f"DATA.TOO_LONG must be one of {TOO_LONG}, got {data.TOO_LONG!r}")
+    if not 0 <= data.EVAL_FRACTION < 1:
+        problems.append(f"DATA.EVAL_FRACTION={data.EVAL_FRACTION} must be in [0, 1): the rest is the training set")
+    for key in ("MAX_LENGTH", "BLOCK_SIZE", "NUM_PROC"):
+        if data[key] < 1:
+            problems.append(f"DATA.{key}={data[key]} must be at least 1")
+    if data.MAX_RECORDS < 0:
+        problems.append(f"DATA.MAX_RECORDS={data.MAX_RECORDS} must be 0 (all) or positive")
+    if problems:
+        raise ValueError("; ".join(problems))
 
-    split = f"train[:{limit}]" if limit else "train"
-    return list(load_dataset(cfg.DATA.PATH, split=split)), cfg.DATA.PATH
+
+def tokenize_records(cfg: CfgNode, records: Dataset, tokenizer, source: str) -> Dataset:
+    """Tokenised examples: blocks of raw text, or templated examples after the length policy, without those
+    left with nothing to learn (how many were dropped, and why, is logged)."""
+    num_proc = cfg.DATA.NUM_PROC if cfg.DATA.NUM_PROC > 1 else None
+    prefix = leading_special_ids(tokenizer)
+    columns = records.column_names
+    if cfg.DATA.FORMAT == "text":
+        return records.map(
+            _blocks_batch,
+            batched=True,
+            remove_columns=columns,
+            num_proc=num_proc,
+            fn_kwargs={"tokenizer": tokenizer, "block_size": cfg.DATA.BLOCK_SIZE, "prefix": prefix},
+            desc=f"tokenising and grouping into {cfg.DATA.BLOCK_SIZE}-token blocks",
+        )
+    template = resolve_template(cfg)
+    if template == "chat":
+        check_chat_template(tokenizer)
+        prefix = []  # the chat template writes its own leading tokens
+    max_length, policy = cfg.DATA.MAX_LENGTH, cfg.DATA.TOO_LONG
+    examples = records.map(
+        _tokenize_batch,
+        batched=True,
+        with_indices=True,
+        remove_columns=columns,
+        num_proc=num_proc,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "fmt": cfg.DATA.FORMAT,
+            "template": template,
+            "prefix": prefix,
+            "max_length": max_length,
+            "policy": policy,
+        },
+        desc=f"tokenising ({template} template; {policy} at {max_length} tokens)",
+    )
+    total = len(examples)
+    drops = Counter(examples["drop"])
+    kept = drops.pop("", 0)
+    too_long = sum(1 for n in examples["length"] if n > max_length)
+    if too_long:
+        action = {"truncate": "truncated", "drop": "dropped", "raise": "stopping"}[policy]
+        logger.info("%d of %d examples are longer than DATA.MAX_LENGTH=%d: %s", too_long, total, max_length, action)
+    for reason, count in sorted(drops.items()):
+        logger.info("dropped %d of %d examples: %s", count, total, DROP_REASONS[reason])
+    if not kept:
+        raise ValueError(
+            f"{source}: no training examples left after tokenising and the length policy "
+            f"({dict(drops)} of {total}); every example needs a response token within DATA.MAX_LENGTH={max_length} "
+            "(raise DATA.MAX_LENGTH, or shorten the prompts)"
+        )
+    if drops:
+        examples = examples.filter(lambda reasons: [r == "" for r in reasons], input_columns="drop", batched=True)
+    return examples.remove_columns(["drop", "length"])
 
 
 def build_datasets(cfg: CfgNode, tokenizer) -> tuple[Dataset, Dataset | None]:
-    """Tokenised train and held-out datasets (``DATA.EVAL_FRACTION``, seeded)."""
-    fmt = cfg.DATA.FORMAT
-    if fmt not in FORMATS:
-        raise ValueError(f"DATA.FORMAT must be one of {FORMATS}, got {fmt!r}")
+    """Tokenised train and held-out datasets (``DATA.EVAL_FRACTION``, seeded), Arrow-backed on disk."""
+    _check_data_cfg(cfg)
     records, source = load_records(cfg)
-    check_fields(records, fmt, source)
-    if fmt == "text":
-        examples = text_blocks(records, tokenizer, cfg.DATA.BLOCK_SIZE)
-    else:
-        make = alpaca_example if fmt == "alpaca" else sharegpt_example
-        prefix = leading_special_ids(tokenizer)  # once, not per example
-        examples = [make(r, tokenizer, prefix) for r in records]
-        examples = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"])]
-        examples = apply_length_policy(examples, cfg.DATA.MAX_LENGTH, cfg.DATA.TOO_LONG)
-    if not examples:
-        raise ValueError(f"{source}: no training examples left after tokenising and filtering")
+    if len(records) == 0:
+        raise ValueError(f"{source}: no records (DATA.FORMAT {cfg.DATA.FORMAT})")
+    logger.info("%s: %d records (DATA.FORMAT %s)", source, len(records), cfg.DATA.FORMAT)
+    examples = tokenize_records(cfg, records, tokenizer, source)
+    if len(examples) == 0:
+        raise ValueError(
+            f"{source}: the text is shorter than one DATA.BLOCK_SIZE={cfg.DATA.BLOCK_SIZE}-token block"
+            if cfg.DATA.FORMAT == "text"
+            else f"{source}: no training examples left after tokenising and filtering"
+        )
     logger.info("example 0 ([masked] tokens take no loss):\n%s", describe_example(examples[0], tokenizer))
-    order = list(range(len(examples)))
-    random.Random(cfg.SEED).shuffle(order)
     n_eval = int(round(len(examples) * cfg.DATA.EVAL_FRACTION))
-    eval_ids, train_ids = set(order[:n_eval]), order[n_eval:]
-    train = Dataset.from_list([examples[i] for i in sorted(train_ids)])
-    held_out = Dataset.from_list([examples[i] for i in sorted(eval_ids)]) if n_eval else None
+    if n_eval >= len(examples):
+        raise ValueError(
+            f"DATA.EVAL_FRACTION={cfg.DATA.EVAL_FRACTION} holds out all {len(examples)} examples; lower it"
+        )
+    if n_eval == 0:
+        logger.info("%s: %d training examples, none held out", source, len(examples))
+        return examples, None
+    order = list(range(len(examples)))
+    random.Random(cfg.SEED).shuffle(order)  # seeded; both parts keep the file's order
+    train, held_out = examples.select(sorted(order[n_eval:])), examples.select(sorted(order[:n_eval]))
     logger.info("%s: %d training examples, %d held out", source, len(train), n_eval)
     return train, held_out

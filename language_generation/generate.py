@@ -1,9 +1,18 @@
-"""Talk to a tuned model: ``python -m language_generation.generate --config-file F [--adapter DIR]
-[--prompt TEXT | --prompts-file FILE] [--output FILE] [KEY VALUE ...]``.
+"""Talk to a tuned model:
 
-Prompts use the Alpaca template (``GENERATE.CHAT_TEMPLATE True``: the tokenizer's chat template, when it has
-one); sampling follows ``GENERATE.*`` (temperature 0 = greedy).
-Tokens stream to the terminal; ``--output`` writes a JSON list of ``{instruction, output}`` records.
+    python -m language_generation.generate --adapter RUN_DIR --prompt TEXT [--input TEXT] [KEY VALUE ...]
+    python -m language_generation.generate --adapter RUN_DIR --prompts-file FILE --output answers.json
+
+``--adapter`` takes any run folder ``train`` (or ``pretune``) wrote, for every transfer type (toast,
+toast-lite, lora, full): the base model, transfer type, template (``DATA.TEMPLATE``) and dtype come from the
+run's ``config.yaml``; ``--config-file`` and ``KEY VALUE`` pairs override them. Without ``--adapter`` the
+model is built from the config alone (``MODEL.NAME_OR_PATH``).
+
+Prompts: ``--prompt`` (with ``--input`` for an Alpaca input), or ``--prompts-file``: a JSON list or JSONL of
+``{instruction, input}`` records (plain strings are instructions), or a .txt file with one instruction a
+line. Sampling follows ``GENERATE.*`` (temperature 0 = greedy); ``GENERATE.BATCH_SIZE`` prompts are
+generated at once (left padding, a progress bar); with batch size 1 tokens stream to the terminal.
+``--output`` writes a JSON list of ``{instruction, input, output}`` records.
 """
 
 from __future__ import annotations
@@ -14,76 +23,191 @@ import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import TextStreamer
+from yacs.config import CfgNode
 
+from toast import config_files
 from toast.files import atomic_write_text
 
-from .data import alpaca_prompt
-from .model import ToastCausalLM, build_model, build_tokenizer
-from .train import load_config
+from . import run_files as rf
+from .config import check_model_name, load_config
+from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
+from .records import checked_record, read_raw
+from .templates import render_prompt, resolve_template
+
+RUN_WEIGHTS = {
+    "toast": ("adapter.safetensors",),
+    "toast-lite": ("adapter.safetensors",),
+    "lora": ("adapter_model.safetensors", "adapter_model.bin"),
+    "full": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
+}
+RUN_WEIGHTS["end2end"] = RUN_WEIGHTS["full"]
 
 
-def read_prompts(args) -> list[str]:
+# ---------------------------------------------------------------------------------------------------
+# Config and model from a run folder
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_config(run_dir: Path, config_file: str, opts: list[str]) -> CfgNode:
+    """The run's ``config.yaml`` ← ``config_file`` ← ``opts``; stops (before any model loads) when
+    ``run_dir`` is not a run folder or its weights cannot be read back."""
+    saved = run_dir / rf.CONFIG
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"--adapter {run_dir} does not exist (give the OUTPUT_DIR of a train run)")
+    if not saved.is_file():
+        raise ValueError(f"--adapter {run_dir} is not a run folder: it has no {rf.CONFIG} (written by train)")
+    cfg = load_config(str(saved), [], freeze=False)
+    if config_file:
+        config_files.merge_yaml(cfg, config_file)
+    config_files.merge_overrides(cfg, opts)
+    transfer = cfg.MODEL.TRANSFER_TYPE
+    expected = RUN_WEIGHTS.get(transfer, ())
+    if not any((run_dir / name).is_file() for name in expected):
+        raise ValueError(f"--adapter {run_dir}: a {transfer} run, but none of {list(expected)} is there (unfinished?)")
+    rf.check_run_files(run_dir)
+    cfg.MODEL.TOPDOWN_WEIGHTS = ""  # the run's adapter holds the whole top-down path
+    cfg.freeze()
+    return cfg
+
+
+def with_model_path(cfg: CfgNode, path: Path) -> CfgNode:
+    """A copy of ``cfg`` that loads from ``path`` (a run folder holding a tokenizer or a full model)."""
+    local = cfg.clone()
+    local.defrost()
+    local.MODEL.NAME_OR_PATH = str(path)
+    return local
+
+
+def tokenizer_source(cfg: CfgNode, run_dir: Path | None) -> CfgNode:
+    """The run's own tokenizer files when it saved them (they hold the pad token training used)."""
+    if run_dir is None or not (run_dir / "tokenizer_config.json").is_file():
+        return cfg
+    return with_model_path(cfg, run_dir)
+
+
+def load_model(cfg: CfgNode, run_dir: Path | None) -> torch.nn.Module:
+    """The configured model, with the run's adapter (toast, toast-lite, lora) or weights (full) loaded."""
+    transfer = cfg.MODEL.TRANSFER_TYPE
+    if run_dir is None:
+        return build_model(cfg)
+    if transfer in ("full", "end2end"):
+        return load_base_model(with_model_path(cfg, run_dir))
+    if transfer == "lora":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_base_model(cfg), str(run_dir))
+    model = build_model(cfg)
+    if not isinstance(model, ToastCausalLM):
+        raise ValueError(f"MODEL.TRANSFER_TYPE {transfer!r} built a {type(model).__name__}, not a TOAST model")
+    model.load_adapter(run_dir)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompts
+# ---------------------------------------------------------------------------------------------------
+
+
+def read_prompts(args) -> list[dict]:
+    """``{instruction, input}`` records from ``--prompt``/``--input`` or ``--prompts-file``."""
     if args.prompt:
-        return [args.prompt]
-    if args.prompts_file:
-        path = Path(args.prompts_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--prompts-file {path} does not exist")
-        if path.suffix == ".json":
-            return [r["instruction"] if isinstance(r, dict) else str(r) for r in json.loads(path.read_text())]
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    raise ValueError("give --prompt TEXT or --prompts-file FILE")
+        return [{"instruction": args.prompt, "input": args.input}]
+    if args.input:
+        raise ValueError("--input goes with --prompt (a prompts file gives each record its own input)")
+    if not args.prompts_file:
+        raise ValueError("give --prompt TEXT or --prompts-file FILE")
+    path = Path(args.prompts_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts-file {path} does not exist")
+    if path.suffix in (".json", ".jsonl"):
+        records = []
+        for where, record in read_raw(path):
+            if isinstance(record, str):
+                record = {"instruction": record}
+            if not isinstance(record, dict) or "instruction" not in record:
+                raise ValueError(
+                    f"{where}: expected an object with an 'instruction' (and optional 'input') or a string"
+                )
+            records.append(checked_record({**record, "output": ""}, "alpaca", where))
+        return [{"instruction": r["instruction"], "input": r["input"]} for r in records]
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--prompts-file {path}: not UTF-8 text ({err.reason})") from err
+    return [{"instruction": line, "input": ""} for line in lines]
 
 
-def render(tokenizer, instruction: str, chat: bool) -> str:
-    if chat:
-        if tokenizer.chat_template is None:
-            raise ValueError("GENERATE.CHAT_TEMPLATE is set, but this tokenizer has no chat template")
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
+def sampling_kwargs(cfg: CfgNode) -> dict:
+    gen = cfg.GENERATE
+    kwargs = dict(do_sample=gen.TEMPERATURE > 0, max_new_tokens=gen.MAX_NEW_TOKENS)
+    if gen.TEMPERATURE > 0:
+        kwargs.update(temperature=gen.TEMPERATURE, top_k=gen.TOP_K, top_p=gen.TOP_P)
+    return kwargs
+
+
+@torch.no_grad()
+def generate_all(model, tokenizer, cfg: CfgNode, prompts: list[dict]) -> list[dict]:
+    """Answers for every prompt, ``GENERATE.BATCH_SIZE`` at a time (left padding); streamed when it is 1."""
+    template = resolve_template(cfg)
+    batch_size = cfg.GENERATE.BATCH_SIZE
+    if batch_size < 1:
+        raise ValueError(f"GENERATE.BATCH_SIZE={batch_size} must be at least 1")
+    tokenizer.padding_side = "left"
+    texts = [render_prompt(tokenizer, record, template) for record in prompts]
+    stream = batch_size == 1
+    records = []
+    starts = range(0, len(texts), batch_size)
+    for start in starts if stream else tqdm(starts, desc=f"generating ({batch_size} prompts a batch)"):
+        chunk = texts[start : start + batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=template != "chat")
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        if stream:
+            print(f"\n### {prompts[start]['instruction']}\n", flush=True)
+        out = model.generate(
+            **enc,
+            streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling_kwargs(cfg),
         )
-    return alpaca_prompt({"instruction": instruction, "input": ""})
+        width = enc["input_ids"].shape[1]
+        for i, row in enumerate(out):
+            record = prompts[start + i]
+            text = tokenizer.decode(row[width:], skip_special_tokens=True).strip()
+            records.append({"instruction": record["instruction"], "input": record["input"], "output": text})
+            if not stream:
+                tqdm.write(f"\n### {record['instruction']}\n{text}")
+    return records
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="")
-    parser.add_argument("--adapter", default="", help="a TOAST adapter folder (a training run's OUTPUT_DIR)")
-    parser.add_argument("--prompt", default="")
-    parser.add_argument("--prompts-file", default="", help="a .txt file (one prompt a line) or a JSON list")
-    parser.add_argument("--output", default="", help="write [{instruction, output}, ...] here")
-    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    parser.add_argument("--config-file", default="", help="YAML merged over the run's config (or the defaults)")
+    parser.add_argument("--adapter", default="", help="a run folder of train/pretune (any transfer type)")
+    parser.add_argument("--prompt", default="", help="one instruction")
+    parser.add_argument("--input", default="", help="the Alpaca input that goes with --prompt")
+    parser.add_argument("--prompts-file", default="", help="JSON list / JSONL of {instruction, input}, or .txt")
+    parser.add_argument("--output", default="", help="write [{instruction, input, output}, ...] here")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. GENERATE.TEMPERATURE 0")
     args = parser.parse_args(argv)
+    run_dir = Path(args.adapter) if args.adapter else None
     try:
-        cfg = load_config(args.config_file, args.opts)
         prompts = read_prompts(args)
+        if run_dir is not None:
+            cfg = run_config(run_dir, args.config_file, args.opts)
+        else:
+            cfg = load_config(args.config_file, args.opts)
+        check_model_name(cfg)
+        resolve_template(cfg)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    tokenizer = build_tokenizer(cfg)
-    model = build_model(cfg).eval()
-    if args.adapter:
-        if not isinstance(model, ToastCausalLM):
-            sys.exit("error: --adapter takes a TOAST adapter; use MODEL.TRANSFER_TYPE toast or toast-lite")
-        model.load_adapter(args.adapter)
-    gen = cfg.GENERATE
-    sampling = dict(do_sample=gen.TEMPERATURE > 0, max_new_tokens=gen.MAX_NEW_TOKENS)
-    if gen.TEMPERATURE > 0:
-        sampling.update(temperature=gen.TEMPERATURE, top_k=gen.TOP_K, top_p=gen.TOP_P)
-    records = []
-    for instruction in prompts:
-        enc = tokenizer(render(tokenizer, instruction, gen.CHAT_TEMPLATE), return_tensors="pt")
-        print(f"\n### {instruction}\n", flush=True)
-        with torch.no_grad():
-            out = model.generate(
-                **enc,
-                streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                **sampling,
-            )
-        text = tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-        records.append({"instruction": instruction, "output": text})
+    tokenizer = build_tokenizer(tokenizer_source(cfg, run_dir))
+    model = load_model(cfg, run_dir).eval()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    records = generate_all(model, tokenizer, cfg, prompts)
     if args.output:
         atomic_write_text(args.output, json.dumps(records, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwritten: {args.output}")

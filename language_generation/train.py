@@ -5,8 +5,9 @@
     torchrun --nproc_per_node=4 -m language_generation.train ... TRAIN.BF16 True TRAIN.FSDP "full_shard auto_wrap"
 
 Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets the adapter (TOAST), the peft
-adapter (LoRA) or the model (full), the tokenizer, ``config.yaml``, ``trainer_state.json`` and
-``results.json``; re-running resumes from the last ``checkpoint-*`` folder.
+adapter (LoRA) or the model (full), the tokenizer and the run files of :mod:`.run_files` (``config.yaml``,
+``log.txt``, ``metrics.jsonl``, ``curves.png``, ``results.json``); re-running resumes from the newest complete
+``checkpoint-*`` folder, and a folder holding another config is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -21,29 +22,12 @@ from pathlib import Path
 
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from yacs.config import CfgNode
 
-from toast.files import atomic_write_text
-
-from .config import get_cfg, training_arguments_defaults
+from . import run_files as rf
+from .config import check_model_name, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
 from .model import ToastCausalLM, build_model, build_tokenizer
-
-
-def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
-    """Defaults ← YAML file ← ``KEY VALUE`` pairs; unknown keys (also ``TRAIN.*``) are named."""
-    cfg = get_cfg()
-    try:
-        if config_file:
-            if not Path(config_file).is_file():
-                raise FileNotFoundError(f"config file {config_file} does not exist")
-            cfg.merge_from_file(config_file)
-        cfg.merge_from_list(opts)
-    except (KeyError, AssertionError) as err:
-        raise ValueError(f"{config_file or 'command line'}: {err}") from err
-    cfg.freeze()
-    return cfg
 
 
 def training_arguments(cfg: CfgNode, has_eval_split: bool = True) -> TrainingArguments:
@@ -98,10 +82,15 @@ class ToastTrainer(Trainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
 
-def train(cfg: CfgNode) -> dict:
+def train(cfg: CfgNode, overwrite: bool = False) -> dict:
+    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
     out = Path(cfg.OUTPUT_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.dump())
+    # run folder (language_generation.run_files): refuse another config, log.txt, newest complete checkpoint
+    check_model_name(cfg)
+    if rf.start_run(cfg, overwrite) == "finished":
+        return rf.finished_results(out)
+    last = rf.newest_complete_checkpoint(out)
+    rf.truncate_metrics(out, rf.checkpoint_step(last))
     tokenizer = build_tokenizer(cfg)
     train_set, eval_set = build_datasets(cfg, tokenizer)
     args = training_arguments(cfg, has_eval_split=eval_set is not None)
@@ -116,8 +105,8 @@ def train(cfg: CfgNode) -> dict:
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
+        callbacks=[rf.MetricsCallback(out)],
     )
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(out))
@@ -134,7 +123,8 @@ def train(cfg: CfgNode) -> dict:
         results["eval_loss"] = metrics["eval_loss"]
         results["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
     if trainer.is_world_process_zero():
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+        results["run"] = rf.run_record(cfg)
+        rf.write_results(out, results)
     return results
 
 
@@ -144,15 +134,20 @@ def main(
     """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. TRAIN.MAX_STEPS 100")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config_file, [*defaults, *args.opts])
+        cfg = load_config(args.config_file, args.opts, defaults=defaults)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if require_toast and cfg.MODEL.TRANSFER_TYPE not in ("toast", "toast-lite"):
         sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
-    print(json.dumps(train(cfg), indent=2))
+    try:
+        results = train(cfg, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        sys.exit(f"error: {err}")
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
 usage: MODEL=<model> [DATA=openwebtext] [OUTPUT_DIR=output/pretune] [NPROC=1] [DEEPSPEED=cfg.json] \
        bash scripts/pretune_llama.sh [KEY VALUE ...]
 
-Runs python -m language_generation.pretune (torchrun when NPROC > 1). Then start a TOAST run from it:
+Runs python -m language_generation.pretune (torchrun when NPROC > 1) with the original's recipe as defaults
+(first 200,000 documents, 512-token blocks, 1 epoch, batch 3 x 12 accumulation per GPU, lr 3e-5; KEY VALUE
+pairs override it; add TRAIN.BF16 True TRAIN.TF32 True on GPUs). Then start a TOAST run from it:
   MODEL=<model> DATA=<alpaca.json> bash scripts/train_alpaca.sh MODEL.TOPDOWN_WEIGHTS output/pretune
 USAGE
   exit 0

@@ -52,3 +52,14 @@ def randomise_top_down(model, scale: float = 0.2, seed: int = 3) -> None:
 @pytest.fixture
 def tiny_images() -> torch.Tensor:
     return images()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def datasets_cache_in_tmp(tmp_path_factory):
+    """Arrow files that ``datasets`` writes during tests go to a temporary folder, not the user's cache."""
+    import datasets
+
+    saved = datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = tmp_path_factory.mktemp("hf_datasets_cache")
+    yield
+    datasets.config.HF_DATASETS_CACHE = saved

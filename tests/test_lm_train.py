@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -57,7 +58,7 @@ def opts(folder, data, out, steps):
     ]
 
 
-def test_toast_training_writes_the_adapter_and_resumes(local_model, tmp_path):
+def test_toast_training_writes_the_adapter_and_run_files(local_model, tmp_path):
     folder, data = local_model
     out = tmp_path / "run"
     first = train(load_config("", opts(folder, data, out, 2)))
@@ -69,14 +70,25 @@ def test_toast_training_writes_the_adapter_and_resumes(local_model, tmp_path):
         "results.json",
         "trainer_state.json",
         "tokenizer_config.json",
+        "log.txt",
+        "metrics.jsonl",
+        "curves.png",
     ):
         assert (out / name).is_file(), name
     assert not (out / "model.safetensors").exists()  # the base model is never copied
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("eval_loss" in entry for entry in history)  # evaluated during training (held-out split)
     assert first["perplexity"] > 1
-    resumed = train(load_config("", opts(folder, data, out, 4)))
-    assert resumed["global_step"] == 4 and resumed["resumed_from"].endswith("checkpoint-2")
+    log = (out / "log.txt").read_text()
+    assert "example 0 ([masked] tokens take no loss)" in log and ("]5</s>" in log or "]hi !</s>" in log)
+    assert "12 training examples, 4 held out" in log and "TRANSFER_TYPE: toast" in log  # split sizes, config
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2] and any("eval_loss" in m for m in metrics)
+    assert all("learning_rate" in m for m in metrics if "loss" in m)
+    run = json.loads((out / "results.json").read_text())["run"]
+    assert run["packages"]["transformers"] and "git_commit" in run
+    assert run["data_sha256_16"] == {str(data): hashlib.sha256(data.read_bytes()).hexdigest()[:16]}
+    assert train(load_config("", opts(folder, data, out, 2))) == first  # the same command: reported, not rerun
 
 
 def test_trainer_with_gradient_checkpointing(local_model, tmp_path):
@@ -261,3 +273,15 @@ def test_reconstruction_loss_keeps_its_weight_under_gradient_accumulation(local_
     torch.testing.assert_close(torch.tensor(losses_4x1), torch.tensor(losses_1x4), rtol=1e-5, atol=0)
     for name, tensor in whole.items():
         torch.testing.assert_close(split[name], tensor, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_pretune_defaults_are_the_original_recipe_and_a_config_file_overrides_them(tmp_path):
+    from language_generation.pretune import PRETUNE_DEFAULTS
+
+    cfg = load_config("", [], defaults=PRETUNE_DEFAULTS)
+    assert cfg.DATA.MAX_RECORDS == 200_000 and cfg.DATA.BLOCK_SIZE == 512 and cfg.DATA.EVAL_FRACTION == 0.0
+    assert (cfg.TRAIN.LEARNING_RATE, cfg.TRAIN.NUM_TRAIN_EPOCHS) == (3e-5, 1.0)
+    assert (cfg.TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE, cfg.TRAIN.GRADIENT_ACCUMULATION_STEPS) == (3, 12)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("TRAIN:\n  LEARNING_RATE: 1.0e-4\n")
+    assert load_config(str(mine), [], defaults=PRETUNE_DEFAULTS).TRAIN.LEARNING_RATE == 1e-4

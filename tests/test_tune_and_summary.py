@@ -69,21 +69,24 @@ def test_tune_runs_the_grid_then_seeded_finals_and_resumes(tmp_path, capsys):
 
     markdown, rows, bars = summarize(tmp_path / "out")
     assert set(bars) == {"Natural", "all tasks"} and set(bars["Natural"]) == {"linear"}
-    assert rows[0] == ["task", "linear"] and rows[1][0] == "dtd" and "(n=2)" in rows[1][1]
+    assert rows[0] == ["task", "method", "mean", "std", "n"] and rows[1][:2] == ["dtd", "linear"] and rows[1][4] == 2
+    assert "| dtd | " in markdown and "(n=2)" in markdown
     assert "Natural mean (1 tasks)" in markdown and "mean over 1 tasks" in markdown
     summarize_main([str(tmp_path / "out")])
-    assert (tmp_path / "out/summary.csv").read_text().startswith("task,linear")
+    assert (tmp_path / "out/summary.csv").read_text().startswith("task,method,mean,std,n\ndtd,linear,")
     from PIL import Image
 
     assert Image.open(tmp_path / "out/summary.png").size[0] >= 500
 
 
 def test_summary_needs_finished_runs(tmp_path):
-    with pytest.raises(SystemExit, match="no finished final runs"):
+    with pytest.raises(SystemExit, match="no finished runs under .*: no results.json with 'final_test_top1' set"):
         summarize_main([str(tmp_path)])
 
 
-VISION_CONFIGS = [p for folder in ("vtab", "fgvc", "demo") for p in (REPO / "configs" / folder).glob("*.yaml")]
+VISION_CONFIGS = [
+    p for folder in ("vtab", "fgvc", "demo", "custom") for p in (REPO / "configs" / folder).glob("*.yaml")
+]
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in VISION_CONFIGS))
@@ -95,7 +98,9 @@ def test_every_shipped_config_loads(path):
         assert cfg.DATA.FORMAT == "fgvc" and cfg.SOLVER.BASE_LR in (0.03, 0.01, 0.02)
 
 
-@pytest.mark.parametrize("script", ["train_vtab.sh", "train_fgvc.sh", "gpu_check.sh", "pretune_vit.sh"])
+@pytest.mark.parametrize(
+    "script", ["train_vtab.sh", "train_fgvc.sh", "gpu_check.sh", "pretune_vit.sh", "own_data_defaults.sh"]
+)
 def test_scripts_print_usage(script):
     import subprocess
 

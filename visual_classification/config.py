@@ -9,6 +9,7 @@ from __future__ import annotations
 from yacs.config import CfgNode as CN
 
 _C = CN()
+NORMALIZE_CHOICES = ("backbone", "imagenet", "inception")  # DATA.NORMALIZE
 
 # ---------------------------------------------------------------------------
 # Run
@@ -28,7 +29,9 @@ _C.SAVE_LAST = True  # keep a `last` checkpoint each epoch so that a killed run 
 _C.MODEL = CN()
 _C.MODEL.BACKBONE = "vit_base_patch16_224"  # any timm ViT-family model name with a fused attn.qkv
 _C.MODEL.PRETRAINED = False  # load timm's hub weights for BACKBONE (needs network the first time)
-_C.MODEL.MODEL_ROOT = ""  # local weights file (.pth/.pt/.bin/.safetensors/.npz); original TOAST release files too
+_C.MODEL.MODEL_ROOT = (
+    ""  # local weights file (.pth/.pt/.bin/.safetensors/.npz; original TOAST release files too); wins over PRETRAINED
+)
 _C.MODEL.TOPDOWN_WEIGHTS = (
     ""  # optional: top-down weights (adapter folder or original-format file) applied after MODEL_ROOT
 )
@@ -37,7 +40,9 @@ _C.MODEL.TYPE = ""  # original's key, accepted for its command lines: vit_top_do
 _C.MODEL.SIZE = ""  # original's key: base | large picks vit_{base,large}_patch16_224 when BACKBONE is left at default
 _C.MODEL.DROP_PATH_RATE = 0.1  # stochastic depth, linear 0 -> rate over the blocks (active in both TOAST passes)
 _C.MODEL.MLP_NUM = 0  # hidden layers in the task head (0 = a single Linear, as in the original)
-_C.MODEL.HEAD_INIT = "original"  # original (kaiming fan_out, bias -4.6, as the paper's code) | trunc_normal (std 0.01)
+# trunc_normal (std 0.01, zero bias: near-uniform first logits for any class count) | original (kaiming fan_out,
+# bias -4.6, as the paper's code: logits of std ~10 with few classes; configs/vtab and configs/fgvc pin it)
+_C.MODEL.HEAD_INIT = "trunc_normal"
 _C.MODEL.HEAD_DROPOUT = 0.1  # dropout after each hidden head layer (original: 0.1); unused when MLP_NUM = 0
 
 _C.MODEL.TOAST = CN()
@@ -72,7 +77,12 @@ _C.DATA.FORMAT = "auto"  # auto | vtab (split .txt files) | fgvc (split .json ma
 _C.DATA.TRAIN_SPLIT = ""  # "" = the layout's default: train800val200 (VTAB), train (FGVC, ImageFolder)
 _C.DATA.VAL_SPLIT = ""  # "" = val200 (VTAB) or val; "none" = no validation (the last epoch is kept)
 _C.DATA.TEST_SPLIT = ""  # "" = test; "none" = no test evaluation (tuning runs)
-_C.DATA.CROPSIZE = 224  # input resolution; position embeddings are resampled to it on load
+_C.DATA.CROPSIZE = (
+    224  # input resolution; position embeddings are resampled to it; a ViT needs a multiple of its patch
+)
+_C.DATA.VAL_FRACTION = 0.1  # ImageFolder without val/: this share of train/ (per class, seeded by SEED) validates
+_C.DATA.NORMALIZE = "backbone"  # backbone (timm pretrained_cfg mean/std) | imagenet (the original's) | inception (0.5)
+_C.DATA.VERIFY_IMAGES = True  # open every image of every split before training (in parallel) and list bad ones
 _C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks
 _C.DATA.BATCH_SIZE = 32  # global batch size (split evenly over torchrun processes)
 _C.DATA.NUM_WORKERS = 4  # data-loader workers per process
@@ -81,13 +91,15 @@ _C.DATA.NUM_WORKERS = 4  # data-loader workers per process
 # Solver
 # ---------------------------------------------------------------------------
 _C.SOLVER = CN()
-_C.SOLVER.OPTIMIZER = "sgd"  # sgd (momentum) | adamw
-_C.SOLVER.BASE_LR = 0.01  # learning rate of everything but the head (used as given: no batch scaling here)
-_C.SOLVER.HEAD_LR_MULT = 1.0  # the task head's lr = BASE_LR × this (e.g. 100 for a 1e-4 top-down path, 1e-2 head)
+# Defaults for your own data: AdamW, 1e-4 for what the method adapts, 1e-2 for the head (measured in the README's
+# "your own images"); the paper's recipes (SGD, their lrs, head lr = BASE_LR) are pinned in configs/vtab, configs/fgvc.
+_C.SOLVER.OPTIMIZER = "adamw"  # adamw | sgd (momentum)
+_C.SOLVER.BASE_LR = 1e-4  # learning rate of everything but the head (used as given: no batch scaling here)
+_C.SOLVER.HEAD_LR_MULT = 100.0  # the task head's lr = BASE_LR × this (1e-2 here; 1.0 in the paper's configs)
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay; never on biases, norms and other 1-D tensors
 _C.SOLVER.PRIOR_DECAY = True  # apply weight decay to the TOAST prompt p too (the original's default)
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
-_C.SOLVER.WARMUP_EPOCH = 5  # linear warm-up epochs (fractional allowed)
+_C.SOLVER.WARMUP_EPOCH = 1.0  # linear warm-up epochs (fractional allowed; the paper's configs use 10)
 _C.SOLVER.TOTAL_EPOCH = 30  # training epochs
 _C.SOLVER.LR_STEP = "iter"  # iter: warm-up + cosine per iteration | epoch: per epoch, lr 0 in epoch 0 (the original)
 _C.SOLVER.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
@@ -97,3 +109,39 @@ _C.SOLVER.LOG_EVERY_N = 50  # log the running loss every N iterations
 def get_cfg() -> CN:
     """A fresh copy of the defaults, to merge a YAML file and ``KEY VALUE`` overrides into."""
     return _C.clone()
+
+
+def flat(node: CN, prefix: str = "") -> dict:
+    """``{"SECTION.KEY": value}`` for every leaf key."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, CN):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_keys(cfg: CN) -> dict:
+    """``{KEY: value}`` for every key that differs from the defaults (what a config file and overrides set)."""
+    defaults = flat(_C)
+    return {key: value for key, value in flat(cfg).items() if defaults.get(key, object()) != value}
+
+
+def check_config(cfg: CN) -> None:
+    """Value checks yacs' type checks cannot make; each problem names the key and what is allowed."""
+    problems = []
+    for key, value, least in (
+        ("SOLVER.TOTAL_EPOCH", cfg.SOLVER.TOTAL_EPOCH, 1),
+        ("DATA.BATCH_SIZE", cfg.DATA.BATCH_SIZE, 1),
+        ("DATA.CROPSIZE", cfg.DATA.CROPSIZE, 1),
+        ("DATA.NUM_WORKERS", cfg.DATA.NUM_WORKERS, 0),
+    ):
+        if value < least:
+            problems.append(f"{key} must be >= {least}, got {value}")
+    if not 0 <= cfg.DATA.VAL_FRACTION < 1:
+        problems.append(f"DATA.VAL_FRACTION must be in [0, 1), got {cfg.DATA.VAL_FRACTION}")
+    if cfg.DATA.NORMALIZE not in NORMALIZE_CHOICES:
+        problems.append(f"DATA.NORMALIZE must be one of {list(NORMALIZE_CHOICES)}, got {cfg.DATA.NORMALIZE!r}")
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import timm.data
 import torch
-import yaml
 from yacs.config import CfgNode
 
-from .config import get_cfg
+from toast import config_files
+
+from .config import changed_keys, check_config, get_cfg
 from .data import build_task_data, task_num_classes
+from .data.transforms import normalization
 from .engine import Trainer, seed_everything
 from .engine import run_files as rf
 from .engine.distributed import barrier, broadcast_object, init_distributed, is_main, local_device
@@ -28,38 +30,12 @@ from .models import build_model
 logger = logging.getLogger("visual_classification.train")
 
 
-def merge_yaml(cfg: CfgNode, path: Path, seen: tuple[Path, ...] = ()) -> None:
-    """Merges ``path`` into ``cfg``, after the file its ``_BASE_`` key names (relative to it), as detectron2."""
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    if path.resolve() in seen:
-        raise ValueError(f"{path}: _BASE_ files form a cycle")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
-    base = content.pop("_BASE_", None)
-    if base:
-        merge_yaml(cfg, path.parent / base, (*seen, path.resolve()))
-    try:
-        cfg.merge_from_other_cfg(CfgNode(content))
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"{path}: {err}") from err
-
-
 def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
-    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs; errors name the file or the key."""
-    cfg = get_cfg()
-    if config_file:
-        merge_yaml(cfg, Path(config_file))
-    if len(opts) % 2:
-        raise ValueError(f"overrides must come in KEY VALUE pairs, got {len(opts)} items: {opts}")
-    try:
-        cfg.merge_from_list(opts)
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"command-line override: {err}") from err
+    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
+    cfg = config_files.load_config(get_cfg(), config_file, opts)
     if cfg.SEED is None:
         raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
+    check_config(cfg)  # issue 12: value checks (epochs, batch size, fractions, choices)
     cfg.freeze()
     return cfg
 
@@ -87,7 +63,9 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     barrier()
     rf.setup_logging(out, is_main())
     logger.info("torch %s, timm %s, device %s, world size %d", torch.__version__, timm.__version__, device, world)
-    logger.info("config:\n%s", config_text)
+    # issue 12: the console shows what differs from the defaults, not all ~80 lines
+    changed = "".join(f"\n  {key}: {value}" for key, value in changed_keys(cfg).items())
+    logger.info("config: full in %s; set by the config file and overrides:%s", out / rf.CONFIG, changed)
     torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
 
     seed_everything(cfg.SEED)
@@ -96,8 +74,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     model_cfg.defrost()
     model_cfg.DATA.NUMBER_CLASSES = num_classes
     model = build_model(model_cfg)
-    data_config = timm.data.resolve_model_data_config(model.backbone)
-    data = build_task_data(cfg, data_config["mean"], data_config["std"])
+    data = build_task_data(cfg, *normalization(cfg.DATA.NORMALIZE, model.backbone_name), world=world)
 
     trainer = Trainer(cfg, model, data, out, device, rank, world)
     if status == "resume":
@@ -105,6 +82,8 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     results = trainer.fit()
     if is_main():
         results["run"] = rf.run_record(data.split_files, device)
+        results["classes"] = data.classes  # issue 12: names indexed by label, for predict and visualize
+        results["preprocessing"] = data.preprocessing
         rf.write_json(out / rf.RESULTS, results)
         logger.info(
             "results: best val top-1 %s at epoch %s; test top-1 there %s; final test top-1 %s",

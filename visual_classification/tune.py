@@ -23,7 +23,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
-from .data.datasets import detect_layout, task_folder
+from .data.datasets import task_folder, task_layout
 from .engine import run_files as rf
 from .train import load_config, train
 
@@ -45,11 +45,9 @@ GRID_ALIASES = {"topdown": "toast", "finetune": "end2end"}
 
 
 def _splits(cfg: CfgNode) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
-    """(tuning splits, final splits) as (train, val, test)."""
-    layout = detect_layout(task_folder(cfg), cfg.DATA.FORMAT)
-    if layout == "vtab":
-        return ("train800", "val200", "none"), ("train800val200", "val200", "test")
-    return ("train", "val", "none"), ("train", "val", "test")
+    """(tuning splits, final splits) as (train, val, test), as the task's layout defines them."""
+    layout = task_layout(cfg)
+    return layout.tuning_splits, layout.final_splits
 
 
 def _override(cfg: CfgNode, **entries) -> CfgNode:

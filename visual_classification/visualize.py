@@ -1,12 +1,15 @@
 """Where the model looks, before and after refocusing:
-``python -m visual_classification.visualize [--adapter RUN_DIR] [--images PATH ...] [--compare RUN_DIR] [KEY VALUE ...]``.
+``python -m visual_classification.visualize --adapter RUN_DIR [--images PATH ...] [--compare RUN_DIR] [KEY VALUE ...]``.
 
 For each image, one PNG grid: the input; TOAST's token selection mask (cosine of first-pass tokens with the
 prompt); the last block's CLS-to-patch attention in the first pass (before refocusing) and in the second
-(after), head mean and per head; optionally the same for a baseline run (``--compare``). The attention is
+(after), head mean and per head, on one colour scale per image; optionally the same for a baseline run
+(``--compare``). Titles give each model's predicted class and score and the image's true class (known for
+the default images, spread over the classes of the test split, and for ImageFolder paths). The images are
+preprocessed as the run's evaluation was (its recorded layout transform and normalisation). The attention is
 read through the backbone's own modules: a hook on the last block's ``attn.qkv`` keeps its output, and the
 map is ``softmax(q·kᵀ·scale)`` after the block's own q/k norms, so timm's fused attention keeps running.
-Grids go to ``<RUN_DIR>/visualize/`` (or ``OUTPUT_DIR/visualize/``).
+Grids go to ``<RUN_DIR>/visualize/``.
 """
 
 from __future__ import annotations
@@ -20,19 +23,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import timm.data  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from yacs.config import CfgNode  # noqa: E402
 
-from toast import load_adapter  # noqa: E402
 from toast.files import atomic_path  # noqa: E402
 
-from .data.datasets import load_rgb  # noqa: E402
-from .data.transforms import Normalize, pixel_transform  # noqa: E402
-from .engine import run_files as rf  # noqa: E402
-from .models import TransferModel, build_model  # noqa: E402
-from .train import load_config  # noqa: E402
+from .data import build_task_data  # noqa: E402
+from .models import TransferModel  # noqa: E402
+from .trained_run import load_trained_run  # noqa: E402
 
 
 class LastBlockAttention:
@@ -89,95 +87,131 @@ def analyse(model: TransferModel, pixels: torch.Tensor) -> dict:
     return {"mask": mask, "first": maps[0], "second": maps[1] if len(maps) > 1 else None}
 
 
-def draw(image: np.ndarray, rows: list[tuple[str, dict]], out_png: Path) -> Path:
-    """One grid: per analysed model a row of [input, mask, pass 1 mean, pass 2 mean, heads of pass 2 (or 1)]."""
+def _title(name: str, title: str, first: bool) -> str:
+    """The first panel of a row carries the row's name (model, and its prediction on a second line)."""
+    return f"{name}\n{title}" if first else title
+
+
+def draw(image: np.ndarray, rows: list[tuple[str, dict]], out_png: Path, caption: str = "") -> Path:
+    """One grid: per analysed model a row of [input, mask, pass 1 mean, pass 2 mean, pass-labelled heads].
+
+    Every attention panel of the image shares one colour scale (across passes, heads and rows), so pass 1
+    and pass 2 compare by eye; the selection mask has its own (it is a cosine, not an attention weight).
+    """
     size = image.shape[0]
     heads = rows[0][1]["first"].shape[0]
     columns = 4 + heads
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.9 * columns, 2.0 * len(rows)), squeeze=False)
+    attention = [found[k] for _, found in rows for k in ("first", "second") if found[k] is not None]
+    vmax = max(float(a.max()) for a in attention)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.9 * columns, 2.0 * len(rows) + 0.4), squeeze=False)
+    scale = None
     for r, (name, found) in enumerate(rows):
-        panels = [
-            ("input", None),
-            ("selection mask", found["mask"]),
-            ("pass 1: mean", found["first"].mean(0)),
-            ("pass 2: mean", found["second"].mean(0) if found["second"] is not None else None),
-        ]
+        last_pass = 2 if found["second"] is not None else 1
         last = found["second"] if found["second"] is not None else found["first"]
-        panels += [(f"head {h}", last[h]) for h in range(heads)]
-        for c, (title, values) in enumerate(panels):
+        panels = [
+            ("input", None, False),
+            ("selection mask", found["mask"], False),
+            ("pass 1: head mean", found["first"].mean(0), True),
+            ("pass 2: head mean", found["second"].mean(0) if found["second"] is not None else None, True),
+        ]
+        panels += [(f"pass {last_pass}: head {h}", last[h], True) for h in range(heads)]
+        for c, (title, values, shared) in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(image)
             if values is not None:
-                heat = ax.imshow(_upsample(values, size), cmap="inferno", alpha=0.55)
-                fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.02)
+                limits = {"vmin": 0.0, "vmax": vmax} if shared else {}
+                heat = ax.imshow(_upsample(values, size), cmap="inferno", alpha=0.55, **limits)
+                if shared:
+                    scale = heat
+                else:
+                    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.02)
             elif title != "input":
-                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="white")
-            ax.set_title(f"{name}: {title}" if c == 0 else title, fontsize=7)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "n/a",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="white",
+                    backgroundcolor="black",
+                )
+            ax.set_title(_title(name, title, c == 0), fontsize=7)
             ax.axis("off")
+    if caption:
+        fig.suptitle(caption, fontsize=8)
     fig.tight_layout()
+    if scale is not None:
+        fig.colorbar(scale, ax=axes[:, 2:].ravel().tolist(), fraction=0.02, pad=0.01, label="CLS attention")
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")  # keeps the shared colour bar's labels
     plt.close(fig)
     return out_png
 
 
-def load_run(run_dir: Path | None, opts: list[str], config_file: str = "") -> tuple[CfgNode, TransferModel]:
-    """The model of a finished run (its config.yaml and best adapter), or a fresh one from the config."""
-    if run_dir is not None:
-        config_file = str(run_dir / rf.CONFIG)
-    cfg = load_config(config_file, opts)
-    model_cfg = cfg.clone()
-    model_cfg.defrost()
-    if model_cfg.DATA.NUMBER_CLASSES <= 0 and run_dir is not None:
-        import json
+def spread_over_classes(samples: list[tuple[Path, int]], count: int) -> list[tuple[Path, int]]:
+    """``count`` samples taken in turn from each class (the first of class 0, of class 1, ..., then the second)."""
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for sample in samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    queues = [by_class[label] for label in sorted(by_class)]
+    chosen: list[tuple[Path, int]] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(q) for q in queues):
+        chosen += [q[depth] for q in queues if depth < len(q)][: count - len(chosen)]
+        depth += 1
+    return chosen
 
-        model_cfg.DATA.NUMBER_CLASSES = json.loads((run_dir / rf.BEST / "adapter_config.json").read_text())[
-            "num_classes"
-        ]
-    model = build_model(model_cfg).eval()
-    if run_dir is not None:
-        load_adapter(model, run_dir / rf.BEST, expect={"backbone": model.backbone_name})
-    return cfg, model
+
+def _true_label(path: Path, classes: list[str]) -> int | None:
+    """An ImageFolder path's class folder, when it names one of the run's classes."""
+    return classes.index(path.parent.name) if path.parent.name in classes else None
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="", help="used when no --adapter run folder is given")
-    parser.add_argument("--adapter", default="", help="a training run's OUTPUT_DIR (config.yaml + best/)")
-    parser.add_argument("--images", nargs="+", default=[], help="image files (default: the first test images)")
+    parser.add_argument("--adapter", required=True, help="a training run's OUTPUT_DIR (config.yaml + best/)")
+    parser.add_argument(
+        "--images", nargs="+", default=[], help="image files (default: test images spread over classes)"
+    )
     parser.add_argument("--count", type=int, default=4, help="how many test images when --images is not given")
     parser.add_argument("--compare", default="", help="a baseline run's OUTPUT_DIR, drawn as a second row")
-    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the run's config")
     args = parser.parse_args(argv)
-    run_dir = Path(args.adapter) if args.adapter else None
+    run_dir = Path(args.adapter)
     try:
-        cfg, model = load_run(run_dir, args.opts, args.config_file)
-        rows = [(model.transfer_type, model)]
+        run = load_trained_run(run_dir, args.opts)
+        runs = [(run.model.transfer_type, run)]
         if args.compare:
-            baseline = load_run(Path(args.compare), [])[1]
-            rows.append((f"{baseline.transfer_type} (compare)", baseline))
+            baseline = load_trained_run(Path(args.compare))
+            runs.append((f"{baseline.model.transfer_type} (compare)", baseline))
+        if args.images:
+            chosen = [(Path(p), _true_label(Path(p), run.classes)) for p in args.images]
+        else:
+            listing = run.cfg.clone()
+            listing.defrost()
+            listing.DATA.VERIFY_IMAGES, listing.DATA.CACHE_IMAGES = False, False  # only the file list is needed
+            data = build_task_data(listing, (0.0,) * 3, (1.0,) * 3)
+            source = data.test or data.val or data.train
+            chosen = spread_over_classes(source.samples, args.count)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    if not hasattr(model, "top_down"):
+    if not hasattr(run.model, "top_down"):
         print("note: this run has no top-down path; only its attention is drawn")
-    paths = [Path(p) for p in args.images]
-    if not paths:
-        from .data import build_task_data
-
-        data = build_task_data(cfg, (0.0,) * 3, (1.0,) * 3)
-        source = data.test or data.val or data.train
-        paths = [p for p, _ in source.samples[: args.count]]
-    data_cfg = timm.data.resolve_model_data_config(model.backbone)
-    normalize = Normalize(data_cfg["mean"], data_cfg["std"])
-    to_pixels = pixel_transform("resize" if cfg.DATA.FORMAT in ("vtab", "auto") else "crop_eval", cfg.DATA.CROPSIZE)
-    out_dir = (run_dir or Path(cfg.OUTPUT_DIR)) / "visualize"
-    for i, path in enumerate(paths):
-        pixels = to_pixels(load_rgb(path))
-        batch = normalize(pixels).unsqueeze(0)
-        found = [(name, analyse(m, batch)) for name, m in rows]
-        image = pixels.permute(1, 2, 0).numpy()
-        written = draw(image, found, out_dir / f"image_{i}.png")
-        print(f"written: {written}  ({path})")
+    out_dir = run_dir / "visualize"
+    for i, (path, label) in enumerate(chosen):
+        pixels = run.pixels(path)
+        rows = []
+        for name, each in runs:
+            batch = each.normalize(each.pixels(path)).unsqueeze(0)
+            found = analyse(each.model, batch)
+            with torch.no_grad():
+                probs = each.model(batch).float().softmax(-1)[0]
+            top = int(probs.argmax())
+            rows.append((f"{name}\npredicts {each.classes[top]} ({probs[top]:.2f})", found))
+        truth = f"true class: {run.classes[label]}" if label is not None else "true class: unknown"
+        written = draw(pixels.permute(1, 2, 0).numpy(), rows, out_dir / f"image_{i}.png", f"{path.name} | {truth}")
+        print(f"written: {written}  ({path}; {truth})")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,91 @@
-"""Image datasets for the three layouts, with early checks and an optional in-memory cache."""
+"""Image datasets for every registered layout, with early checks and an optional in-memory cache."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from .registry import FGVC_DATASETS, VTAB_TASKS, vtab_task_name
-from .splits import (
-    Sample,
-    check_files_exist,
-    fgvc_label_map,
-    image_folder_classes,
-    read_fgvc_split,
-    read_image_folder_split,
-    read_vtab_split,
-)
+from .layouts import Layout, get_layout
+from .registry import vtab_task_name
+from .splits import Sample, check_files_exist
 from .transforms import Normalize, pixel_transform
 
 logger = logging.getLogger(__name__)
 
-# Split names each layout uses by default: (train, val, test).
-DEFAULT_SPLITS = {
-    "vtab": ("train800val200", "val200", "test"),
-    "fgvc": ("train", "val", "test"),
-    "imagefolder": ("train", "val", "test"),
-}
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _high_bit_depth_to_rgb(image: Image.Image, path: Path) -> Image.Image:
+    """16-bit and 32-bit single-channel images scaled to 8 bits (``convert('RGB')`` would clip them at 255)."""
+    values = np.asarray(image)
+    if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and values.min() >= 0 and values.max() <= 65535):
+        scaled = values.astype(np.float64) / 65535.0  # 16-bit data (PNG, TIFF), also when Pillow reads it as "I"
+    elif image.mode == "F" and values.size and 0.0 <= values.min() and values.max() <= 1.0:
+        scaled = values.astype(np.float64)
+    else:
+        low, high = (values.min(), values.max()) if values.size else (0, 0)
+        raise ValueError(
+            f"image {path} is {image.mode!r} with values in [{low}, {high}]: expected 16-bit integers or floats "
+            "in [0, 1]; convert it to 8-bit RGB"
+        )
+    gray = np.round(scaled * 255.0).astype(np.uint8)
+    return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
 
 
 def load_rgb(path: Path) -> Image.Image:
+    """The image as 8-bit RGB; high bit depths are scaled, anything unreadable names the file."""
     try:
         with Image.open(path) as image:
+            if image.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
+                return _high_bit_depth_to_rgb(image, path)
             return image.convert("RGB")
     except Exception as err:
         raise OSError(f"cannot read image {path}: {err}") from err
+
+
+# Images this process has decoded without error, by (path, size, mtime): tune's grid and seed runs share a task's
+# images, so each is opened once per process, not once per run.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
+def verify_images(paths: list[Path], workers: int | None = None) -> None:
+    """Decodes every image (in threads) and lists every one that fails, before any training starts."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    paths = [p for p in paths if _identity(p) not in _VERIFIED]
+
+    def problem(path: Path) -> str | None:
+        try:
+            load_rgb(path)
+        except OSError as err:
+            return str(err.__cause__ or err)
+        return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        problems = list(pool.map(problem, paths))
+    _VERIFIED.update(_identity(p) for p, e in zip(paths, problems) if e is None)
+    found = [(p, e) for p, e in zip(paths, problems) if e is not None]
+    if found:
+        listing = "\n".join(f"  {p}: {e}" for p, e in found[:20])
+        more = f"\n  ... ({len(found)} in all)" if len(found) > 20 else ""
+        raise ValueError(
+            f"{len(found)} of {len(paths)} images cannot be read (DATA.VERIFY_IMAGES opened each one):\n"
+            f"{listing}{more}\nremove or replace them (or list only readable files in the splits)"
+        )
 
 
 class ImageDataset(Dataset):
@@ -68,7 +114,7 @@ class ImageDataset(Dataset):
 
 @dataclass
 class TaskData:
-    """The splits of one task, and the files they were read from (checksummed in the run record)."""
+    """The splits of one task, the files they were read from (checksummed in the run record), its class names."""
 
     name: str
     layout: str
@@ -77,6 +123,8 @@ class TaskData:
     val: ImageDataset | None
     test: ImageDataset | None
     split_files: dict[str, str] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)  # indexed by label
+    preprocessing: dict = field(default_factory=dict)  # what predict and visualize redo: layout, transform, mean/std
 
 
 def task_folder(cfg: CfgNode) -> Path:
@@ -94,37 +142,23 @@ def task_folder(cfg: CfgNode) -> Path:
     return root
 
 
+def task_layout(cfg: CfgNode) -> Layout:
+    """The layout of the configured task folder (``DATA.FORMAT``, or detected)."""
+    return get_layout(task_folder(cfg), cfg)
+
+
 def detect_layout(folder: Path, requested: str) -> str:
-    if requested != "auto":
-        if requested not in DEFAULT_SPLITS:
-            raise ValueError(f"DATA.FORMAT must be auto, {', '.join(DEFAULT_SPLITS)}; got {requested!r}")
-        return requested
-    if any((folder / f"{s}.txt").is_file() for s in ("train800", "train800val200")):
-        return "vtab"
-    if (folder / "train.json").is_file():
-        return "fgvc"
-    if (folder / "train").is_dir():
-        return "imagefolder"
-    raise FileNotFoundError(
-        f"{folder} is not a dataset folder in a known layout: expected VTAB-1k split files "
-        "(train800.txt, val200.txt, train800val200.txt, test.txt), FGVC json splits (train.json, val.json, "
-        "test.json) or an ImageFolder tree (train/, val/, test/ with class sub-folders)"
-    )
+    """The layout name for ``folder`` (kept for callers that only need the name)."""
+    probe = CfgNode({"DATA": CfgNode({"FORMAT": requested})})
+    return get_layout(folder, probe).name
 
 
-def resolve_num_classes(cfg: CfgNode, layout: str, folder: Path) -> int:
-    """DATA.NUMBER_CLASSES, or the registry's count for a registered VTAB/FGVC task; they must agree."""
-    registered = None
-    vtab = vtab_task_name(cfg.DATA.NAME)
-    if layout == "vtab" and vtab:
-        registered = VTAB_TASKS[vtab].num_classes
-    elif layout == "fgvc" and cfg.DATA.NAME in FGVC_DATASETS:
-        registered = FGVC_DATASETS[cfg.DATA.NAME].num_classes
-    elif layout == "imagefolder":
-        registered = len(image_folder_classes(folder / "train"))
+def resolve_num_classes(cfg: CfgNode, layout: Layout) -> int:
+    """DATA.NUMBER_CLASSES, or the layout's count (registry, class folders); when both exist they must agree."""
+    registered = layout.registered_num_classes()
     given = cfg.DATA.NUMBER_CLASSES
     if given > 0 and registered is not None and given != registered:
-        raise ValueError(f"DATA.NUMBER_CLASSES={given}, but {cfg.DATA.NAME or folder} has {registered} classes")
+        raise ValueError(f"DATA.NUMBER_CLASSES={given}, but {cfg.DATA.NAME or layout.folder} has {registered} classes")
     if given <= 0 and registered is None:
         raise ValueError(
             f"DATA.NAME={cfg.DATA.NAME!r} is not a registered task; set DATA.NUMBER_CLASSES for your own task"
@@ -137,68 +171,73 @@ def _file_digest(path: Path) -> str:
 
 
 def task_num_classes(cfg: CfgNode) -> int:
-    """The task's class count, from the config or the registry, before any image is read."""
-    folder = task_folder(cfg)
-    return resolve_num_classes(cfg, detect_layout(folder, cfg.DATA.FORMAT), folder)
+    """The task's class count, from the config or the layout, before any image is read."""
+    return resolve_num_classes(cfg, task_layout(cfg))
 
 
-def build_task_data(cfg: CfgNode, mean: tuple[float, ...], std: tuple[float, ...]) -> TaskData:
-    """Reads the configured splits; every listed image must exist and every label fit the class count."""
-    folder = task_folder(cfg)
-    layout = detect_layout(folder, cfg.DATA.FORMAT)
-    num_classes = resolve_num_classes(cfg, layout, folder)
-    defaults = DEFAULT_SPLITS[layout]
-    given = (cfg.DATA.TRAIN_SPLIT, cfg.DATA.VAL_SPLIT, cfg.DATA.TEST_SPLIT)
-    names = ["" if g == "none" else (g or d) for g, d in zip(given, defaults)]
+def check_split_sizes(sizes: dict[str, int], world: int) -> None:
+    """Every process needs at least one image of every split (or DDP trains no step / evaluates nothing)."""
+    small = {name: n for name, n in sizes.items() if n < world}
+    if small:
+        listing = ", ".join(f"{name} has {n}" for name, n in small.items())
+        raise ValueError(
+            f"splits too small for {world} processes ({listing} image(s)); each process needs at least one image "
+            "of every split: use fewer processes or larger splits"
+        )
+
+
+def build_task_data(cfg: CfgNode, mean: tuple[float, ...], std: tuple[float, ...], world: int = 1) -> TaskData:
+    """Reads the configured splits; every listed image must exist (and, with DATA.VERIFY_IMAGES, decode)."""
+    layout = task_layout(cfg)
+    num_classes = resolve_num_classes(cfg, layout)
+    names = ["" if n == "none" else n for n in layout.split_names()]
     if not names[0]:
         raise ValueError("DATA.TRAIN_SPLIT cannot be 'none'")
-    crop, normalize = cfg.DATA.CROPSIZE, Normalize(mean, std)
+    samples: dict[str, list[Sample]] = {}
     split_files: dict[str, str] = {}
-    if layout == "fgvc":
-        image_root = folder / (FGVC_DATASETS[cfg.DATA.NAME].image_dir if cfg.DATA.NAME in FGVC_DATASETS else "")
-        label_map = fgvc_label_map(folder / f"{names[0]}.json", num_classes)
-    if layout == "imagefolder":
-        classes = image_folder_classes(folder / "train")
-
-    def read(split: str) -> list[Sample]:
-        if layout == "vtab":
-            path = folder / f"{split}.txt"
-            samples = read_vtab_split(path, num_classes)
-        elif layout == "fgvc":
-            path = folder / f"{split}.json"
-            samples = read_fgvc_split(path, image_root, label_map)
-        else:
-            path = folder / split
-            samples = read_image_folder_split(path, classes)
-        check_files_exist(samples, str(path))
-        if path.is_file():
-            split_files[split] = _file_digest(path)
-        return samples
+    for split in filter(None, names):
+        samples[split] = layout.read(split, num_classes)
+        source = layout.split_file(split)
+        check_files_exist(samples[split], str(source or layout.folder / split))
+        if source is not None and source.is_file():
+            split_files[split] = _file_digest(source)
+    check_split_sizes({split: len(listed) for split, listed in samples.items()}, world)
+    if cfg.DATA.VERIFY_IMAGES:
+        verify_images(sorted({path for listed in samples.values() for path, _ in listed}))
+    crop, normalize = cfg.DATA.CROPSIZE, Normalize(mean, std)
 
     def dataset(split: str, train: bool) -> ImageDataset | None:
         if not split:
             return None
-        mode = "resize" if layout == "vtab" else ("crop_train" if train else "crop_eval")
+        mode = layout.train_transform if train else layout.eval_transform
         cache = cfg.DATA.CACHE_IMAGES and mode != "crop_train"
-        return ImageDataset(read(split), pixel_transform(mode, crop), normalize, cache=cache)
+        return ImageDataset(samples[split], pixel_transform(mode, crop), normalize, cache=cache)
 
     data = TaskData(
-        name=cfg.DATA.NAME or folder.name,
-        layout=layout,
+        name=cfg.DATA.NAME or layout.folder.name,
+        layout=layout.name,
         num_classes=num_classes,
         train=dataset(names[0], train=True),
         val=dataset(names[1], train=False),
         test=dataset(names[2], train=False),
         split_files=split_files,
+        classes=layout.class_names(num_classes),
+        preprocessing={
+            "layout": layout.name,
+            "transform": layout.eval_transform,
+            "crop": crop,
+            "mean": list(mean),
+            "std": list(std),
+        },
     )
     logger.info(
         "%s (%s layout, %d classes): train %s=%d, val %s=%s, test %s=%s",
         data.name,
-        layout,
+        layout.name,
         num_classes,
         names[0],
         len(data.train),
-        names[1],
+        names[1] or "-",
         len(data.val) if data.val else 0,
         names[2] or "-",
         len(data.test) if data.test else 0,  # fmt: skip

@@ -7,11 +7,35 @@ names the file (and line) and what was expected.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+logger = logging.getLogger(__name__)
+
 Sample = tuple[Path, int]
+LABEL = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '¹', which int() refuses
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file (a leading byte-order mark is dropped); other encodings stop naming the file and line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8"
+        ) from err
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid json ({err.msg})") from err
 
 
 def read_vtab_split(path: Path, num_classes: int) -> list[Sample]:
@@ -22,11 +46,11 @@ def read_vtab_split(path: Path, num_classes: int) -> list[Sample]:
             "train800val200.txt and test.txt with lines 'relative/path label'"
         )
     samples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2 or not LABEL.fullmatch(parts[1]):
             raise ValueError(f"{path}:{number}: expected 'relative/path label', got {line!r}")
         label = int(parts[1])
         _check_label(label, num_classes, f"{path}:{number}")
@@ -43,10 +67,7 @@ def read_fgvc_split(path: Path, image_root: Path, label_map: dict[int, int]) -> 
             f"split file {path} is missing; an FGVC folder holds train.json, val.json and test.json "
             "mapping 'relative/path' to a class id"
         )
-    try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid json ({err})") from err
+    mapping = read_json(path)
     if not isinstance(mapping, dict) or not mapping:
         raise ValueError(f"{path}: expected a non-empty json object {{relative_path: class_id}}")
     samples = []
@@ -61,10 +82,33 @@ def fgvc_label_map(train_json: Path, num_classes: int) -> dict[int, int]:
     """Contiguous labels from the sorted class ids of the training split, used for every split."""
     if not train_json.is_file():
         raise FileNotFoundError(f"split file {train_json} is missing (it defines the FGVC label map)")
-    ids = sorted(set(json.loads(train_json.read_text(encoding="utf-8")).values()))
+    mapping = read_json(train_json)
+    if not isinstance(mapping, dict) or not mapping:
+        raise ValueError(f"{train_json}: expected a non-empty json object {{relative_path: class_id}}")
+    kinds = {type(v).__name__ for v in mapping.values()}
+    if len(kinds) > 1:
+        raise ValueError(f"{train_json}: class ids mix types ({sorted(kinds)}); use integers throughout")
+    ids = sorted(set(mapping.values()))
     if num_classes > 0 and len(ids) != num_classes:
         raise ValueError(f"{train_json} has {len(ids)} classes, DATA.NUMBER_CLASSES is {num_classes}")
     return {cls: i for i, cls in enumerate(ids)}
+
+
+def _has_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMG_EXTENSIONS for f in folder.iterdir() if f.is_file())
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Sub-folders that hold images; hidden (``.ipynb_checkpoints``) and empty ones are left out with a log line."""
+    kept, ignored = [], []
+    for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        if folder.name.startswith(".") or not _has_images(folder):
+            ignored.append(folder.name)
+        else:
+            kept.append(folder.name)
+    if ignored:
+        logger.info("%s: ignoring %d hidden or empty folder(s): %s", split_dir, len(ignored), ", ".join(ignored))
+    return kept
 
 
 def image_folder_classes(train_dir: Path) -> list[str]:
@@ -72,9 +116,9 @@ def image_folder_classes(train_dir: Path) -> list[str]:
         raise FileNotFoundError(
             f"{train_dir} is missing; an ImageFolder tree holds train/, val/ (and test/) with one sub-folder per class"
         )
-    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    classes = class_folders(train_dir)
     if not classes:
-        raise ValueError(f"{train_dir} has no class sub-folders")
+        raise ValueError(f"{train_dir} has no class sub-folders holding images")
     return classes
 
 
@@ -82,7 +126,7 @@ def read_image_folder_split(split_dir: Path, classes: list[str]) -> list[Sample]
     """``split_dir/<class>/<image>``; classes come from ``train/`` so every split shares one label map."""
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{split_dir} is missing; expected one sub-folder per class: {classes[:5]}...")
-    extra = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in classes)
+    extra = [name for name in class_folders(split_dir) if name not in classes]
     if extra:
         raise ValueError(f"{split_dir} has class folders that train/ lacks: {extra}")
     samples = []

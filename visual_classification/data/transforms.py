@@ -1,10 +1,18 @@
-"""Image transforms: VTAB's plain resize, FGVC's resize + crop (+ flip), normalised with the backbone's mean/std."""
+"""Image transforms: VTAB's plain resize, FGVC's resize + crop (+ flip), normalised as ``DATA.NORMALIZE`` says."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+from timm.data import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_INCEPTION_MEAN,
+    IMAGENET_INCEPTION_STD,
+    resolve_data_config,
+)
+from timm.models import get_pretrained_cfg
 from torchvision import transforms as T
 
 Mode = Literal["resize", "crop_train", "crop_eval"]
@@ -37,3 +45,23 @@ class Normalize:
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels.float() / 255.0 - self.mean) / self.std
+
+
+# DATA.NORMALIZE: fixed (mean, std) pairs; "backbone" reads the backbone's own timm pretrained_cfg instead.
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),  # the original's, for every backbone
+    "inception": (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD),  # 0.5 / 0.5
+}
+
+
+def normalization(choice: str, backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for ``DATA.NORMALIZE``: ``backbone`` (the timm model name's ``pretrained_cfg``, known without
+    building the model), ``imagenet`` or ``inception``."""
+    if choice == "backbone":
+        pretrained = get_pretrained_cfg(backbone)
+        config = resolve_data_config(pretrained_cfg=pretrained.to_dict() if pretrained else {})
+        return tuple(config["mean"]), tuple(config["std"])
+    if choice not in NORMALIZATIONS:
+        raise ValueError(f"DATA.NORMALIZE must be backbone, {', '.join(NORMALIZATIONS)}; got {choice!r}")
+    mean, std = NORMALIZATIONS[choice]
+    return tuple(mean), tuple(std)

@@ -30,13 +30,25 @@ def backbone_name(cfg: CfgNode) -> str:
     return SIZE_TO_BACKBONE[size]
 
 
+def uses_hub_weights(cfg: CfgNode) -> bool:
+    """``MODEL.PRETRAINED``, unless ``MODEL.MODEL_ROOT`` names a local file: the more specific setting wins."""
+    if cfg.MODEL.PRETRAINED and cfg.MODEL.MODEL_ROOT:
+        logger.info(
+            "MODEL.MODEL_ROOT=%s wins over MODEL.PRETRAINED True: the local file is loaded, not timm's hub weights",
+            cfg.MODEL.MODEL_ROOT,
+        )
+        return False
+    return bool(cfg.MODEL.PRETRAINED)
+
+
 def create_backbone(cfg: CfgNode) -> nn.Module:
     """``timm.create_model`` with no classifier, the configured stochastic depth and input size."""
     name = backbone_name(cfg)
+    hub_weights = uses_hub_weights(cfg)
     try:
         model = timm.create_model(
             name,
-            pretrained=cfg.MODEL.PRETRAINED,
+            pretrained=hub_weights,
             num_classes=0,
             drop_path_rate=cfg.MODEL.DROP_PATH_RATE,
             img_size=cfg.DATA.CROPSIZE,
@@ -51,11 +63,24 @@ def create_backbone(cfg: CfgNode) -> nn.Module:
         if "img_size" not in str(err):
             raise
         # Convolutional backbones (ConvNeXt) take any input size and have no img_size argument.
-        model = timm.create_model(
-            name, pretrained=cfg.MODEL.PRETRAINED, num_classes=0, drop_path_rate=cfg.MODEL.DROP_PATH_RATE
-        )
+        model = timm.create_model(name, pretrained=hub_weights, num_classes=0, drop_path_rate=cfg.MODEL.DROP_PATH_RATE)
     check_vit_family(model, name)
+    check_crop_size(model, name, cfg.DATA.CROPSIZE)
     return model
+
+
+def check_crop_size(model: nn.Module, name: str, crop: int) -> None:
+    """A ViT sees whole patches only: a crop that is not a multiple of the patch would lose its edge silently."""
+    patch_embed = getattr(model, "patch_embed", None)
+    patch = getattr(patch_embed, "patch_size", None)
+    if patch is None:
+        return
+    side = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
+    if crop % side:
+        lower, upper = crop // side * side, (crop // side + 1) * side
+        raise ValueError(
+            f"DATA.CROPSIZE={crop} is not a multiple of {name}'s patch size {side}; use {lower or upper} or {upper}"
+        )
 
 
 def check_vit_family(model: nn.Module, name: str) -> None:

@@ -45,15 +45,13 @@ def _top_down_weights(path: str) -> tuple[dict, str]:
 def build_model(cfg: CfgNode) -> TransferModel:
     """Builds the transfer model described by ``cfg`` (see ``visual_classification.config``).
 
-    Weights come from timm's hub (``MODEL.PRETRAINED``) or a local file (``MODEL.MODEL_ROOT``); files in
+    Weights come from timm's hub (``MODEL.PRETRAINED``) or a local file (``MODEL.MODEL_ROOT``, which wins); files in
     the original TOAST release format also initialise the top-down path. Every tensor of the file must
     fit the backbone, except the old classifier, which is dropped.
     """
     method = get_transfer_method(cfg.MODEL.TRANSFER_TYPE)
     _check_model_type(cfg, method.model_types)
     name = backbone_name(cfg)
-    if cfg.MODEL.PRETRAINED and cfg.MODEL.MODEL_ROOT:
-        raise ValueError("set either MODEL.PRETRAINED (timm hub weights) or MODEL.MODEL_ROOT (a local file), not both")
     backbone = create_backbone(cfg)
 
     file_top_down: dict = {}

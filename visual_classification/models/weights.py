@@ -2,7 +2,7 @@
 
 One filter per foreign format, then a strict load (timm's habit): the original TOAST release's
 top-down tensors are split off, timm's own ``checkpoint_filter_fn`` converts the rest (and resamples
-position embeddings to the configured input size), the old task head is dropped, and whatever does
+position embeddings to the configured input size), the old classifier (only) is dropped, and whatever does
 not fit after that is an error that names the keys.
 """
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
-HEAD_PREFIXES = ("head.", "head_dist.")
+DISTILLATION_HEAD = "head_dist"  # DeiT-distilled checkpoints carry a second classifier
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -79,14 +79,23 @@ def _listing(keys: list[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
+def classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """The old classifier's key prefixes, from timm's ``pretrained_cfg`` (``head`` for a ViT, ``head.fc`` for a
+    ConvNeXt, whose ``head.norm`` is the backbone's final norm and must load)."""
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return tuple(f"{name}." for name in (*names, DISTILLATION_HEAD))
+
+
 def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Converts, drops the old task head, and loads strictly; any other mismatch is an error naming the keys."""
+    """Converts, drops the old classifier, and loads strictly; any other mismatch is an error naming the keys."""
     state = _timm_filter(state, model)
-    dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
-    if dropped:
-        logger.info("%s: dropping the checkpoint's task head (%s)", source, ", ".join(dropped))
-    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
     own = model.state_dict()
+    prefixes = classifier_prefixes(model)
+    dropped = [k for k in state if k.startswith(prefixes) and k not in own]
+    if dropped:
+        logger.info("%s: dropping the checkpoint's classifier (%s)", source, ", ".join(dropped))
+    state = {k: v for k, v in state.items() if k not in dropped}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong_shape = [

@@ -1,0 +1,282 @@
+"""What a language run leaves in its OUTPUT_DIR, and the checks that keep runs from overwriting each other.
+
+config.yaml · log.txt · metrics.jsonl · curves.png · results.json · the adapter (or peft adapter, or model)
+· checkpoint-N/ folders the ``Trainer`` writes and resumes from.
+
+A folder that holds a run with another config is refused (unless ``--overwrite``) before anything in it
+changes; re-running the same config resumes from the newest *complete* checkpoint (the ones skipped are
+named with the reason) or reports the finished run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+from transformers import TrainerCallback
+from yacs.config import CfgNode
+
+from toast.files import atomic_path, atomic_write_text
+from toast.runs import refuse_other_config, setup_logging, software_record
+
+logger = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+LOG = "log.txt"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+CURVES = "curves.png"
+TRAINER_STATE = "trainer_state.json"
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# what a run writes at the top of OUTPUT_DIR (removed by --overwrite, with the checkpoint folders)
+RUN_FILES = (
+    CONFIG, LOG, METRICS, RESULTS, CURVES, TRAINER_STATE, "training_args.bin", "adapter.safetensors",
+    "adapter_config.json", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
+    "config.json", "generation_config.json",
+)  # fmt: skip
+WEIGHT_FILES = (
+    "adapter.safetensors", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
+    "pytorch_model.bin", "adapter_model.bin",
+)  # fmt: skip
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "datasets",
+    "accelerate",
+    "deepspeed",
+    "safetensors",
+    "tokenizers",
+    "yacs",
+)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch (or a plain process): the one that checks, writes and logs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run folder
+# ---------------------------------------------------------------------------------------------------
+
+
+def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
+    """``"new"``, ``"resume"`` or ``"finished"``; a folder holding another config is refused unless ``overwrite``
+    (which then removes that run's files and checkpoints)."""
+    if not (out / CONFIG).is_file():
+        return "new"
+    if refuse_other_config(out, CONFIG, config_text, overwrite):
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for folder in checkpoint_dirs(out):
+            shutil.rmtree(folder)
+        return "new"
+    return "finished" if (out / RESULTS).is_file() else "resume"
+
+
+def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
+    """Checks OUTPUT_DIR, then (main process) writes ``config.yaml`` and sends log lines to ``log.txt``;
+    returns the status of :func:`check_output_dir`."""
+    out = Path(cfg.OUTPUT_DIR)
+    config_text = cfg.dump()
+    main = is_main_process()
+    if main:
+        status = check_output_dir(out, config_text, overwrite) if out.is_dir() else "new"
+    else:  # read-only: only rank 0 refuses or clears; every rank must agree on a finished run
+        saved = out / CONFIG
+        same = saved.is_file() and saved.read_text(encoding="utf-8") == config_text
+        status = "finished" if same and (out / RESULTS).is_file() else "new"
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / CONFIG, config_text)
+    setup_logging(out / LOG if main else None, main)
+    logger.info(
+        "%s run in %s; config:\n%s", {"new": "new", "resume": "resuming the"}.get(status, status), out, config_text
+    )
+    return status
+
+
+def finished_results(out: Path) -> dict:
+    results = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    print(
+        f"{out} already holds a finished run with this config (global step {results.get('global_step')}); nothing to do"
+    )
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------
+
+
+def checkpoint_dirs(out: Path) -> list[Path]:
+    """``checkpoint-N`` folders, newest (highest N) first."""
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def damaged_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read back (a cut-off safetensors or torch file, bad JSON), or None. Reads only
+    headers and zip directories, not the tensors."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt"):
+                pass
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path) as archive:  # torch.save files are zip archives; a cut one has no directory
+                archive.infolist()
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+    except Exception as err:  # noqa: BLE001  (any failure to read is the answer)
+        return f"{path} is damaged ({type(err).__name__}: {err})"
+    return None
+
+
+def incomplete_reason(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete."""
+    if not (folder / TRAINER_STATE).is_file():
+        return f"no {TRAINER_STATE} (the run was stopped while writing it)"
+    if not any((folder / name).is_file() for name in WEIGHT_FILES) and not any(folder.glob("global_step*")):
+        return "no weights file (" + ", ".join(WEIGHT_FILES[:3]) + ", ...)"
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            problem = damaged_file(path)
+            if problem:
+                return problem
+    return None
+
+
+def newest_complete_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint that can be resumed from; each newer one skipped is logged with its reason."""
+    for folder in checkpoint_dirs(out):
+        reason = incomplete_reason(folder)
+        if reason is None:
+            logger.info("resuming from %s", folder)
+            return str(folder)
+        logger.warning("skipping %s: %s", folder, reason)
+    return None
+
+
+def check_run_files(folder: Path) -> None:
+    """Stops with the file's name when a saved run's weights or config cannot be read back."""
+    for name in (CONFIG, *WEIGHT_FILES, "adapter_config.json", "config.json"):
+        path = folder / name
+        if path.is_file():
+            problem = damaged_file(path)
+            if problem:
+                raise ValueError(problem)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metrics, curves, results
+# ---------------------------------------------------------------------------------------------------
+
+
+def read_metrics(out: Path) -> list[dict]:
+    path = out / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(out: Path, step: int) -> None:
+    """Keeps the lines up to ``step`` (the resumed checkpoint's), dropping those of the interrupted stretch."""
+    if (out / METRICS).is_file():
+        kept = [r for r in read_metrics(out) if r.get("step", 0) <= step]
+        atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    if checkpoint is None:
+        return 0
+    return int(json.loads((Path(checkpoint) / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"])
+
+
+class MetricsCallback(TrainerCallback):
+    """Every ``Trainer`` log (train loss, learning rate, grad norm, eval loss) as a line of ``metrics.jsonl``
+    and of ``log.txt``; ``curves.png`` at the end."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        with open(self.out / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+        logger.info("step %d: %s", state.global_step, shown)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and read_metrics(self.out):
+            plot_curves(self.out / METRICS, self.out / CURVES)
+
+
+def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
+    """Train and eval loss, and learning rate, per step, from a run's ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for key, label in (("loss", "train"), ("eval_loss", "eval")):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            axes[0].plot(*zip(*points), marker=".", label=label)
+    axes[0].set_title("loss")
+    axes[0].legend()
+    lr = [(r["step"], r["learning_rate"]) for r in records if "learning_rate" in r]
+    if lr:
+        axes[1].plot(*zip(*lr), marker=".")
+    axes[1].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def data_checksum(cfg: CfgNode) -> dict:
+    """SHA-256 (first 16 hex digits) of every data file ``DATA.PATH`` names, or the hub dataset's name."""
+    from .records import data_files
+
+    files = data_files(cfg.DATA.PATH)
+    if not files:
+        return {"hub_dataset": cfg.DATA.PATH}
+    sums = {}
+    for path in files:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        sums[str(path)] = digest.hexdigest()[:16]
+    return sums
+
+
+def run_record(cfg: CfgNode) -> dict:
+    """Versions, code commit, device and data checksum, stored in ``results.json``."""
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not cfg.TRAIN.USE_CPU else "cpu"
+    return {**software_record(PACKAGES), "device": device, "data_sha256_16": data_checksum(cfg)}
+
+
+def write_results(out: Path, results: dict) -> None:
+    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,108 @@
+"""generate reads what train wrote: run folders of every transfer type, Alpaca inputs, batches, templates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_lm_data import tokenizer  # noqa: F401  (fixture)
+from test_lm_train import local_model, opts  # noqa: F401  (fixture)
+
+from language_generation import generate
+from language_generation.train import load_config, train
+
+
+def run_of(local_model, tmp_path, transfer, *extra):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / f"run-{transfer}"
+    train(load_config("", [*opts(folder, data, out, 1), "MODEL.TRANSFER_TYPE", transfer, *extra]))
+    return out
+
+
+def generate_records(run, tmp_path, *args):
+    output = tmp_path / "answers.json"
+    generate.main(
+        [
+            "--adapter",
+            str(run),
+            "--output",
+            str(output),
+            *args,
+            "GENERATE.MAX_NEW_TOKENS",
+            "3",
+            "GENERATE.TEMPERATURE",
+            "0",
+        ]
+    )
+    return json.loads(output.read_text())
+
+
+@pytest.mark.parametrize("transfer", ["toast", "toast-lite", "lora", "full"])
+def test_generate_loads_any_run_without_naming_the_base_model(local_model, tmp_path, transfer):  # noqa: F811
+    run = run_of(local_model, tmp_path, transfer)
+    records = generate_records(run, tmp_path, "--prompt", "add 2 and 3", "--input", "hello")
+    assert records[0]["instruction"] == "add 2 and 3" and records[0]["input"] == "hello"
+    assert isinstance(records[0]["output"], str)
+
+
+def test_input_reaches_the_prompt_and_batches_match_single_prompts(local_model, tmp_path, monkeypatch):  # noqa: F811
+    run = run_of(local_model, tmp_path, "toast")
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"instruction": "add 2 and 3", "input": "hello world"}, {"instruction": "say hi"}, {"instruction": "add"}]
+    prompts.write_text("\n".join(json.dumps(r) for r in rows))
+    rendered = []
+    real = generate.render_prompt
+    monkeypatch.setattr(
+        generate, "render_prompt", lambda tok, rec, tpl: rendered.append(real(tok, rec, tpl)) or rendered[-1]
+    )
+    single = generate_records(run, tmp_path, "--prompts-file", str(prompts))
+    assert "### Input:\nhello world" in rendered[0] and "### Input:" not in rendered[1]
+    assert [r["input"] for r in single] == ["hello world", "", ""]
+    batched = generate_records(run, tmp_path, "--prompts-file", str(prompts), "GENERATE.BATCH_SIZE", "3")
+    assert batched == single  # left padding changes nothing in greedy answers
+
+
+def test_the_runs_template_is_used_by_default(local_model, tmp_path, monkeypatch):  # noqa: F811
+    run = run_of(local_model, tmp_path, "lora", "DATA.TEMPLATE", "vicuna")
+    templates = []
+    real = generate.render_prompt
+    monkeypatch.setattr(generate, "render_prompt", lambda tok, rec, tpl: templates.append(tpl) or real(tok, rec, tpl))
+    generate_records(run, tmp_path, "--prompt", "say hi")
+    generate_records(run, tmp_path, "--prompt", "say hi", "DATA.TEMPLATE", "alpaca")  # overridden
+    assert templates == ["vicuna", "alpaca"]
+
+
+def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("loaded a model or tokenizer")
+
+    monkeypatch.setattr(generate, "build_tokenizer", must_not_load)
+    monkeypatch.setattr(generate, "load_base_model", must_not_load)
+    monkeypatch.setattr(generate, "build_model", must_not_load)
+    with pytest.raises(SystemExit, match="is not a run folder: it has no config.yaml"):
+        generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        generate.main(["--adapter", str(tmp_path / "missing"), "--prompt", "hi"])
+    (tmp_path / "config.yaml").write_text("MODEL:\n  TRANSFER_TYPE: lora\n  NAME_OR_PATH: somewhere\n")
+    with pytest.raises(SystemExit, match=r"a lora run, but none of \['adapter_model.safetensors'"):
+        generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(SystemExit, match="adapter_model.safetensors is damaged"):
+        generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
+    with pytest.raises(SystemExit, match="MODEL.NAME_OR_PATH is empty"):
+        generate.main(["--prompt", "hi"])
+
+
+def test_prompts_are_rendered_in_the_runs_template(tokenizer):  # noqa: F811
+    from test_lm_data import CHAT_TEMPLATE
+
+    from language_generation.templates import render_prompt
+
+    record = {"instruction": "add 2 and 3", "input": "hello"}
+    chat_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+    chat_tok.chat_template = CHAT_TEMPLATE
+    assert render_prompt(chat_tok, record, "chat") == "user: add 2 and 3\n\nhello </s> assistant: "
+    assert render_prompt(chat_tok, record, "vicuna").endswith("USER: add 2 and 3\n\nhello ASSISTANT:")
+    assert render_prompt(chat_tok, record, "alpaca").endswith("### Input:\nhello\n\n### Response:")
+    with pytest.raises(ValueError, match="is now DATA.TEMPLATE chat"):
+        load_config("", ["GENERATE.CHAT_TEMPLATE", "True"])

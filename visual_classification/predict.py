@@ -1,0 +1,118 @@
+"""Classify images with a trained run:
+``python -m visual_classification.predict --adapter RUN_DIR --images PATH [PATH ...] --output preds.csv``.
+
+PATHs are image files or folders (searched recursively for images). The backbone, its weights, the adapter
+(``best/``), the class names and the preprocessing all come from the run's own record (``config.yaml``,
+``results.json``). Images go through the model in batches with a progress bar; the CSV has one row per
+image: its path, then the top-k class names and softmax scores, best first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from tqdm import tqdm
+
+from toast.files import atomic_write_text
+
+from .engine.distributed import local_device
+from .trained_run import TrainedRun, load_trained_run
+
+
+def image_paths(inputs: list[str]) -> list[Path]:
+    """Files as given, folders expanded (recursively, sorted, hidden folders skipped); missing paths are errors."""
+    paths: list[Path] = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            found = sorted(
+                p
+                for p in given.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMG_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(given).parts)
+            )
+            if not found:
+                raise FileNotFoundError(f"{given} holds no images ({', '.join(IMG_EXTENSIONS)})")
+            paths += found
+        elif given.is_file():
+            paths.append(given)
+        else:
+            raise FileNotFoundError(f"{given} is neither an image file nor a folder")
+    return paths
+
+
+class _Images(Dataset):
+    def __init__(self, paths: list[Path], run: TrainedRun) -> None:
+        self.paths, self.run, self.normalize = paths, run, run.normalize
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.normalize(self.run.pixels(self.paths[index]))
+
+
+@torch.no_grad()
+def predict(
+    run: TrainedRun, paths: list[Path], top_k: int = 5, batch_size: int = 32, device: str = "auto", workers: int = 0
+) -> list[dict]:
+    """``[{"path", "classes": [top-k names], "scores": [softmax scores]}]`` in the order of ``paths``."""
+    target = local_device(device)
+    model = run.model.to(target).eval()
+    k = min(top_k, len(run.classes))
+    loader = DataLoader(_Images(paths, run), batch_size=batch_size, shuffle=False, num_workers=workers)
+    rows, done = [], 0
+    for batch in tqdm(loader, desc="predict", unit="batch", dynamic_ncols=True):
+        scores, labels = model(batch.to(target)).float().softmax(-1).topk(k, dim=-1)
+        for score, label in zip(scores.cpu().tolist(), labels.cpu().tolist()):
+            rows.append({"path": str(paths[done]), "classes": [run.classes[i] for i in label], "scores": score})
+            done += 1
+    return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+    k = len(rows[0]["classes"]) if rows else 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", *[f"{field}{i}" for i in range(1, k + 1) for field in ("class", "score")]])
+    for row in rows:
+        cells = [x for name, score in zip(row["classes"], row["scores"]) for x in (name, f"{score:.6f}")]
+        writer.writerow([row["path"], *cells])
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--adapter", required=True, help="a training run's OUTPUT_DIR (config.yaml, best/, results.json)"
+    )
+    parser.add_argument("--images", nargs="+", required=True, help="image files and/or folders")
+    parser.add_argument("--output", default="predictions.csv", help="CSV to write (default: predictions.csv)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image, best first (default 5)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers")
+    parser.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    args = parser.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        sys.exit("error: --top-k and --batch-size must be >= 1")
+    try:
+        run = load_trained_run(Path(args.adapter))
+        paths = image_paths(args.images)
+        rows = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        sys.exit(f"error: {err}")
+    atomic_write_text(Path(args.output), to_csv(rows))
+    print(
+        f"written: {args.output} ({len(rows)} images, top-{min(args.top_k, len(run.classes))} of {len(run.classes)} classes)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""A finished run, loaded back for use: its model (config.yaml + ``best/``), class names and preprocessing.
+
+``predict`` and ``visualize`` share it, so both see images exactly as the run's evaluation did: the
+layout's eval transform at the run's crop size, normalised with the mean/std the run recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from yacs.config import CfgNode
+
+from toast import load_adapter
+
+from .data import LAYOUTS, load_rgb, task_layout
+from .data.transforms import Normalize, normalization, pixel_transform
+from .engine import run_files as rf
+from .models import TransferModel, build_model
+from .train import load_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedRun:
+    cfg: CfgNode
+    model: TransferModel
+    classes: list[str]  # indexed by label
+    preprocessing: dict  # layout, transform, crop, mean, std
+
+    def pixels(self, path: Path) -> torch.Tensor:
+        """uint8 CHW pixels as the run's evaluation saw them (before normalisation)."""
+        transform = pixel_transform(self.preprocessing["transform"], self.preprocessing["crop"])
+        return transform(load_rgb(path))
+
+    @property
+    def normalize(self) -> Normalize:
+        return Normalize(self.preprocessing["mean"], self.preprocessing["std"])
+
+
+def _results(run_dir: Path) -> dict:
+    path = run_dir / rf.RESULTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _preprocessing(cfg: CfgNode, model: TransferModel, results: dict) -> dict:
+    """The run's record, or (runs from before it was recorded) the config's layout and normalisation."""
+    if "preprocessing" in results:
+        return results["preprocessing"]
+    layout = LAYOUTS[cfg.DATA.FORMAT] if cfg.DATA.FORMAT in LAYOUTS else type(task_layout(cfg))
+    mean, std = normalization(cfg.DATA.NORMALIZE, model.backbone_name)
+    return {
+        "layout": layout.name,
+        "transform": layout.eval_transform,
+        "crop": cfg.DATA.CROPSIZE,
+        "mean": mean,
+        "std": std,
+    }
+
+
+def load_trained_run(run_dir: Path, opts: list[str] = ()) -> TrainedRun:
+    """The run in ``run_dir`` (its best adapter on its backbone), in eval mode; ``opts`` override its config."""
+    config = run_dir / rf.CONFIG
+    adapter = run_dir / rf.BEST / "adapter_config.json"
+    for needed in (config, adapter):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a training run folder: {needed} is missing")
+    cfg = load_config(str(config), list(opts))
+    model_cfg = cfg.clone()
+    model_cfg.defrost()
+    num_classes = json.loads(adapter.read_text(encoding="utf-8"))["num_classes"]
+    model_cfg.DATA.NUMBER_CLASSES = num_classes
+    model = build_model(model_cfg).eval()
+    load_adapter(model, run_dir / rf.BEST, expect={"backbone": model.backbone_name})
+    results = _results(run_dir)
+    classes = results.get("classes")
+    if not classes:
+        logger.warning("%s records no class names (a run from before they were saved): labels are numbers", run_dir)
+        classes = [str(i) for i in range(num_classes)]
+    if len(classes) != num_classes:
+        raise ValueError(f"{run_dir / rf.RESULTS} lists {len(classes)} classes, the adapter has {num_classes}")
+    return TrainedRun(cfg, model, classes, _preprocessing(cfg, model, results))
