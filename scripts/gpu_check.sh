@@ -30,7 +30,7 @@ if [[ " $PARTS " == *" vision "* ]]; then
 fi
 if [[ " $PARTS " == *" language "* ]]; then
   echo "=== language: SmolLM2-135M-Instruct, bf16 base, batch 8 x 512 tokens"
-  model=$(python -c "from pathlib import Path; from language_generation.demo.smollm2 import cached_model; print(cached_model(Path('$OUT/model')))")
+  model=$(python -c "from pathlib import Path; from language_generation.demo.smollm2 import cached_model; print(cached_model(Path('$OUT/model')))" | tail -1)
   python benchmarks/lm_step_time.py --model "$model" --batch 8 --seq 512 --types toast toast-lite lora \
     --warmup 3 --iters 10 --new-tokens 128
 fi
