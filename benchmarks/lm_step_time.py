@@ -23,10 +23,15 @@ from timing import current_peak_mib, in_fresh_process, interleaved_medians, time
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from language_generation.config import get_cfg  # noqa: E402
-from language_generation.model import attach_toast  # noqa: E402
+from language_generation.model import ORIGINAL_TUNING_SET, attach_toast  # noqa: E402
 
 FLOOR = "floor"
 TYPES = ("toast", "toast-lite", "lora", "full")
+LABELS = {
+    FLOOR: "TOAST floor (no-grad fwd + fwd/bwd to activations)",
+    "toast": "toast (B_i, p)",
+    "toast-lite": "toast-lite (rank-4 updates of A_i and B_i, p)",
+}
 
 
 def _base(args):
@@ -60,6 +65,8 @@ def _model(args, transfer: str):
         )
     cfg = get_cfg()
     cfg.MODEL.TRANSFER_TYPE = transfer
+    if transfer == "toast":  # the original's recipe on a pre-tuned path; toast-lite: its default set
+        cfg.MODEL.TOAST.TRAIN = list(ORIGINAL_TUNING_SET)
     return attach_toast(base, cfg)
 
 
@@ -111,7 +118,7 @@ def main() -> None:
     parser.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--new-tokens", type=int, default=256, help="0 skips the generation measurement")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -121,7 +128,7 @@ def main() -> None:
     counts = {n: s[1] for n, s in setups.items()}
     del setups
     peaks = {name: in_fresh_process(peak_memory, args, name) for name in names}
-    rates = generation_rates(args)
+    rates = generation_rates(args) if args.new_tokens > 0 else None
 
     tokens = args.batch * args.seq
     device = (
@@ -136,12 +143,14 @@ def main() -> None:
     print("| transfer | step (ms) | tokens/s | step / TOAST floor | peak memory (MiB) | trainable params |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in names:
-        label = "TOAST floor (no-grad fwd + fwd/bwd to activations)" if name == FLOOR else name
+        label = LABELS.get(name, name)
         seconds = medians[name]
         print(
             f"| {label} | {seconds * 1000:.0f} | {tokens / seconds:.0f} | {seconds / medians[FLOOR]:.2f} | "
             f"{peaks[name]:.0f} | {counts[name]:,} |"
         )
+    if rates is None:
+        return
     print(
         f"\nTOAST greedy generation, {args.new_tokens} new tokens after a 16-token prompt: "
         f"{rates['cached']:.1f} tokens/s with the KV cache, {rates['uncached']:.1f} without "

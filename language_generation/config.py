@@ -32,9 +32,21 @@ _C.MODEL.DTYPE = "float32"  # float32 | bfloat16 | float16: the dtype the base m
 _C.MODEL.TOPDOWN_WEIGHTS = ""  # top-down init: an adapter folder (e.g. a pretune run) or an original-release file
 _C.MODEL.TRUST_REMOTE_CODE = False  # passed to from_pretrained; only for models you trust
 _C.MODEL.ATTN_IMPLEMENTATION = ""  # "" = transformers' default (sdpa); eager | sdpa | flash_attention_2
+# Precision of the tensors that train (TOAST's top-down tensors, LoRA's) on a bfloat16/float16 base:
+# float32 (as peft): updates as small as lr 2e-5 are kept; LLaMA-7B TOAST (B_i and p) then holds 2.1 GB of fp32
+# weights + 2.1 GB of gradients + 4.3 GB of AdamW state, against 1.1 + 1.1 + 2.1 GB in bf16 (language README).
+# base: the base's dtype (less memory; most updates below half a bf16 step round away). Ignored for full.
+_C.MODEL.TRAINABLE_DTYPE = "float32"
 
 _C.MODEL.TOAST = CN()
-_C.MODEL.TOAST.TRAIN = ["to_value", "prompt"]  # what trains: to_value (B_i), down (A_i), prompt (p), transform (T)
+# What trains: any of to_value (B_i), down (A_i), prompt (p), transform (T); toast-lite trains the low-rank
+# updates of the decoder parts named. ["auto"]: toast with MODEL.TOPDOWN_WEIGHTS trains B_i and p (the original's
+# recipe for a pre-tuned path); toast without them trains A_i, B_i and p (a fresh frozen A_i learns nothing);
+# toast-lite trains the updates of A_i and B_i, and p (the original's). The run log says which set and why.
+_C.MODEL.TOAST.TRAIN = ["auto"]
+# normal: A_i, B_i ~ N(0, 0.02) (the original LLaMA); zero_to_value: B_i = 0, so the model starts exactly as the
+# base (A_i and p as before). Weights from MODEL.TOPDOWN_WEIGHTS replace either.
+_C.MODEL.TOAST.DECODER_INIT = "normal"
 _C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight: 0 in tuning (original), 1.0 in pre-tuning
 _C.MODEL.TOAST.RECON_SCALE = 10.0  # both operands divided by this (the original LLaMA's /10)
 _C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i

@@ -13,12 +13,12 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from types import MethodType
 
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
+from transformers.integrations import is_deepspeed_zero3_enabled
 from yacs.config import CfgNode
 
 from toast import (
@@ -29,7 +29,7 @@ from toast import (
     load_adapter,
     load_top_down_state,
     read_adapter_top_down,
-    record_layers,
+    run_two_passes,
     save_adapter,
     value_proj_target,
 )
@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TRANSFER_TYPES = ("toast", "toast-lite", "lora", "full")
 TRAINABLE_PARTS = {"to_value", "down", "prompt", "transform"}
+TRAINABLE_DTYPES = ("float32", "base")
+DECODER_INITS = ("normal", "zero_to_value")
+# MODEL.TOAST.TRAIN "auto": what trains when the config does not say.
+ORIGINAL_TUNING_SET = ["to_value", "prompt"]  # the original's final recipe, which assumes a pre-tuned A_i
+FRESH_PATH_SET = ["down", "to_value", "prompt"]  # a fresh A_i must learn too (a frozen random chain carries nothing)
 
 
 def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
@@ -114,8 +119,11 @@ class ToastCausalLM(nn.Module):
             for i, layer in enumerate(layers)
         ]
         self.steering = ValueSteering(top_down, targets, double_bias=False)
+        if is_deepspeed_zero3_enabled():
+            _register_zero3_reads(top_down, targets)
+        self._loss_requested = False
         inner = base.model
-        inner.forward = MethodType(_make_two_pass_forward(self, type(inner).forward), inner)
+        inner.forward = TwoPassDecoderForward(self, inner)
 
     # -- transformers-like surface ---------------------------------------------------------------------
     @property
@@ -131,16 +139,48 @@ class ToastCausalLM(nn.Module):
         """The decoder-layer classes FSDP's auto-wrap policy wraps (the base model's own list)."""
         return self.base._no_split_modules
 
-    def forward(self, input_ids=None, attention_mask=None, labels: torch.Tensor | None = None, **kwargs):
-        """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``."""
+    @property
+    def loss_type(self):
+        """The base model's loss type: the ``Trainer`` then counts ``num_items_in_batch`` over shifted labels,
+        as the library's causal-LM loss divides by them."""
+        return self.base.loss_type
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ):
+        """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``.
+
+        Under gradient accumulation and several processes the ``Trainer`` passes ``num_items_in_batch``
+        (the supervised tokens of the whole optimizer step): the CE becomes a sum over this micro-batch
+        divided by it, and the micro-batch losses are summed. ``R`` (a mean per micro-batch) is weighted by
+        this micro-batch's share of those tokens, so that it keeps its coefficient however the step is split.
+        """
         self.recon_loss = None
-        out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        if num_items_in_batch is not None:
+            kwargs["num_items_in_batch"] = num_items_in_batch
+        self._loss_requested = labels is not None  # R: computed when its coefficient is > 0 and labels given
+        try:
+            out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        finally:
+            self._loss_requested = False
         if self.recon_loss is not None and out.loss is not None:
-            out.loss = out.loss + self.recon_loss
+            out.loss = out.loss + self.recon_loss * _share_of_step(labels, num_items_in_batch)
         return out
 
     def generate(self, *args, **kwargs):
         return self.base.generate(*args, **kwargs)
+
+    def unload(self) -> PreTrainedModel:
+        """Takes TOAST out (steering hooks, two-pass forward) and returns the base model as it was before."""
+        self.steering.remove()
+        if isinstance(self.base.model.__dict__.get("forward"), TwoPassDecoderForward):
+            del self.base.model.forward
+        return self.base
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
         """The library's activation checkpointing, non-reentrant, with the top-down signal replayed when a
@@ -179,8 +219,11 @@ class ToastCausalLM(nn.Module):
             "low_rank": self.top_down.decoders[0].down.lora_a is not None,
         }
 
-    def save_adapter(self, directory: str | Path, **extra) -> Path:
-        return save_adapter(self, directory, {**self.adapter_config(), **extra})
+    def save_adapter(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **extra) -> Path:
+        """Writes the adapter. ``state_dict``: this model's full state dict as a sharding engine gathered it
+        (ZeRO-3, FSDP), whose adapter entries replace the local, possibly partitioned, tensors."""
+        source = self if state_dict is None else _GatheredAdapter(self, state_dict)
+        return save_adapter(source, directory, {**self.adapter_config(), **extra})
 
     def load_adapter(self, directory: str | Path) -> dict:
         expect = {k: v for k, v in self.adapter_config().items() if k != "base_model"}
@@ -193,11 +236,59 @@ class ToastCausalLM(nn.Module):
         return config
 
 
-def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
-    """The decoder stack's forward, run twice with one cache half per pass and pass 2 steered."""
+class _GatheredAdapter:
+    """The adapter entries of a gathered full state dict, in the shape :func:`toast.save_adapter` reads."""
 
-    def forward(
-        inner,
+    def __init__(self, model: ToastCausalLM, state_dict: dict[str, torch.Tensor]) -> None:
+        self.model = model
+        self.state_dict = state_dict
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        names = list(self.model.adapter_state_dict())
+        missing = [name for name in names if name not in self.state_dict]
+        if missing:
+            raise ValueError(
+                f"the gathered state dict lacks the adapter tensors {missing[:5]} "
+                f"({len(missing)} of {len(names)}); it has e.g. {list(self.state_dict)[:5]}"
+            )
+        return {name: self.state_dict[name] for name in names}
+
+
+def _share_of_step(labels: torch.Tensor | None, num_items_in_batch) -> torch.Tensor | float:
+    """This micro-batch's supervised (shifted) tokens over those of the whole optimizer step; 1 without a count."""
+    if num_items_in_batch is None or labels is None:
+        return 1.0
+    return labels[..., 1:].ne(-100).sum() / num_items_in_batch
+
+
+def _register_zero3_reads(top_down: TopDownModule, targets) -> None:
+    """Under ZeRO-3 a parameter is whole only while a module that owns (or registered) it runs. B_i (and its
+    low-rank update) is read inside layer i's ``v_proj`` forward hook, so it is registered with that ``v_proj``:
+    gathered for its forward and backward, released after. (DeepSpeed 0.19 also fetches a partitioned tensor
+    read during any forward and ties it to the running module, here the whole decoder stack, which would keep
+    every B_i gathered through both passes.) ``p`` and ``T`` are read inside ``top_down``'s own forward, A_i
+    inside its own module."""
+    import deepspeed
+
+    for decoder, target in zip(top_down.decoders, targets):
+        for tensor in decoder.to_value.parameters():
+            deepspeed.zero.register_external_parameter(target.module, tensor)
+
+
+class TwoPassDecoderForward:
+    """Replaces the decoder stack's ``forward``: the stack runs twice, one cache half per pass, pass 2 steered.
+
+    An object rather than a closure (as the steering hooks are), so that ``copy.deepcopy`` and pickling of
+    the model carry it along with the copy's own top-down path, and :meth:`ToastCausalLM.unload` can take it
+    away again. The passes go through the shared driver :func:`toast.run_two_passes`.
+    """
+
+    def __init__(self, wrapper: ToastCausalLM, inner: nn.Module) -> None:
+        self.wrapper = wrapper
+        self.inner = inner
+
+    def __call__(
+        self,
         input_ids=None,
         attention_mask=None,
         position_ids=None,
@@ -206,6 +297,8 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
         use_cache=None,
         **kwargs,
     ):
+        inner, wrapper = self.inner, self.wrapper
+        original_forward = type(inner).forward
         checkpointing = any(getattr(layer, "gradient_checkpointing", False) for layer in inner.layers)
         if checkpointing and inner.training and not getattr(wrapper, "_checkpointing_replays_signal", False):
             raise RuntimeError(
@@ -214,6 +307,8 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
             )
         layers = inner.layers
         num_layers = len(layers)
+        if use_cache is None:  # as the library decides, so that the cache returned is one a next call accepts
+            use_cache = getattr(inner.config, "use_cache", False) and not (checkpointing and inner.training)
         if inputs_embeds is None:
             inputs_embeds = inner.embed_tokens(input_ids)
         if use_cache and past_key_values is None:
@@ -226,32 +321,36 @@ def _make_two_pass_forward(wrapper: ToastCausalLM, original_forward):
             seen = views[0].get_seq_length() if views[0] is not None else 0
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + seen).unsqueeze(0)
         common = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache, **kwargs)
-
-        captured = {}
+        outputs = {}
 
         def keep_last_output(module, args, output):
-            captured["z"] = first_tensor(output)
+            outputs["z"] = first_tensor(output)
 
-        handle = layers[-1].register_forward_hook(keep_last_output)
-        try:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and wrapper._first_pass_needs_grad()):
+        def run_pass(k: int) -> torch.Tensor:
+            if k == 1:
+                outputs["out"] = original_forward(
+                    inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common
+                )
+                return outputs["out"].last_hidden_state
+            handle = layers[-1].register_forward_hook(keep_last_output)  # z: before the final norm
+            try:
                 original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[0], **common)
-        finally:
-            handle.remove()
-        top_down = wrapper.top_down
-        chained = top_down.feedback(top_down.select(captured["z"]))
-        if wrapper.recon_coef and torch.is_grad_enabled():
-            with wrapper.steering.steer(chained), record_layers(list(layers)) as (ins, outs):
-                out = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common)
-            wrapper.recon_loss = wrapper.recon_coef * top_down.reconstruction_loss(ins, outs)
-        else:
-            with wrapper.steering.steer(chained):
-                out = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common)
-        if past_key_values is not None:
-            out.past_key_values = past_key_values
-        return out
+            finally:
+                handle.remove()
+            return outputs["z"]
 
-    return forward
+        result = run_two_passes(
+            run_pass,
+            wrapper.top_down,
+            wrapper.steering,
+            first_pass_needs_grad=wrapper._first_pass_needs_grad(),
+            layers=list(layers),
+            recon_coef=wrapper.recon_coef if wrapper._loss_requested else 0.0,
+        )
+        wrapper.recon_loss = result.recon_loss
+        out = outputs["out"]
+        out.past_key_values = past_key_values if use_cache else None
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,11 +366,27 @@ def _check_cfg(cfg: CfgNode) -> None:
         problems.append(f"MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}; choose one of {list(TRANSFER_TYPES)}")
     if cfg.MODEL.DTYPE not in DTYPES:
         problems.append(f"MODEL.DTYPE={cfg.MODEL.DTYPE!r}; choose one of {list(DTYPES)}")
-    unknown = set(cfg.MODEL.TOAST.TRAIN) - TRAINABLE_PARTS
-    if unknown:
-        problems.append(f"MODEL.TOAST.TRAIN has {sorted(unknown)}; parts are {sorted(TRAINABLE_PARTS)}")
+    problems += _toast_cfg_problems(cfg)
     if problems:
         raise ValueError("bad language config: " + "; ".join(problems))
+
+
+def _toast_cfg_problems(cfg: CfgNode) -> list[str]:
+    problems = []
+    parts = list(cfg.MODEL.TOAST.TRAIN)
+    if parts != ["auto"]:
+        unknown = set(parts) - TRAINABLE_PARTS
+        if unknown:
+            problems.append(
+                f"MODEL.TOAST.TRAIN has {sorted(unknown)}; parts are {sorted(TRAINABLE_PARTS)} (or ['auto'])"
+            )
+    if cfg.MODEL.TRAINABLE_DTYPE not in TRAINABLE_DTYPES:
+        problems.append(f"MODEL.TRAINABLE_DTYPE={cfg.MODEL.TRAINABLE_DTYPE!r}; choose one of {list(TRAINABLE_DTYPES)}")
+    if cfg.MODEL.TOAST.DECODER_INIT not in DECODER_INITS:
+        problems.append(
+            f"MODEL.TOAST.DECODER_INIT={cfg.MODEL.TOAST.DECODER_INIT!r}; choose one of {list(DECODER_INITS)}"
+        )
+    return problems
 
 
 def load_base_model(cfg: CfgNode) -> PreTrainedModel:
@@ -303,12 +418,49 @@ def read_top_down_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
     return top_down, str(source)
 
 
+def trained_parts(cfg: CfgNode) -> list[str]:
+    """The top-down parts that train: ``MODEL.TOAST.TRAIN``, or for ``['auto']`` a set that learns.
+
+    With pre-tuned weights (``MODEL.TOPDOWN_WEIGHTS``) ``toast`` trains B_i and p, the original's final
+    recipe. Without them A_i is random: its chain of L random maps carries almost nothing to the lower
+    layers, and frozen it never learns to (measured: loss flat), so A_i trains too. ``toast-lite`` trains
+    the low-rank updates of A_i and B_i, and p, as the original's ``mark_only_lora_as_trainable`` + prompt.
+    """
+    parts = list(cfg.MODEL.TOAST.TRAIN)
+    if parts != ["auto"]:
+        logger.info("top-down parts trained: %s (MODEL.TOAST.TRAIN)", parts)
+        return parts
+    if cfg.MODEL.TRANSFER_TYPE == "toast-lite":
+        why = "toast-lite: the low-rank updates of A_i and B_i, and p, as the original"
+        parts = FRESH_PATH_SET
+    elif cfg.MODEL.TOPDOWN_WEIGHTS:
+        why = "pre-tuned weights given: B_i and p, the original's recipe"
+        parts = ORIGINAL_TUNING_SET
+    else:
+        why = "no MODEL.TOPDOWN_WEIGHTS: a fresh, frozen A_i would learn nothing, so A_i trains with B_i and p"
+        parts = FRESH_PATH_SET
+    logger.info("top-down parts trained: %s (MODEL.TOAST.TRAIN auto; %s)", parts, why)
+    return parts
+
+
 def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
-    """Installs TOAST (or TOAST-Lite) into ``base`` and sets the trainable tensors of ``cfg``."""
+    """Installs TOAST (or TOAST-Lite) into ``base`` and sets the trainable tensors of ``cfg``.
+
+    Trainable top-down tensors are held in fp32 on a bf16/fp16 base (``MODEL.TRAINABLE_DTYPE float32``,
+    as ``peft`` holds LoRA), so that small updates are not rounded away; the frozen ones take the base's
+    dtype. The forward computes in the base's dtype, casting the fp32 tensors as it reads them.
+    """
+    problems = _toast_cfg_problems(cfg)
+    if problems:
+        raise ValueError("bad language config: " + "; ".join(problems))
     toast_cfg = cfg.MODEL.TOAST
     top_down = TopDownModule(
         base.config.hidden_size, len(decoder_layers(base)), decoder_init="normal", recon_scale=toast_cfg.RECON_SCALE
     )
+    if toast_cfg.DECODER_INIT == "zero_to_value":
+        with torch.no_grad():  # B_i = 0: no signal reaches the values, so the model starts as the base
+            for decoder in top_down.decoders:
+                decoder.to_value.weight.zero_()
     if cfg.MODEL.TOPDOWN_WEIGHTS:
         state, source = read_top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
         load_top_down_state(top_down, state, source)
@@ -316,11 +468,10 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
     lite = cfg.MODEL.TRANSFER_TYPE == "toast-lite"
     if lite:
         top_down.add_low_rank(toast_cfg.LITE_RANK, toast_cfg.LITE_ALPHA)
-    top_down.to(dtype=base.dtype, device=base.device)
-    model = ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF)
     for p in base.parameters():
         p.requires_grad_(False)
-    parts = set(toast_cfg.TRAIN)
+    parts = set(trained_parts(cfg))
+    trainable_dtype = torch.float32 if cfg.MODEL.TRAINABLE_DTYPE == "float32" else base.dtype
     for name, p in top_down.named_parameters():
         part = name.split(".")[-2] if name.startswith("decoders.") else name
         if lite and name.startswith("decoders."):
@@ -328,7 +479,8 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
         else:
             trains = part in parts and "lora_" not in name
         p.requires_grad_(trains)
-    return model
+        p.data = p.data.to(device=base.device, dtype=trainable_dtype if trains else base.dtype)
+    return ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF)
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
@@ -344,7 +496,8 @@ def build_model(cfg: CfgNode) -> nn.Module:
         lora = cfg.MODEL.LORA
         model = get_peft_model(
             base,
-            LoraConfig(
+            autocast_adapter_dtype=cfg.MODEL.TRAINABLE_DTYPE == "float32",  # peft's own fp32 adapters
+            peft_config=LoraConfig(
                 r=lora.RANK,
                 lora_alpha=lora.ALPHA,
                 lora_dropout=lora.DROPOUT,

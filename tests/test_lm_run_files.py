@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from lm_helpers import tiny_base  # noqa: F401
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
@@ -129,3 +130,16 @@ def test_other_ranks_agree_on_a_finished_run_without_writing(tmp_path, monkeypat
     (tmp_path / "config.yaml").write_text(cfg.dump())
     (tmp_path / "results.json").write_text("{}")
     assert rf.start_run(cfg) == "finished"
+
+
+def test_two_runs_of_one_command_agree(local_model, tmp_path):  # noqa: F811
+    """Everything is seeded before the model is built: the same command twice gives the same numbers."""
+    from safetensors.torch import load_file
+
+    folder, data = local_model
+    runs = [train(load_config("", opts(folder, data, tmp_path / name, 3))) for name in ("a", "b")]
+    assert runs[0]["train_loss"] == runs[1]["train_loss"] and runs[0]["eval_loss"] == runs[1]["eval_loss"]
+    losses = [[m["loss"] for m in rf.read_metrics(tmp_path / name) if "loss" in m] for name in ("a", "b")]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
+    first, second = (load_file(str(tmp_path / name / "adapter.safetensors")) for name in ("a", "b"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)

@@ -62,7 +62,7 @@ def test_toast_training_writes_the_adapter_and_run_files(local_model, tmp_path):
     folder, data = local_model
     out = tmp_path / "run"
     first = train(load_config("", opts(folder, data, out, 2)))
-    assert first["global_step"] == 2 and first["trainable_params"] == 3 * 32 * 32 + 32
+    assert first["global_step"] == 2 and first["trainable_params"] == 2 * 3 * 32 * 32 + 32
     for name in (
         "adapter.safetensors",
         "adapter_config.json",
@@ -230,6 +230,49 @@ def test_pretune_then_tune_from_its_adapter(local_model, tmp_path):
     model = build_model(load_config("", run))
     assert torch.equal(model.top_down.decoders[1].down.weight, pre["top_down.decoders.1.down.weight"])
     assert not model.top_down.decoders[1].down.weight.requires_grad  # tuning trains B_i and p only
+
+
+def _corpus(path, documents=40, seed=0):
+    """Random sentences over the test tokenizer's words: blocks of text that differ from one another."""
+    import random
+
+    words = "hello world say hi add 2 and 3 5 . the task input response user assistant , ? ! 1 4 6 7 8 9 0".split()
+    rng = random.Random(seed)
+    path.write_text("\n\n".join(" ".join(rng.choice(words) for _ in range(30)) for _ in range(documents)))
+    return path
+
+
+def _recon_run(folder, corpus, out, batch, accumulation):
+    """Two SGD steps of pre-tuning (CE + 1.0 × R unscaled, so R weighs; A_i, B_i, p trained), constant lr, no clipping."""
+    run = [
+        "MODEL.NAME_OR_PATH", str(folder), "DATA.PATH", str(corpus), "DATA.FORMAT", "text",
+        "DATA.BLOCK_SIZE", "16", "DATA.EVAL_FRACTION", "0.0", "OUTPUT_DIR", str(out),
+        "MODEL.TOAST.RECON_COEF", "1.0", "MODEL.TOAST.RECON_SCALE", "1.0",
+        "MODEL.TOAST.TRAIN", "['down', 'to_value', 'prompt']",
+        "TRAIN.MAX_STEPS", "2", "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", str(batch),
+        "TRAIN.GRADIENT_ACCUMULATION_STEPS", str(accumulation), "TRAIN.OPTIM", "sgd",
+        "TRAIN.LEARNING_RATE", "0.5", "TRAIN.LR_SCHEDULER_TYPE", "constant", "TRAIN.MAX_GRAD_NORM", "0.0",
+        "TRAIN.LOGGING_STEPS", "1", "TRAIN.SAVE_STRATEGY", "no", "TRAIN.USE_CPU", "True",
+    ]  # fmt: skip
+    train(load_config("", run))
+    from safetensors.torch import load_file
+
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return [e["loss"] for e in history if "loss" in e], load_file(str(out / "adapter.safetensors"))
+
+
+def test_reconstruction_loss_keeps_its_weight_under_gradient_accumulation(local_model, tmp_path):
+    """4 accumulation steps × batch 1 train what batch 4 trains: the Trainer divides the CE by the tokens of
+    the whole step, so R (a mean per micro-batch) is weighted by each micro-batch's share; unweighted, it
+    counted 4 times."""
+    folder, _ = local_model
+    corpus = _corpus(tmp_path / "corpus.txt")
+    losses_1x4, whole = _recon_run(folder, corpus, tmp_path / "b4", batch=4, accumulation=1)
+    losses_4x1, split = _recon_run(folder, corpus, tmp_path / "b1x4", batch=1, accumulation=4)
+    assert len(losses_1x4) == 2
+    torch.testing.assert_close(torch.tensor(losses_4x1), torch.tensor(losses_1x4), rtol=1e-5, atol=0)
+    for name, tensor in whole.items():
+        torch.testing.assert_close(split[name], tensor, rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_pretune_defaults_are_the_original_recipe_and_a_config_file_overrides_them(tmp_path):

@@ -53,11 +53,13 @@ def test_run_writes_every_file(toy, tmp_path, transfer):
     for name in (rf.CONFIG, rf.LOG, rf.METRICS, rf.RESULTS, rf.LAST, rf.CURVES, f"{rf.BEST}/adapter.safetensors"):
         assert (out / name).is_file(), name
     history = rf.read_metrics(out)
-    assert [r["epoch"] for r in history] == [0, 1]
-    assert all(0 <= r["val"]["top1"] <= 100 and r["test"]["top1"] is not None for r in history)
+    assert [r["epoch"] for r in history] == [1, 2]  # counted from 1, as results.json and best/ count
+    assert all(0 <= r["val"]["top1"] <= 100 for r in history)
     saved = json.loads((out / rf.RESULTS).read_text())
     assert saved["best_epoch"] in (1, 2) and saved["trainable_params"] == results["trainable_params"]
     best = max(history, key=lambda r: r["val"]["top1"])  # first best on val, never on test
+    tested = [r["epoch"] for r in history if r["test"]]
+    assert tested == sorted({best["epoch"], 2})  # test where it is reported: the best and the last epoch
     assert saved["best_val_top1"] == best["val"]["top1"] and saved["test_top1"] == best["test"]["top1"]
     assert saved["final_test_top1"] == history[-1]["test"]["top1"]
     assert set(saved["run"]["split_sha256_16"]) == {"train800val200", "val200", "test"}
@@ -74,11 +76,8 @@ def test_training_learns_the_toy_task(toy, tmp_path):
     assert results["final_test_top1"] > 100 / 3
 
 
-def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
-    opts = run_opts(toy, tmp_path / "a", "toast", epochs=3)
-    straight = train(load_config("", opts))
-
-    interrupted = run_opts(toy, tmp_path / "b", "toast", epochs=3)
+def kill_in_epoch_2(monkeypatch, opts: list[str]) -> None:
+    """Runs ``opts`` until epoch 2 starts, as a kill would stop it (``last.pt`` holds epoch 1)."""
     real = Trainer.train_epoch
 
     def crash_in_epoch_2(self, epoch):
@@ -88,9 +87,17 @@ def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train(load_config("", interrupted))
-    assert len(rf.read_metrics(tmp_path / "b")) == 1 and not (tmp_path / "b" / rf.RESULTS).exists()
+        train(load_config("", opts))
     monkeypatch.setattr(Trainer, "train_epoch", real)
+
+
+def test_killed_run_resumes_to_the_same_results(toy, tmp_path, monkeypatch):
+    opts = run_opts(toy, tmp_path / "a", "toast", epochs=3)
+    straight = train(load_config("", opts))
+
+    interrupted = run_opts(toy, tmp_path / "b", "toast", epochs=3)
+    kill_in_epoch_2(monkeypatch, interrupted)
+    assert len(rf.read_metrics(tmp_path / "b")) == 1 and not (tmp_path / "b" / rf.RESULTS).exists()
     resumed = train(load_config("", interrupted))
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "epochs", "run")}  # noqa: E731
     assert strip(resumed) == strip(straight)
@@ -136,10 +143,12 @@ def _ddp_worker(rank, world, opts, port):
 
 def test_two_process_ddp_on_gloo(toy, tmp_path):
     out = tmp_path / "ddp"
-    opts = run_opts(toy, out, "toast", epochs=1, DEVICE="cpu")
+    cache = {"MODEL.TOAST.CACHE_FIRST_PASS": True, "DATA.CACHE_DIR": str(tmp_path / "cache")}  # rank 0 writes it
+    opts = run_opts(toy, out, "toast", epochs=2, DEVICE="cpu", **cache)
     torch.multiprocessing.spawn(_ddp_worker, args=(2, opts, 29533), nprocs=2, join=True)
     results = json.loads((out / rf.RESULTS).read_text())
-    assert results["epochs"] == 1 and results["test_top1"] is not None
+    assert results["epochs"] == 2 and results["test_top1"] is not None and results["final_test_top1"] is not None
+    assert len(list((tmp_path / "cache").glob("first_pass-*.npy"))) == 3
 
 
 def test_visualize_writes_a_grid_per_image(toy, tmp_path):

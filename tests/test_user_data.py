@@ -40,6 +40,7 @@ def data_cfg(root, name="", classes=-1, **overrides):
 # -- point 1: defaults for your own data; the paper's configs pin the original's recipe ----------------------------
 
 
+# DATA.NUM_WORKERS is -1 there since issue 11 (loader workers from the machine; not part of any recipe).
 SNAPSHOT = json.loads((REPO / "tests/data/paper_configs_before_issue12.json").read_text())
 
 

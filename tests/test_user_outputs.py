@@ -122,7 +122,7 @@ def test_spread_over_classes_takes_each_class_in_turn():
 def test_curves_mark_the_best_epoch_on_whole_epoch_ticks(tmp_path):
     records = [
         {"epoch": e, "train_loss": 1.0 / (e + 1), "lr": 0.01, "val": {"top1": v}, "test": {"top1": v}}
-        for e, v in enumerate([10.0, 40.0, 40.0, 30.0])
+        for e, v in enumerate([10.0, 40.0, 40.0, 30.0], start=1)  # metrics.jsonl counts epochs from 1
     ]
     (tmp_path / rf.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / rf.CONFIG).write_text("SOLVER:\n  HEAD_LR_MULT: 100.0\n")

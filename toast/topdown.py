@@ -51,15 +51,17 @@ class DecoderLinear(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         if self.lora_a is None:
             return self.weight
-        return torch.addmm(self.weight, self.lora_b, self.lora_a, alpha=self.lora_scale)
+        weight = self.weight
+        return torch.addmm(weight, self.lora_b.to(weight.dtype), self.lora_a.to(weight.dtype), alpha=self.lora_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Computes in ``x``'s dtype: fp32 trainable tensors on a bf16 backbone are cast as they are read."""
         if self.lora_a is None:
-            return F.linear(x, self.weight)
+            return F.linear(x, self.weight.to(x.dtype))
         # The low-rank path on its own (no C×C weight gradient is formed), added in place.
         flat = x.reshape(-1, x.shape[-1])
-        out = flat @ self.weight.t()
-        out.addmm_(flat @ self.lora_a.t(), self.lora_b.t(), alpha=self.lora_scale)
+        out = flat @ self.weight.to(x.dtype).t()
+        out.addmm_(flat @ self.lora_a.to(x.dtype).t(), self.lora_b.to(x.dtype).t(), alpha=self.lora_scale)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     def extra_repr(self) -> str:
@@ -127,12 +129,17 @@ class TopDownModule(nn.Module):
 
     def token_mask(self, features: torch.Tensor) -> torch.Tensor:
         """``clamp(cos(z_n, p), 0, 1)`` per token, shape B×N×1: how much each token matches the task prior."""
-        prompt = F.normalize(self.prompt, dim=-1)
+        prompt = F.normalize(self.prompt.to(features.dtype), dim=-1)
         return (F.normalize(features, dim=-1) @ prompt).clamp(0, 1).unsqueeze(-1)
 
     def select(self, features: torch.Tensor) -> torch.Tensor:
         """``y = (z ⊙ m) @ T``: keeps task-relevant tokens, then maps them by the (right-multiplied) transform."""
-        return (features * self.token_mask(features)) @ self.transform
+        return (features * self.token_mask(features)) @ self.transform.to(features.dtype)
+
+    def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """``feedback(select(features))`` as a module call, so that sharding engines (ZeRO-3, FSDP) gather
+        ``p`` and ``T`` while it runs."""
+        return self.feedback(self.select(features))
 
     def feedback(self, selected: torch.Tensor) -> list[torch.Tensor]:
         """Runs the chain top layer first and returns ``u_i`` for every layer, bottom layer first.

@@ -76,7 +76,7 @@ def run_two_passes(
     """
     with torch.set_grad_enabled(torch.is_grad_enabled() and first_pass_needs_grad):
         first = run_pass(0)
-    chained = top_down.feedback(top_down.select(first))
+    chained = top_down(first)  # select + feedback, as a module call (sharding engines gather p and T for it)
     if recon_coef == 0:
         with steering.steer(chained):
             second = run_pass(1)

@@ -87,7 +87,7 @@ _C.DATA.NORMALIZE = "backbone"  # backbone (timm pretrained_cfg mean/std) | imag
 _C.DATA.VERIFY_IMAGES = True  # open every image of every split before training (in parallel) and list bad ones
 _C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks
 _C.DATA.BATCH_SIZE = 32  # global batch size (split evenly over torchrun processes)
-_C.DATA.NUM_WORKERS = 4  # data-loader workers per process
+_C.DATA.NUM_WORKERS = -1  # data-loader workers per process; -1 = the CPUs this process may use, at most 4
 
 # ---------------------------------------------------------------------------
 # Solver
@@ -106,6 +106,54 @@ _C.SOLVER.TOTAL_EPOCH = 30  # training epochs
 _C.SOLVER.LR_STEP = "iter"  # iter: warm-up + cosine per iteration | epoch: per epoch, lr 0 in epoch 0 (the original)
 _C.SOLVER.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
 _C.SOLVER.LOG_EVERY_N = 50  # log the running loss every N iterations
+
+# ---------------------------------------------------------------------------
+# Protocol and caches (vis-protocol: issue 11)
+# ---------------------------------------------------------------------------
+_C.SOLVER.TEST_PERIOD = 0  # 0: test once at the end (last epoch, and the best-val adapter); k > 0: also every k epochs
+_C.SOLVER.EVAL_PERIOD = 1  # validate every k epochs (and at the last); the best epoch is chosen among these
+_C.DATA.CACHE_FEATURES = (
+    False  # linear probe: the frozen backbone runs once per image; the head trains on its pre-logits
+)
+_C.MODEL.TOAST.CACHE_FIRST_PASS = (
+    False  # TOAST: pass 1's tokens (eval mode: no stochastic depth) computed once per image
+)
+_C.DATA.CACHE_DIR = (
+    ""  # "" = caches live in memory (shared by the runs of one process); a folder = memory-mapped files
+)
+_C.DATA.CACHE_DTYPE = "float16"  # float16 | bfloat16 | float32: how cached tokens and features are stored
+CACHE_DTYPES = ("float16", "bfloat16", "float32")
+FIRST_PASS_TYPES = ("toast", "toast-lite")  # transfer types with a frozen first pass
+
+
+def check_protocol_keys(cfg: CN) -> None:
+    """Values of the protocol and cache keys, checked with the config (before torch is imported)."""
+    if cfg.SOLVER.TEST_PERIOD < 0:
+        raise ValueError(
+            f"SOLVER.TEST_PERIOD must be >= 0 (0 = test after the last epoch only), got {cfg.SOLVER.TEST_PERIOD}"
+        )
+    if cfg.SOLVER.EVAL_PERIOD < 1:
+        raise ValueError(f"SOLVER.EVAL_PERIOD must be >= 1, got {cfg.SOLVER.EVAL_PERIOD}")
+    if cfg.DATA.NUM_WORKERS < -1:
+        raise ValueError(f"DATA.NUM_WORKERS must be >= 0, or -1 for the machine's CPUs; got {cfg.DATA.NUM_WORKERS}")
+    if cfg.DATA.CACHE_DTYPE not in CACHE_DTYPES:
+        raise ValueError(f"DATA.CACHE_DTYPE must be one of {list(CACHE_DTYPES)}, got {cfg.DATA.CACHE_DTYPE!r}")
+    transfer = cfg.MODEL.TRANSFER_TYPE
+    if cfg.MODEL.TOAST.CACHE_FIRST_PASS and cfg.DATA.CACHE_FEATURES:
+        raise ValueError("set MODEL.TOAST.CACHE_FIRST_PASS (TOAST) or DATA.CACHE_FEATURES (linear), not both")
+    if cfg.MODEL.TOAST.CACHE_FIRST_PASS and transfer not in FIRST_PASS_TYPES:
+        raise ValueError(
+            f"MODEL.TOAST.CACHE_FIRST_PASS is for {' and '.join(FIRST_PASS_TYPES)} (a frozen first pass); "
+            f"MODEL.TRANSFER_TYPE is {transfer!r}"
+        )
+    if cfg.DATA.CACHE_FEATURES and transfer != "linear":
+        raise ValueError(
+            f"DATA.CACHE_FEATURES is for the linear probe (a frozen backbone); MODEL.TRANSFER_TYPE is {transfer!r} "
+            "(TOAST has MODEL.TOAST.CACHE_FIRST_PASS)"
+        )
+
+
+# ---------------------------------------------------------------------------
 
 
 def get_cfg() -> CN:
@@ -137,7 +185,6 @@ def check_config(cfg: CN) -> None:
         ("SOLVER.TOTAL_EPOCH", cfg.SOLVER.TOTAL_EPOCH, 1),
         ("DATA.BATCH_SIZE", cfg.DATA.BATCH_SIZE, 1),
         ("DATA.CROPSIZE", cfg.DATA.CROPSIZE, 1),
-        ("DATA.NUM_WORKERS", cfg.DATA.NUM_WORKERS, 0),
     ):
         if value < least:
             problems.append(f"{key} must be >= {least}, got {value}")

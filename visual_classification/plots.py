@@ -25,8 +25,8 @@ def _head_lr_mult(run_dir: Path) -> float | None:
 
 
 def epoch_number(record: dict) -> int:
-    """The epoch counted from 1, as the console and results.json count it (metrics.jsonl stores it from 0)."""
-    return record["epoch"] + 1
+    """The epoch counted from 1, as metrics.jsonl, results.json, best/ and the console all count it."""
+    return record["epoch"]
 
 
 def best_val_epoch(records: list[dict]) -> int | None:

@@ -3,78 +3,104 @@
 The yacs overrides follow detectron2/VPT (``SOLVER.BASE_LR 0.01 DATA.NAME dtd``). ``OUTPUT_DIR`` is the
 run's folder: re-running the same command resumes an interrupted run or reports a finished one. Several
 GPUs: ``torchrun --nproc_per_node=N -m visual_classification.train ...``.
+
+Arguments and the config are checked before torch, timm and the model are imported (``--help`` and a
+wrong key answer in about a second), and the data (folders, split files, labels) before the model is built.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-import timm.data
-import torch
 from yacs.config import CfgNode
 
-from toast import config_files
-
-from .config import changed_keys, check_config, get_cfg
-from .data import build_task_data, task_num_classes
-from .data.transforms import normalization
-from .engine import Trainer, seed_everything
-from .engine import run_files as rf
-from .engine.distributed import barrier, broadcast_object, init_distributed, is_main, local_device
-from .models import build_model
+from .config import changed_keys, check_config, check_protocol_keys, get_cfg
 
 logger = logging.getLogger("visual_classification.train")
 
 
 def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
     """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
+    from toast import config_files  # standard library only (toast's package imports torch when first used)
+
     cfg = config_files.load_config(get_cfg(), config_file, opts)
     if cfg.SEED is None:
         raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
-    check_config(cfg)  # issue 12: value checks (epochs, batch size, fractions, choices)
+    check_config(cfg)  # values: epochs, batch size, fractions, choices
+    check_protocol_keys(cfg)
     cfg.freeze()
     return cfg
 
 
 def train(cfg: CfgNode, overwrite: bool = False) -> dict:
-    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
+    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results.
+
+    Raises :class:`~visual_classification.engine.run_files.RunLocked` when another live run holds the folder.
+    """
+    from .engine import run_files as rf
+    from .engine.distributed import broadcast_object, init_distributed, is_main, local_device
+
     device = local_device(cfg.DEVICE)
     rank, world = init_distributed(device)
     out = Path(cfg.OUTPUT_DIR)
-    config_text = cfg.dump()
-    status = None
-    if is_main():  # one process decides (and, with --overwrite, clears the old files)
-        status = rf.check_output_dir(out, config_text, overwrite) if out.exists() else "new"
-    status = broadcast_object(status)
-    if status == "finished":
-        results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
-        print(
-            f"{out} already holds a finished run with this config (test top-1 {results.get('test_top1')}); "
-            "nothing to do"
-        )
-        return results
-    if is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / rf.CONFIG).write_text(config_text, encoding="utf-8")
-    barrier()
+    with contextlib.ExitStack() as lock:
+        status, refusal = None, None
+        if is_main():  # one process locks the folder, decides, and clears what an earlier attempt left
+            try:
+                lock.enter_context(rf.run_lock(out))  # one live run per folder
+                status = rf.check_output_dir(out, cfg.dump(), overwrite)
+                if status == "new":
+                    rf.start_clean(out)
+                elif status == "resume":
+                    rf.remove_stale_temp_files(out)
+            except (rf.RunLocked, FileExistsError) as err:
+                refusal = (type(err).__name__, str(err))
+        status, refusal = broadcast_object((status, refusal))
+        if refusal:  # every process stops alike (a refusal on rank 0 alone would leave the others waiting)
+            raise {"RunLocked": rf.RunLocked, "FileExistsError": FileExistsError}[refusal[0]](refusal[1])
+        if status == "finished":
+            results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
+            print(
+                f"{out} already holds a finished run with this config (test top-1 {results.get('test_top1')}); "
+                "nothing to do"
+            )
+            return results
+        return _run(cfg, out, status, device, rank, world)
+
+
+def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) -> dict:
+    """Data checks, then the model, then training; config.yaml is written once the data passed."""
+    import timm
+    import torch
+
+    from .data import build_task_data, task_num_classes
+    from .engine import Trainer, seed_everything
+    from .engine import run_files as rf
+    from .engine.distributed import barrier, is_main
+    from .models import build_model
+
     rf.setup_logging(out, is_main())
     logger.info("torch %s, timm %s, device %s, world size %d", torch.__version__, timm.__version__, device, world)
-    # issue 12: the console shows what differs from the defaults, not all ~80 lines
+    # the console shows what differs from the defaults, not all ~80 lines
     changed = "".join(f"\n  {key}: {value}" for key, value in changed_keys(cfg).items())
     logger.info("config: full in %s; set by the config file and overrides:%s", out / rf.CONFIG, changed)
     torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
 
     seed_everything(cfg.SEED)
     num_classes = task_num_classes(cfg)
+    data = build_task_data(cfg, *_normalization(cfg), world=world)  # folders, splits, labels, before the model
+    if is_main():
+        (out / rf.CONFIG).write_text(cfg.dump(), encoding="utf-8")  # the run starts here
+    barrier()
     model_cfg = cfg.clone()
     model_cfg.defrost()
     model_cfg.DATA.NUMBER_CLASSES = num_classes
     model = build_model(model_cfg)
-    data = build_task_data(cfg, *normalization(cfg.DATA.NORMALIZE, model.backbone_name), world=world)
 
     trainer = Trainer(cfg, model, data, out, device, rank, world)
     if status == "resume":
@@ -82,7 +108,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     results = trainer.fit()
     if is_main():
         results["run"] = rf.run_record(data.split_files, device)
-        results["classes"] = data.classes  # issue 12: names indexed by label, for predict and visualize
+        results["classes"] = data.classes  # names indexed by label, for predict and visualize
         results["preprocessing"] = data.preprocessing
         rf.write_json(out / rf.RESULTS, results)
         logger.info(
@@ -91,6 +117,19 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         )
     barrier()
     return results
+
+
+def _normalization(cfg: CfgNode) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std for ``DATA.NORMALIZE``, known without building the model (the data is checked first)."""
+    import timm
+
+    from .data.transforms import normalization
+    from .models.backbone import backbone_name
+
+    name = backbone_name(cfg)
+    if not timm.is_model(name.split(".")[0]):
+        raise ValueError(f"MODEL.BACKBONE={name!r} is not a timm model; see timm.list_models('vit_*') for ViT names")
+    return normalization(cfg.DATA.NORMALIZE, name)
 
 
 def _pct(value) -> str:
@@ -103,16 +142,32 @@ def main(
     """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", help="YAML config merged over the defaults")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run with another config in OUTPUT_DIR (anywhere on the line)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 0.01")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(pop_flag(list(sys.argv[1:] if argv is None else argv), "--overwrite"))
     try:
         cfg = load_config(args.config_file, [*defaults, *args.opts])
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if require_toast and cfg.MODEL.TRANSFER_TYPE != "toast":
         sys.exit(f"error: pre-tuning trains A_i, B_i and p (transfer type toast), not {cfg.MODEL.TRANSFER_TYPE!r}")
-    train(cfg, overwrite=args.overwrite)
+    from .engine.run_files import RunLocked
+
+    try:
+        train(cfg, overwrite=args.overwrite)
+    except (RunLocked, FileExistsError) as err:
+        sys.exit(f"error: {err}")
+
+
+def pop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` with ``flag`` moved to the front wherever it stood (argparse's REMAINDER would take it as a value)."""
+    if flag not in argv:
+        return argv
+    return [flag, *(a for a in argv if a != flag)]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@
 2. Final runs: the best pair on train800val200 with each seed, scored on test.
 
 Runs live in ``OUTPUT_DIR/val/<task>/<method>/lr*_wd*`` and ``OUTPUT_DIR/final/<task>/<method>/seed*``;
-finished runs are skipped, so the command resumes, and several copies of it can share the work.
+finished runs are skipped, so the command resumes, and several copies of it can share the work (a run
+folder's lock keeps two copies out of one run: each skips what another holds and collects it at the end).
+With ``DATA.CACHE_FEATURES`` (linear) or ``MODEL.TOAST.CACHE_FIRST_PASS`` the frozen backbone's output is
+computed once per split and reused by every run of the grid and every seed (see ``engine.feature_cache``).
 FGVC and ImageFolder tasks use train → val for tuning and train → val/test for the final runs.
 """
 
@@ -23,8 +26,6 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
-from .data.datasets import task_folder, task_layout
-from .engine import run_files as rf
 from .train import load_config, train
 
 logger = logging.getLogger("visual_classification.tune")
@@ -46,6 +47,8 @@ GRID_ALIASES = {"topdown": "toast", "finetune": "end2end"}
 
 def _splits(cfg: CfgNode) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
     """(tuning splits, final splits) as (train, val, test), as the task's layout defines them."""
+    from .data.datasets import task_layout
+
     layout = task_layout(cfg)
     return layout.tuning_splits, layout.final_splits
 
@@ -72,8 +75,30 @@ def select(results: dict[tuple[float, float], float]) -> tuple[float, float]:
     return max(results, key=lambda k: (results[k], -k[0], -k[1]))
 
 
+def run_all(runs: list[CfgNode]) -> list[dict]:
+    """Trains every run; a run another copy of ``tune`` is doing (its folder's lock is held) is left for
+    last and then waited for, so that copies share the work instead of queueing behind each other."""
+    from .engine import run_files as rf
+
+    results: dict[int, dict] = {}
+    held = []
+    for i, run in enumerate(runs):
+        try:
+            results[i] = train(run)
+        except rf.RunLocked:
+            logger.info("%s is being trained by another process; coming back to it", run.OUTPUT_DIR)
+            held.append(i)
+    for i in held:
+        rf.wait_for_lock(Path(runs[i].OUTPUT_DIR))
+        results[i] = train(runs[i])  # finished by the other copy (or resumed, if it died)
+    return [results[i] for i in range(len(runs))]
+
+
 def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[int]) -> dict:
     """Grid, selection and final runs; with ``lrs=None`` the config's own lr and wd are used, untuned."""
+    from .data.datasets import task_folder
+    from .engine import run_files as rf
+
     root = Path(cfg.OUTPUT_DIR)
     task = cfg.DATA.NAME or task_folder(cfg).name
     method = cfg.MODEL.TRANSFER_TYPE
@@ -82,24 +107,24 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
     scores: dict[tuple[float, float], float] = {}
     if lrs is None:  # fixed: the config's values, no grid and no batch scaling
         scores[(cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY)] = math.nan
-    for lr in lrs or []:
-        for wd in wds:
-            lr_eff = lr * scale
-            out = root / "val" / task / method / f"lr{_fmt(lr_eff)}_wd{_fmt(wd)}"
-            run = _override(
-                cfg,
-                **{
-                    "OUTPUT_DIR": str(out),
-                    "SOLVER.BASE_LR": lr_eff,
-                    "SOLVER.WEIGHT_DECAY": wd,
-                    "DATA.TRAIN_SPLIT": tr,
-                    "DATA.VAL_SPLIT": va,
-                    "DATA.TEST_SPLIT": te,
-                },
-            )
-            result = train(run)
-            scores[(lr_eff, wd)] = result["final_val_top1"]
-            print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: val top-1 {result['final_val_top1']:.2f}")
+    grid = [(lr * scale, wd) for lr in lrs or [] for wd in wds]
+    runs = [
+        _override(
+            cfg,
+            **{
+                "OUTPUT_DIR": str(root / "val" / task / method / f"lr{_fmt(lr_eff)}_wd{_fmt(wd)}"),
+                "SOLVER.BASE_LR": lr_eff,
+                "SOLVER.WEIGHT_DECAY": wd,
+                "DATA.TRAIN_SPLIT": tr,
+                "DATA.VAL_SPLIT": va,
+                "DATA.TEST_SPLIT": te,
+            },
+        )
+        for lr_eff, wd in grid
+    ]
+    for (lr_eff, wd), result in zip(grid, run_all(runs)):
+        scores[(lr_eff, wd)] = result["final_val_top1"]
+        print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: val top-1 {result['final_val_top1']:.2f}")
     best_lr, best_wd = select(scores)
     final_dir = root / "final" / task / method
     final_dir.mkdir(parents=True, exist_ok=True)
@@ -116,9 +141,8 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
         f"[tune] {task} {method}: selected lr {_fmt(best_lr)} wd {_fmt(best_wd)} "
         f"(val top-1 {scores[(best_lr, best_wd)]:.2f})"
     )
-    finals = []
-    for seed in seeds:
-        run = _override(
+    runs = [
+        _override(
             cfg,
             **{
                 "OUTPUT_DIR": str(final_dir / f"seed{seed}"),
@@ -130,8 +154,11 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
                 "DATA.TEST_SPLIT": fte,
             },
         )
-        finals.append(train(run))
-        print(f"[tune] {task} {method} seed {seed}: test top-1 {finals[-1]['final_test_top1']:.2f}")
+        for seed in seeds
+    ]
+    finals = run_all(runs)
+    for seed, final in zip(seeds, finals):
+        print(f"[tune] {task} {method} seed {seed}: test top-1 {final['final_test_top1']:.2f}")
     return {"lr": best_lr, "wd": best_wd, "final": finals}
 
 

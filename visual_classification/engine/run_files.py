@@ -1,15 +1,20 @@
 """What a run leaves in its OUTPUT_DIR, and the checks that keep runs from overwriting each other.
 
 config.yaml · log.txt · metrics.jsonl · curves.png · results.json · best/ (adapter) · last.pt (resume checkpoint)
+· .lock (held by the live run)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import platform
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -26,23 +31,84 @@ LAST = "last.pt"
 CURVES = "curves.png"
 
 
+LOCK = ".lock"
+# Files of one attempt at a run; a restart that is not a resume removes them (config.yaml is rewritten).
+RUN_FILES = (RESULTS, LAST, METRICS, LOG, CURVES)
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+def has_finished_epoch(out: Path) -> bool:
+    """Whether the folder holds anything a run produced after training started (an epoch or results)."""
+    return any((out / name).is_file() for name in (RESULTS, LAST)) or bool(read_metrics(out))
+
+
 def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
-    """``"new"``, ``"resume"`` or ``"finished"``; a folder holding another config is refused unless ``overwrite``."""
+    """``"new"``, ``"resume"`` or ``"finished"``; a folder holding another config is refused unless ``overwrite``.
+
+    A folder whose run finished no epoch (it failed on its data, say) counts as empty, whatever its
+    config.yaml says, so that the corrected command simply starts.
+    """
     saved = out / CONFIG
     if not saved.is_file():
         return "new"
     if saved.read_text(encoding="utf-8") != config_text:
-        if not overwrite:
+        if has_finished_epoch(out) and not overwrite:
             raise FileExistsError(
                 f"OUTPUT_DIR {out} holds a run with a different config ({saved}); choose another OUTPUT_DIR "
                 "or pass --overwrite to replace it"
             )
-        for name in (RESULTS, LAST, METRICS, LOG):
-            (out / name).unlink(missing_ok=True)
         return "new"
     if (out / RESULTS).is_file():
         return "finished"
     return "resume" if (out / LAST).is_file() else "new"
+
+
+def start_clean(out: Path) -> None:
+    """Removes what an earlier attempt left (its files, best/ and stale temp files): a new run starts empty."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / BEST, ignore_errors=True)
+    remove_stale_temp_files(out)
+
+
+def remove_stale_temp_files(out: Path) -> None:
+    """Temp files of atomic writes that a killed process never renamed (``.NAME.XXXX.tmp``)."""
+    for folder in (out, out / BEST):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on ``out/.lock`` for the life of a run; a second live run in ``out`` is refused.
+
+    The lock is the kernel's (``flock``): it goes away with the process, so a killed run leaves no stale lock.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK, "a+")  # noqa: SIM115 (held open for the whole run)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(
+                f"OUTPUT_DIR {out} is in use by another live run (it holds {out / LOCK}); wait for it or "
+                "choose another OUTPUT_DIR"
+            ) from None
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def wait_for_lock(out: Path) -> None:
+    """Blocks until no live run holds ``out``'s lock (``tune`` waits for runs another copy is doing)."""
+    if not (out / LOCK).is_file():
+        return
+    with open(out / LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
 
 
 def setup_logging(out: Path, main: bool) -> None:
@@ -75,9 +141,16 @@ def read_metrics(out: Path) -> list[dict]:
 
 
 def truncate_metrics(out: Path, epochs: int) -> None:
-    """Drops lines of epochs that the resumed checkpoint does not cover (a kill between the two writes)."""
-    kept = [r for r in read_metrics(out) if r["epoch"] < epochs]
-    atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    """Drops lines of epochs that the resumed checkpoint does not cover (a kill between the two writes).
+
+    Epochs are counted from 1 everywhere (metrics.jsonl, results.json, best/adapter_config.json, the log).
+    """
+    kept = [r for r in read_metrics(out) if r["epoch"] <= epochs]
+    write_metrics(out, kept)
+
+
+def write_metrics(out: Path, records: list[dict]) -> None:
+    atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -1,14 +1,20 @@
-"""One training loop for every transfer type: train, evaluate each epoch, keep the best on validation.
+"""One training loop for every transfer type: train, validate each epoch, keep the best on validation.
 
 The best epoch is chosen on the validation split only; test accuracy is reported at that epoch and at
-the last one. A killed run resumes from ``last.pt`` and ends with the same numbers (seeded, on the CPU).
+the last one, which is where the protocol needs it: by default (``SOLVER.TEST_PERIOD 0``) test is
+evaluated once after the last epoch, on the last model and on the best-validation adapter (read back
+from ``best/``); ``TEST_PERIOD k`` adds every k-th epoch, for curves. The numbers are the same either way.
+Epochs are counted from 1 in every file. A killed run resumes from ``last.pt`` and ends with the same
+numbers (seeded, on the CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -17,16 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from toast import save_adapter
+from toast import load_adapter, save_adapter
+from toast.adapter import ADAPTER_WEIGHTS
 
 from ..data import TaskData
 from ..models import TransferModel
 from ..plots import plot_curves
+from . import feature_cache as fc
 from . import run_files as rf
 from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
 from .metrics import classification_metrics
@@ -49,19 +58,37 @@ class Loaders:
     generator: torch.Generator
 
 
-def _eval_loader(dataset, cfg: CfgNode, batch: int, rank: int, world: int) -> DataLoader | None:
+def resolve_workers(requested: int) -> int:
+    """``DATA.NUM_WORKERS``; -1 = the CPUs this process may use, at most 4 (torch warns above the CPU count)."""
+    if requested >= 0:
+        return requested
+    if requested != -1:
+        raise ValueError(f"DATA.NUM_WORKERS must be >= 0, or -1 for the machine's CPUs; got {requested}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(4, cpus)
+
+
+def _eval_loader(dataset, batch: int, workers: int, rank: int, world: int) -> DataLoader | None:
     if dataset is None:
         return None
     shard = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))  # no padding duplicates
     return DataLoader(
-        shard, batch_size=batch, shuffle=False, num_workers=cfg.DATA.NUM_WORKERS, pin_memory=torch.cuda.is_available()
+        shard,
+        batch_size=batch,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator(),  # its own seed source: evaluating never moves the global RNG
+        persistent_workers=workers > 0,  # started once, not at every evaluation (nothing random to reseed)
     )
 
 
-def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int) -> Loaders:
+def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int, workers: int | None = None) -> Loaders:
+    """Loaders over ``data``'s splits; ``workers`` overrides ``DATA.NUM_WORKERS`` (0 for cached features)."""
     if cfg.DATA.BATCH_SIZE % world:
         raise ValueError(f"DATA.BATCH_SIZE={cfg.DATA.BATCH_SIZE} is not divisible by the {world} processes")
     batch = cfg.DATA.BATCH_SIZE // world
+    workers = resolve_workers(cfg.DATA.NUM_WORKERS) if workers is None else workers
     generator = torch.Generator()
     sampler = DistributedSampler(
         data.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED, drop_last=world > 1
@@ -70,18 +97,28 @@ def build_loaders(data: TaskData, cfg: CfgNode, rank: int, world: int) -> Loader
         data.train,
         batch_size=batch,
         sampler=sampler,
-        num_workers=cfg.DATA.NUM_WORKERS,
+        num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
         generator=generator,
-        persistent_workers=False,
+        # Workers started once when nothing random runs in them; with augmentation they restart every
+        # epoch, so that the reseeded generator gives each epoch (and a resumed run) its own crops.
+        persistent_workers=workers > 0 and fc.random_steps(data.train) == [],
     )
     return Loaders(
         train,
-        _eval_loader(data.val, cfg, batch, rank, world),
-        _eval_loader(data.test, cfg, batch, rank, world),
+        _eval_loader(data.val, batch, workers, rank, world),
+        _eval_loader(data.test, batch, workers, rank, world),
         generator,
     )
+
+
+PLOT_EVERY_S = 30  # curves.png is redrawn at most this often (and after the last epoch): it costs ~0.3 s
+
+
+def epoch_due(epoch: int, period: int, total: int) -> bool:
+    """Whether 1-based ``epoch`` is evaluated with ``period`` (0 = only the last epoch)."""
+    return epoch == total or (period > 0 and epoch % period == 0)
 
 
 class Trainer:
@@ -99,22 +136,62 @@ class Trainer:
     ) -> None:
         self.cfg, self.data, self.out, self.device = cfg, data, out, device
         self.model = model.to(device)
-        self.net = (
-            DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-            if world > 1
-            else model
-        )
-        self.loaders = build_loaders(data, cfg, rank, world)
-        self.optimizer = build_optimizer(model, cfg)
-        self.schedule = Schedule(self.optimizer, cfg, len(self.loaders.train))
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if device.type == "cuda" and cfg.AMP
             else contextlib.nullcontext()
         )
+        self.cache = fc.cache_kind(cfg)
+        self.first_pass: dict[str, torch.Tensor] = {}  # split → cached pass-1 tokens (TOAST)
+        self.module: torch.nn.Module = model  # what a batch runs through: the model, or its head on cached features
+        if self.cache:
+            data = self._use_cache(data, world)
+        self.net = (
+            DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
+            if world > 1
+            else self.module
+        )
+        self.loaders = build_loaders(data, cfg, rank, world, workers=0 if self.cache == fc.PRE_LOGITS else None)
+        self.optimizer = build_optimizer(model, cfg)
+        self.schedule = Schedule(self.optimizer, cfg, len(self.loaders.train))
         self.start_epoch = 0
         self.lr_factor = 0.0
-        self.best = {"val_top1": -math.inf, "epoch": -1}
+        self.best = {"val_top1": -math.inf, "epoch": 0}  # epoch counted from 1; 0 = none yet
+        self.best_test: dict | None = None  # the best-validation adapter's test metrics, once evaluated
+        self.plotted = -math.inf  # when curves.png was last drawn
+
+    # -- caches ----------------------------------------------------------------------------------------
+    def _use_cache(self, data: TaskData, world: int) -> TaskData:
+        """Computes (or finds) the configured cache for every split and swaps the splits' datasets for it."""
+        cfg = self.cfg
+        compute = fc.CacheComputation(
+            self.model,
+            self.cache,
+            fc.DTYPES[cfg.DATA.CACHE_DTYPE],
+            max(1, cfg.DATA.BATCH_SIZE // world),
+            resolve_workers(cfg.DATA.NUM_WORKERS),
+            self.device,
+            self.autocast,
+        )
+        splits = fc.cached_splits(data, cfg, compute, autocast_on=self.device.type == "cuda" and cfg.AMP)
+        if self.cache == fc.PRE_LOGITS:
+            self.module = fc.HeadOnly(self.model.head)
+            return dataclasses.replace(
+                data, **{s: fc.FeatureDataset(f, getattr(data, s).labels) for s, f in splits.items()}
+            )
+        self.first_pass = splits
+        return dataclasses.replace(data, **{s: fc.RowsDataset(getattr(data, s)) for s in splits})
+
+    def _logits(self, module: torch.nn.Module, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Runs one batch (images, cached features, or images with cached pass-1 rows) through ``module``."""
+        inputs, labels = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+        with self.autocast:
+            if self.cache == fc.FIRST_PASS:
+                first = self.first_pass[split][batch[2]].to(self.device, torch.float32, non_blocking=True)
+                return module(inputs, first_pass=first), labels
+            if self.cache == fc.PRE_LOGITS:
+                inputs = inputs.float()
+            return module(inputs), labels
 
     # -- state -----------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
@@ -144,10 +221,11 @@ class Trainer:
         self.best = {"val_top1": state["best_val_top1"], "epoch": state["best_epoch"]}
         if is_main():
             rf.truncate_metrics(self.out, self.start_epoch)
-        logger.info("resumed from %s at epoch %d", self.out / rf.LAST, self.start_epoch)
+        logger.info("resumed from %s after epoch %d", self.out / rf.LAST, self.start_epoch)
 
     # -- loops -----------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float:
+        """Trains epoch ``epoch`` (counted from 0 here: it seeds the sampler and the schedule)."""
         self.net.train()
         self.loaders.train.sampler.set_epoch(epoch)
         self.loaders.train.generator.manual_seed(self.cfg.SEED * 1000 + epoch)
@@ -159,11 +237,9 @@ class Trainer:
             disable=not is_main(),
             dynamic_ncols=True,
         )
-        for it, (images, labels) in enumerate(bar):
+        for it, batch in enumerate(bar):
             lr_factor = self.lr_factor = self.schedule.apply(epoch, it)
-            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            with self.autocast:
-                logits = self.net(images)
+            logits, labels = self._logits(self.net, batch, "train")
             loss = F.cross_entropy(logits.float(), labels)
             first = getattr(self.model, "first_pass_logits", None)
             if first is not None:  # AbSViT's objective: the mean over both passes
@@ -193,23 +269,87 @@ class Trainer:
         return all_reduce_mean(total / max(count, 1))
 
     @torch.no_grad()
-    def evaluate(self, loader: DataLoader | None) -> dict[str, float] | None:
+    def evaluate(self, split: str) -> dict[str, float] | None:
+        """Metrics of the current model on ``split`` (``"val"`` or ``"test"``); ``None`` when the split is off."""
+        loader = getattr(self.loaders, split)
         if loader is None:
             return None
         self.model.eval()
         logits, targets = [], []
-        for images, labels in loader:
-            with self.autocast:
-                logits.append(self.model(images.to(self.device)).float().cpu())
-            targets.append(labels)
+        for batch in loader:
+            out, labels = self._logits(self.module, batch, split)
+            logits.append(out.float().cpu())
+            targets.append(labels.cpu())
         return classification_metrics(gather_concat(torch.cat(logits)), gather_concat(torch.cat(targets)))
 
+    def _prefix_kind(self) -> str | None:
+        """What every adapter of this model computes alike from a batch: TOAST's pass 1, the probe's pre-logits."""
+        if self.cache:
+            return self.cache
+        if getattr(self.model, "accepts_first_pass", False):
+            return None if any(p.requires_grad for p in self.model.backbone.parameters()) else fc.FIRST_PASS
+        return fc.PRE_LOGITS if self.model.transfer_type == "linear" else None
+
+    def _frozen_prefix(self, inputs: torch.Tensor, rows: torch.Tensor | None, split: str) -> torch.Tensor:
+        if self.cache == fc.FIRST_PASS:
+            return self.first_pass[split][rows].to(self.device, torch.float32)
+        if self.cache == fc.PRE_LOGITS:
+            return inputs.float()
+        if self._prefix_kind() == fc.FIRST_PASS:
+            return self.model.backbone.forward_features(inputs)
+        return self.model.forward_head(self.model.forward_features(inputs), pre_logits=True)
+
+    @torch.no_grad()
+    def evaluate_last_and_best(self, split: str) -> tuple[dict, dict]:
+        """Metrics of the current (last) model and of the adapter in ``best/`` in one sweep over ``split``:
+        the frozen prefix (TOAST's pass 1, the probe's features) is computed once per batch for both."""
+        loader, kind = getattr(self.loaders, split), self._prefix_kind()
+        self.model.eval()
+        own = self.model.adapter_state_dict()
+        last = {name: t.detach().clone() for name, t in own.items()}
+        best = load_file(str(self.out / rf.BEST / ADAPTER_WEIGHTS), device=str(self.device))
+        if set(best) != set(own):
+            raise ValueError(f"{self.out / rf.BEST} does not match this model's trainable tensors")
+        logits: dict[str, list] = {"last": [], "best": []}
+        targets = []
+        for batch in loader:
+            inputs, labels = batch[0].to(self.device), batch[1]
+            with self.autocast:
+                prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
+                for name, state in (("last", last), ("best", best)):
+                    for key, tensor in state.items():
+                        own[key].copy_(tensor)
+                    out = self.model(inputs, first_pass=prefix) if kind == fc.FIRST_PASS else self.model.head(prefix)
+                    logits[name].append(out.float().cpu())
+            targets.append(labels)
+        for key, tensor in last.items():
+            own[key].copy_(tensor)
+        target = gather_concat(torch.cat(targets))
+        return tuple(classification_metrics(gather_concat(torch.cat(logits[n])), target) for n in ("last", "best"))
+
+    def _best_needs_test(self, epoch: int) -> bool:
+        """Whether the best-validation adapter (epoch ≠ ``epoch``) still needs its own test evaluation."""
+        best, cfg = self.best["epoch"], self.cfg
+        return (
+            self.loaders.test is not None
+            and 1 <= best != epoch
+            and not epoch_due(best, cfg.SOLVER.TEST_PERIOD, cfg.SOLVER.TOTAL_EPOCH)
+        )
+
     def fit(self) -> dict:
-        cfg, out = self.cfg, self.out
+        cfg, out, total = self.cfg, self.out, self.cfg.SOLVER.TOTAL_EPOCH
         start = time.time()
-        for epoch in range(self.start_epoch, cfg.SOLVER.TOTAL_EPOCH):
-            train_loss = self.train_epoch(epoch)
-            val, test = self.evaluate(self.loaders.val), self.evaluate(self.loaders.test)
+        for epoch in range(self.start_epoch + 1, total + 1):  # counted from 1
+            train_loss = self.train_epoch(epoch - 1)
+            val = self.evaluate("val") if epoch_due(epoch, cfg.SOLVER.EVAL_PERIOD, total) else None
+            improved = val is not None and val["top1"] > self.best["val_top1"]
+            if improved or (self.loaders.val is None and epoch == total):
+                self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
+            test = None
+            if epoch == total and self._best_needs_test(epoch) and self._prefix_kind():
+                test, self.best_test = self.evaluate_last_and_best("test")
+            elif epoch_due(epoch, cfg.SOLVER.TEST_PERIOD, total):
+                test = self.evaluate("test")
             lr = self.cfg.SOLVER.BASE_LR * self.lr_factor  # the non-head learning rate at the epoch's end
             record = {
                 "epoch": epoch,
@@ -222,21 +362,39 @@ class Trainer:
             }
             if self.device.type == "cuda":
                 record["peak_mem_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
-            improved = val is not None and val["top1"] > self.best["val_top1"]
-            if improved or (val is None and epoch == cfg.SOLVER.TOTAL_EPOCH - 1):
-                self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
             if is_main():
-                logger.info(
-                    "epoch %d: train loss %.4f | val %s | test %s", epoch + 1, train_loss, _fmt(val), _fmt(test)
-                )
+                logger.info("epoch %d: train loss %.4f | val %s | test %s", epoch, train_loss, _fmt(val), _fmt(test))
                 rf.append_metrics(out, record)
                 if self.best["epoch"] == epoch:
                     save_adapter(self.model, out / rf.BEST, {**self.model.adapter_config(), "epoch": epoch})
                 if cfg.SAVE_LAST:
-                    rf.save_checkpoint(out / rf.LAST, self._state(epoch + 1))
-                plot_curves(out / rf.METRICS, out / rf.CURVES)
+                    rf.save_checkpoint(out / rf.LAST, self._state(epoch))
+                last_plot = epoch == total and self.best_test is None  # else redrawn with the best's test below
+                if last_plot or time.time() - self.plotted > PLOT_EVERY_S:
+                    plot_curves(out / rf.METRICS, out / rf.CURVES)
+                    self.plotted = time.time()
             barrier()
+        self._test_best_adapter()
         return self._results(time.time() - start)
+
+    def _test_best_adapter(self) -> None:
+        """Test of the best-validation adapter, when its epoch was not tested in the loop; into metrics.jsonl."""
+        if not self._best_needs_test(self.cfg.SOLVER.TOTAL_EPOCH):
+            return
+        best = self.best["epoch"]
+        test = self.best_test
+        if test is None:  # a run resumed after its last epoch: the adapter alone
+            load_adapter(self.model, self.out / rf.BEST)  # every rank reads it (written by rank 0 before a barrier)
+            test = self.evaluate("test")
+        logger.info("best-validation adapter (epoch %d): test %s", best, _fmt(test))
+        if is_main():
+            history = rf.read_metrics(self.out)
+            for record in history:
+                if record["epoch"] == best:
+                    record["test"] = test
+            rf.write_metrics(self.out, history)
+            plot_curves(self.out / rf.METRICS, self.out / rf.CURVES)
+        barrier()
 
     def _results(self, seconds: float) -> dict:
         history = rf.read_metrics(self.out) if is_main() else []
@@ -253,7 +411,7 @@ class Trainer:
             "transfer_type": self.model.transfer_type,
             "backbone": self.model.backbone_name,
             "best_val_top1": top1(at_best, "val"),
-            "best_epoch": best_epoch + 1,
+            "best_epoch": best_epoch,
             "test_top1": top1(at_best, "test"),
             "final_val_top1": top1(last, "val"),
             "final_test_top1": top1(last, "test"),

@@ -25,6 +25,7 @@ class TopDownViT(TransferModel):
     """
 
     added_prefixes = ("head.", "top_down.")
+    accepts_first_pass = True  # forward(images, first_pass=tokens) skips pass 1 (vis-protocol: the first-pass cache)
 
     def __init__(
         self,
@@ -50,14 +51,25 @@ class TopDownViT(TransferModel):
     def _backbone_trains(self) -> bool:
         return any(p.requires_grad for p in self.backbone.parameters())
 
-    def forward_two_pass(self, images: torch.Tensor) -> TwoPassOutput:
-        """Both passes' tokens (and the reconstruction loss), for training, visualisation and tests."""
+    def forward_two_pass(self, images: torch.Tensor, first_pass: torch.Tensor | None = None) -> TwoPassOutput:
+        """Both passes' tokens (and the reconstruction loss), for training, visualisation and tests.
+
+        ``first_pass``: pass 1's tokens when they are cached (MODEL.TOAST.CACHE_FIRST_PASS); pass 1 is skipped.
+        """
         if getattr(self.backbone, "grad_checkpointing", False):
             raise RuntimeError(
                 "TOAST does not support timm gradient checkpointing: the recomputed blocks would miss the top-down signal"
             )
+        # -- first-pass cache (vis-protocol) --
+        if first_pass is not None and self._backbone_trains():
+            raise ValueError("a cached first pass needs a frozen backbone; this model trains it")
+
+        def run_pass(k: int) -> torch.Tensor:
+            return first_pass if k == 0 and first_pass is not None else self.backbone.forward_features(images)
+
+        # -- end first-pass cache --
         return run_two_passes(
-            lambda _pass: self.backbone.forward_features(images),
+            run_pass,
             self.top_down,
             self.steering,
             first_pass_needs_grad=self._backbone_trains(),
@@ -65,15 +77,15 @@ class TopDownViT(TransferModel):
             recon_coef=self.recon_coef,
         )
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.forward_two_pass(images)
+    def forward_features(self, images: torch.Tensor, first_pass: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.forward_two_pass(images, first_pass)
         self.recon_loss = out.recon_loss
         return out.tokens
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, first_pass: torch.Tensor | None = None) -> torch.Tensor:
         """Second-pass logits; with ``both_passes_ce`` in training, the first pass's logits are kept in
         :attr:`first_pass_logits` so that the trainer averages both passes' cross-entropy (AbSViT)."""
-        out = self.forward_two_pass(images)
+        out = self.forward_two_pass(images, first_pass)
         self.recon_loss = out.recon_loss
         self.first_pass_logits = (
             self.forward_head(out.first_pass_tokens) if self.both_passes_ce and self.training else None

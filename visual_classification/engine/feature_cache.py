@@ -1,0 +1,252 @@
+"""Caches of what a frozen backbone computes once per image: TOAST's first pass and the linear probe's features.
+
+Without augmentation (VTAB resizes only) the frozen backbone maps each image to the same tokens every
+epoch. ``MODEL.TOAST.CACHE_FIRST_PASS`` keeps pass 1's tokens (after the final norm, in eval mode, so
+without stochastic depth); ``DATA.CACHE_FEATURES`` keeps the linear probe's pre-logits, so its head trains
+without running the backbone at all. A cache is keyed by checksums of everything its content depends on
+(backbone weights, crop size and transform, normalisation, the image list with sizes and modification
+times, storage dtype), so every run of one ``tune`` grid and its seeds on the same task reuses it: in
+memory within one process, or as memory-mapped ``.npy`` files under ``DATA.CACHE_DIR`` across processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from yacs.config import CfgNode
+
+from toast.files import atomic_path
+
+from ..config import check_protocol_keys
+from .distributed import barrier, is_main
+
+logger = logging.getLogger(__name__)
+
+FIRST_PASS = "first_pass"  # TOAST: all tokens of pass 1 (B×N×C)
+PRE_LOGITS = "pre_logits"  # linear probe: the pooled features the head reads (B×C)
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+_MEMORY: dict[str, torch.Tensor] = {}  # key → features, shared by the runs of one process (tune's grid and seeds)
+
+
+def cache_kind(cfg: CfgNode) -> str | None:
+    """Which cache the config asks for (``None``: none); a config that cannot use it is refused by name."""
+    check_protocol_keys(cfg)
+    return FIRST_PASS if cfg.MODEL.TOAST.CACHE_FIRST_PASS else PRE_LOGITS if cfg.DATA.CACHE_FEATURES else None
+
+
+def random_steps(dataset) -> list[str] | None:
+    """Names of the random steps of ``dataset``'s pixel transform; ``None`` when it cannot be told."""
+    steps = getattr(getattr(dataset, "pixels", None), "transforms", None)
+    if steps is None:
+        return None
+    return [type(step).__name__ for step in steps if type(step).__name__.startswith("Random")]
+
+
+def check_deterministic(dataset, key_name: str) -> None:
+    """Refuses a cache over a split whose transform is random (FGVC's random crop and flip)."""
+    random = random_steps(dataset)
+    if random is None:
+        raise ValueError(f"{key_name}: cannot tell whether the training transform is deterministic ({dataset!r})")
+    if random:
+        raise ValueError(
+            f"{key_name} needs a deterministic training transform, but this task's augments ({', '.join(random)}): "
+            "every epoch sees other pixels, so there is nothing to reuse. Turn the cache off for this task "
+            "(FGVC trains with random crops and flips; VTAB-1k only resizes)"
+        )
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def weights_digest(module: nn.Module) -> str:
+    """Checksum of every tensor of ``module`` (names, shapes, dtypes and values)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def images_digest(samples: list[tuple[Path, int]]) -> str:
+    """Checksum of the image list in order: paths, sizes and modification times (a replaced image changes it)."""
+    lines = []
+    for path, _label in samples:
+        stat = Path(path).stat()
+        lines.append(f"{Path(path).resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return _digest("\n".join(lines))
+
+
+def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast: bool) -> str:
+    """The cache's name: changes whenever the backbone weights, crop size, transform or image list change."""
+    normalize = getattr(dataset, "normalize", None)
+    stats = [getattr(normalize, "mean", None), getattr(normalize, "std", None)]
+    description = {
+        "kind": kind,
+        "backbone": backbone,
+        "crop": crop,
+        "transform": repr(getattr(dataset, "pixels", None)),
+        "normalize": [s.flatten().tolist() if isinstance(s, torch.Tensor) else s for s in stats],
+        "images": images_digest(dataset.samples),
+        "dtype": dtype,
+        "autocast": autocast,
+    }
+    return f"{kind}-{_digest(json.dumps(description, sort_keys=True))[:24]}"
+
+
+@torch.no_grad()
+def compute_features(
+    model: nn.Module, dataset: Dataset, kind: str, batch: int, workers: int, device: torch.device, autocast, dtype
+) -> torch.Tensor:
+    """Runs the frozen backbone over ``dataset`` in order, in eval mode; returns the features on the CPU."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, generator=torch.Generator())
+    parts = []
+    try:
+        for images, _labels in loader:
+            with autocast:
+                tokens = model.backbone.forward_features(images.to(device))
+                if kind == PRE_LOGITS:
+                    tokens = model.backbone.forward_head(tokens, pre_logits=True)
+            parts.append(tokens.to("cpu", dtype))
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)
+
+
+@dataclass
+class CacheComputation:
+    """How a missing cache is computed: the model whose backbone runs, and the loader settings."""
+
+    model: nn.Module
+    kind: str
+    dtype: torch.dtype
+    batch: int
+    workers: int
+    device: torch.device
+    autocast: object
+
+    def __call__(self, dataset: Dataset) -> torch.Tensor:
+        return compute_features(
+            self.model, dataset, self.kind, self.batch, self.workers, self.device, self.autocast, self.dtype
+        )
+
+
+def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bool) -> dict[str, torch.Tensor]:
+    """The cache of every split of ``data`` (``train``, ``val``, ``test`` when present), found or computed.
+
+    Refused by name when the training transform is random, or the model has no cacheable first pass.
+    """
+    name = "MODEL.TOAST.CACHE_FIRST_PASS" if compute.kind == FIRST_PASS else "DATA.CACHE_FEATURES"
+    check_deterministic(data.train, name)
+    if compute.kind == FIRST_PASS and not getattr(compute.model, "accepts_first_pass", False):
+        raise ValueError(f"{name}: {type(compute.model).__name__} has no cacheable first pass (ViT TOAST only)")
+    backbone = weights_digest(compute.model.backbone)
+    caches = {}
+    for split in ("train", "val", "test"):
+        dataset = getattr(data, split)
+        if dataset is not None:
+            key = cache_key(compute.kind, backbone, cfg.DATA.CROPSIZE, dataset, cfg.DATA.CACHE_DTYPE, autocast_on)
+            caches[split] = cached_features(key, cfg.DATA.CACHE_DIR, compute.dtype, lambda d=dataset: compute(d))
+            if len(caches[split]) != len(dataset):
+                raise ValueError(
+                    f"feature cache {key} ({cfg.DATA.CACHE_DIR or 'memory'}) holds {len(caches[split])} rows for the "
+                    f"{len(dataset)} images of the {split} split; delete it to have it computed again"
+                )
+    return caches
+
+
+def _save(path: Path, features: torch.Tensor) -> None:
+    array = features.view(torch.int16).numpy() if features.dtype == torch.bfloat16 else features.numpy()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def _load(path: Path, dtype: torch.dtype) -> torch.Tensor:
+    array = np.load(path, mmap_mode="c")  # copy-on-write mapping: pages are read when used, never written back
+    tensor = torch.from_numpy(array)
+    return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
+
+
+def cached_features(key: str, folder: str, dtype: torch.dtype, compute) -> torch.Tensor:
+    """The features named ``key``: from this process's memory, from ``folder`` (memory-mapped), or computed.
+
+    With a folder and several processes, rank 0 computes and writes the file; the others map it.
+    """
+    if key in _MEMORY:
+        logger.info("feature cache %s: reused from memory", key)
+        return _MEMORY[key]
+    if not folder:
+        _MEMORY[key] = compute()
+        logger.info("feature cache %s: computed, %.1f MiB in memory", key, _MEMORY[key].nbytes / 2**20)
+        return _MEMORY[key]
+    path = Path(folder) / f"{key}.npy"
+    if not path.is_file() and is_main():
+        features = compute()
+        _save(path, features)
+        logger.info("feature cache %s: computed, %.1f MiB written to %s", key, features.nbytes / 2**20, path)
+    else:
+        logger.info("feature cache %s: mapped from %s", key, path)
+    barrier()
+    _MEMORY[key] = _load(path, dtype)
+    return _MEMORY[key]
+
+
+def clear_memory() -> None:
+    """Drops this process's in-memory caches (tests; a long-lived process switching tasks)."""
+    _MEMORY.clear()
+
+
+class RowsDataset(Dataset):
+    """``(image, label, row)``: the row finds the image's cached first-pass tokens."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return image, label, index
+
+
+class FeatureDataset(Dataset):
+    """``(features, label)`` rows of a cache: what the linear probe's head trains on."""
+
+    def __init__(self, features: torch.Tensor, labels: list[int]) -> None:
+        if len(features) != len(labels):
+            raise ValueError(f"the feature cache holds {len(features)} rows for {len(labels)} images")
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.features[index], self.labels[index]
+
+
+class HeadOnly(nn.Module):
+    """The task head alone, for training on cached pre-logits (what DDP wraps then)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
