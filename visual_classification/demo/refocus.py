@@ -55,21 +55,27 @@ class Variant:
 # Every grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
 # each method adapts. A dev run (400 target images, 2 epochs) left a top-down path at 1e-4 where it started:
 # toast, pre-tuned or not, matched the linear probe to the image, so the path's grid reaches 1e-3.
-_TOP_DOWN = {"SOLVER.HEAD_LR_MULT": 30.0}
+# The caches of the protocol issue, where they change no number: pass 1 (frozen, no stochastic depth here) and
+# the linear probe's features are computed once per image and split, kept in float32.
+_FIRST_PASS_CACHE = {"MODEL.TOAST.CACHE_FIRST_PASS": True, "DATA.CACHE_DTYPE": "float32"}
+_FEATURE_CACHE = {"DATA.CACHE_FEATURES": True, "DATA.CACHE_DTYPE": "float32"}
+_TOP_DOWN = {"SOLVER.HEAD_LR_MULT": 30.0, **_FIRST_PASS_CACHE}
 _TOP_DOWN_LRS = (1e-4, 3e-4, 1e-3)
 _ADAPTER = {"SOLVER.HEAD_LR_MULT": 10.0}
 _ADAPTER_LRS = (3e-4, 1e-3, 3e-3)
+_LITE = {**_ADAPTER, **_FIRST_PASS_CACHE}
 VARIANTS = {
-    "linear": Variant("linear", (3e-3, 1e-2, 3e-2)),
+    "linear": Variant("linear", (3e-3, 1e-2, 3e-2), _FEATURE_CACHE),
     "bias": Variant("bias", _ADAPTER_LRS, _ADAPTER),
     "lora": Variant("lora", _ADAPTER_LRS, _ADAPTER),
     "prompt": Variant("prompt", (1e-3, 3e-3, 1e-2), {"SOLVER.HEAD_LR_MULT": 3.0}),
     "toast": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN),
     "toast-B0": Variant("toast", _TOP_DOWN_LRS, {**_TOP_DOWN, "MODEL.TOAST.DECODER_INIT": "zero_to_value"}),
     "toast-pretuned": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN, pretuned=True),
-    "toast-lite-pretuned": Variant("toast-lite", _ADAPTER_LRS, _ADAPTER, pretuned=True),
+    "toast-lite-pretuned": Variant("toast-lite", _ADAPTER_LRS, _LITE, pretuned=True),
 }
-PRETUNE_OPTS = {"SOLVER.BASE_LR": 1e-3, "SOLVER.HEAD_LR_MULT": 10.0}  # the demo's pre-tuning lr (AdamW)
+# the demo's pre-tuning lr (AdamW)
+PRETUNE_OPTS = {"SOLVER.BASE_LR": 1e-3, "SOLVER.HEAD_LR_MULT": 10.0, **_FIRST_PASS_CACHE}
 
 
 def _flat(opts: dict) -> list[str]:
@@ -150,6 +156,7 @@ def choose_size(out: Path, weights: Path, args) -> tuple[int, dict[int, float]]:
             **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, args.epochs),
             "MODEL.TRANSFER_TYPE": "linear",
             "SOLVER.BASE_LR": SIZE_PROBE_LR,
+            **_FEATURE_CACHE,
             "DATA.TRAIN_SPLIT": "train800",
             "DATA.VAL_SPLIT": "val200",
             "DATA.TEST_SPLIT": "none",
