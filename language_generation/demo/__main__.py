@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="output/alpaca_demo")
     parser.add_argument("--train-per-family", type=int, default=80)
     parser.add_argument("--held-out-per-family", type=int, default=10)
-    parser.add_argument("--methods", nargs="+", default=["toast", "lora"], choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (e.g. TRAIN.MAX_STEPS 10)")
     args = parser.parse_args(argv)
     out = Path(args.out)
