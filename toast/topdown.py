@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DecoderInit = Literal["trunc_normal", "normal"]
+DecoderInit = Literal["trunc_normal", "normal", "zero_to_value"]
+DECODER_INITS = ("trunc_normal", "normal", "zero_to_value")
 
 
 class DecoderLinear(nn.Module):
@@ -83,7 +84,9 @@ class TopDownModule(nn.Module):
     Args:
         dim: width C of the backbone's tokens.
         num_layers: L, the number of layers whose value receives feedback.
-        decoder_init: ``"trunc_normal"`` (std 0.02, the original ViT) or ``"normal"`` (std 0.02, the original LLaMA).
+        decoder_init: ``"trunc_normal"`` (std 0.02, the original ViT), ``"normal"`` (std 0.02, the original LLaMA)
+            or ``"zero_to_value"`` (A_i trunc-normal std 0.02, every B_i zero: the second pass starts as the
+            first, up to the original ViT's extra value bias, as LoRA starts at the identity).
         recon_scale: both operands of the reconstruction loss are divided by this (1 for ViT, 10 for LLaMA).
     """
 
@@ -107,14 +110,16 @@ class TopDownModule(nn.Module):
 
     @torch.no_grad()
     def reset_decoders(self, init: DecoderInit = "trunc_normal") -> None:
+        if init not in DECODER_INITS:
+            raise ValueError(f"decoder_init must be one of {', '.join(DECODER_INITS)}; got {init!r}")
         for decoder in self.decoders:
             for linear in (decoder.down, decoder.to_value):
-                if init == "trunc_normal":
-                    nn.init.trunc_normal_(linear.weight, std=0.02)
-                elif init == "normal":
+                if init == "normal":
                     nn.init.normal_(linear.weight, std=0.02)
                 else:
-                    raise ValueError(f"decoder_init must be 'trunc_normal' or 'normal', got {init!r}")
+                    nn.init.trunc_normal_(linear.weight, std=0.02)
+            if init == "zero_to_value":  # no signal at the start; B_i still gets a gradient, since u_i is not 0
+                nn.init.zeros_(decoder.to_value.weight)
 
     def add_low_rank(self, rank: int, alpha: float) -> None:
         """Turns every A_i and B_i into ``W + scale · b @ a`` (TOAST-Lite)."""

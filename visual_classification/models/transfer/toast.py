@@ -9,6 +9,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes
+from toast.topdown import DECODER_INITS
 
 from ..backbone import model_width
 from ..transfer_model import TransferModel
@@ -106,6 +107,10 @@ def build_top_down(
         from .toast_convnext import TopDownConvNeXt
 
         return TopDownConvNeXt(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
+    if cfg.MODEL.TOAST.DECODER_INIT not in DECODER_INITS:
+        raise ValueError(
+            f"MODEL.TOAST.DECODER_INIT must be one of {', '.join(DECODER_INITS)}; got {cfg.MODEL.TOAST.DECODER_INIT!r}"
+        )
     top_down = TopDownModule(
         model_width(backbone),
         len(backbone.blocks),

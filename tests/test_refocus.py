@@ -1,0 +1,159 @@
+"""The refocusing experiment's parts: the zero-start top-down path and the class-disjoint task generator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import build_tiny, images
+
+
+def _doubled_value_bias_tokens(model, x):
+    """The frozen backbone with ``b_v`` counted twice: what the original ViT's B = 0 second pass computes."""
+    saved = [block.attn.qkv.bias.detach().clone() for block in model.backbone.blocks]
+    try:
+        with torch.no_grad():
+            for block in model.backbone.blocks:
+                width = block.attn.qkv.out_features // 3
+                block.attn.qkv.bias[2 * width :] *= 2
+            return model.backbone.forward_features(x)
+    finally:
+        with torch.no_grad():
+            for block, bias in zip(model.backbone.blocks, saved):
+                block.attn.qkv.bias.copy_(bias)
+
+
+def test_zero_to_value_starts_with_second_pass_equal_to_first():
+    model = build_tiny("toast", **{"MODEL.TOAST.DECODER_INIT": "zero_to_value", "MODEL.TOAST.DOUBLE_BIAS": False})
+    model.eval()
+    assert all(d.to_value.weight.abs().max() == 0 for d in model.top_down.decoders)
+    assert all(d.down.weight.abs().max() > 0 for d in model.top_down.decoders)
+    with torch.no_grad():
+        out = model.forward_two_pass(images())
+    torch.testing.assert_close(out.tokens, out.first_pass_tokens, atol=0, rtol=0)
+
+
+def test_zero_to_value_with_double_bias_differs_by_the_value_bias_only():
+    model = build_tiny("toast", **{"MODEL.TOAST.DECODER_INIT": "zero_to_value", "MODEL.TOAST.DOUBLE_BIAS": True})
+    model.eval()
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            block.attn.qkv.bias.normal_()
+        out = model.forward_two_pass(images())
+    assert (out.tokens - out.first_pass_tokens).abs().max() > 1e-3
+    torch.testing.assert_close(out.tokens, _doubled_value_bias_tokens(model, images()), atol=1e-5, rtol=1e-5)
+
+
+def test_zero_to_value_trains_b_first_as_lora_trains_its_b():
+    """With B = 0 the first step's gradient reaches every B_i, and no A_i (their output is multiplied by B = 0)."""
+    model = build_tiny("toast", **{"MODEL.TOAST.DECODER_INIT": "zero_to_value", "MODEL.TOAST.DOUBLE_BIAS": False})
+    model.train()
+    F.cross_entropy(model(images(4)), torch.tensor([0, 1, 2, 3])).backward()
+    for decoder in model.top_down.decoders:
+        assert decoder.to_value.weight.grad.abs().max() > 0
+        assert decoder.down.weight.grad.abs().max() == 0
+
+
+def test_unknown_decoder_init_names_the_key():
+    with pytest.raises(ValueError, match="MODEL.TOAST.DECODER_INIT.*zero_to_value"):
+        build_tiny("toast", **{"MODEL.TOAST.DECODER_INIT": "zeros"})
+
+
+def _read(task_dir, split):
+    from visual_classification.data.splits import read_vtab_split
+
+    return read_vtab_split(task_dir / f"{split}.txt", 5)
+
+
+def test_clutter_class_tasks_are_disjoint_sized_and_seeded(tmp_path):
+    import json
+
+    from visual_classification.demo.tasks import mnist_digits, write_clutter_classes
+
+    sizes = {"train800": 6, "val200": 3, "test": 4}
+    source = write_clutter_classes(tmp_path / "a", "source", [0, 1, 2, 3, 4], {"train": 7, "val": 2}, seed=0)
+    target = write_clutter_classes(tmp_path / "a", "target", [5, 6, 7, 8, 9], sizes, seed=0)
+    again = write_clutter_classes(tmp_path / "b", "target", [5, 6, 7, 8, 9], sizes, seed=0)
+    other = write_clutter_classes(tmp_path / "c", "target", [5, 6, 7, 8, 9], sizes, seed=1)
+    _, mnist_labels = mnist_digits()
+
+    def digits(task_dir):
+        info = json.loads((task_dir / "provenance.json").read_text())
+        return info, {split: [int(mnist_labels[i]) for i in idx] for split, idx in info["mnist_index"].items()}
+
+    src_info, src_digits = digits(source)
+    tgt_info, tgt_digits = digits(target)
+    assert {d for v in src_digits.values() for d in v} <= {0, 1, 2, 3, 4}
+    assert {d for v in tgt_digits.values() for d in v} <= {5, 6, 7, 8, 9}
+    for split, count in sizes.items():
+        samples = _read(target, split)
+        assert len(samples) == count
+        # label k is digit digit_of_label[k]
+        assert [tgt_info["digit_of_label"][label] for _, label in samples] == tgt_digits[split]
+    assert len(_read(target, "train800val200")) == 9 and len(_read(source, "train")) == 7
+    every = [i for idx in tgt_info["mnist_index"].values() for i in idx]
+    assert len(every) == len(set(every))  # no MNIST image in two splits
+    first = (target / "images" / "test_00000.png").read_bytes()
+    assert first == (again / "images" / "test_00000.png").read_bytes()
+    assert first != (other / "images" / "test_00000.png").read_bytes()
+
+
+@pytest.mark.parametrize("classes", [[5, 5], [3, 10], []])
+def test_clutter_class_tasks_reject_bad_classes(tmp_path, classes):
+    from visual_classification.demo.tasks import write_clutter_classes
+
+    with pytest.raises(ValueError, match="distinct digits"):
+        write_clutter_classes(tmp_path, "t", classes, {"train": 1})
+
+
+def test_clutter_class_tasks_refuse_more_scenes_than_digits(tmp_path):
+    from visual_classification.demo.tasks import write_clutter_classes
+
+    with pytest.raises(ValueError, match="holds 500 images"):
+        write_clutter_classes(tmp_path, "t", [3], {"train": 400, "test": 101})
+
+
+def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+    """The whole driver on a tiny random ViT and a few scenes: every method's final run, the table, the grid."""
+    import csv
+
+    import timm
+    from safetensors.torch import save_file
+
+    from visual_classification.demo import refocus
+
+    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
+    monkeypatch.setattr(refocus, "BACKBONE", "vit_tiny_patch16_224")
+    monkeypatch.setattr(refocus, "cached_weights", lambda cache: weights)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "--sizes", "32", "48", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--grid", "1", "--grid-count", "1", "DATA.BATCH_SIZE", "8",
+    ]  # fmt: skip
+    refocus.main(argv)
+    with open(out / "summary.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["task"] == "target"]
+    assert sorted(r["method"] for r in rows) == sorted(refocus.VARIANTS)  # one column each, not merged by type
+    assert all(r["n"] == "1" for r in rows)
+    assert (out / "summary.png").stat().st_size > 0 and (out / "refocus_grid_0.png").stat().st_size > 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Input size" in report and "toast-lite-pretuned" in report
+    pretuned = out / "runs" / "toast-pretuned" / "final" / "target" / "toast" / "seed0"
+    assert "TOPDOWN_WEIGHTS: " + str(out / "pretune" / "best") in (pretuned / "config.yaml").read_text()
+    results = pretuned / "results.json"
+    written = results.stat().st_mtime_ns
+    refocus.main(argv)  # resumes: every run is finished, nothing trains again
+    assert results.stat().st_mtime_ns == written
+
+
+def test_refocus_experiment_refuses_overlapping_classes_before_running(tmp_path):
+    from visual_classification.demo import refocus
+
+    argv = ["--out", str(tmp_path), "--source-classes", "0", "1", "5", "--target-classes", "5", "6", "--test", "0"]
+    with pytest.raises(SystemExit, match=r"disjoint; both hold \[5\].*--test must be >= 1"):
+        refocus.main(argv)
+    assert not any(tmp_path.iterdir())
