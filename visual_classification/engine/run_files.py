@@ -12,7 +12,6 @@ import json
 import logging
 import platform
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from toast.files import atomic_path, atomic_write_text
+from toast.runs import git_commit
 
 CONFIG = "config.yaml"
 LOG = "log.txt"
@@ -167,18 +167,6 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ValueError(f"cannot resume from {path}: {err}; delete it to start the run again") from err
-
-
-def git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if out.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def run_record(split_files: dict[str, str], device: torch.device) -> dict:
