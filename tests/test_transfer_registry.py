@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from lm_helpers import tiny_base
 from torch import nn
 
 from language_generation.config import get_cfg as lm_cfg
@@ -20,7 +21,6 @@ from toast.registry import Registry
 from visual_classification.models import TRANSFER_METHODS as VISION_METHODS
 
 from conftest import build_tiny
-from lm_helpers import tiny_base
 
 # -- the registry -----------------------------------------------------------------------------------------
 
@@ -29,7 +29,9 @@ def test_registry_looks_up_names_and_aliases_and_names_the_choices():
     registry = Registry("MODEL.TRANSFER_TYPE")
     registry.register("end2end", "E", aliases=("full",))
     registry.register("toast", "T")
-    assert registry.lookup("toast") == "T" and registry.lookup("full") == "E" and registry.canonical("full") == "end2end"
+    assert (
+        registry.lookup("toast") == "T" and registry.lookup("full") == "E" and registry.canonical("full") == "end2end"
+    )
     assert sorted(registry) == ["end2end", "toast"]  # aliases are not listed as methods
     with pytest.raises(ValueError, match=r"MODEL.TRANSFER_TYPE='adapterx' is unknown; .*\['end2end', 'toast'\].*full"):
         registry.lookup("adapterx")

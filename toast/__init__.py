@@ -16,7 +16,6 @@ _EXPORTS = {
         "is_original_top_down_key",
         "load_adapter",
         "load_top_down_state",
-        "parameter_summary",
         "read_adapter_config",
         "read_adapter_top_down",
         "save_adapter",
