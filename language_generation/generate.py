@@ -35,15 +35,7 @@ from .config import check_model_name, load_config
 from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
 from .records import checked_record, read_raw
 from .templates import render_prompt, resolve_template
-
-RUN_WEIGHTS = {
-    "toast": ("adapter.safetensors",),
-    "toast-lite": ("adapter.safetensors",),
-    "lora": ("adapter_model.safetensors", "adapter_model.bin"),
-    "full": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
-}
-RUN_WEIGHTS["end2end"] = RUN_WEIGHTS["full"]
-
+from .transfer import get_transfer_method
 
 # ---------------------------------------------------------------------------------------------------
 # Config and model from a run folder
@@ -63,7 +55,7 @@ def run_config(run_dir: Path, config_file: str, opts: list[str]) -> CfgNode:
         config_files.merge_yaml(cfg, config_file)
     config_files.merge_overrides(cfg, opts)
     transfer = cfg.MODEL.TRANSFER_TYPE
-    expected = RUN_WEIGHTS.get(transfer, ())
+    expected = get_transfer_method(transfer).run_weights
     if not any((run_dir / name).is_file() for name in expected):
         raise ValueError(f"--adapter {run_dir}: a {transfer} run, but none of {list(expected)} is there (unfinished?)")
     rf.check_run_files(run_dir)
@@ -88,11 +80,11 @@ def tokenizer_source(cfg: CfgNode, run_dir: Path | None) -> CfgNode:
 
 
 def load_model(cfg: CfgNode, run_dir: Path | None) -> torch.nn.Module:
-    """The configured model, with the run's adapter (toast, toast-lite, lora) or weights (full) loaded."""
-    transfer = cfg.MODEL.TRANSFER_TYPE
+    """The configured model, with the run's adapter (toast, toast-lite, lora) or weights (end2end, alias full)."""
+    transfer = get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name  # "full" is "end2end"
     if run_dir is None:
         return build_model(cfg)
-    if transfer in ("full", "end2end"):
+    if transfer == "end2end":
         return load_base_model(with_model_path(cfg, run_dir))
     if transfer == "lora":
         from peft import PeftModel

@@ -24,6 +24,8 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 from yacs.config import CfgNode
 
+from toast.summary import parameter_summary
+
 from . import run_files as rf
 from .config import check_model_name, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
@@ -114,7 +116,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     results = {
         "train_loss": result.training_loss,
         "global_step": result.global_step,
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "trainable_params": parameter_summary(model).trainable,
         "seconds": round(time.time() - start, 1),
         "resumed_from": last,
     }

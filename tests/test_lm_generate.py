@@ -37,7 +37,7 @@ def generate_records(run, tmp_path, *args):
     return json.loads(output.read_text())
 
 
-@pytest.mark.parametrize("transfer", ["toast", "toast-lite", "lora", "full"])
+@pytest.mark.parametrize("transfer", ["toast", "toast-lite", "lora", "full", "end2end"])
 def test_generate_loads_any_run_without_naming_the_base_model(local_model, tmp_path, transfer):  # noqa: F811
     run = run_of(local_model, tmp_path, transfer)
     records = generate_records(run, tmp_path, "--prompt", "add 2 and 3", "--input", "hello")

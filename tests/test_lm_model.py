@@ -233,7 +233,12 @@ def test_checkpointing_enabled_behind_toasts_back_is_refused():
 
 @pytest.mark.parametrize(
     ("transfer", "trainable"),
-    [("toast", 2 * 3 * 32 * 32 + 32), ("lora", 3 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))), ("full", None)],
+    [
+        ("toast", 2 * 3 * 32 * 32 + 32),
+        ("lora", 3 * (2 * 4 * (32 + 32) + 2 * 4 * (32 + 16))),
+        ("full", None),
+        ("end2end", None),
+    ],
 )
 def test_build_model_from_a_local_folder(tmp_path, transfer, trainable):
     from language_generation.model import build_model

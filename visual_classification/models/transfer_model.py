@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from toast.summary import parameter_summary
+
 HEAD_PREFIX = "head."
 
 
@@ -64,12 +66,9 @@ class TransferModel(nn.Module):
 
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameter counts."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return trainable, sum(p.numel() for p in self.parameters())
+        counts = parameter_summary(self)
+        return counts.trainable, counts.total
 
     def summary(self) -> str:
-        trainable, total = self.parameter_counts()
-        return (
-            f"backbone {self.backbone_name} | transfer {self.transfer_type} | "
-            f"trainable {trainable:,} / {total:,} parameters ({100 * trainable / total:.2f}%)"
-        )
+        """``backbone | transfer | trainable / total (per group: backbone, head, top_down ...)``."""
+        return f"backbone {self.backbone_name} | transfer {self.transfer_type} | {parameter_summary(self).line()}"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from torch import nn
 from yacs.config import CfgNode
 
+from toast.registry import Registry
+
 from ..transfer_model import HEAD_PREFIX, TransferModel
 
 # Builds the method's model from a loaded backbone and a fresh head.
@@ -35,17 +37,12 @@ class TransferMethod:
             param.requires_grad_(name.startswith(HEAD_PREFIX) or self.trains(name))
 
 
-TRANSFER_METHODS: dict[str, TransferMethod] = {}
+TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
 
 
 def register_transfer(method: TransferMethod) -> TransferMethod:
-    if method.name in TRANSFER_METHODS:
-        raise ValueError(f"transfer method {method.name!r} is registered twice")
-    TRANSFER_METHODS[method.name] = method
-    return method
+    return TRANSFER_METHODS.register(method.name, method)
 
 
 def get_transfer_method(name: str) -> TransferMethod:
-    if name not in TRANSFER_METHODS:
-        raise ValueError(f"MODEL.TRANSFER_TYPE={name!r} is unknown; choose one of {sorted(TRANSFER_METHODS)}")
-    return TRANSFER_METHODS[name]
+    return TRANSFER_METHODS.lookup(name)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes
+from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes, trains_in_model
 from toast.topdown import DECODER_INITS
 
 from ..backbone import model_width
@@ -130,8 +128,8 @@ def build_top_down(
     )
 
 
-_TOAST_TRAINS = re.compile(r"^top_down\.(prompt|decoders\.\d+\.(down|to_value)\.weight)$")
-_LITE_TRAINS = re.compile(r"^top_down\.(prompt|transform|decoders\.\d+\.(down|to_value)\.lora_[ab])$")
+TOAST_PARTS = ("down", "to_value", "prompt")  # T stays frozen (at identity or its pre-tuned value)
+LITE_PARTS = ("down", "to_value", "prompt", "transform")  # A_i and B_i through their rank-r updates
 
 
 def _toast(backbone, head, cfg, backbone_name):
@@ -143,6 +141,8 @@ def _toast_lite(backbone, head, cfg, backbone_name):
 
 
 # toast: A_i, B_i and p train; T stays frozen (at identity or its pre-tuned value).
-register_transfer(TransferMethod("toast", _toast, lambda n: bool(_TOAST_TRAINS.match(n)), ("vit_top_down",)))
+register_transfer(TransferMethod("toast", _toast, lambda n: trains_in_model(n, TOAST_PARTS, False), ("vit_top_down",)))
 # toast-lite: rank-r updates of every A_i and B_i, p, and T train.
-register_transfer(TransferMethod("toast-lite", _toast_lite, lambda n: bool(_LITE_TRAINS.match(n)), ("vit_top_down",)))
+register_transfer(
+    TransferMethod("toast-lite", _toast_lite, lambda n: trains_in_model(n, LITE_PARTS, True), ("vit_top_down",))
+)

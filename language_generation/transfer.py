@@ -1,0 +1,88 @@
+"""The language side's transfer methods, registered by name (``MODEL.TRANSFER_TYPE``): a new method goes here.
+
+A method says how it turns the loaded base model into the model that trains (and which tensors train),
+and which files a finished run of it holds (``generate --adapter RUN_DIR`` checks for one of them).
+The vision side registers its methods the same way (``visual_classification/models/transfer/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import PreTrainedModel
+from yacs.config import CfgNode
+
+from toast.registry import Registry
+
+
+@dataclass(frozen=True)
+class TransferMethod:
+    """One transfer type.
+
+    Attributes:
+        name: the ``MODEL.TRANSFER_TYPE`` value.
+        build: ``build(base, cfg) -> model``: installs the method into the loaded base model and sets
+            ``requires_grad`` on every parameter.
+        run_weights: the files a finished run writes; one of them must be in a run folder.
+    """
+
+    name: str
+    build: Callable[[PreTrainedModel, CfgNode], nn.Module]
+    run_weights: tuple[str, ...]
+
+
+TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
+
+
+def register_transfer(method: TransferMethod, aliases: tuple[str, ...] = ()) -> TransferMethod:
+    return TRANSFER_METHODS.register(method.name, method, aliases)
+
+
+def get_transfer_method(name: str) -> TransferMethod:
+    """The method named ``name`` (or an alias, e.g. ``full`` for ``end2end``); unknown names list the choices."""
+    return TRANSFER_METHODS.lookup(name)
+
+
+def _toast(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
+    from .model import attach_toast  # model.py builds from this registry: imported when used
+
+    return attach_toast(base, cfg)
+
+
+def _lora(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = cfg.MODEL.LORA
+    return get_peft_model(
+        base,
+        autocast_adapter_dtype=cfg.MODEL.TRAINABLE_DTYPE == "float32",  # peft's own fp32 adapters
+        peft_config=LoraConfig(
+            r=lora.RANK,
+            lora_alpha=lora.ALPHA,
+            lora_dropout=lora.DROPOUT,
+            target_modules=list(lora.TARGETS),
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def _end2end(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
+    for p in base.parameters():
+        p.requires_grad_(True)
+    return base
+
+
+_ADAPTER = ("adapter.safetensors",)
+# TOAST: the top-down path (MODEL.TOAST.TRAIN says which parts train) steering a frozen base.
+register_transfer(TransferMethod("toast", _toast, _ADAPTER))
+# TOAST-Lite: rank-r updates of A_i and B_i, and p.
+register_transfer(TransferMethod("toast-lite", _toast, _ADAPTER))
+# LoRA through peft on MODEL.LORA.TARGETS.
+register_transfer(TransferMethod("lora", _lora, ("adapter_model.safetensors", "adapter_model.bin")))
+# Full fine-tuning; "full" is the name earlier configs and runs use.
+register_transfer(
+    TransferMethod("end2end", _end2end, ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")),
+    aliases=("full",),
+)

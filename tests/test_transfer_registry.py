@@ -1,0 +1,165 @@
+"""One way to declare a transfer method on both halves: the shared registry, the "which top-down tensors
+train" filter, the parameter summary; ``end2end`` and its alias ``full`` on the language side."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+
+import pytest
+import torch
+from lm_helpers import tiny_base
+from torch import nn
+
+from language_generation.config import get_cfg as lm_cfg
+from language_generation.model import attach_toast, build_model
+from language_generation.transfer import TRANSFER_METHODS as LM_METHODS
+from language_generation.transfer import get_transfer_method as lm_method
+from toast import TopDownModule, parameter_summary, trains_top_down
+from toast.registry import Registry
+from visual_classification.models import TRANSFER_METHODS as VISION_METHODS
+
+from conftest import build_tiny
+
+# -- the registry -----------------------------------------------------------------------------------------
+
+
+def test_registry_looks_up_names_and_aliases_and_names_the_choices():
+    registry = Registry("MODEL.TRANSFER_TYPE")
+    registry.register("end2end", "E", aliases=("full",))
+    registry.register("toast", "T")
+    assert (
+        registry.lookup("toast") == "T" and registry.lookup("full") == "E" and registry.canonical("full") == "end2end"
+    )
+    assert sorted(registry) == ["end2end", "toast"]  # aliases are not listed as methods
+    with pytest.raises(ValueError, match=r"MODEL.TRANSFER_TYPE='adapterx' is unknown; .*\['end2end', 'toast'\].*full"):
+        registry.lookup("adapterx")
+    with pytest.raises(ValueError, match="'full' is registered twice"):
+        registry.register("full", "F")
+
+
+def test_both_halves_declare_methods_in_one_registry():
+    assert isinstance(VISION_METHODS, Registry) and isinstance(LM_METHODS, Registry)
+    assert sorted(LM_METHODS) == ["end2end", "lora", "toast", "toast-lite"]
+    assert lm_method("full") is lm_method("end2end")
+    with pytest.raises(ValueError, match=r"unknown; choose one of \['end2end', 'lora', 'toast', 'toast-lite'\]"):
+        lm_method("adapterx")
+
+
+def test_an_unknown_lm_method_stops_before_any_weights_load():
+    cfg = lm_cfg()
+    cfg.MODEL.NAME_OR_PATH = "/nonexistent/model"
+    cfg.MODEL.TRANSFER_TYPE = "adapterx"
+    with pytest.raises(ValueError, match=r"TRANSFER_TYPE='adapterx' is unknown; choose one of \[.*'end2end'"):
+        build_model(cfg)
+
+
+def test_end2end_and_full_build_the_same_model(tmp_path):
+    tiny_base("llama").save_pretrained(tmp_path / "tiny")
+    ids = torch.randint(3, 96, (1, 5), generator=torch.Generator().manual_seed(0))
+    built = {}
+    for name in ("end2end", "full"):
+        cfg = lm_cfg()
+        cfg.MODEL.NAME_OR_PATH = str(tmp_path / "tiny")
+        cfg.MODEL.TRANSFER_TYPE = name
+        model = build_model(cfg)
+        built[name] = (
+            {n: p.requires_grad for n, p in model.named_parameters()},
+            model.state_dict(),
+            model(input_ids=ids).logits,
+            type(model),
+        )
+    (trains_a, state_a, logits_a, type_a), (trains_b, state_b, logits_b, type_b) = built.values()
+    assert type_a is type_b and trains_a == trains_b and all(trains_a.values())
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert torch.equal(logits_a, logits_b)
+
+
+# -- which top-down tensors train ---------------------------------------------------------------------------
+
+# The filters each half used before the shared one, kept here as the reference.
+_VISION_TOAST = re.compile(r"^top_down\.(prompt|decoders\.\d+\.(down|to_value)\.weight)$")
+_VISION_LITE = re.compile(r"^top_down\.(prompt|transform|decoders\.\d+\.(down|to_value)\.lora_[ab])$")
+
+
+def _lm_rule_before(name: str, parts: set[str], lite: bool) -> bool:
+    part = name.split(".")[-2] if name.startswith("decoders.") else name
+    if lite and name.startswith("decoders."):
+        return "lora_" in name and part in parts
+    return part in parts and "lora_" not in name
+
+
+@pytest.mark.parametrize(
+    ("transfer", "reference", "overrides"),
+    [
+        ("toast", _VISION_TOAST, {}),
+        ("toast-lite", _VISION_LITE, {}),
+        ("toast", _VISION_TOAST, {"MODEL.BACKBONE": "convnext_atto"}),
+    ],
+)
+def test_vision_trains_the_same_top_down_tensors_as_before(transfer, reference, overrides):
+    model = build_tiny(transfer, **overrides)
+    chosen = {n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")}
+    expected = {n for n, _ in model.named_parameters() if reference.match(n)}
+    assert chosen == expected and any("decoders" in n for n in chosen)
+
+
+def test_lm_filter_chooses_as_before_for_every_set_of_parts():
+    top_down = TopDownModule(8, 2)
+    top_down.add_low_rank(2, 4.0)
+    names = [n for n, _ in top_down.named_parameters()]
+    parts = ("down", "to_value", "prompt", "transform")
+    for size, lite in itertools.product(range(len(parts) + 1), (False, True)):
+        for chosen in itertools.combinations(parts, size):
+            got = [n for n in names if trains_top_down(n, chosen, lite)]
+            assert got == [n for n in names if _lm_rule_before(n, set(chosen), lite)], (chosen, lite)
+    with pytest.raises(ValueError, match=r"unknown top-down parts \['bias'\]"):
+        trains_top_down("prompt", ["bias"], False)
+
+
+@pytest.mark.parametrize(
+    ("transfer", "train", "expected"),
+    [
+        ("toast", ["auto"], {"prompt", "down.weight", "to_value.weight"}),
+        ("toast", ["to_value", "transform"], {"transform", "to_value.weight"}),
+        ("toast-lite", ["auto"], {"prompt", "down.lora_a", "down.lora_b", "to_value.lora_a", "to_value.lora_b"}),
+    ],
+)
+def test_lm_marks_and_saves_what_the_filter_chooses(transfer, train, expected):
+    cfg = lm_cfg()
+    cfg.MODEL.TRANSFER_TYPE = transfer
+    cfg.MODEL.TOAST.TRAIN = train
+    model = attach_toast(tiny_base("llama"), cfg)
+    trained = {n for n, p in model.top_down.named_parameters() if p.requires_grad}
+    assert {re.sub(r"^decoders\.\d+\.", "", n) for n in trained} == expected
+    assert not any(p.requires_grad for p in model.base.parameters())
+    saved = model.adapter_state_dict()  # the whole top-down path, and everything that trains
+    assert {f"top_down.{n}" for n in trained} <= set(saved) and not any(k.startswith("base.") for k in saved)
+
+
+# -- the parameter summary ----------------------------------------------------------------------------------
+
+
+def test_parameter_summary_counts_per_group_and_shared_tensors_once():
+    model = nn.ModuleDict({"backbone": nn.Linear(4, 3), "head": nn.Linear(3, 2)})
+    model["backbone"].requires_grad_(False)
+    model["tied"] = model["head"]  # the same tensors under a second name
+    summary = parameter_summary(model)
+    assert (summary.trainable, summary.total) == (8, 23)
+    assert summary.groups == {"backbone": (0, 15), "head": (8, 8)}
+    assert summary.line() == "trainable 8 / 23 parameters (34.78%); per group: backbone 0/15, head 8/8"
+
+
+def test_both_halves_log_the_shared_summary(tmp_path, caplog):
+    vision = build_tiny("toast")
+    assert parameter_summary(vision).line() in vision.summary()
+    assert vision.parameter_counts() == (parameter_summary(vision).trainable, parameter_summary(vision).total)
+    tiny_base("llama").save_pretrained(tmp_path / "tiny")
+    cfg = lm_cfg()
+    cfg.MODEL.NAME_OR_PATH = str(tmp_path / "tiny")
+    with caplog.at_level(logging.INFO, logger="language_generation.model"):
+        model = build_model(cfg)
+    summary = parameter_summary(model)
+    assert summary.groups["top_down"][0] == summary.trainable == 2 * 3 * 32 * 32 + 32
+    assert f"transfer toast | {summary.line()}" in caplog.text
