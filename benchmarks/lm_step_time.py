@@ -34,12 +34,10 @@ LABELS = {
 }
 
 
-def _base(args):
-    torch.manual_seed(0)
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    if args.model:
-        return AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(args.device)
-    config = LlamaConfig(
+# Random-weight LLaMA shapes (speed does not depend on the weights' values): one sized for this CPU, and
+# SmolLM2-135M's, for machines the demo's weights package cannot reach.
+SHAPES = {
+    "cpu": dict(
         vocab_size=8192,
         hidden_size=512,
         intermediate_size=1376,
@@ -47,8 +45,28 @@ def _base(args):
         num_attention_heads=8,
         num_key_value_heads=8,
         max_position_embeddings=2048,
-    )
-    return LlamaForCausalLM(config).to(device=args.device, dtype=dtype)
+    ),
+    "smollm2-135m": dict(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+    ),
+}
+
+
+def _base(args):
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    if args.model:
+        return AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(args.device)
+    return LlamaForCausalLM(LlamaConfig(**SHAPES[args.shape])).to(device=args.device, dtype=dtype)
 
 
 def _model(args, transfer: str):
@@ -113,6 +131,9 @@ def generation_rates(args) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="", help="a local model folder or hub name (default: a CPU-sized LLaMA)")
+    parser.add_argument(
+        "--shape", default="cpu", choices=sorted(SHAPES), help="random-weight LLaMA shape when --model is not given"
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
@@ -137,7 +158,7 @@ def main() -> None:
         else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
     )
     print(
-        f"{args.model or 'LLaMA config: 8 layers, width 512, vocab 8192'}, batch {args.batch} × {args.seq} tokens, "
+        f"{args.model or f'random LLaMA, shape {args.shape}'}, batch {args.batch} × {args.seq} tokens, "
         f"{device}, torch {torch.__version__}, median of {args.iters} interleaved rounds\n"
     )
     print("| transfer | step (ms) | tokens/s | step / TOAST floor | peak memory (MiB) | trainable params |")
