@@ -22,7 +22,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from toast.files import atomic_path, atomic_write_text
+from toast.files import atomic_write_text, save_figure
 from toast.runs import refuse_other_config, setup_logging, software_record
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,8 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
         if points:
             axes[0].plot(*zip(*points), marker=".", label=label)
     axes[0].set_title("loss")
-    axes[0].legend()
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
     lr = [(r["step"], r["learning_rate"]) for r in records if "learning_rate" in r]
     if lr:
         axes[1].plot(*zip(*lr), marker=".")
@@ -247,10 +248,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png)
 
 
 def data_checksum(cfg: CfgNode) -> dict:

@@ -35,3 +35,13 @@ def current_umask() -> int:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Writes a matplotlib figure as PNG atomically (a reader never sees half a file), then closes it."""
+    import matplotlib.pyplot as plt  # only the callers that draw need matplotlib
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **{"dpi": 100, **savefig_kwargs})
+    plt.close(fig)
+    return Path(path)

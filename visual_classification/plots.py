@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from toast.files import atomic_path  # noqa: E402
+from toast.files import save_figure  # noqa: E402
 
 
 def _head_lr_mult(run_dir: Path) -> float | None:
@@ -72,12 +72,10 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
         ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # every epoch shown, also where the lr has reached 0
         ax.grid(alpha=0.3)
     for ax in axes[1:]:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_group_bars(groups: dict[str, dict[str, float]], out_png: Path, metric: str) -> Path:
@@ -94,7 +92,4 @@ def plot_group_bars(groups: dict[str, dict[str, float]], out_png: Path, metric: 
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png)

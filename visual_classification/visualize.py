@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from toast.files import atomic_path  # noqa: E402
+from toast.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
 from .models import TransferModel  # noqa: E402
@@ -143,9 +143,7 @@ def draw(image: np.ndarray, rows: list[tuple[str, dict]], out_png: Path, caption
     fig.tight_layout()
     if scale is not None:
         fig.colorbar(scale, ax=axes[:, 2:].ravel().tolist(), fraction=0.02, pad=0.01, label="CLS attention")
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")  # keeps the shared colour bar's labels
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=90, bbox_inches="tight")  # tight: keeps the shared colour bar's labels
     return out_png
 
 
