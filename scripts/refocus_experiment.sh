@@ -21,7 +21,7 @@ environment:
   METHODS         subset of: linear bias lora prompt toast toast-B0 toast-pretuned toast-lite-pretuned
   SIZES           candidate input sizes in px (default: "56 84"; 112 px costs 1.5x and probed no better)
   EPOCHS          target epochs (default: configs/demo/refocus.yaml's SOLVER.TOTAL_EPOCH)
-  PRETUNE_EPOCHS  source epochs (default: 3)
+  PRETUNE_EPOCHS  source epochs (default: 8)
   SOURCE_TRAIN    source training scenes (default: 2000)
   TEST            target test scenes (default: 1000)
   GRID            3: each method's lr grid on val (default); 1: its middle lr, fixed (smoke tests)

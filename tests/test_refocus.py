@@ -185,6 +185,9 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
     monkeypatch.setattr(refocus_study, "train", fake_train)
     monkeypatch.setattr(refocus_study, "pretune_main", fake_pretune)
     fake_pretune(["OUTPUT_DIR", str(experiment / "pretune")])  # the experiment's own run: read, not repeated
+    (experiment / "pretune" / "config.yaml").write_text(
+        "DATA:\n  CROPSIZE: 84\nSOLVER:\n  BASE_LR: 0.001\n  TOTAL_EPOCH: 3\n  GRAD_CLIP: 0.0\n"
+    )
     configs.clear()
     refocus_study.main(["--experiment", str(experiment), "--out", str(tmp_path / "study")])
     targets = [c for c in configs if not isinstance(c, list)]
@@ -194,7 +197,8 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
         (c.DATA.TRAIN_SPLIT, c.DATA.VAL_SPLIT, c.DATA.TEST_SPLIT) == ("train800", "val200", "none") for c in targets
     )
     assert all(c.DATA.NAME == "target" for c in targets)
-    assert str(experiment / "pretune") not in [a[a.index("OUTPUT_DIR") + 1] for a in pretunes]
+    names = [Path(a[a.index("OUTPUT_DIR") + 1]).name for a in pretunes]
+    assert "pretune_84px_lr0.001_ep3" not in names and "pretune_84px_lr0.0003_ep3" in names  # own recipe reused
     for argv in pretunes:
         assert argv[argv.index("DATA.NAME") + 1] == "source" and argv[argv.index("DATA.TEST_SPLIT") + 1] == "none"
     assert "| toast-pretuned" in (tmp_path / "study" / "study.md").read_text(encoding="utf-8")
