@@ -180,14 +180,16 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
         run.mkdir(parents=True)
         (run / "metrics.jsonl").write_text('{"val": {"top1": 40.0}, "recon_loss": 0.1}\n')
         (run / "results.json").write_text('{"best_val_top1": 40.0, "best_epoch": 1}')
+        value = {k: argv[argv.index(k) + 1] for k in argv[::2] if k != "--config-file"}.get
+        (run / "config.yaml").write_text(
+            f"DATA:\n  CROPSIZE: {value('DATA.CROPSIZE', 84)}\nSOLVER:\n  BASE_LR: {value('SOLVER.BASE_LR', 0.001)}\n"
+            f"  TOTAL_EPOCH: {value('SOLVER.TOTAL_EPOCH', 3)}\n  GRAD_CLIP: {value('SOLVER.GRAD_CLIP', 0.0)}\n"
+        )
         configs.append(argv)
 
     monkeypatch.setattr(refocus_study, "train", fake_train)
     monkeypatch.setattr(refocus_study, "pretune_main", fake_pretune)
     fake_pretune(["OUTPUT_DIR", str(experiment / "pretune")])  # the experiment's own run: read, not repeated
-    (experiment / "pretune" / "config.yaml").write_text(
-        "DATA:\n  CROPSIZE: 84\nSOLVER:\n  BASE_LR: 0.001\n  TOTAL_EPOCH: 3\n  GRAD_CLIP: 0.0\n"
-    )
     configs.clear()
     refocus_study.main(["--experiment", str(experiment), "--out", str(tmp_path / "study")])
     targets = [c for c in configs if not isinstance(c, list)]
@@ -201,7 +203,8 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
     assert "pretune_84px_lr0.001_ep3" not in names and "pretune_84px_lr0.0003_ep3" in names  # own recipe reused
     for argv in pretunes:
         assert argv[argv.index("DATA.NAME") + 1] == "source" and argv[argv.index("DATA.TEST_SPLIT") + 1] == "none"
-    assert "| toast-pretuned" in (tmp_path / "study" / "study.md").read_text(encoding="utf-8")
+    study = (tmp_path / "study" / "study.md").read_text(encoding="utf-8")
+    assert "| toast-pretuned" in study and "| lr 0.001, 3 epochs, clip 1, 84 px |" in study
 
 
 def test_refocus_study_names_a_missing_experiment(tmp_path):

@@ -120,11 +120,18 @@ class Study:
         return f"{sum(scores) / len(scores):.1f} ({' / '.join(f'{s:.1f}' for s in scores)})"
 
 
+def label(run: Path) -> str:
+    """A pre-tuning run as its recipe: lr, epochs, clipping, size."""
+    cfg = load_config(str(run / "config.yaml"), [])
+    clip = f", clip {cfg.SOLVER.GRAD_CLIP:g}" if cfg.SOLVER.GRAD_CLIP else ""
+    return f"lr {cfg.SOLVER.BASE_LR:g}, {cfg.SOLVER.TOTAL_EPOCH} epochs{clip}, {cfg.DATA.CROPSIZE} px"
+
+
 def pretune_row(run: Path) -> str:
     epochs = _metrics(run)
     cells = [f"{m['val']['top1']:.1f} / {m['recon_loss']:.3g}" for m in epochs]
     best = json.loads((run / "results.json").read_text())
-    return f"| {run.name} | " + " | ".join(cells) + f" | {best['best_val_top1']:.1f} (epoch {best['best_epoch']}) |"
+    return f"| {label(run)} | " + " | ".join(cells) + f" | {best['best_val_top1']:.1f} (epoch {best['best_epoch']}) |"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             "|---|---|---|---|---|",
             *(pretune_row(run) for run in pretunes),
             "",
-            f"Most stable (best last-epoch source val): `{stable.name}`.",
+            f"Most stable (best last-epoch source val): {label(stable)}.",
             "",
         ]
     if 2 in args.studies:
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         for run in pretunes:
             seeds = SEEDS if run == stable else SEEDS[:1]
             cells = [study.mean("toast-pretuned", lr, pretuned=run, seeds=seeds) for lr in TARGET_LRS]
-            lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label(run)} | " + " | ".join(cells) + " |")
         lines.append("")
     best_lr = max(
         TARGET_LRS, key=lambda lr: sum(study.target("toast-pretuned", lr, s, pretuned=stable) for s in SEEDS)
@@ -178,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
         for run in (stable, long_run):
             per_epoch = ", ".join(f"{m['val']['top1']:.1f}" for m in _metrics(run))
-            lines.append(f"| {run.name} | {per_epoch} | {study.mean('toast-pretuned', best_lr, pretuned=run)} |")
+            lines.append(f"| {label(run)} | {per_epoch} | {study.mean('toast-pretuned', best_lr, pretuned=run)} |")
         lines.append("")
     rivals = {"bias": 1e-3, "lora": 3e-3}  # the lrs the experiment's grid chose on val
     if 4 in args.studies:
