@@ -173,11 +173,10 @@ def choose_size(out: Path, weights: Path, args) -> tuple[int, dict[int, float]]:
     return chosen, scores
 
 
-def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
-    """Pre-tunes A_i, B_i and p on the source task with the project's recipe; the run's best/ folder."""
-    run = out / "pretune"
-    opts = {
-        **_base_opts(weights, out / "data", SOURCE, len(args.source_classes), size, args.pretune_epochs),
+def pretune_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path) -> dict:
+    """One pre-tuning run's overrides: the source's train → val (no test), the experiment's recipe."""
+    return {
+        **_base_opts(weights, data, SOURCE, num_classes, size, epochs),
         "DATA.TRAIN_SPLIT": "train",
         "DATA.VAL_SPLIT": "val",
         "DATA.TEST_SPLIT": "none",
@@ -185,6 +184,12 @@ def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
         "SEED": 0,
         **PRETUNE_OPTS,
     }
+
+
+def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
+    """Pre-tunes A_i, B_i and p on the source task with the project's recipe; the run's best/ folder."""
+    run = out / "pretune"
+    opts = pretune_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run)
     pretune_main(["--config-file", str(CONFIG), *_flat(opts), *args.opts])
     return run / "best"
 

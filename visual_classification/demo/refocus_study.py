@@ -77,14 +77,9 @@ class Study:
                 return own
         name = f"pretune_{size}px_lr{lr:g}_ep{epochs}" + (f"_clip{clip:g}" if clip else "")
         run = self.out / name
+        classes = self.classes[experiment.SOURCE]
         opts = {
-            **self._opts(experiment.SOURCE, size, epochs),
-            "DATA.TRAIN_SPLIT": "train",
-            "DATA.VAL_SPLIT": "val",
-            "DATA.TEST_SPLIT": "none",
-            "OUTPUT_DIR": str(run),
-            "SEED": 0,
-            **experiment.PRETUNE_OPTS,
+            **experiment.pretune_opts(self.weights, self.data, classes, size, epochs, run),
             "SOLVER.BASE_LR": lr,
             "SOLVER.GRAD_CLIP": clip,
         }
@@ -132,6 +127,25 @@ def pretune_row(run: Path) -> str:
     cells = [f"{m['val']['top1']:.1f} / {m['recon_loss']:.3g}" for m in epochs]
     best = json.loads((run / "results.json").read_text())
     return f"| {label(run)} | " + " | ".join(cells) + f" | {best['best_val_top1']:.1f} (epoch {best['best_epoch']}) |"
+
+
+RIVALS = {"bias": 1e-3, "lora": 3e-3}  # the lrs the experiment's first grid chose on val
+
+
+def against_rivals(
+    study: Study, title: str, columns: tuple[str, str], toast: tuple[dict, dict], lr: float
+) -> list[str]:
+    """A seed-0 table: the pre-tuned path (at ``lr``) and BitFit and LoRA, each under the two settings of
+    ``columns``; ``toast`` holds the path's :meth:`Study.target` keywords for them, the rivals get the same
+    without ``pretuned`` (they load no path)."""
+    lines = [title, "", f"| method | {columns[0]} | {columns[1]} |", "|---|---|---|"]
+    runs = [("toast-pretuned", lr, toast)]
+    runs += [(name, rival_lr, tuple({k: v for k, v in kw.items() if k != "pretuned"} for kw in toast))
+             for name, rival_lr in RIVALS.items()]  # fmt: skip
+    for name, run_lr, settings in runs:
+        cells = [study.mean(name, run_lr, seeds=ONE_SEED, **kwargs) for kwargs in settings]
+        lines.append(f"| {name} (lr {run_lr:g}) | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,40 +201,15 @@ def main(argv: list[str] | None = None) -> None:
             per_epoch = ", ".join(f"{m['val']['top1']:.1f}" for m in _metrics(run))
             lines.append(f"| {label(run)} | {per_epoch} | {study.mean('toast-pretuned', best_lr, pretuned=run)} |")
         lines.append("")
-    rivals = {"bias": 1e-3, "lora": 3e-3}  # the lrs the experiment's grid chose on val
     if 4 in args.studies:
-        lines += [
-            "### 4. Longer target training (seed 0)",
-            "",
-            f"| method | 2 epochs | {LONG_TARGET_EPOCHS} epochs |",
-            "|---|---|---|",
-        ]
-        lines.append(
-            f"| toast-pretuned (lr {best_lr:g}) | {study.mean('toast-pretuned', best_lr, pretuned=stable, seeds=ONE_SEED)} | "
-            f"{study.mean('toast-pretuned', best_lr, epochs=LONG_TARGET_EPOCHS, pretuned=stable, seeds=ONE_SEED)} |"
-        )
-        for name, lr in rivals.items():
-            lines.append(
-                f"| {name} (lr {lr:g}) | {study.mean(name, lr, seeds=ONE_SEED)} | {study.mean(name, lr, epochs=LONG_TARGET_EPOCHS, seeds=ONE_SEED)} |"
-            )
-        lines.append("")
+        settings = ({"pretuned": stable}, {"epochs": LONG_TARGET_EPOCHS, "pretuned": stable})
+        columns = ("2 epochs", f"{LONG_TARGET_EPOCHS} epochs")
+        lines += against_rivals(study, "### 4. Longer target training (seed 0)", columns, settings, best_lr)
     if 5 in args.studies:
         large = study.pretune(study.lr_of[stable], size=LARGE_SIZE)
-        lines += [
-            f"### 5. Input {LARGE_SIZE} px (pre-tuned again at {LARGE_SIZE} px; seed 0)",
-            "",
-            "| method | 84 px | 112 px |",
-        ]
-        lines += ["|---|---|---|"]
-        lines.append(
-            f"| toast-pretuned (lr {best_lr:g}) | {study.mean('toast-pretuned', best_lr, pretuned=stable, seeds=ONE_SEED)} | "
-            f"{study.mean('toast-pretuned', best_lr, size=LARGE_SIZE, pretuned=large, seeds=ONE_SEED)} |"
-        )
-        for name, lr in rivals.items():
-            lines.append(
-                f"| {name} (lr {lr:g}) | {study.mean(name, lr, seeds=ONE_SEED)} | {study.mean(name, lr, size=LARGE_SIZE, seeds=ONE_SEED)} |"
-            )
-        lines.append("")
+        settings = ({"pretuned": stable}, {"size": LARGE_SIZE, "pretuned": large})
+        title = f"### 5. Input {LARGE_SIZE} px (pre-tuned again at {LARGE_SIZE} px; seed 0)"
+        lines += against_rivals(study, title, ("84 px", f"{LARGE_SIZE} px"), settings, best_lr)
     text = "\n".join(lines)
     atomic_write_text(Path(args.out) / "study.md", text)
     print(text)
