@@ -91,7 +91,10 @@ class Study:
     def target(self, variant: str, lr: float, seed: int, epochs: int = 2, size: int = 84, pretuned=None) -> float:
         """Last-epoch val top-1 of one target run (train800 → val200)."""
         spec = experiment.VARIANTS[variant]
-        tag = pretuned.name if pretuned is not None else "none"
+        tag = "none" if pretuned is None else pretuned.name
+        if pretuned == self.experiment_dir / "pretune":  # its recipe may change between experiments: name it
+            cfg = load_config(str(pretuned / "config.yaml"), [])
+            tag = f"experiment_{cfg.DATA.CROPSIZE}px_lr{cfg.SOLVER.BASE_LR:g}_ep{cfg.SOLVER.TOTAL_EPOCH}"
         run = self.out / "target" / f"{variant}_{size}px_ep{epochs}_lr{lr:g}_{tag}_seed{seed}"
         opts = {
             **self._opts(experiment.TARGET, size, epochs),
