@@ -163,6 +163,8 @@ def test_refocus_experiment_refuses_overlapping_classes_before_running(tmp_path)
 
 def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
     """Every run of the why-does-TOAST-trail study trains on train800 and scores val200, or uses the source."""
+    from safetensors.torch import save_file
+
     from visual_classification.demo import refocus_study
 
     experiment = tmp_path / "refocus"
@@ -180,6 +182,9 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
         run.mkdir(parents=True)
         (run / "metrics.jsonl").write_text('{"val": {"top1": 40.0}, "recon_loss": 0.1}\n')
         (run / "results.json").write_text('{"best_val_top1": 40.0, "best_epoch": 1}')
+        (run / "best").mkdir()
+        save_file({"top_down.decoders.0.down.weight": 2 * torch.eye(3)}, str(run / "best" / "adapter.safetensors"))
+        torch.save({"adapter": {"top_down.decoders.0.down.weight": 3 * torch.eye(3)}}, run / "last.pt")
         value = {k: argv[argv.index(k) + 1] for k in argv[::2] if k != "--config-file"}.get
         (run / "config.yaml").write_text(
             f"DATA:\n  CROPSIZE: {value('DATA.CROPSIZE', 84)}\nSOLVER:\n  BASE_LR: {value('SOLVER.BASE_LR', 0.001)}\n"
@@ -205,6 +210,7 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
         assert argv[argv.index("DATA.NAME") + 1] == "source" and argv[argv.index("DATA.TEST_SPLIT") + 1] == "none"
     study = (tmp_path / "study" / "study.md").read_text(encoding="utf-8")
     assert "| toast-pretuned" in study and "| lr 0.001, 3 epochs, clip 1, 84 px |" in study
+    assert "| 40.0 (epoch 1) | 2.0–2.0 | 3.0–3.0 |" in study  # the A_i chain's spectral norms, best/ and last
 
 
 def test_refocus_study_names_a_missing_experiment(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from toast.files import atomic_write_text
 
@@ -40,6 +41,30 @@ LONG_TARGET_EPOCHS = 6
 LARGE_SIZE = 112
 
 
+class Recipe(NamedTuple):
+    """What a pre-tuning run varies in this study."""
+
+    lr: float
+    epochs: int
+    size: int
+    clip: float = 0.0
+
+    @property
+    def slug(self) -> str:
+        return f"{self.size}px_lr{self.lr:g}_ep{self.epochs}" + (f"_clip{self.clip:g}" if self.clip else "")
+
+    @property
+    def label(self) -> str:
+        clip = f", clip {self.clip:g}" if self.clip else ""
+        return f"lr {self.lr:g}, {self.epochs} epochs{clip}, {self.size} px"
+
+
+def recipe(run: Path) -> Recipe:
+    """A finished pre-tuning run's recipe, from its ``config.yaml``."""
+    cfg = load_config(str(run / "config.yaml"), [])
+    return Recipe(cfg.SOLVER.BASE_LR, cfg.SOLVER.TOTAL_EPOCH, cfg.DATA.CROPSIZE, cfg.SOLVER.GRAD_CLIP)
+
+
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
@@ -54,7 +79,6 @@ class Study:
             if not path.exists():
                 raise FileNotFoundError(f"{path} is missing: run bash scripts/refocus_experiment.sh first")
         self.experiment_dir = experiment_dir
-        self.lr_of: dict[Path, float] = {}  # pre-tuning run -> its lr
         self.out = out
         self.classes = {experiment.SOURCE: source_classes, experiment.TARGET: target_classes}
 
@@ -64,26 +88,17 @@ class Study:
     def pretune(self, lr: float, epochs: int = 3, size: int = 84, clip: float = 0.0) -> Path:
         """A pre-tuning run of the experiment's recipe with another lr / length / size; its folder (the
         experiment's own run for its own recipe)."""
+        wanted = Recipe(lr, epochs, size, clip)
         own = self.experiment_dir / "pretune"
-        if (own / "results.json").is_file():
-            cfg = load_config(str(own / "config.yaml"), [])
-            if (lr, epochs, size, clip) == (
-                cfg.SOLVER.BASE_LR,
-                cfg.SOLVER.TOTAL_EPOCH,
-                cfg.DATA.CROPSIZE,
-                cfg.SOLVER.GRAD_CLIP,
-            ):
-                self.lr_of[own] = lr
-                return own
-        name = f"pretune_{size}px_lr{lr:g}_ep{epochs}" + (f"_clip{clip:g}" if clip else "")
-        run = self.out / name
+        if (own / "results.json").is_file() and recipe(own) == wanted:
+            return own
+        run = self.out / f"pretune_{wanted.slug}"
         classes = self.classes[experiment.SOURCE]
         opts = {
             **experiment.pretune_opts(self.weights, self.data, classes, size, epochs, run),
             "SOLVER.BASE_LR": lr,
             "SOLVER.GRAD_CLIP": clip,
         }
-        self.lr_of[run] = lr
         if not (run / "results.json").is_file():
             pretune_main(["--config-file", str(experiment.CONFIG), *experiment._flat(opts)])
         return run
@@ -93,8 +108,7 @@ class Study:
         spec = experiment.VARIANTS[variant]
         tag = "none" if pretuned is None else pretuned.name
         if pretuned == self.experiment_dir / "pretune":  # its recipe may change between experiments: name it
-            cfg = load_config(str(pretuned / "config.yaml"), [])
-            tag = f"experiment_{cfg.DATA.CROPSIZE}px_lr{cfg.SOLVER.BASE_LR:g}_ep{cfg.SOLVER.TOTAL_EPOCH}"
+            tag = f"experiment_{recipe(pretuned).slug}"
         run = self.out / "target" / f"{variant}_{size}px_ep{epochs}_lr{lr:g}_{tag}_seed{seed}"
         opts = {
             **self._opts(experiment.TARGET, size, epochs),
@@ -118,18 +132,27 @@ class Study:
         return f"{sum(scores) / len(scores):.1f} ({' / '.join(f'{s:.1f}' for s in scores)})"
 
 
-def label(run: Path) -> str:
-    """A pre-tuning run as its recipe: lr, epochs, clipping, size."""
-    cfg = load_config(str(run / "config.yaml"), [])
-    clip = f", clip {cfg.SOLVER.GRAD_CLIP:g}" if cfg.SOLVER.GRAD_CLIP else ""
-    return f"lr {cfg.SOLVER.BASE_LR:g}, {cfg.SOLVER.TOTAL_EPOCH} epochs{clip}, {cfg.DATA.CROPSIZE} px"
+def chain_norms(state: dict) -> str:
+    """Smallest–largest spectral norm over the chained A_i maps: above 1 each, the chain amplifies."""
+    import torch
+
+    norms = [torch.linalg.matrix_norm(t.float(), ord=2).item() for k, t in state.items() if k.endswith("down.weight")]
+    return f"{min(norms):.1f}–{max(norms):.1f}"
 
 
 def pretune_row(run: Path) -> str:
+    import torch
+    from safetensors.torch import load_file
+
     epochs = _metrics(run)
     cells = [f"{m['val']['top1']:.1f} / {m['recon_loss']:.3g}" for m in epochs]
     best = json.loads((run / "results.json").read_text())
-    return f"| {label(run)} | " + " | ".join(cells) + f" | {best['best_val_top1']:.1f} (epoch {best['best_epoch']}) |"
+    kept = chain_norms(load_file(str(run / "best" / "adapter.safetensors")))
+    last = chain_norms(torch.load(run / "last.pt", weights_only=True, map_location="cpu")["adapter"])
+    return (
+        f"| {recipe(run).label} | " + " | ".join(cells)
+        + f" | {best['best_val_top1']:.1f} (epoch {best['best_epoch']}) | {kept} | {last} |"
+    )  # fmt: skip
 
 
 RIVALS = {"bias": 1e-3, "lora": 3e-3}  # the lrs the experiment's first grid chose on val
@@ -170,11 +193,11 @@ def main(argv: list[str] | None = None) -> None:
         lines += [
             "### 1. Pre-tuning (source digits, 3 epochs): source val top-1 / 0.1 × reconstruction loss per epoch",
             "",
-            "| run | epoch 1 | epoch 2 | epoch 3 | best/ (what the target loads) |",
-            "|---|---|---|---|---|",
+            "| run | epoch 1 | epoch 2 | epoch 3 | best/ (what the target loads) | A_i norms, best/ | A_i norms, last |",
+            "|---|---|---|---|---|---|---|",
             *(pretune_row(run) for run in pretunes),
             "",
-            f"Most stable (best last-epoch source val): {label(stable)}.",
+            f"Most stable (best last-epoch source val): {recipe(stable).label}.",
             "",
         ]
     if 2 in args.studies:
@@ -187,13 +210,13 @@ def main(argv: list[str] | None = None) -> None:
         for run in pretunes:
             seeds = SEEDS if run == stable else SEEDS[:1]
             cells = [study.mean("toast-pretuned", lr, pretuned=run, seeds=seeds) for lr in TARGET_LRS]
-            lines.append(f"| {label(run)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {recipe(run).label} | " + " | ".join(cells) + " |")
         lines.append("")
     best_lr = max(
         TARGET_LRS, key=lambda lr: sum(study.target("toast-pretuned", lr, s, pretuned=stable) for s in SEEDS)
     )
     if 3 in args.studies:
-        long_run = study.pretune(study.lr_of[stable], epochs=LONG_PRETUNE_EPOCHS)
+        long_run = study.pretune(recipe(stable).lr, epochs=LONG_PRETUNE_EPOCHS)
         lines += [
             f"### 3. Longer pre-tuning ({LONG_PRETUNE_EPOCHS} epochs), target lr {best_lr:g}",
             "",
@@ -202,14 +225,16 @@ def main(argv: list[str] | None = None) -> None:
         ]
         for run in (stable, long_run):
             per_epoch = ", ".join(f"{m['val']['top1']:.1f}" for m in _metrics(run))
-            lines.append(f"| {label(run)} | {per_epoch} | {study.mean('toast-pretuned', best_lr, pretuned=run)} |")
+            lines.append(
+                f"| {recipe(run).label} | {per_epoch} | {study.mean('toast-pretuned', best_lr, pretuned=run)} |"
+            )
         lines.append("")
     if 4 in args.studies:
         settings = ({"pretuned": stable}, {"epochs": LONG_TARGET_EPOCHS, "pretuned": stable})
         columns = ("2 epochs", f"{LONG_TARGET_EPOCHS} epochs")
         lines += against_rivals(study, "### 4. Longer target training (seed 0)", columns, settings, best_lr)
     if 5 in args.studies:
-        large = study.pretune(study.lr_of[stable], size=LARGE_SIZE)
+        large = study.pretune(recipe(stable).lr, size=LARGE_SIZE)
         settings = ({"pretuned": stable}, {"size": LARGE_SIZE, "pretuned": large})
         title = f"### 5. Input {LARGE_SIZE} px (pre-tuned again at {LARGE_SIZE} px; seed 0)"
         lines += against_rivals(study, title, ("84 px", f"{LARGE_SIZE} px"), settings, best_lr)
