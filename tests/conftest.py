@@ -12,6 +12,12 @@ TINY_BACKBONE = "vit_tiny_patch16_224"  # 12 blocks, width 192; at 32 px it has 
 TINY_SIZE = 32
 
 
+@pytest.fixture(autouse=True)
+def _private_fingerprint_memo(tmp_path_factory, monkeypatch):
+    """Each test memoises file hashes in its own index, never in the user's ~/.cache."""
+    monkeypatch.setenv("TOAST_FINGERPRINT_INDEX", str(tmp_path_factory.mktemp("memo") / "fingerprints.json"))
+
+
 def tiny_cfg(transfer: str = "toast", **overrides):
     cfg = get_cfg()
     cfg.MODEL.BACKBONE = TINY_BACKBONE
