@@ -25,6 +25,8 @@ from yacs.config import CfgNode
 from toast.files import atomic_write_text, save_figure
 from toast.runs import refuse_other_config, setup_logging, software_record
 
+from .distributed import main_decides
+
 logger = logging.getLogger(__name__)
 
 CONFIG = "config.yaml"
@@ -82,20 +84,20 @@ def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
 
 
 def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
-    """Checks OUTPUT_DIR, then (main process) writes ``config.yaml`` and sends log lines to ``log.txt``;
-    returns the status of :func:`check_output_dir`."""
+    """Checks OUTPUT_DIR and writes ``config.yaml`` (rank 0 only: the others wait for its answer, or its
+    error, so that none reads a folder that is being cleared or written); sends log lines to ``log.txt``
+    (rank 0); returns the status of :func:`check_output_dir`."""
     out = Path(cfg.OUTPUT_DIR)
     config_text = cfg.dump()
-    main = is_main_process()
-    if main:
+
+    def prepare() -> str:
         status = check_output_dir(out, config_text, overwrite) if out.is_dir() else "new"
-    else:  # read-only: only rank 0 refuses or clears; every rank must agree on a finished run
-        saved = out / CONFIG
-        same = saved.is_file() and saved.read_text(encoding="utf-8") == config_text
-        status = "finished" if same and (out / RESULTS).is_file() else "new"
-    if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / CONFIG, config_text)
+        return status
+
+    status = main_decides(prepare)
+    main = is_main_process()
     setup_logging(out / LOG if main else None, main)
     logger.info(
         "%s run in %s; config:\n%s", {"new": "new", "resume": "resuming the"}.get(status, status), out, config_text
@@ -166,6 +168,13 @@ def newest_complete_checkpoint(out: Path) -> str | None:
             return str(folder)
         logger.warning("skipping %s: %s", folder, reason)
     return None
+
+
+def resume_point(out: Path) -> str | None:
+    """The checkpoint to resume from, with ``metrics.jsonl`` cut back to its step (rank 0's job)."""
+    last = newest_complete_checkpoint(out)
+    truncate_metrics(out, checkpoint_step(last))
+    return last
 
 
 def check_run_files(folder: Path) -> None:

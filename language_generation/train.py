@@ -29,6 +29,7 @@ from toast.summary import parameter_summary
 from . import run_files as rf
 from .config import check_model_name, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
+from .distributed import barrier, check_engine_config, end_processes, gathered_adapter_state, main_decides
 from .model import ToastCausalLM, build_model, build_tokenizer
 
 
@@ -56,47 +57,69 @@ def start_distributed_world(args: TrainingArguments) -> None:
 class ToastTrainer(Trainer):
     """Saves and resumes a TOAST model as its adapter only (the base model is never copied)."""
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """A TOAST model is saved as its adapter, gathered by every process from whatever the engine holds
+        (ZeRO-3 partitions, FSDP2 shards: only the adapter's own tensors, so no engine setting about
+        gathering the whole model matters) and written by the main process alone."""
+        model = self.accelerator.unwrap_model(self.model)
+        if not isinstance(model, ToastCausalLM):
+            return super().save_model(output_dir, _internal_call)
+        state = gathered_adapter_state(model)
+        if self.args.should_save:
+            self._write_adapter(model, output_dir or self.args.output_dir, state)
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """The adapter; from ``state_dict`` when the ``Trainer`` gathered one (ZeRO-3, FSDP: the local
-        tensors are shards)."""
-        model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        model = self.accelerator.unwrap_model(self.model)
         if not isinstance(model, ToastCausalLM):
             return super()._save(output_dir, state_dict)
-        if not self.args.should_save:  # the other processes took part in gathering; one writes
-            return
-        if state_dict is not None and not state_dict:
-            raise ValueError(
-                "the engine handed over no weights to save the adapter from; with ZeRO-3 set "
-                '"stage3_gather_16bit_weights_on_model_save": true in the DeepSpeed config'
-            )
-        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            self._write_adapter(model, output_dir or self.args.output_dir, gathered_adapter_state(model))
+
+    def _write_adapter(self, model: ToastCausalLM, output_dir: str, state: dict[str, torch.Tensor]) -> None:
         os.makedirs(output_dir, exist_ok=True)
-        model.save_adapter(output_dir, state_dict=state_dict)
+        model.save_adapter(output_dir, state_dict=state)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        target = model or self.model
+        """The adapter back into the model: plain tensors, or FSDP2's ``DTensor`` shards (through
+        ``torch.distributed.checkpoint.state_dict``, see :func:`toast.load_adapter`)."""
+        target = self.accelerator.unwrap_model(model or self.model)
         if isinstance(target, ToastCausalLM):
             target.load_adapter(resume_from_checkpoint)
         else:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
 
+def engine_name(trainer: Trainer) -> str:
+    """What ran, as accelerate set it up (``TRAIN.FSDP`` on the CPU, for one, ends up as DDP)."""
+    if trainer.is_deepspeed_enabled:
+        stage = trainer.accelerator.state.deepspeed_plugin.zero_stage
+        return f"deepspeed zero-{stage}"
+    if trainer.is_fsdp_enabled:
+        return f"fsdp{trainer.accelerator.state.fsdp_plugin.fsdp_version}"
+    world = trainer.args.world_size
+    return f"ddp ({world} processes)" if world > 1 else "one process"
+
+
 def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
     out = Path(cfg.OUTPUT_DIR)
-    # run folder (language_generation.run_files): refuse another config, log.txt, newest complete checkpoint
     check_model_name(cfg)
+    check_engine_config(cfg)
+    args = training_arguments(cfg)
+    start_distributed_world(args)
+    # run folder (language_generation.run_files): rank 0 refuses another config, clears (--overwrite), writes
+    # config.yaml and picks the newest complete checkpoint; the others wait for its answer
     if rf.start_run(cfg, overwrite) == "finished":
         return rf.finished_results(out)
-    last = rf.newest_complete_checkpoint(out)
-    rf.truncate_metrics(out, rf.checkpoint_step(last))
+    last = main_decides(lambda: rf.resume_point(out))
     tokenizer = build_tokenizer(cfg)
-    train_set, eval_set = build_datasets(cfg, tokenizer)
-    args = training_arguments(cfg, has_eval_split=eval_set is not None)
-    start_distributed_world(args)
+    with args.main_process_first(desc="building the datasets"):  # rank 0 fills the datasets cache first
+        train_set, eval_set = build_datasets(cfg, tokenizer)
+    if eval_set is None:
+        args = training_arguments(cfg, has_eval_split=False)
     set_seed(args.seed)  # before the model: a fresh top-down path is the same in every process and run
     model = build_model(cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
@@ -117,6 +140,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         "train_loss": result.training_loss,
         "global_step": result.global_step,
         "trainable_params": parameter_summary(model).trainable,
+        "engine": engine_name(trainer),
         "seconds": round(time.time() - start, 1),
         "resumed_from": last,
     }
@@ -127,6 +151,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     if trainer.is_world_process_zero():
         results["run"] = rf.run_record(cfg)
         rf.write_results(out, results)
+    barrier()  # results.json is there before any process reports the run finished
     return results
 
 
@@ -149,6 +174,7 @@ def main(
         results = train(cfg, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         sys.exit(f"error: {err}")
+    end_processes()
     print(json.dumps(results, indent=2))
 
 

@@ -121,15 +121,42 @@ def test_config_copy_of_a_run_folder_is_untouched_by_other_runs(tmp_path):
     shutil.rmtree(tmp_path)
 
 
-def test_other_ranks_agree_on_a_finished_run_without_writing(tmp_path, monkeypatch):
-    cfg = load_config("", ["OUTPUT_DIR", str(tmp_path), "MODEL.NAME_OR_PATH", "m"])
+def _two_ranks_start_a_run(rank: int, folder: str, port: int, answers) -> None:
+    """One of two gloo processes: start_run over a folder with another run, then the resume point."""
+    import torch.distributed as dist
+
+    from language_generation.distributed import main_decides
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    cfg = load_config("", ["OUTPUT_DIR", folder, "MODEL.NAME_OR_PATH", "m"])
+    rf.setup_logging = lambda *args: None  # leave the process's logging alone
+    try:
+        rf.start_run(cfg)
+    except FileExistsError as err:  # rank 0 refuses; rank 1 gets the same error instead of going on
+        answers.put((rank, "refused", "different config" in str(err)))
+    status = rf.start_run(cfg, overwrite=True)  # rank 0 clears the old run; rank 1 waits for it
+    answers.put((rank, status, sorted(p.name for p in Path(folder).iterdir())))
+    answers.put((rank, "resume", main_decides(lambda: rf.resume_point(Path(folder)))))
+    dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_rank_0_decides_the_run_folder_and_the_others_wait_for_its_answer(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
     (tmp_path / "config.yaml").write_text("another config")
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setattr(rf, "setup_logging", lambda *args: None)  # leave this process's logging alone
-    assert rf.start_run(cfg) == "new" and (tmp_path / "config.yaml").read_text() == "another config"
-    (tmp_path / "config.yaml").write_text(cfg.dump())
-    (tmp_path / "results.json").write_text("{}")
-    assert rf.start_run(cfg) == "finished"
+    (tmp_path / "checkpoint-3").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    answers = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_two_ranks_start_a_run, args=(str(tmp_path), port, answers), nprocs=2)
+    got = sorted(answers.get() for _ in range(6))
+    assert [a for a in got if a[1] == "refused"] == [(0, "refused", True), (1, "refused", True)]
+    assert [a for a in got if a[1] == "new"] == [(0, "new", ["config.yaml"]), (1, "new", ["config.yaml"])]
+    assert [a for a in got if a[1] == "resume"] == [(0, "resume", None), (1, "resume", None)]
 
 
 def test_two_runs_of_one_command_agree(local_model, tmp_path):  # noqa: F811

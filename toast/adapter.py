@@ -119,10 +119,24 @@ def load_adapter(
                 f"adapter tensor {name} has shape {tuple(tensor.shape)} in {weights}, "
                 f"but the model expects {tuple(own[name].shape)}"
             )
+    _copy_into(model, own, saved)
+    return config
+
+
+def _copy_into(model: Any, own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
+    """Copies ``saved`` into the model's tensors. FSDP2 shards them as ``DTensor``s, into which a plain tensor
+    cannot be copied: there every process hands its full copy to ``set_model_state_dict``, which keeps each
+    process's shard (the names were checked above, so ``strict=False`` only leaves the frozen base alone)."""
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(t, DTensor) for t in own.values()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, dict(saved), options=StateDictOptions(full_state_dict=True, strict=False))
+        return
     with torch.no_grad():
         for name, tensor in saved.items():
             own[name].copy_(tensor)
-    return config
 
 
 _ORIGINAL_DECODER = re.compile(r"^decoders\.(\d+)\.(linear|linear2)(?:\.weight)?$")

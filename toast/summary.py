@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 
@@ -31,12 +32,20 @@ class ParameterSummary:
         return f"trainable {self.trainable:,} / {self.total:,} parameters ({self.percent:.2f}%); per group: {groups}"
 
 
+def full_numel(p: torch.Tensor) -> int:
+    """Entries of the whole tensor: a ZeRO-3 parameter holds an empty shard and its real size in ``ds_numel``
+    (an FSDP2 ``DTensor`` already answers ``numel()`` with the global size)."""
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
 def parameter_summary(model: nn.Module, group_of: Callable[[str], str] = first_name_part) -> ParameterSummary:
-    """Counts every parameter once (shared tensors too, as ``model.parameters()`` does)."""
+    """Counts every parameter once (shared tensors too, as ``model.parameters()`` does), at its whole size
+    also where an engine partitions it."""
     trainable = total = 0
     groups: dict[str, tuple[int, int]] = {}
     for name, p in model.named_parameters():
-        n, t = p.numel(), p.numel() if p.requires_grad else 0
+        n = full_numel(p)
+        t = n if p.requires_grad else 0
         trainable, total = trainable + t, total + n
         group = group_of(name)
         old_t, old_n = groups.get(group, (0, 0))
