@@ -7,12 +7,16 @@ loader both halves share (:mod:`toast.config_files`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
+from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
 from toast import config_files
+
+logger = logging.getLogger(__name__)
 
 _C = CN()
 
@@ -184,6 +188,40 @@ def load_config(config_file: str | None, opts: list[str], freeze: bool = True, d
     check_training_numbers(cfg)
     if freeze:
         cfg.freeze()
+    return cfg
+
+
+def run_config_text(cfg: CN) -> str:
+    """A run's ``config.yaml``: every project key, and of ``TRAIN.*`` only the values that differ from
+    transformers' defaults (the ~110 others would tie the file to one transformers version: a field added
+    or dropped by an upgrade would make the same run look like another one)."""
+    library = training_arguments_defaults()
+    saved = cfg.clone()
+    saved.defrost()
+    saved.TRAIN = CN({key: value for key, value in cfg.TRAIN.items() if key not in library or value != library[key]})
+    return saved.dump()
+
+
+def read_run_config(path: str | Path) -> CN:
+    """A run's ``config.yaml``, written by this or another transformers version: ``TRAIN.*`` fields this
+    version's ``TrainingArguments`` lacks are left out with a warning that names them, fields the file lacks
+    keep their defaults; any other unknown key is an error naming the file."""
+    path = Path(path)
+    content = config_files.read_yaml(path)
+    train = content.get("TRAIN") or {}
+    known = _C.TRAIN
+    unknown = sorted(key for key in train if key not in known)
+    if unknown:
+        logger.warning(
+            "%s: TRAIN.%s: not fields of this transformers' TrainingArguments (another version wrote the run); "
+            "left out",
+            path,
+            ", TRAIN.".join(unknown),
+        )
+        content["TRAIN"] = {key: value for key, value in train.items() if key in known}
+    cfg = get_cfg()
+    config_files.merge_mapping(cfg, content, str(path))
+    check_training_numbers(cfg)
     return cfg
 
 

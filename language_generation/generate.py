@@ -31,7 +31,7 @@ from toast import config_files
 from toast.files import atomic_write_text
 
 from . import run_files as rf
-from .config import check_model_name, load_config
+from .config import check_model_name, load_config, read_run_config
 from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
 from .records import checked_record, read_raw
 from .templates import render_prompt, resolve_template
@@ -50,7 +50,7 @@ def run_config(run_dir: Path, config_file: str, opts: list[str]) -> CfgNode:
         raise FileNotFoundError(f"--adapter {run_dir} does not exist (give the OUTPUT_DIR of a train run)")
     if not saved.is_file():
         raise ValueError(f"--adapter {run_dir} is not a run folder: it has no {rf.CONFIG} (written by train)")
-    cfg = load_config(str(saved), [], freeze=False)
+    cfg = read_run_config(saved)  # TRAIN.* fields of another transformers version are named and left out
     if config_file:
         config_files.merge_yaml(cfg, config_file)
     config_files.merge_overrides(cfg, opts)

@@ -25,6 +25,7 @@ from yacs.config import CfgNode
 from toast.files import atomic_write_text, save_figure
 from toast.runs import refuse_other_config, setup_logging, software_record
 
+from .config import read_run_config, run_config_text
 from .distributed import main_decides
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
     (which then removes that run's files and checkpoints)."""
     if not (out / CONFIG).is_file():
         return "new"
+    if same_run_config(out / CONFIG, config_text):
+        return "finished" if (out / RESULTS).is_file() else "resume"
     if refuse_other_config(out, CONFIG, config_text, overwrite):
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -83,12 +86,23 @@ def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
     return "finished" if (out / RESULTS).is_file() else "resume"
 
 
+def same_run_config(saved: Path, config_text: str) -> bool:
+    """Whether the run config in ``saved`` is ``config_text`` once both are written the same way (a file a
+    run wrote with another transformers version, or with every ``TRAIN.*`` field, is still the same run)."""
+    if saved.read_text(encoding="utf-8") == config_text:
+        return True
+    try:
+        return run_config_text(read_run_config(saved)) == config_text
+    except (ValueError, KeyError):
+        return False
+
+
 def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
     """Checks OUTPUT_DIR and writes ``config.yaml`` (rank 0 only: the others wait for its answer, or its
     error, so that none reads a folder that is being cleared or written); sends log lines to ``log.txt``
     (rank 0); returns the status of :func:`check_output_dir`."""
     out = Path(cfg.OUTPUT_DIR)
-    config_text = cfg.dump()
+    config_text = run_config_text(cfg)
 
     def prepare() -> str:
         status = check_output_dir(out, config_text, overwrite) if out.is_dir() else "new"

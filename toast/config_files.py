@@ -68,10 +68,15 @@ def merge_yaml(cfg: Any, path: str | Path, seen: tuple[Path, ...] = ()) -> None:
     base = content.pop("_BASE_", None)
     if base:
         merge_yaml(cfg, path.parent / base, (*seen, path.resolve()))
+    merge_mapping(cfg, content, str(path))
+
+
+def merge_mapping(cfg: Any, content: dict, where: str) -> None:
+    """Merges a nested dict of config values (as a YAML file holds them); errors name ``where``."""
     try:
         cfg.merge_from_other_cfg(type(cfg)(_coerce_tree(cfg, content)))
     except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ValueError(f"{path}: {err}") from err
+        raise ValueError(f"{where}: {err}") from err
 
 
 def merge_overrides(cfg: Any, opts: list[str]) -> None:
