@@ -139,6 +139,18 @@ def sampling_kwargs(cfg: CfgNode) -> dict:
     return kwargs
 
 
+def end_token_ids(model, tokenizer) -> list[int]:
+    """Every end token of the model's generation config (Llama-3-style chat models end a turn with one
+    and the text with another), then the tokenizer's EOS if it is not among them."""
+    config = getattr(model, "generation_config", None) or getattr(
+        getattr(model, "base", None), "generation_config", None
+    )
+    configured = getattr(config, "eos_token_id", None)
+    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
 @torch.no_grad()
 def generate_all(model, tokenizer, cfg: CfgNode, prompts: list[dict]) -> list[dict]:
     """Answers for every prompt, ``GENERATE.BATCH_SIZE`` at a time (left padding); streamed when it is 1."""
@@ -161,7 +173,7 @@ def generate_all(model, tokenizer, cfg: CfgNode, prompts: list[dict]) -> list[di
             **enc,
             streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=end_token_ids(model, tokenizer),
             **sampling_kwargs(cfg),
         )
         width = enc["input_ids"].shape[1]

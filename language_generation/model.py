@@ -164,6 +164,7 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
     lite = cfg.MODEL.TRANSFER_TYPE == "toast-lite"
     if lite:
         top_down.add_low_rank(toast_cfg.LITE_RANK, toast_cfg.LITE_ALPHA)
+    requires_grad = {name: p.requires_grad for name, p in base.named_parameters()}  # unload() restores it
     for p in base.parameters():
         p.requires_grad_(False)
     parts = set(trained_parts(cfg))
@@ -172,7 +173,7 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
         trains = trains_top_down(name, parts, low_rank=lite)
         p.requires_grad_(trains)
         p.data = p.data.to(device=base.device, dtype=trainable_dtype if trains else base.dtype)
-    return ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF)
+    return ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF, base_requires_grad=requires_grad)
 
 
 def build_model(cfg: CfgNode) -> nn.Module:

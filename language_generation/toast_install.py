@@ -77,9 +77,17 @@ class ToastCausalLM(nn.Module):
         base: the Hugging Face causal LM (frozen by the transfer type, not here).
         top_down: the shared top-down module (width = hidden size, one decoder per layer).
         recon_coef: weight of ``Σ_i MSE(A_i(out_i)/s, in_i/s)`` added to the loss when labels are given.
+        base_requires_grad: ``requires_grad`` of the base's parameters before the transfer type froze them,
+            given back by :meth:`unload`.
     """
 
-    def __init__(self, base: PreTrainedModel, top_down: TopDownModule, recon_coef: float = 0.0) -> None:
+    def __init__(
+        self,
+        base: PreTrainedModel,
+        top_down: TopDownModule,
+        recon_coef: float = 0.0,
+        base_requires_grad: dict[str, bool] | None = None,
+    ) -> None:
         super().__init__()
         layers = decoder_layers(base)
         if top_down.num_layers != len(layers) or top_down.dim != base.config.hidden_size:
@@ -96,8 +104,8 @@ class ToastCausalLM(nn.Module):
             for i, layer in enumerate(layers)
         ]
         self.steering = ValueSteering(top_down, targets, double_bias=False)
-        if is_deepspeed_zero3_enabled():
-            _register_zero3_reads(top_down, targets)
+        self._base_requires_grad = dict(base_requires_grad or {})
+        self._zero3_reads = _register_zero3_reads(top_down, targets) if is_deepspeed_zero3_enabled() else []
         self._loss_requested = False
         inner = base.model
         inner.forward = TwoPassDecoderForward(self, inner)
@@ -153,10 +161,23 @@ class ToastCausalLM(nn.Module):
         return self.base.generate(*args, **kwargs)
 
     def unload(self) -> PreTrainedModel:
-        """Takes TOAST out (steering hooks, two-pass forward) and returns the base model as it was before."""
+        """Takes TOAST out and returns the base model as it was before: steering hooks, two-pass forward, ZeRO-3
+        registrations of B_i with the ``v_proj``s, the checkpointing TOAST enabled (its recompute replays the
+        signal), and each parameter's ``requires_grad``."""
         self.steering.remove()
         if isinstance(self.base.model.__dict__.get("forward"), TwoPassDecoderForward):
             del self.base.model.forward
+        if self._zero3_reads:
+            from deepspeed.runtime.zero.partition_parameters import unregister_external_parameter
+
+            for module, tensor in self._zero3_reads:
+                unregister_external_parameter(module, tensor)
+            self._zero3_reads = []
+        if getattr(self, "_checkpointing_replays_signal", False):
+            self.gradient_checkpointing_disable()
+        for name, p in self.base.named_parameters():
+            if name in self._base_requires_grad:
+                p.requires_grad_(self._base_requires_grad[name])
         return self.base
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **kwargs) -> None:
@@ -238,18 +259,21 @@ def _share_of_step(labels: torch.Tensor | None, num_items_in_batch) -> torch.Ten
     return labels[..., 1:].ne(-100).sum() / num_items_in_batch
 
 
-def _register_zero3_reads(top_down: TopDownModule, targets) -> None:
+def _register_zero3_reads(top_down: TopDownModule, targets) -> list[tuple[nn.Module, nn.Parameter]]:
     """Under ZeRO-3 a parameter is whole only while a module that owns (or registered) it runs. B_i (and its
     low-rank update) is read inside layer i's ``v_proj`` forward hook, so it is registered with that ``v_proj``:
     gathered for its forward and backward, released after. (DeepSpeed 0.19 also fetches a partitioned tensor
     read during any forward and ties it to the running module, here the whole decoder stack, which would keep
     every B_i gathered through both passes.) ``p`` and ``T`` are read inside ``top_down``'s own forward, A_i
-    inside its own module."""
+    inside its own module. Returns the registrations, which :meth:`ToastCausalLM.unload` takes back."""
     import deepspeed
 
+    registered = []
     for decoder, target in zip(top_down.decoders, targets):
         for tensor in decoder.to_value.parameters():
             deepspeed.zero.register_external_parameter(target.module, tensor)
+            registered.append((target.module, tensor))
+    return registered
 
 
 class TwoPassDecoderForward:
