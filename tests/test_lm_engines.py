@@ -37,6 +37,12 @@ def test_toast_saves_its_adapter_under_any_zero3_or_fsdp_setting(tmp_path):
         check_engine_config(_cfg(tmp_path, transfer, fsdp={"state_dict_type": "SHARDED_STATE_DICT"}))
 
 
+def test_fsdp1_is_refused_for_toast_naming_the_key(tmp_path):
+    with pytest.raises(ValueError, match='"version": 2'):
+        check_engine_config(_cfg(tmp_path, "toast", fsdp={"version": 1}))
+    check_engine_config(_cfg(tmp_path, "toast", fsdp={"version": 2}))
+
+
 def test_a_sharded_fsdp_state_dict_is_refused_for_lora(tmp_path):
     with pytest.raises(ValueError, match="state_dict_type"):
         check_engine_config(_cfg(tmp_path, "lora", fsdp={"state_dict_type": "SHARDED_STATE_DICT"}))
