@@ -16,6 +16,8 @@ from yacs.config import CfgNode
 
 from toast.registry import Registry
 
+from .toast_policy import attach_toast
+
 
 @dataclass(frozen=True)
 class TransferMethod:
@@ -45,12 +47,6 @@ def get_transfer_method(name: str) -> TransferMethod:
     return TRANSFER_METHODS.lookup(name)
 
 
-def _toast(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
-    from .model import attach_toast  # model.py builds from this registry: imported when used
-
-    return attach_toast(base, cfg)
-
-
 def _lora(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -76,9 +72,9 @@ def _end2end(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
 
 _ADAPTER = ("adapter.safetensors",)
 # TOAST: the top-down path (MODEL.TOAST.TRAIN says which parts train) steering a frozen base.
-register_transfer(TransferMethod("toast", _toast, _ADAPTER))
+register_transfer(TransferMethod("toast", attach_toast, _ADAPTER))
 # TOAST-Lite: rank-r updates of A_i and B_i, and p.
-register_transfer(TransferMethod("toast-lite", _toast, _ADAPTER))
+register_transfer(TransferMethod("toast-lite", attach_toast, _ADAPTER))
 # LoRA through peft on MODEL.LORA.TARGETS.
 register_transfer(TransferMethod("lora", _lora, ("adapter_model.safetensors", "adapter_model.bin")))
 # Full fine-tuning; "full" is the name earlier configs and runs use.
