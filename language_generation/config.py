@@ -48,8 +48,9 @@ _C.MODEL.TOAST = CN()
 # recipe for a pre-tuned path); toast without them trains A_i, B_i and p (a fresh frozen A_i learns nothing);
 # toast-lite trains the updates of A_i and B_i, and p (the original's). The run log says which set and why.
 _C.MODEL.TOAST.TRAIN = ["auto"]
-# normal: A_i, B_i ~ N(0, 0.02) (the original LLaMA); zero_to_value: B_i = 0, so the model starts exactly as the
-# base (A_i and p as before). Weights from MODEL.TOPDOWN_WEIGHTS replace either.
+# normal: A_i, B_i ~ N(0, 0.02) (the original LLaMA); trunc_normal: the same truncated (the vision default);
+# zero_to_value: B_i = 0, so the model starts exactly as the base (A_i normal, p as before). The choices are
+# toast.topdown.DECODER_INITS, the vision half's. Weights from MODEL.TOPDOWN_WEIGHTS replace any of them.
 _C.MODEL.TOAST.DECODER_INIT = "normal"
 _C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight: 0 in tuning (original), 1.0 in pre-tuning
 _C.MODEL.TOAST.RECON_SCALE = 10.0  # both operands divided by this (the original LLaMA's /10)

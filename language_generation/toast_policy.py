@@ -24,6 +24,7 @@ from toast import (
     read_adapter_top_down,
     trains_top_down,
 )
+from toast.topdown import DECODER_INITS  # the vision half's choices too
 
 from .toast_install import ToastCausalLM, decoder_layers
 
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 TRAINABLE_PARTS = set(TOP_DOWN_PARTS)
 TRAINABLE_DTYPES = ("float32", "base")
-DECODER_INITS = ("normal", "zero_to_value")
 # MODEL.TOAST.TRAIN "auto": what trains when the config does not say.
 ORIGINAL_TUNING_SET = ["to_value", "prompt"]  # the original's final recipe, which assumes a pre-tuned A_i
 FRESH_PATH_SET = ["down", "to_value", "prompt"]  # a fresh A_i must learn too (a frozen random chain carries nothing)
@@ -126,10 +126,15 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
     if problems:
         raise ValueError("bad language config: " + "; ".join(problems))
     toast_cfg = cfg.MODEL.TOAST
+    init = toast_cfg.DECODER_INIT
+    # zero_to_value: B_i = 0 on this half's default A_i (normal, the original LLaMA's; trunc_normal on the vision half)
     top_down = TopDownModule(
-        base.config.hidden_size, len(decoder_layers(base)), decoder_init="normal", recon_scale=toast_cfg.RECON_SCALE
+        base.config.hidden_size,
+        len(decoder_layers(base)),
+        decoder_init="normal" if init == "zero_to_value" else init,
+        recon_scale=toast_cfg.RECON_SCALE,
     )
-    if toast_cfg.DECODER_INIT == "zero_to_value":
+    if init == "zero_to_value":
         with torch.no_grad():  # B_i = 0: no signal reaches the values, so the model starts as the base
             for decoder in top_down.decoders:
                 decoder.to_value.weight.zero_()

@@ -15,24 +15,28 @@ from transformers import PreTrainedModel
 from yacs.config import CfgNode
 
 from toast.registry import Registry
+from toast.registry import TransferMethod as SharedTransferMethod
 
 from .toast_policy import attach_toast
 
 
 @dataclass(frozen=True)
-class TransferMethod:
-    """One transfer type.
+class TransferMethod(SharedTransferMethod):
+    """One transfer type (the shape the vision half shares, :class:`toast.registry.TransferMethod`, plus
+    what only the language half needs).
 
     Attributes:
         name: the ``MODEL.TRANSFER_TYPE`` value.
-        build: ``build(base, cfg) -> model``: installs the method into the loaded base model and sets
-            ``requires_grad`` on every parameter.
+        build: ``build(base, cfg) -> model`` (a :data:`Builder`): installs the method into the loaded base
+            model and sets ``requires_grad`` on every parameter.
         run_weights: the files a finished run writes; one of them must be in a run folder.
     """
 
-    name: str
-    build: Callable[[PreTrainedModel, CfgNode], nn.Module]
     run_weights: tuple[str, ...]
+
+
+# Builds the method's model from the loaded base model and the config.
+Builder = Callable[[PreTrainedModel, CfgNode], nn.Module]
 
 
 TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")

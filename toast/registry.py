@@ -6,10 +6,22 @@ Each half registers its methods in one file (``visual_classification/models/tran
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 Method = TypeVar("Method")
+
+
+@dataclass(frozen=True)
+class TransferMethod:
+    """One transfer type, in the shape both halves share: the ``MODEL.TRANSFER_TYPE`` name and ``build``,
+    which turns the loaded model into the one that trains. Each half's subclass adds what only it needs
+    (vision: which tensors train, the model types it combines with; language: the files a finished run holds).
+    """
+
+    name: str
+    build: Callable[..., Any]
 
 
 class Registry(Mapping[str, Method], Generic[Method]):

@@ -9,6 +9,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from toast.registry import Registry
+from toast.registry import TransferMethod as SharedTransferMethod
 
 from ..transfer_model import HEAD_PREFIX, TransferModel
 
@@ -17,18 +18,17 @@ Builder = Callable[[nn.Module, nn.Module, CfgNode, str], TransferModel]
 
 
 @dataclass(frozen=True)
-class TransferMethod:
-    """One transfer type.
+class TransferMethod(SharedTransferMethod):
+    """One transfer type (the shape the language half shares, :class:`toast.registry.TransferMethod`, plus
+    what only the vision half needs).
 
     Attributes:
         name: the ``MODEL.TRANSFER_TYPE`` value.
-        build: ``build(backbone, head, cfg, backbone_name) -> TransferModel``.
+        build: ``build(backbone, head, cfg, backbone_name) -> TransferModel`` (a :data:`Builder`).
         trains: ``trains(param_name) -> bool`` for parameters outside the head (the head always trains).
         model_types: the original's ``MODEL.TYPE`` values this method may be combined with.
     """
 
-    name: str
-    build: Builder
     trains: Callable[[str], bool]
     model_types: tuple[str, ...]
 
