@@ -194,12 +194,18 @@ def load_config(config_file: str | None, opts: list[str], freeze: bool = True, d
 
 def run_config_text(cfg: CN) -> str:
     """A run's ``config.yaml``: every project key, and of ``TRAIN.*`` only the values that differ from
-    transformers' defaults (the ~110 others would tie the file to one transformers version: a field added
-    or dropped by an upgrade would make the same run look like another one)."""
-    library = training_arguments_defaults()
+    transformers' defaults or from the project's (the ~110 others would tie the file to one transformers
+    version: a field added or dropped by an upgrade would make the same run look like another one)."""
+    library, project = training_arguments_defaults(), _C.TRAIN
     saved = cfg.clone()
     saved.defrost()
-    saved.TRAIN = CN({key: value for key, value in cfg.TRAIN.items() if key not in library or value != library[key]})
+    saved.TRAIN = CN(
+        {
+            key: value
+            for key, value in cfg.TRAIN.items()
+            if key not in library or value != library[key] or value != project.get(key)
+        }
+    )
     return saved.dump()
 
 

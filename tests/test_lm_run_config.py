@@ -26,6 +26,11 @@ def test_config_yaml_holds_the_project_keys_and_only_the_train_values_that_diffe
     assert saved["TRAIN"]["REMOVE_UNUSED_COLUMNS"] is False  # the project's own choice, not transformers' default
     assert "ADAM_BETA1" not in saved["TRAIN"] and len(saved["TRAIN"]) < 15 < len(cfg.TRAIN)
     assert read_run_config_from_text(tmp_path, run_config_text(cfg)).dump() == cfg.dump()
+    library_value = load_config("", [*OPTS, "OUTPUT_DIR", str(tmp_path), "TRAIN.REMOVE_UNUSED_COLUMNS", "True"])
+    assert (
+        yaml.safe_load(run_config_text(library_value))["TRAIN"]["REMOVE_UNUSED_COLUMNS"] is True
+    )  # not the project's
+    assert read_run_config_from_text(tmp_path, run_config_text(library_value)).dump() == library_value.dump()
 
 
 def read_run_config_from_text(tmp_path, text: str):
