@@ -8,6 +8,7 @@ Without ``torch.distributed`` started (one plain process) every function here do
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
@@ -148,7 +149,10 @@ def read_json_option(key: str, value) -> dict:
         return value
     path = Path(value)
     if not path.is_file():
-        raise FileNotFoundError(f"{key}={value!r} does not exist (a JSON file)")
+        try:  # accelerate also takes a DeepSpeed config as base64-encoded JSON
+            return json.loads(base64.urlsafe_b64decode(value))
+        except (ValueError, TypeError):
+            raise FileNotFoundError(f"{key}={value!r} does not exist (a JSON file)") from None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -48,6 +48,15 @@ def test_a_sharded_fsdp_state_dict_is_refused_for_lora(tmp_path):
         check_engine_config(_cfg(tmp_path, "lora", fsdp={"state_dict_type": "SHARDED_STATE_DICT"}))
 
 
+def test_a_base64_deepspeed_config_is_read_as_accelerate_reads_it(tmp_path):
+    import base64
+
+    encoded = base64.urlsafe_b64encode(json.dumps({"zero_optimization": {"stage": 3}}).encode()).decode()
+    cfg = load_config("", ["MODEL.TRANSFER_TYPE", "lora", "TRAIN.DEEPSPEED", encoded])
+    with pytest.raises(ValueError, match=GATHER_KEY):
+        check_engine_config(cfg)
+
+
 def test_a_missing_engine_file_is_named(tmp_path):
     cfg = load_config("", ["MODEL.TRANSFER_TYPE", "lora", "TRAIN.DEEPSPEED", str(tmp_path / "nope.json")])
     with pytest.raises(FileNotFoundError, match="TRAIN.DEEPSPEED"):
