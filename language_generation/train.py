@@ -72,8 +72,9 @@ class ToastTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         if not isinstance(model, ToastCausalLM):
             return super()._save(output_dir, state_dict)
+        state = gathered_adapter_state(model)  # every process, as save_model
         if self.args.should_save:
-            self._write_adapter(model, output_dir or self.args.output_dir, gathered_adapter_state(model))
+            self._write_adapter(model, output_dir or self.args.output_dir, state)
 
     def _write_adapter(self, model: ToastCausalLM, output_dir: str, state: dict[str, torch.Tensor]) -> None:
         os.makedirs(output_dir, exist_ok=True)
