@@ -194,6 +194,7 @@ class ToastCausalLM(nn.Module):
             "num_layers": self.top_down.num_layers,
             "hidden_size": self.top_down.dim,
             "low_rank": self.top_down.decoders[0].down.lora_a is not None,
+            "low_rank_scale": self.top_down.decoders[0].down.lora_scale,  # merges Lite's updates on reuse
         }
 
     def save_adapter(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **extra) -> Path:
@@ -203,7 +204,7 @@ class ToastCausalLM(nn.Module):
         return save_adapter(source, directory, {**self.adapter_config(), **extra})
 
     def load_adapter(self, directory: str | Path) -> dict:
-        expect = {k: v for k, v in self.adapter_config().items() if k != "base_model"}
+        expect = {k: v for k, v in self.adapter_config().items() if k not in ("base_model", "low_rank_scale")}
         config = load_adapter(self, directory, expect=expect)
         if config.get("base_model") != self.adapter_config()["base_model"]:
             raise ValueError(
