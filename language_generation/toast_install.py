@@ -99,6 +99,7 @@ class ToastCausalLM(nn.Module):
         if is_deepspeed_zero3_enabled():
             _register_zero3_reads(top_down, targets)
         self._loss_requested = False
+        self._recon_token_weights: torch.Tensor | None = None
         inner = base.model
         inner.forward = TwoPassDecoderForward(self, inner)
 
@@ -128,6 +129,7 @@ class ToastCausalLM(nn.Module):
         attention_mask=None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        tokens_in_step: torch.Tensor | int | None = None,
         **kwargs,
     ):
         """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``.
@@ -136,8 +138,22 @@ class ToastCausalLM(nn.Module):
         (the supervised tokens of the whole optimizer step): the CE becomes a sum over this micro-batch
         divided by it, and the micro-batch losses are summed. ``R`` (a mean per micro-batch) is weighted by
         this micro-batch's share of those tokens, so that it keeps its coefficient however the step is split.
+
+        ``R`` is a masked sum over real tokens (``attention_mask``), divided by ``tokens_in_step``, the real
+        tokens of the whole optimizer step (:class:`~language_generation.train.ToastTrainer` passes it), so
+        that k × batch 1 equals batch k with padded examples too. Without it, ``R`` is the mean over this
+        micro-batch's real tokens, weighted as above.
         """
         self.recon_loss = None
+        self._recon_token_weights = None
+        share = 1.0
+        if self.recon_coef and labels is not None:
+            real = _real_tokens(input_ids, attention_mask, kwargs.get("inputs_embeds"))
+            if tokens_in_step is not None:
+                self._recon_token_weights = real / tokens_in_step
+            else:
+                self._recon_token_weights = real / real.sum().clamp(min=1)
+                share = _share_of_step(labels, num_items_in_batch)
         if num_items_in_batch is not None:
             kwargs["num_items_in_batch"] = num_items_in_batch
         self._loss_requested = labels is not None  # R: computed when its coefficient is > 0 and labels given
@@ -146,7 +162,7 @@ class ToastCausalLM(nn.Module):
         finally:
             self._loss_requested = False
         if self.recon_loss is not None and out.loss is not None:
-            out.loss = out.loss + self.recon_loss * _share_of_step(labels, num_items_in_batch)
+            out.loss = out.loss + self.recon_loss * share
         return out
 
     def generate(self, *args, **kwargs):
@@ -230,6 +246,15 @@ class _GatheredAdapter:
                 f"({len(missing)} of {len(names)}); it has e.g. {list(self.state_dict)[:5]}"
             )
         return {name: self.state_dict[name] for name in names}
+
+
+def _real_tokens(input_ids, attention_mask, inputs_embeds) -> torch.Tensor:
+    """1.0 on real tokens, 0.0 on padding (B×T, fp32); all ones without an attention mask."""
+    if attention_mask is not None and attention_mask.dim() == 2:
+        return attention_mask.float()
+    shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+    device = (input_ids if input_ids is not None else inputs_embeds).device
+    return torch.ones(shape, device=device)
 
 
 def _share_of_step(labels: torch.Tensor | None, num_items_in_batch) -> torch.Tensor | float:
@@ -324,6 +349,7 @@ class TwoPassDecoderForward:
             first_pass_needs_grad=wrapper._first_pass_needs_grad(),
             layers=list(layers),
             recon_coef=wrapper.recon_coef if wrapper._loss_requested else 0.0,
+            recon_token_weights=wrapper._recon_token_weights if wrapper._loss_requested else None,
         )
         wrapper.recon_loss = result.recon_loss
         out = outputs["out"]
