@@ -15,7 +15,7 @@ from language_generation.refocus.corpus import build_corpus
 from language_generation.refocus.experiment import Setup, main_run
 from language_generation.refocus.methods import extend_grid
 from language_generation.refocus.summary import paired_interval, verdict, write_report, write_summary
-from language_generation.refocus.tasks import FAMILIES, POOLS, answers_in, make_split
+from language_generation.refocus.tasks import FAMILIES, POOLS, make_split
 
 
 def test_test_items_are_never_seen_in_training():
