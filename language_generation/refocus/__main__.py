@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", nargs="+", type=int, default=[10, 20, 40])
     parser.add_argument("--pretune-steps", type=int, default=120)
+    parser.add_argument("--batch", type=int, default=8, help="tuning batch size (every method)")
+    parser.add_argument("--grid", type=int, default=3, choices=(1, 3), help="3: lr grid on val; 1: middle lr")
     parser.add_argument("--train-per-family", type=int, default=50)
     parser.add_argument("--val-per-family", type=int, default=10)
     parser.add_argument("--test-per-family", type=int, default=50)
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         seeds=args.seeds,
         steps=sorted(args.steps),
         pretune_steps=args.pretune_steps,
+        batch=args.batch,
+        grid_size=args.grid,
         train_per_family=args.train_per_family,
         val_per_family=args.val_per_family,
         test_per_family=args.test_per_family,

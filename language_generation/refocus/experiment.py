@@ -52,7 +52,8 @@ class Setup:
     corpus_root: Path | None = None
     corpus_records: int = 3000
     corpus_val_fraction: float = 0.05
-    val_blocks: int = 16
+    val_blocks: int = 8
+    grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
     times: dict[str, float] = field(default_factory=dict)
 
 
@@ -257,20 +258,23 @@ def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
     """The grid on val (answer loss per token, first seed, the largest step count), extended past an edge."""
     steps, seed = max(setup.steps), setup.seeds[0]
     grid = list(METHODS[method].grid)
+    if setup.grid_size == 1:
+        grid = grid[len(grid) // 2 : len(grid) // 2 + 1]
     losses: dict[float, float] = {}
-    for _ in range(MAX_EXTENSIONS + 1):
+    for _ in range(MAX_EXTENSIONS + 1 if setup.grid_size > 1 else 1):
         for lr in grid:
             if lr not in losses:
                 items = trained_scores(setup, method, lr, steps, seed, paths, splits, tokenizer, "val")["items"]
                 losses[lr] = sum(i["loss"] for i in items) / sum(i["tokens"] for i in items)
                 print(f"{method} lr {lr:g}: val answer loss {losses[lr]:.3f}", flush=True)
-        extra = extend_grid(grid, losses)
+        extra = extend_grid(grid, losses) if setup.grid_size > 1 else None
         if extra is None:
             break
         grid.append(extra)
     best = min(losses, key=losses.get)
     return {"lr": best, "val_loss": losses[best], "grid": {f"{k:g}": v for k, v in sorted(losses.items())},
-            "at_edge": extend_grid(grid, losses) is not None}  # fmt: skip
+            "at_edge": setup.grid_size > 1 and extend_grid(grid, losses) is not None,
+            "fixed": setup.grid_size == 1}  # fmt: skip
 
 
 def main_run(setup: Setup) -> dict:

@@ -75,7 +75,12 @@ def write_summary(out: Path, result: dict, setup) -> str:
         f"# Language refocusing: SmolLM2-135M-Instruct, {len(setup.seeds)} seed(s) {setup.seeds}, "
         f"{max(setup.steps)} steps × batch {setup.batch}, {n_test} test items",
         "",
-        "Greedy exact match (%, mean ± std over seeds) on unseen test items; lr per method chosen on val.",
+        "Greedy exact match (%, mean ± std over seeds) on unseen test items; "
+        + (
+            "lr per method chosen on val."
+            if setup.grid_size > 1
+            else "lr fixed per method (GRID=1), not chosen on val."
+        ),
         "",
         "| method | lr | " + " | ".join(families) + " | answer loss (all) |",
         "|---|---:|" + "---:|" * (len(families) + 1),
@@ -149,6 +154,7 @@ def write_report(out: Path, result: dict, setup, summary: str, wall: float) -> N
     for m, c in result["chosen"].items():
         grid = ", ".join(f"{lr}: {loss:.3f}" for lr, loss in c["grid"].items())
         edge = " (still at an edge after the allowed extensions)" if c["at_edge"] else ""
+        edge += " (GRID=1: the grid's middle lr, not chosen on val)" if c.get("fixed") else ""
         lines.append(f"- {m}: lr {c['lr']:g}{edge}; grid {grid}")
     pre = result["pretuned"]
     if pre:
