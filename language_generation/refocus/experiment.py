@@ -52,7 +52,7 @@ class Setup:
     corpus_root: Path | None = None
     corpus_records: int = 3000
     corpus_val_fraction: float = 0.05
-    val_blocks: int = 8
+    val_blocks: int = 4  # 128-token blocks of the corpus val split scored per pre-tuning checkpoint
     grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
     times: dict[str, float] = field(default_factory=dict)
 
