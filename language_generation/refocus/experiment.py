@@ -159,12 +159,16 @@ def pretune(setup: Setup, tokenizer) -> dict:
     if (done := _json(choice_path)) is not None:
         return done
     every = max(1, setup.pretune_steps // setup.pretune_checks)
-    opts = [*_corpus_opts(setup, setup.out / "pretune", setup.pretune_steps), "TRAIN.SAVE_STEPS", str(every)]
+    opts = [*_corpus_opts(setup, setup.out / "pretune", setup.pretune_steps), "TRAIN.SAVE_STEPS", str(every),
+            "TRAIN.SAVE_TOTAL_LIMIT", str(setup.pretune_checks + 1)]  # fmt: skip
     results = train(load_config("", opts, defaults=PRETUNE_DEFAULTS))
     blocks = val_blocks(setup, tokenizer)
     curve = {0: pretune_val_losses(setup, None, blocks)}
     for step in range(every, setup.pretune_steps + 1, every):
         folder = setup.out / "pretune" / f"checkpoint-{step}"
+        if not folder.is_dir():
+            print(f"pre-tuning: {folder} was not kept (a run made with a lower TRAIN.SAVE_TOTAL_LIMIT)", flush=True)
+            continue
         curve[step] = pretune_val_losses(setup, folder, blocks)
         print(f"pre-tuning step {step}: val {curve[step]}", flush=True)
     best = min((s for s in curve if s > 0), key=lambda s: curve[s]["lm"] + curve[s]["recon"])
