@@ -49,20 +49,55 @@ def leading_special_ids(tokenizer) -> list[int]:
     return list(tokenizer("", add_special_tokens=True)["input_ids"])
 
 
+def _chunks(example: list[tuple[str, bool]], eos: bool) -> list[list[tuple[str, bool]]]:
+    """The example cut where an EOS id goes (after each supervised segment when ``eos``); each chunk is
+    tokenised as one text, so that tokens at a prompt/response boundary are the ones the whole text has."""
+    if not eos:
+        return [example]
+    chunks, current = [], []
+    for text, supervised in example:
+        current.append((text, supervised))
+        if supervised:
+            chunks.append(current)
+            current = []
+    return chunks + ([current] if current else [])
+
+
 def tokenize_segments(tokenizer, examples: list[list[tuple[str, bool]]], prefix: list[int], eos: bool) -> dict:
-    """Token ids of each example's segments, labels only on the supervised ones; ``prefix`` first and (with
-    ``eos``) EOS after every supervised segment. All segments of a batch go through the tokenizer at once."""
-    texts = [text for example in examples for text, _ in example]
-    pieces = iter(tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
+    """Token ids of each example, labels only on the supervised segments; ``prefix`` first and (with ``eos``)
+    EOS after every supervised segment.
+
+    Prompt and response are tokenised as one text, as the original does (``tokenize(source + target)``):
+    tokenised apart, a SentencePiece/Metaspace tokenizer starts the response with a word-initial piece
+    (``"▁The"`` where ``"### Response:The"`` gives ``"The"``), tokens the model never sees at inference.
+    A token takes loss when its characters overlap a supervised segment (offset mapping). All chunks of a
+    batch go through the tokenizer at once."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"the tokenizer of {tokenizer.name_or_path!r} is not a fast tokenizer; labels are placed through its "
+            "offset mapping (load it with use_fast=True)"
+        )
+    chunked = [_chunks(example, eos) for example in examples]
+    texts = ["".join(text for text, _ in chunk) for chunks in chunked for chunk in chunks]
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else None
+    pieces = iter(zip(encoded["input_ids"], encoded["offset_mapping"])) if texts else iter(())
     all_ids, all_labels = [], []
-    for example in examples:
+    for chunks in chunked:
         ids, labels = list(prefix), [IGNORE_INDEX] * len(prefix)
-        for _, supervised in example:
-            piece = next(pieces)
-            if supervised and eos:
-                piece = piece + [tokenizer.eos_token_id]
-            ids += piece
-            labels += piece if supervised else [IGNORE_INDEX] * len(piece)
+        for chunk in chunks:
+            piece, offsets = next(pieces)
+            spans, start = [], 0
+            for text, supervised in chunk:
+                if supervised:
+                    spans.append((start, start + len(text)))
+                start += len(text)
+            for token, (begin, end) in zip(piece, offsets):
+                ids.append(token)
+                taught = any(begin < stop and end > first for first, stop in spans)
+                labels.append(token if taught else IGNORE_INDEX)
+            if eos and chunk[-1][1]:
+                ids.append(tokenizer.eos_token_id)
+                labels.append(tokenizer.eos_token_id)
         all_ids.append(ids)
         all_labels.append(labels)
     return {"input_ids": all_ids, "labels": all_labels}

@@ -107,6 +107,7 @@ class ToastCausalLM(nn.Module):
         self._base_requires_grad = dict(base_requires_grad or {})
         self._zero3_reads = _register_zero3_reads(top_down, targets) if is_deepspeed_zero3_enabled() else []
         self._loss_requested = False
+        self._recon_token_weights: torch.Tensor | None = None
         inner = base.model
         inner.forward = TwoPassDecoderForward(self, inner)
 
@@ -136,6 +137,7 @@ class ToastCausalLM(nn.Module):
         attention_mask=None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        tokens_in_step: torch.Tensor | int | None = None,
         **kwargs,
     ):
         """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``.
@@ -144,8 +146,22 @@ class ToastCausalLM(nn.Module):
         (the supervised tokens of the whole optimizer step): the CE becomes a sum over this micro-batch
         divided by it, and the micro-batch losses are summed. ``R`` (a mean per micro-batch) is weighted by
         this micro-batch's share of those tokens, so that it keeps its coefficient however the step is split.
+
+        ``R`` is a masked sum over real tokens (``attention_mask``), divided by ``tokens_in_step``, the real
+        tokens of the whole optimizer step (:class:`~language_generation.train.ToastTrainer` passes it), so
+        that k × batch 1 equals batch k with padded examples too. Without it, ``R`` is the mean over this
+        micro-batch's real tokens, weighted as above.
         """
         self.recon_loss = None
+        self._recon_token_weights = None
+        share = 1.0
+        if self.recon_coef and labels is not None:
+            real = _real_tokens(input_ids, attention_mask, kwargs.get("inputs_embeds"))
+            if tokens_in_step is not None:
+                self._recon_token_weights = real / tokens_in_step
+            else:
+                self._recon_token_weights = real / real.sum().clamp(min=1)
+                share = _share_of_step(labels, num_items_in_batch)
         if num_items_in_batch is not None:
             kwargs["num_items_in_batch"] = num_items_in_batch
         self._loss_requested = labels is not None  # R: computed when its coefficient is > 0 and labels given
@@ -154,7 +170,7 @@ class ToastCausalLM(nn.Module):
         finally:
             self._loss_requested = False
         if self.recon_loss is not None and out.loss is not None:
-            out.loss = out.loss + self.recon_loss * _share_of_step(labels, num_items_in_batch)
+            out.loss = out.loss + self.recon_loss * share
         return out
 
     def generate(self, *args, **kwargs):
@@ -215,6 +231,7 @@ class ToastCausalLM(nn.Module):
             "num_layers": self.top_down.num_layers,
             "hidden_size": self.top_down.dim,
             "low_rank": self.top_down.decoders[0].down.lora_a is not None,
+            "low_rank_scale": self.top_down.decoders[0].down.lora_scale,  # merges Lite's updates on reuse
         }
 
     def save_adapter(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **extra) -> Path:
@@ -224,7 +241,7 @@ class ToastCausalLM(nn.Module):
         return save_adapter(source, directory, {**self.adapter_config(), **extra})
 
     def load_adapter(self, directory: str | Path) -> dict:
-        expect = {k: v for k, v in self.adapter_config().items() if k != "base_model"}
+        expect = {k: v for k, v in self.adapter_config().items() if k not in ("base_model", "low_rank_scale")}
         config = load_adapter(self, directory, expect=expect)
         if config.get("base_model") != self.adapter_config()["base_model"]:
             raise ValueError(
@@ -250,6 +267,15 @@ class _GatheredAdapter:
                 f"({len(missing)} of {len(names)}); it has e.g. {list(self.state_dict)[:5]}"
             )
         return {name: self.state_dict[name] for name in names}
+
+
+def _real_tokens(input_ids, attention_mask, inputs_embeds) -> torch.Tensor:
+    """1.0 on real tokens, 0.0 on padding (B×T, fp32); all ones without an attention mask."""
+    if attention_mask is not None and attention_mask.dim() == 2:
+        return attention_mask.float()
+    shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+    device = (input_ids if input_ids is not None else inputs_embeds).device
+    return torch.ones(shape, device=device)
 
 
 def _share_of_step(labels: torch.Tensor | None, num_items_in_batch) -> torch.Tensor | float:
@@ -347,6 +373,7 @@ class TwoPassDecoderForward:
             first_pass_needs_grad=wrapper._first_pass_needs_grad(),
             layers=list(layers),
             recon_coef=wrapper.recon_coef if wrapper._loss_requested else 0.0,
+            recon_token_weights=wrapper._recon_token_weights if wrapper._loss_requested else None,
         )
         wrapper.recon_loss = result.recon_loss
         out = outputs["out"]

@@ -83,6 +83,33 @@ class ToastTrainer(Trainer):
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """The library's, plus the real (unpadded) tokens of the whole optimizer step, over all processes as
+        ``num_items_in_batch`` is: the reconstruction loss is divided by them (see :meth:`compute_loss`)."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._tokens_in_step = None
+        if batch_samples and "input_ids" in batch_samples[0]:
+            count = sum(
+                (b["attention_mask"] if "attention_mask" in b else torch.ones_like(b["input_ids"])).sum()
+                for b in batch_samples
+            ).to(device)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                count = self.accelerator.gather(count).sum()
+            self._tokens_in_step = count
+        return batch_samples, num_items_in_batch
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """In training (``num_items_in_batch`` given), a TOAST model with a reconstruction loss also gets the
+        step's real-token count (``tokens_in_step``)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        tokens = getattr(self, "_tokens_in_step", None)
+        if num_items_in_batch is not None and tokens is not None and isinstance(unwrapped, ToastCausalLM):
+            if unwrapped.recon_coef:
+                inputs = {**inputs, "tokens_in_step": tokens}
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         """The adapter back into the model: plain tensors, or FSDP2's ``DTensor`` shards (through
         ``torch.distributed.checkpoint.state_dict``, see :func:`toast.load_adapter`)."""

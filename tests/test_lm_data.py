@@ -30,7 +30,10 @@ def tokenizer():
     ).split()
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(dict.fromkeys(words))}}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # words, and a word ends after ':' (the Alpaca template runs "### Response:" into the response)
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(":", behavior="merged_with_previous")]
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     tok.pad_token = tok.eos_token
     return tok
@@ -265,3 +268,31 @@ def test_a_conversation_without_a_reply_is_dropped_and_counted(tmp_path, tokeniz
     with caplog.at_level("INFO"):
         train, _ = build_datasets(cfg_for(write(tmp_path, records), FORMAT="sharegpt"), tokenizer)
     assert len(train) == 1 and "dropped 1 of 2 examples: nothing to learn" in caplog.text
+
+
+def test_prompt_and_response_are_tokenised_as_one_text_as_the_original(tmp_path):
+    """With a SentencePiece-style (Metaspace) tokenizer, "### Response:" + "The cat" tokenised apart starts the
+    response with the word-initial "▁The"; tokenised as one text (the original's ``tokenize(source + target)``),
+    it is what the model sees when it generates after the prompt."""
+    from tokenizers import decoders, trainers
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(prepend_scheme="always")
+    corpus = [alpaca_prompt({"instruction": "name the animal", "input": ""}) + " The cat sat. The dog ran."] * 5
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    backend.train_from_iterator(corpus, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    record = {"instruction": "name the animal", "input": "", "output": "The cat"}
+    whole = tok(alpaca_prompt(record) + record["output"], add_special_tokens=False)["input_ids"]
+    apart = (
+        tok(alpaca_prompt(record), add_special_tokens=False)["input_ids"]
+        + tok("The cat", add_special_tokens=False)["input_ids"]
+    )
+    assert whole != apart  # the tokenizer does what the test is about
+    train, _ = build_datasets(cfg_for(write(tmp_path, [record])), tok)
+    example = train[0]
+    assert example["input_ids"] == whole + [tok.eos_token_id]
+    supervised = [t for t, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
+    assert tok.decode(supervised[:-1]).strip() == "The cat" and supervised[-1] == tok.eos_token_id
+    assert all(label == IGNORE_INDEX for label in example["labels"][: len(whole) - len(supervised) + 1])

@@ -426,3 +426,30 @@ def test_reconstruction_loss_is_computed_whenever_a_loss_is_with_a_positive_coef
         assert model.recon_loss is not None and model.recon_loss > 0 and out.loss > model.recon_loss
         plain = model(ids)
     assert model.recon_loss is None and plain.loss is None  # no labels, no loss: nothing recorded
+
+
+def test_a_toast_lite_run_as_top_down_weights_keeps_its_low_rank_updates(tmp_path):
+    """A TOAST-Lite adapter given as MODEL.TOPDOWN_WEIGHTS starts the next run from its *tuned* path: the
+    low-rank updates are merged into A_i / B_i (they were dropped silently), so the logits match the Lite
+    model's; an adapter whose scale is not recorded is refused by name."""
+    import json
+
+    lite = tiny_toast("llama", transfer="toast-lite")
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # tuned low-rank updates (lora_b starts at zero)
+        for name, p in lite.top_down.named_parameters():
+            if "lora_" in name:
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+    lite.save_adapter(tmp_path)
+    cfg = get_cfg()
+    cfg.MODEL.TOPDOWN_WEIGHTS = str(tmp_path)
+    merged = attach_toast(tiny_base("llama"), cfg)
+    ids = torch.randint(3, 96, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, lite(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
+    config_path = tmp_path / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    del config["low_rank_scale"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"low-rank updates .*decoders\.0\.down\.lora_a.*records no low_rank_scale"):
+        attach_toast(tiny_base("llama"), cfg)

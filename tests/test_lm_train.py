@@ -242,11 +242,11 @@ def _corpus(path, documents=40, seed=0):
     return path
 
 
-def _recon_run(folder, corpus, out, batch, accumulation):
+def _recon_run(folder, corpus, out, batch, accumulation, data=("DATA.FORMAT", "text", "DATA.BLOCK_SIZE", "16")):
     """Two SGD steps of pre-tuning (CE + 1.0 × R unscaled, so R weighs; A_i, B_i, p trained), constant lr, no clipping."""
     run = [
-        "MODEL.NAME_OR_PATH", str(folder), "DATA.PATH", str(corpus), "DATA.FORMAT", "text",
-        "DATA.BLOCK_SIZE", "16", "DATA.EVAL_FRACTION", "0.0", "OUTPUT_DIR", str(out),
+        "MODEL.NAME_OR_PATH", str(folder), "DATA.PATH", str(corpus), *data,
+        "DATA.EVAL_FRACTION", "0.0", "OUTPUT_DIR", str(out),
         "MODEL.TOAST.RECON_COEF", "1.0", "MODEL.TOAST.RECON_SCALE", "1.0",
         "MODEL.TOAST.TRAIN", "['down', 'to_value', 'prompt']",
         "TRAIN.MAX_STEPS", "2", "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", str(batch),
@@ -269,6 +269,34 @@ def test_reconstruction_loss_keeps_its_weight_under_gradient_accumulation(local_
     corpus = _corpus(tmp_path / "corpus.txt")
     losses_1x4, whole = _recon_run(folder, corpus, tmp_path / "b4", batch=4, accumulation=1)
     losses_4x1, split = _recon_run(folder, corpus, tmp_path / "b1x4", batch=1, accumulation=4)
+    assert len(losses_1x4) == 2
+    torch.testing.assert_close(torch.tensor(losses_4x1), torch.tensor(losses_1x4), rtol=1e-5, atol=0)
+    for name, tensor in whole.items():
+        torch.testing.assert_close(split[name], tensor, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_reconstruction_loss_is_exact_under_accumulation_with_padded_examples(local_model, tmp_path):
+    """Instruction examples of unequal length, padded: R is a sum over real tokens divided by the real tokens
+    of the whole step, so 4 × batch 1 equals batch 4 (a per-micro-batch mean over every position, padding
+    included, gave a different loss and adapter)."""
+    import random
+
+    folder, _ = local_model
+    words = "hello world say hi add 2 and 3 5 . the task , ? ! 1 4 6 7 8 9 0".split()
+    rng = random.Random(0)
+    records = [
+        {
+            "instruction": " ".join(rng.choice(words) for _ in range(rng.randint(1, 12))),
+            "input": "",
+            "output": " ".join(rng.choice(words) for _ in range(rng.randint(1, 6))),
+        }
+        for _ in range(8)
+    ]
+    data = tmp_path / "uneven.json"
+    data.write_text(json.dumps(records))
+    alpaca = ("DATA.FORMAT", "alpaca")
+    losses_1x4, whole = _recon_run(folder, data, tmp_path / "b4", batch=4, accumulation=1, data=alpaca)
+    losses_4x1, split = _recon_run(folder, data, tmp_path / "b1x4", batch=1, accumulation=4, data=alpaca)
     assert len(losses_1x4) == 2
     torch.testing.assert_close(torch.tensor(losses_4x1), torch.tensor(losses_1x4), rtol=1e-5, atol=0)
     for name, tensor in whole.items():

@@ -69,9 +69,12 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_adapter_top_down(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
-    """The top-down module's base tensors (``top_down.*``, low-rank updates left out) from an adapter folder.
+    """The top-down module's tensors (``top_down.*``) from an adapter folder, TOAST-Lite's low-rank updates
+    merged into their weights (``W + scale · lora_b @ lora_a``, the scale from ``adapter_config.json``).
 
-    Used to start a run from another run's (e.g. a pre-tuning run's) top-down path.
+    Used to start a run from another run's (e.g. a pre-tuning run's) top-down path. A folder with low-rank
+    updates but no recorded ``low_rank_scale`` is refused by name: dropping the updates would silently start
+    from the path before its tuning.
     """
     weights = Path(directory) / ADAPTER_WEIGHTS
     if not weights.is_file():
@@ -81,6 +84,21 @@ def read_adapter_top_down(directory: str | os.PathLike) -> tuple[dict[str, torch
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and "lora_" not in k}
     if not state:
         raise ValueError(f"{weights} holds no top-down tensors (top_down.*)")
+    low_rank = sorted(k[len(prefix) :] for k in tensors if k.startswith(prefix) and k.endswith(".lora_a"))
+    if low_rank:
+        scale = read_adapter_config(directory).get("low_rank_scale")
+        if scale is None:
+            raise ValueError(
+                f"{weights} holds TOAST-Lite low-rank updates ({len(low_rank)}, e.g. {prefix}{low_rank[0]}) but "
+                f"{Path(directory) / ADAPTER_CONFIG} records no low_rank_scale, so they cannot be merged into the "
+                "top-down weights; re-save the run with this version, or start from a toast run"
+            )
+        for name in low_rank:
+            owner = name[: -len(".lora_a")]
+            update = tensors[f"{prefix}{owner}.lora_b"].float() @ tensors[f"{prefix}{name}"].float()
+            state[f"{owner}.weight"] = (state[f"{owner}.weight"].float() + scale * update).to(
+                state[f"{owner}.weight"].dtype
+            )
     return state, str(weights)
 
 

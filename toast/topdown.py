@@ -158,8 +158,18 @@ class TopDownModule(nn.Module):
         """``td_i = B_i u_i`` for every layer (for inspection and tests; training uses the folded form)."""
         return [decoder.to_value(u) for decoder, u in zip(self.decoders, chained)]
 
-    def reconstruction_loss(self, inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``Σ_i MSE(A_i(out_i) / s, in_i / s)`` with both operands detached: trains A_i to invert layer i."""
+    def reconstruction_loss(
+        self,
+        inputs: Sequence[torch.Tensor],
+        outputs: Sequence[torch.Tensor],
+        token_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``Σ_i MSE(A_i(out_i) / s, in_i / s)`` with both operands detached: trains A_i to invert layer i.
+
+        ``token_weights`` (B×N): each token's squared error (a mean over channels) is weighted and summed
+        instead of averaged over every position, e.g. 1 / (real tokens of the optimizer step) on real tokens
+        and 0 on padding, so that padded batches and gradient accumulation give the loss of one whole batch.
+        """
         if len(inputs) != self.num_layers or len(outputs) != self.num_layers:
             raise ValueError(
                 f"reconstruction loss needs one input and one output per layer ({self.num_layers}), "
@@ -169,5 +179,9 @@ class TopDownModule(nn.Module):
         total = inputs[0].new_zeros((), dtype=torch.float32)
         for decoder, layer_in, layer_out in zip(self.decoders, inputs, outputs):
             rebuilt = decoder.down(layer_out.detach())
-            total = total + F.mse_loss(rebuilt.float() / scale, layer_in.detach().float() / scale)
+            if token_weights is None:
+                total = total + F.mse_loss(rebuilt.float() / scale, layer_in.detach().float() / scale)
+            else:
+                per_token = ((rebuilt.float() - layer_in.detach().float()) / scale).pow(2).mean(-1)
+                total = total + (per_token * token_weights).sum()
         return total

@@ -64,6 +64,7 @@ def run_two_passes(
     first_pass_needs_grad: bool,
     layers: Sequence[nn.Module] | None = None,
     recon_coef: float = 0.0,
+    recon_token_weights: torch.Tensor | None = None,
 ) -> TwoPassOutput:
     """Runs pass 1, the feedback, then pass 2 with every layer's value steered.
 
@@ -73,6 +74,8 @@ def run_two_passes(
             ``toast-lite``), pass 1 runs under ``torch.no_grad()`` and records no graph.
         layers: the backbone's layers, bottom first; needed only when ``recon_coef > 0``.
         recon_coef: weight of the reconstruction loss; at 0 nothing is recorded or computed.
+        recon_token_weights: per-token weights of the reconstruction loss (B×N; see
+            :meth:`TopDownModule.reconstruction_loss`); ``None``: a mean over every position.
     """
     with torch.set_grad_enabled(torch.is_grad_enabled() and first_pass_needs_grad):
         first = run_pass(0)
@@ -85,5 +88,5 @@ def run_two_passes(
         raise ValueError("a non-zero reconstruction coefficient needs the backbone's layers to record")
     with steering.steer(chained), record_layers(layers) as (inputs, outputs):
         second = run_pass(1)
-    recon = recon_coef * top_down.reconstruction_loss(inputs, outputs)
+    recon = recon_coef * top_down.reconstruction_loss(inputs, outputs, recon_token_weights)
     return TwoPassOutput(second, first, recon)

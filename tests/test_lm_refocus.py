@@ -1,0 +1,94 @@
+"""The language refocusing experiment's parts: tasks, corpus, grid extension, paired interval, and the whole
+pipeline once on a tiny random LLaMA (the real experiment is scripts/lm_refocus_experiment.sh, not a test)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from lm_helpers import tiny_base
+from test_lm_data import tokenizer  # noqa: F401  (fixture)
+
+from language_generation.refocus import experiment, methods
+from language_generation.refocus.corpus import build_corpus
+from language_generation.refocus.experiment import Setup, main_run
+from language_generation.refocus.methods import extend_grid
+from language_generation.refocus.summary import paired_interval, verdict, write_report, write_summary
+from language_generation.refocus.tasks import FAMILIES, POOLS, make_split
+
+
+def test_test_items_are_never_seen_in_training():
+    train, test = make_split(FAMILIES, "train", 50, 0), make_split(FAMILIES, "test", 50, 0)
+    assert len(test) == 300 and {r["family"] for r in test} == set(FAMILIES)
+    assert not set(POOLS["train"]) & set(POOLS["test"])
+    train_answers = {r["output"] for r in train if r["family"] in ("add", "reverse", "upper", "json", "sort")}
+    assert not train_answers & {r["output"] for r in test if r["family"] != "count"}
+    assert not {r["instruction"] + r["input"] for r in train} & {r["instruction"] + r["input"] for r in test}
+
+
+def test_corpus_drops_duplicates_and_documents_with_a_task_answer(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    long = "This module explains how a parser reads text and builds a tree of nodes for later passes. " * 5
+    (src / "a.py").write_text(f'"""{long}"""\n\ndef f():\n    """{long}"""\n')  # the same text twice
+    (src / "b.py").write_text(f'"""{long} It mentions a lantern."""\n')
+    info = build_corpus(tmp_path / "out", {"lantern"}, packages_read=(), root=src, val_fraction=0.0)
+    assert (info["dropped_duplicates"], info["dropped_containing_a_task_answer_or_input_word"]) == (1, 1)
+    lines = (tmp_path / "out" / "train.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and "lantern" not in lines[0]
+
+
+def test_grid_extends_past_a_winning_edge_only():
+    assert extend_grid([1, 3, 9], {1: 0.5, 3: 0.7, 9: 0.9}) == pytest.approx(1 / 3)
+    assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.7, 9: 0.5}) == 27
+    assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.5, 9: 0.7}) is None
+
+
+def test_paired_interval_calls_a_win_only_when_it_excludes_zero():
+    def run(hits):
+        return {"items": [{"exact": h, "loss": 1.0, "tokens": 1} for h in hits]}
+
+    better = {0: run([1] * 40 + [0] * 10), 1: run([1] * 38 + [0] * 12)}
+    worse = {0: run([0] * 40 + [1] * 10), 1: run([0] * 38 + [1] * 12)}
+    point, low, high = paired_interval(better, worse, "exact")
+    assert low > 0 and verdict(low, high, True) == "TOAST wins" and point == pytest.approx(100 * (30 + 26) / 100)
+    point, low, high = paired_interval(better, better, "exact")
+    assert (point, low, high) == (0, 0, 0) and verdict(low, high, True).startswith("tie")
+
+
+def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  # noqa: F811
+    folder = tmp_path / "tiny-llama"
+    base = tiny_base("llama")
+    base.resize_token_embeddings(len(tokenizer))
+    base.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    src = tmp_path / "src"
+    src.mkdir()
+    text = " ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)
+    for i in range(12):
+        (src / f"m{i}.py").write_text(f'"""{text} {i}"""\n')
+    one_lr = {name: methods.Method(m.overrides, m.grid[1:2], m.pretuned_path, m.corpus_base)
+              for name, m in methods.METHODS.items()}  # fmt: skip
+    monkeypatch.setattr(experiment, "METHODS", one_lr)
+    monkeypatch.setattr(experiment, "MAX_EXTENSIONS", 0)
+    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-r4"], families=("add", "upper"),
+                  seeds=[0], steps=[1, 2], pretune_steps=2, pretune_checks=2, block_size=16, batch=2,
+                  train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
+                  corpus_val_fraction=0.5, val_blocks=2)  # fmt: skip
+    result = main_run(setup)
+    summary = write_summary(setup.out, result, setup)
+    write_report(setup.out, result, setup, summary, 1.0)
+    for name in ("summary.md", "summary.csv", "summary.png", "report.md"):
+        assert (setup.out / name).is_file(), name
+    rows = list(csv.DictReader((setup.out / "summary.csv").open()))
+    assert {(r["task"], r["method"]) for r in rows} >= {(t, m) for t in ("add", "upper", "all") for m in setup.methods}
+    assert "Paired over 1 seed(s) × 4 test items" in summary and result["best"] == {
+        "toast": "toast-pre",
+        "baseline": "lora-r4",
+    }
+    choice = json.loads((setup.out / "pretune" / "choice.json").read_text())
+    assert choice["chosen_step"] in (1, 2) and set(choice["curve"]) == {"0", "1", "2"}
+    run = experiment.run_folder(setup, "toast-pre", result["chosen"]["toast-pre"]["lr"], 2, 0)
+    assert f"TOPDOWN_WEIGHTS: {choice['weights']}" in (run / "config.yaml").read_text()
+    assert "Pre-tuning" in (setup.out / "report.md").read_text()
