@@ -161,7 +161,7 @@ def generation_table(args) -> tuple[dict[str, float], dict[str, float]]:
     prompt = None
     runs, ops = {}, {}
     for name, (toast, compiled, use_cache) in GENERATION_ROWS.items():
-        if not use_cache and args.skip_uncached:
+        if (not use_cache and args.skip_uncached) or (compiled and args.eager_only):
             continue
         model = (_model(args, "toast") if toast else _model(args, FLOOR)).eval()
         if prompt is None:
@@ -225,8 +225,14 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64, help="0 skips the generation measurement")
     parser.add_argument("--gen-iters", type=int, default=3, help="timed generation rounds (after one warm-up)")
     parser.add_argument("--skip-uncached", action="store_true", help="leave out TOAST generation without a cache")
+    parser.add_argument("--eager-only", action="store_true", help="leave out the compiled generation rows")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (0: torch's default); 1 is steadier on a shared machine"
+    )
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     device = (
         torch.cuda.get_device_name()

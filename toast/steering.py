@@ -102,10 +102,14 @@ class ValueSteering:
         if self._chained is None:
             return
         self._calls[layer] += 1
-        value = output[..., self.targets[layer].value_rows]
+        rows = self.targets[layer].value_rows
+        whole = rows.start == 0 and rows.stop == output.shape[-1]  # a separate v_proj: no slicing op needed
+        value = output if whole else output[..., rows]
         chained = self._chained[layer]
         if self._ready:  # W_v·B_i·u_i (+ b_v) already formed by the folded feedback
-            value.add_(chained.reshape(value.shape).to(value.dtype))
+            if chained.shape != value.shape:
+                chained = chained.reshape(value.shape)
+            value.add_(chained if chained.dtype == value.dtype else chained.to(value.dtype))
             return
         signal = chained.reshape(-1, chained.shape[-1])
         if value.dtype == signal.dtype:  # the usual case, autocast included: no temporary at all
