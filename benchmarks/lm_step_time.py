@@ -18,7 +18,9 @@ between two generation lengths, so the prompt's prefill is left out: on a GPU ea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from timing import current_peak_mib, in_fresh_process, interleaved_medians  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from transformers import AutoModelForCausalLM, CompileConfig, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import AutoModelForCausalLM, CompileConfig, LlamaConfig, LlamaForCausalLM, StaticCache  # noqa: E402
 
 from language_generation.config import get_cfg  # noqa: E402
 from language_generation.model import ORIGINAL_TUNING_SET, attach_toast  # noqa: E402
+from language_generation.two_pass_cache import TwoPassCache  # noqa: E402
 
 FLOOR = "floor"
 TYPES = ("toast", "toast-lite", "lora", "full")
@@ -188,6 +191,60 @@ def generation_table(args) -> tuple[dict[str, float], dict[str, float]]:
     return {name: args.new_tokens / seconds for name, seconds in medians.items()}, ops
 
 
+def decoding_step_times(args) -> dict[str, float]:
+    """Seconds per decoding step (one token's forward on a static cache, outside ``generate``'s loop), eager
+    and ``torch.compile(fullgraph=True)``; rows interleaved round by round (a round: a fresh cache, the
+    prompt, then ``--step-count`` timed steps), median over all timed steps."""
+    prompt, rows = None, {}
+    for toast in (False, True):
+        model = (_model(args, "toast") if toast else _model(args, FLOOR)).eval()
+        if prompt is None:
+            prompt = torch.randint(0, model.config.vocab_size, (1, 16), device=args.device)
+        mode = "reduce-overhead" if args.device == "cuda" else "default"
+        for compiled in (False, True):
+            call = torch.compile(model, fullgraph=True, mode=mode) if compiled else model
+            rows[f"{'TOAST' if toast else 'plain'}, {'compiled' if compiled else 'eager'}"] = (model, call, toast)
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    length = prompt.shape[1] + args.step_count
+
+    def decode(name: str, record: bool) -> None:
+        model, call, toast = rows[name]
+        cache = TwoPassCache.static(model.config, length) if toast else StaticCache(model.config, length)
+        with torch.no_grad(), model.folded_feedback() if toast else contextlib.nullcontext():
+            token = model(prompt, past_key_values=cache).logits[:, -1:].argmax(-1)
+            for i in range(args.step_count):
+                position = torch.tensor([[prompt.shape[1] + i]], device=args.device)
+                start = time.perf_counter()
+                logits = call(token, past_key_values=cache, position_ids=position).logits
+                token = logits[:, -1:].argmax(-1)  # reads the result: the step has finished on a GPU too
+                if record and i >= 2:  # the first steps of a round warm caches
+                    times[name].append(time.perf_counter() - start)
+
+    for name in rows:  # warm-up: compiles
+        start = time.perf_counter()
+        decode(name, record=False)
+        print(f"  step warm-up {name}: {time.perf_counter() - start:.1f} s", flush=True)
+    for _ in range(args.gen_iters):
+        for name in rows:
+            decode(name, record=True)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def print_step_table(args, steps: dict[str, float]) -> None:
+    print(
+        f"\nDecoding step alone (batch 1, static cache, after a 16-token prompt), median of "
+        f"{args.gen_iters} × {args.step_count - 2} interleaved steps\n"
+    )
+    print("| decoding step | ms | vs. plain, same mode | vs. eager, same model |")
+    print("|---|---:|---:|---:|")
+    for name, seconds in steps.items():
+        model, mode = name.split(", ")
+        print(
+            f"| {name} | {seconds * 1000:.2f} | {seconds / steps[f'plain, {mode}']:.2f} | "
+            f"{steps[f'{model}, eager'] / seconds:.2f} |"
+        )
+
+
 def print_generation_table(args, rates: dict[str, float], ops: dict[str, float]) -> None:
     print(
         f"\nGreedy generation, batch 1, {args.new_tokens} new tokens after a 16-token prompt (prefill included), "
@@ -226,6 +283,9 @@ def main() -> None:
     parser.add_argument("--gen-iters", type=int, default=3, help="timed generation rounds (after one warm-up)")
     parser.add_argument("--skip-uncached", action="store_true", help="leave out TOAST generation without a cache")
     parser.add_argument("--eager-only", action="store_true", help="leave out the compiled generation rows")
+    parser.add_argument(
+        "--step-count", type=int, default=0, help="> 2: also time single decoding steps, eager and compiled"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads (0: torch's default); 1 is steadier on a shared machine"
@@ -244,6 +304,8 @@ def main() -> None:
         train_table(args)
     if args.new_tokens > 0:
         print_generation_table(args, *generation_table(args))
+    if args.step_count > 0:
+        print_step_table(args, decoding_step_times(args))
 
 
 def train_table(args) -> None:

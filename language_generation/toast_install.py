@@ -14,6 +14,8 @@ train) is :mod:`language_generation.model`'s job.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,12 +175,19 @@ class ToastCausalLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, *args, **kwargs):
-        """The library's ``generate``, with the top-down path folded into one matrix (:mod:`toast.folded`),
-        formed once per loaded adapter. ``cache_implementation="static"`` gives a static cache per pass."""
+        """The library's ``generate`` under :meth:`folded_feedback`. ``cache_implementation="static"`` gives a
+        static cache per pass (and, with a ``compile_config``, a compiled decoding step)."""
+        with self.folded_feedback():
+            return self.base.generate(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def folded_feedback(self) -> Iterator[None]:
+        """Forwards without autograd inside use the top-down path folded into one matrix (:mod:`toast.folded`),
+        formed once per loaded adapter and again when one of its tensors changes; with autograd, never."""
         self._folded = folded_feedback(self._folded, self.top_down, self.steering)
         self._fold_in_use = True
         try:
-            return self.base.generate(*args, **kwargs)
+            yield
         finally:
             self._fold_in_use = False
 

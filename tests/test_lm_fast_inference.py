@@ -9,7 +9,7 @@ from lm_helpers import tiny_base, tiny_toast
 from transformers import Cache, DynamicCache, StaticCache
 
 from language_generation.two_pass_cache import TwoPassCache
-from toast.folded import FoldedFeedback, folded_feedback
+from toast.folded import FoldedFeedback
 
 
 def _left_padded_batch():
@@ -80,26 +80,28 @@ def test_one_decoding_step_compiles_in_one_graph():
     functionalised), gives the eager logits."""
     model = tiny_toast("llama", signal_scale=0.3)
     prompt, step = torch.randint(3, 96, (1, 5)), torch.randint(3, 96, (1, 1))
-    results = {}
+
+    def caches_after_prompt(count: int) -> list[TwoPassCache]:
+        caches = [TwoPassCache.static(model.config, 8) for _ in range(count)]
+        for cache in caches:
+            model(prompt, past_key_values=cache)
+        return caches
+
     with torch.no_grad():
-        for fold in (False, True):
-            model._folded = folded_feedback(None, model.top_down, model.steering) if fold else None
-            model._fold_in_use = fold
-            caches = [TwoPassCache.static(model.config, 8) for _ in range(3)]
-            for cache in caches:
-                model(prompt, past_key_values=cache)
-            explained = torch._dynamo.explain(model)(step, past_key_values=caches[0])
-            assert explained.graph_break_count == 0, explained.break_reasons
-            assert explained.graph_count == 1
+        unfolded_cache, traced_cache = caches_after_prompt(2)
+        explained = torch._dynamo.explain(model)(step, past_key_values=traced_cache)
+        assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+        unfolded = model(step, past_key_values=unfolded_cache).logits
+        with model.folded_feedback():
+            eager_cache, traced_cache, compiled_cache = caches_after_prompt(3)
+            explained = torch._dynamo.explain(model)(step, past_key_values=traced_cache)
+            assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
             torch._dynamo.reset()
-            eager = model(step, past_key_values=caches[2])
-            results[fold] = eager.logits
-            if fold:
-                compiled = torch.compile(model, fullgraph=True, backend="aot_eager")(step, past_key_values=caches[1])
-                torch.testing.assert_close(compiled.logits, eager.logits, atol=1e-5, rtol=1e-5)
-                assert int(caches[1].second.get_seq_length()) == 6
-    model._fold_in_use = False
-    torch.testing.assert_close(results[True], results[False], atol=1e-5, rtol=1e-5)
+            eager = model(step, past_key_values=eager_cache).logits
+            compiled = torch.compile(model, fullgraph=True, backend="aot_eager")(step, past_key_values=compiled_cache)
+    torch.testing.assert_close(compiled.logits, eager, atol=1e-5, rtol=1e-5)
+    assert int(compiled_cache.second.get_seq_length()) == 6
+    torch.testing.assert_close(eager, unfolded, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])

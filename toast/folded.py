@@ -32,6 +32,10 @@ class FoldedFeedback:
         self.steering = steering
         self.key = _version_key(top_down, steering)
         self.matrix, self.bias, self.widths = _fold(top_down, steering)
+        if not torch.compiler.is_compiling():  # CUDA graphs then read the fold in place instead of copying it
+            for tensor in (self.matrix, self.bias):
+                if tensor is not None:
+                    torch._dynamo.mark_static_address(tensor)
 
     def is_current(self) -> bool:
         """Whether the tensors it was folded from are unchanged (same storage, same version)."""
