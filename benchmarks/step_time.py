@@ -115,12 +115,17 @@ def table(args, rows) -> str:
         f"{args.backbone}, batch {args.batch}, {args.size} px, {device}, torch {torch.__version__}, "
         f"median of {args.iters} interleaved rounds after {args.warmup} warm-up",
         "",
-        "| transfer | step (ms) | step / TOAST floor | peak memory (MiB) | trainable params |",
-        "|---|---:|---:|---:|---:|",
+        "| transfer | step (ms) | images/s | step / TOAST floor | step / lora | peak memory (MiB) | trainable params |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    lora = next((seconds for transfer, seconds, _, _ in rows if transfer == "lora"), None)
     for transfer, seconds, peak, trainable in rows:
         name = "TOAST floor (no-grad fwd + fwd/bwd to activations)" if transfer == FLOOR else transfer
-        lines.append(f"| {name} | {seconds * 1000:.0f} | {seconds / floor:.2f} | {peak:.0f} | {trainable:,} |")
+        vs_lora = f"{seconds / lora:.2f}" if lora else ""
+        lines.append(
+            f"| {name} | {seconds * 1000:.0f} | {args.batch / seconds:.1f} | {seconds / floor:.2f} | {vs_lora} | "
+            f"{peak:.0f} | {trainable:,} |"
+        )
     return "\n".join(lines)
 
 

@@ -3,25 +3,33 @@
 The model stays the library's own: TOAST is installed into it, as ``peft`` installs adapters. The decoder
 stack's ``forward`` runs twice: pass 1 reads the last layer's output *before* the final norm, the shared
 top-down module turns it into one signal per layer, and pass 2 runs with ``v = W_v(a + td_i)`` through
-hooks on each ``v_proj``. The causal-LM head, loss and ``generate`` are the library's. Each pass keeps its
-own KV cache: one ``DynamicCache`` holds 2L layers (pass 1 uses 0..L-1, pass 2 uses L..2L-1, as the
-original), and each pass sees a view of its half, so beam search and cache cropping act on both.
-Building from a config (weights, which tensors train) is :mod:`language_generation.model`'s job.
+hooks on each ``v_proj``. ``generate`` is the library's; ``forward`` applies the library's head and loss to
+pass 2 and returns the reconstruction loss in its output. Each pass keeps its own KV cache, both held by one
+:class:`~language_generation.two_pass_cache.TwoPassCache` (dynamic or static), so beam search and cache
+cropping act on both. Nothing in one decoding step breaks a ``torch.compile`` graph: the hooks are installed
+once, the cache is a library ``Cache``, and the reconstruction loss travels in the output. ``generate`` folds
+the frozen top-down path into one matrix (:mod:`toast.folded`). Building from a config (weights, which tensors
+train) is :mod:`language_generation.model`'s job.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import DynamicCache, PreTrainedModel
-from transformers.cache_utils import DynamicLayer
+from transformers import PreTrainedModel
 from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from toast import TopDownModule, ValueSteering, load_adapter, run_two_passes, save_adapter, value_proj_target
+from toast.folded import FoldedFeedback, folded_feedback
 from toast.two_pass import first_tensor
+
+from .two_pass_cache import TwoPassCache
 
 
 def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
@@ -41,33 +49,18 @@ def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     return layers
 
 
-class TwoPassCache:
-    """Helpers for the 2L-layer cache: pass ``k`` works on layers ``k·L .. k·L + L - 1`` through a view."""
+@dataclass
+class TwoPassModelOutput(BaseModelOutputWithPast):
+    """The decoder stack's output (pass 2), plus ``recon_loss``: ``recon_coef × R`` when it was asked for."""
 
-    @staticmethod
-    def prepare(cache: DynamicCache, config, num_layers: int) -> DynamicCache:
-        if not isinstance(cache, DynamicCache):
-            raise TypeError(f"TOAST generation keeps its two caches in one DynamicCache, got {type(cache).__name__}")
-        if len(cache.layers) == 2 * num_layers:
-            return cache
-        if cache.get_seq_length() > 0:
-            raise ValueError(
-                f"this cache holds {len(cache.layers)} filled layers; a TOAST model needs {2 * num_layers} "
-                "(one set per pass): pass the cache its own forward returned"
-            )
-        fresh = DynamicCache(config=config).layers
-        if len(fresh) != num_layers:  # a config that does not describe its layers: plain growing layers
-            fresh = [DynamicLayer() for _ in range(num_layers)]
-        cache.layers = list(fresh) + [copy.deepcopy(layer) for layer in fresh]
-        cache.layer_class_to_replicate = None
-        return cache
+    recon_loss: torch.FloatTensor | None = None
 
-    @staticmethod
-    def view(cache: DynamicCache, index: int, num_layers: int) -> DynamicCache:
-        part = DynamicCache.__new__(DynamicCache)
-        part.__dict__.update(cache.__dict__)
-        part.layers = cache.layers[index * num_layers : (index + 1) * num_layers]
-        return part
+
+@dataclass
+class ToastCausalLMOutput(CausalLMOutputWithPast):
+    """The library's causal-LM output plus ``recon_loss`` (``recon_coef × R``, already inside ``loss``)."""
+
+    recon_loss: torch.FloatTensor | None = None
 
 
 class ToastCausalLM(nn.Module):
@@ -98,7 +91,6 @@ class ToastCausalLM(nn.Module):
         self.base = base
         self.top_down = top_down
         self.recon_coef = recon_coef
-        self.recon_loss: torch.Tensor | None = None
         targets = [
             value_proj_target(f"model.layers.{i}.self_attn.v_proj", layer.self_attn.v_proj)
             for i, layer in enumerate(layers)
@@ -106,8 +98,8 @@ class ToastCausalLM(nn.Module):
         self.steering = ValueSteering(top_down, targets, double_bias=False)
         self._base_requires_grad = dict(base_requires_grad or {})
         self._zero3_reads = _register_zero3_reads(top_down, targets) if is_deepspeed_zero3_enabled() else []
-        self._loss_requested = False
-        self._recon_token_weights: torch.Tensor | None = None
+        self._folded: FoldedFeedback | None = None  # the fold of the path, kept while its tensors are unchanged
+        self._fold_in_use = False  # True inside generate: the two-pass forward then uses the fold
         inner = base.model
         inner.forward = TwoPassDecoderForward(self, inner)
 
@@ -135,12 +127,19 @@ class ToastCausalLM(nn.Module):
         self,
         input_ids=None,
         attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
         labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
         num_items_in_batch: torch.Tensor | int | None = None,
         tokens_in_step: torch.Tensor | int | None = None,
         **kwargs,
-    ):
-        """The library's causal-LM forward (shifted CE over non -100 labels), plus ``recon_coef × R``.
+    ) -> ToastCausalLMOutput:
+        """The library's causal-LM forward (head, shifted CE over non -100 labels), plus ``recon_coef × R``,
+        which the output also carries as ``recon_loss`` (computed when its coefficient is > 0 and labels are
+        given).
 
         Under gradient accumulation and several processes the ``Trainer`` passes ``num_items_in_batch``
         (the supervised tokens of the whole optimizer step): the CE becomes a sum over this micro-batch
@@ -152,36 +151,78 @@ class ToastCausalLM(nn.Module):
         that k × batch 1 equals batch k with padded examples too. Without it, ``R`` is the mean over this
         micro-batch's real tokens, weighted as above.
         """
-        self.recon_loss = None
-        self._recon_token_weights = None
-        share = 1.0
-        if self.recon_coef and labels is not None:
-            real = _real_tokens(input_ids, attention_mask, kwargs.get("inputs_embeds"))
+        recon_coef = self.recon_coef if labels is not None else 0.0
+        token_weights, share = None, 1.0
+        if recon_coef:
+            real = _real_tokens(input_ids, attention_mask, inputs_embeds)
             if tokens_in_step is not None:
-                self._recon_token_weights = real / tokens_in_step
+                token_weights = real / tokens_in_step
             else:
-                self._recon_token_weights = real / real.sum().clamp(min=1)
+                token_weights = real / real.sum().clamp(min=1)
                 share = _share_of_step(labels, num_items_in_batch)
         if num_items_in_batch is not None:
             kwargs["num_items_in_batch"] = num_items_in_batch
-        self._loss_requested = labels is not None  # R: computed when its coefficient is > 0 and labels given
-        try:
-            out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
-        finally:
-            self._loss_requested = False
-        if self.recon_loss is not None and out.loss is not None:
-            out.loss = out.loss + self.recon_loss * share
-        return out
+        out = self.base.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            recon_coef=recon_coef,
+            recon_token_weights=token_weights,
+            **kwargs,
+        )
+        logits = self._head(out.last_hidden_state, logits_to_keep)
+        loss = None
+        if labels is not None:
+            loss = self.base.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+            if out.recon_loss is not None:
+                loss = loss + out.recon_loss * share
+        return ToastCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            recon_loss=out.recon_loss,
+        )
 
+    def _head(self, hidden: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+        """The causal LM's own head on the kept positions (as its forward: ``lm_head``, then any final soft cap)."""
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.base.lm_head(hidden[:, keep, :])
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    @torch.no_grad()
     def generate(self, *args, **kwargs):
-        return self.base.generate(*args, **kwargs)
+        """The library's ``generate`` under :meth:`folded_feedback`. ``cache_implementation="static"`` gives a
+        static cache per pass (and, with a ``compile_config``, a compiled decoding step)."""
+        with self.folded_feedback():
+            return self.base.generate(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def folded_feedback(self) -> Iterator[None]:
+        """Forwards without autograd inside use the top-down path folded into one matrix (:mod:`toast.folded`),
+        formed once per loaded adapter and again when one of its tensors changes; with autograd, never."""
+        self._folded = folded_feedback(self._folded, self.top_down, self.steering)
+        self._fold_in_use = True
+        try:
+            yield
+        finally:
+            self._fold_in_use = False
 
     def unload(self) -> PreTrainedModel:
-        """Takes TOAST out and returns the base model as it was before: steering hooks, two-pass forward, ZeRO-3
-        registrations of B_i with the ``v_proj``s, the checkpointing TOAST enabled (its recompute replays the
-        signal), and each parameter's ``requires_grad``."""
+        """Takes TOAST out and returns the base model as it was before: steering hooks, two-pass forward (and its
+        last-layer tap), ZeRO-3 registrations of B_i with the ``v_proj``s, the checkpointing TOAST enabled (its
+        recompute replays the signal), and each parameter's ``requires_grad``."""
         self.steering.remove()
-        if isinstance(self.base.model.__dict__.get("forward"), TwoPassDecoderForward):
+        forward = self.base.model.__dict__.get("forward")
+        if isinstance(forward, TwoPassDecoderForward):
+            forward.tap_handle.remove()
             del self.base.model.forward
         if self._zero3_reads:
             from deepspeed.runtime.zero.partition_parameters import unregister_external_parameter
@@ -302,17 +343,38 @@ def _register_zero3_reads(top_down: TopDownModule, targets) -> list[tuple[nn.Mod
     return registered
 
 
+class _LastLayerTap:
+    """A forward hook on the last decoder layer that keeps its output (``z``, before the final norm).
+
+    Installed once with TOAST, not per call: registering a hook inside a step would break a compiled graph."""
+
+    def __init__(self) -> None:
+        self.output: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, args: tuple, output) -> None:
+        self.output = first_tensor(output)
+
+    def take(self) -> torch.Tensor:
+        output, self.output = self.output, None
+        if output is None:
+            raise RuntimeError("the last decoder layer did not run, so pass 1 gave no tokens to the top-down path")
+        return output
+
+
 class TwoPassDecoderForward:
-    """Replaces the decoder stack's ``forward``: the stack runs twice, one cache half per pass, pass 2 steered.
+    """Replaces the decoder stack's ``forward``: the stack runs twice, one cache per pass, pass 2 steered.
 
     An object rather than a closure (as the steering hooks are), so that ``copy.deepcopy`` and pickling of
     the model carry it along with the copy's own top-down path, and :meth:`ToastCausalLM.unload` can take it
-    away again. The passes go through the shared driver :func:`toast.run_two_passes`.
+    away again. The passes go through the shared driver :func:`toast.run_two_passes`. Returns the library's
+    decoder output for pass 2 with ``recon_loss`` added (:class:`TwoPassModelOutput`).
     """
 
     def __init__(self, wrapper: ToastCausalLM, inner: nn.Module) -> None:
         self.wrapper = wrapper
         self.inner = inner
+        self.tap = _LastLayerTap()
+        self.tap_handle = inner.layers[-1].register_forward_hook(self.tap)
 
     def __call__(
         self,
@@ -322,8 +384,10 @@ class TwoPassDecoderForward:
         past_key_values=None,
         inputs_embeds=None,
         use_cache=None,
+        recon_coef: float = 0.0,
+        recon_token_weights: torch.Tensor | None = None,
         **kwargs,
-    ):
+    ) -> TwoPassModelOutput:
         inner, wrapper = self.inner, self.wrapper
         original_forward = type(inner).forward
         checkpointing = any(getattr(layer, "gradient_checkpointing", False) for layer in inner.layers)
@@ -332,50 +396,43 @@ class TwoPassDecoderForward:
                 "enable gradient checkpointing through the TOAST model (model.gradient_checkpointing_enable()), "
                 "so that recomputed layers get the top-down signal again"
             )
-        layers = inner.layers
-        num_layers = len(layers)
         if use_cache is None:  # as the library decides, so that the cache returned is one a next call accepts
             use_cache = getattr(inner.config, "use_cache", False) and not (checkpointing and inner.training)
         if inputs_embeds is None:
             inputs_embeds = inner.embed_tokens(input_ids)
         if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=inner.config)
-        views = [None, None]
+            past_key_values = TwoPassCache.dynamic(inner.config)
+        caches = (None, None)
         if past_key_values is not None:
-            past_key_values = TwoPassCache.prepare(past_key_values, inner.config, num_layers)
-            views = [TwoPassCache.view(past_key_values, k, num_layers) for k in (0, 1)]
+            past_key_values = TwoPassCache.pair_with_twin(past_key_values, inner.config)
+            caches = past_key_values.passes()
         if position_ids is None:
-            seen = views[0].get_seq_length() if views[0] is not None else 0
+            seen = caches[0].get_seq_length() if caches[0] is not None else 0
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + seen).unsqueeze(0)
         common = dict(attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache, **kwargs)
         outputs = {}
 
-        def keep_last_output(module, args, output):
-            outputs["z"] = first_tensor(output)
-
         def run_pass(k: int) -> torch.Tensor:
-            if k == 1:
-                outputs["out"] = original_forward(
-                    inner, inputs_embeds=inputs_embeds, past_key_values=views[1], **common
-                )
-                return outputs["out"].last_hidden_state
-            handle = layers[-1].register_forward_hook(keep_last_output)  # z: before the final norm
-            try:
-                original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=views[0], **common)
-            finally:
-                handle.remove()
-            return outputs["z"]
+            outputs[k] = original_forward(inner, inputs_embeds=inputs_embeds, past_key_values=caches[k], **common)
+            z = self.tap.take()  # the last layer's output before the final norm
+            return z if k == 0 else outputs[k].last_hidden_state
 
+        fold = wrapper._folded if wrapper._fold_in_use and not torch.is_grad_enabled() else None
         result = run_two_passes(
             run_pass,
             wrapper.top_down,
             wrapper.steering,
             first_pass_needs_grad=wrapper._first_pass_needs_grad(),
-            layers=list(layers),
-            recon_coef=wrapper.recon_coef if wrapper._loss_requested else 0.0,
-            recon_token_weights=wrapper._recon_token_weights if wrapper._loss_requested else None,
+            layers=list(inner.layers),
+            recon_coef=recon_coef,
+            recon_token_weights=recon_token_weights,
+            folded=fold,
         )
-        wrapper.recon_loss = result.recon_loss
-        out = outputs["out"]
-        out.past_key_values = past_key_values if use_cache else None
-        return out
+        out = outputs[1]
+        return TwoPassModelOutput(
+            last_hidden_state=out.last_hidden_state,
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            recon_loss=result.recon_loss,
+        )

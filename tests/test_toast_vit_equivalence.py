@@ -90,3 +90,23 @@ def test_second_pass_uses_timm_fused_attention(monkeypatch):
     with torch.no_grad():
         model(images())
     assert len(calls) == 2 * len(model.backbone.blocks)
+
+
+@pytest.mark.parametrize("double_bias", [True, False])
+@pytest.mark.parametrize("transfer", ["toast", "toast-lite"])
+def test_folded_feedback_for_prediction_equals_the_unfolded_path(transfer, double_bias):
+    """predict's folded top-down path (one matrix, formed once per adapter) gives the unfolded logits."""
+    model = build_tiny(transfer, **{"MODEL.TOAST.DOUBLE_BIAS": double_bias}).double().eval()
+    randomise_top_down(model)
+    x = images().double()
+    with torch.no_grad():
+        expected, _, _ = reference_toast(model, x, double_bias)
+        with model.folded_feedback():
+            folded = model(x)
+            first_fold = model._folded
+        with model.folded_feedback():
+            assert model._folded is first_fold  # the same adapter: folded once
+    torch.testing.assert_close(folded, expected, atol=1e-8, rtol=1e-8)
+    with pytest.raises(RuntimeError, match="call model.eval"):
+        with model.train().folded_feedback():
+            pass

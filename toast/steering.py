@@ -91,6 +91,7 @@ class ValueSteering:
         self.targets = list(targets)
         self.double_bias = double_bias
         self._chained: Sequence[torch.Tensor] | None = None
+        self._ready = False  # True while _chained holds ready value additions (folded feedback), not u_i
         self._calls = [0] * len(self.targets)
         self._handles = [
             target.module.register_forward_hook(_SteeringHook(self, i)) for i, target in enumerate(self.targets)
@@ -101,8 +102,15 @@ class ValueSteering:
         if self._chained is None:
             return
         self._calls[layer] += 1
-        value = output[..., self.targets[layer].value_rows]
+        rows = self.targets[layer].value_rows
+        whole = rows.start == 0 and rows.stop == output.shape[-1]  # a separate v_proj: no slicing op needed
+        value = output if whole else output[..., rows]
         chained = self._chained[layer]
+        if self._ready:  # W_v·B_i·u_i (+ b_v) already formed by the folded feedback
+            if chained.shape != value.shape:
+                chained = chained.reshape(value.shape)
+            value.add_(chained if chained.dtype == value.dtype else chained.to(value.dtype))
+            return
         signal = chained.reshape(-1, chained.shape[-1])
         if value.dtype == signal.dtype:  # the usual case, autocast included: no temporary at all
             self._add_injection(value.view(signal.shape[0], -1), layer, signal)
@@ -128,18 +136,24 @@ class ValueSteering:
             out.add_(target.value_bias().to(out.dtype))
 
     @contextlib.contextmanager
-    def steer(self, chained: Sequence[torch.Tensor]) -> Iterator[None]:
-        """Injects ``u_i`` (from :meth:`TopDownModule.feedback`) while the block runs, and checks every layer got it."""
+    def steer(self, chained: Sequence[torch.Tensor], ready: bool = False) -> Iterator[None]:
+        """Injects ``u_i`` (from :meth:`TopDownModule.feedback`) while the block runs, and checks every layer got it.
+
+        ``ready``: ``chained`` holds each layer's value addition ``W_v·B_i·u_i (+ b_v)`` itself (from
+        :class:`toast.folded.FoldedFeedback`), added as it is.
+        """
         if len(chained) != len(self.targets):
             raise ValueError(f"steer() needs {len(self.targets)} per-layer signals, got {len(chained)}")
         if self._chained is not None:
             raise RuntimeError("value steering is already active; steer() cannot be nested")
         self._chained = chained
+        self._ready = ready
         self._calls = [0] * len(self.targets)
         try:
             yield
         finally:
             self._chained = None
+            self._ready = False
         missed = [t.name for t, calls in zip(self.targets, self._calls) if calls == 0]
         if missed:
             raise RuntimeError(

@@ -65,6 +65,7 @@ def run_two_passes(
     layers: Sequence[nn.Module] | None = None,
     recon_coef: float = 0.0,
     recon_token_weights: torch.Tensor | None = None,
+    folded: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
 ) -> TwoPassOutput:
     """Runs pass 1, the feedback, then pass 2 with every layer's value steered.
 
@@ -76,9 +77,17 @@ def run_two_passes(
         recon_coef: weight of the reconstruction loss; at 0 nothing is recorded or computed.
         recon_token_weights: per-token weights of the reconstruction loss (B×N; see
             :meth:`TopDownModule.reconstruction_loss`); ``None``: a mean over every position.
+        folded: for inference, a :class:`toast.folded.FoldedFeedback` of this path: every layer's value
+            addition from one matmul (never with a reconstruction loss, which trains A_i).
     """
     with torch.set_grad_enabled(torch.is_grad_enabled() and first_pass_needs_grad):
         first = run_pass(0)
+    if folded is not None:
+        if recon_coef != 0:
+            raise ValueError("folded feedback is for inference; the reconstruction loss needs the unfolded path")
+        with steering.steer(folded(first), ready=True):
+            second = run_pass(1)
+        return TwoPassOutput(second, first)
     chained = top_down(first)  # select + feedback, as a module call (sharding engines gather p and T for it)
     if recon_coef == 0:
         with steering.steer(chained):

@@ -10,6 +10,7 @@ image: its path, then the top-k class names and softmax scores, best first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import sys
@@ -69,11 +70,13 @@ def predict(
     k = min(top_k, len(run.classes))
     loader = DataLoader(_Images(paths, run), batch_size=batch_size, shuffle=False, num_workers=workers)
     rows, done = [], 0
-    for batch in tqdm(loader, desc="predict", unit="batch", dynamic_ncols=True):
-        scores, labels = model(batch.to(target)).float().softmax(-1).topk(k, dim=-1)
-        for score, label in zip(scores.cpu().tolist(), labels.cpu().tolist()):
-            rows.append({"path": str(paths[done]), "classes": [run.classes[i] for i in label], "scores": score})
-            done += 1
+    folded = getattr(model, "folded_feedback", None)  # TOAST on a ViT: the top-down path as one matrix
+    with folded() if folded is not None else contextlib.nullcontext():
+        for batch in tqdm(loader, desc="predict", unit="batch", dynamic_ncols=True):
+            scores, labels = model(batch.to(target)).float().softmax(-1).topk(k, dim=-1)
+            for score, label in zip(scores.cpu().tolist(), labels.cpu().tolist()):
+                rows.append({"path": str(paths[done]), "classes": [run.classes[i] for i in label], "scores": score})
+                done += 1
     return rows
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from yacs.config import CfgNode
 
 from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes, trains_in_model
+from toast.folded import FoldedFeedback, folded_feedback
 from toast.topdown import DECODER_INITS
 
 from ..backbone import model_width
@@ -45,6 +49,21 @@ class TopDownViT(TransferModel):
         self.recon_loss: torch.Tensor | None = None
         self.both_passes_ce = both_passes_ce
         self.first_pass_logits: torch.Tensor | None = None
+        self._folded: FoldedFeedback | None = None  # kept while the tensors it was folded from are unchanged
+        self._fold_in_use = False
+
+    @contextlib.contextmanager
+    def folded_feedback(self) -> Iterator[None]:
+        """Inference (``predict``) with the frozen top-down path folded into one matrix (:mod:`toast.folded`),
+        formed once per loaded adapter; forwards without autograd inside use it, training never does."""
+        if self.training:
+            raise RuntimeError("folded feedback is for inference: call model.eval() first")
+        self._folded = folded_feedback(self._folded, self.top_down, self.steering)
+        self._fold_in_use = True
+        try:
+            yield
+        finally:
+            self._fold_in_use = False
 
     def _backbone_trains(self) -> bool:
         return any(p.requires_grad for p in self.backbone.parameters())
@@ -66,13 +85,15 @@ class TopDownViT(TransferModel):
             return first_pass if k == 0 and first_pass is not None else self.backbone.forward_features(images)
 
         # -- end first-pass cache --
+        folded = self._folded if self._fold_in_use and not torch.is_grad_enabled() else None
         return run_two_passes(
             run_pass,
             self.top_down,
             self.steering,
             first_pass_needs_grad=self._backbone_trains(),
             layers=list(self.backbone.blocks),
-            recon_coef=self.recon_coef,
+            recon_coef=0.0 if folded is not None else self.recon_coef,  # prediction needs no reconstruction loss
+            folded=folded,
         )
 
     def forward_features(self, images: torch.Tensor, first_pass: torch.Tensor | None = None) -> torch.Tensor:
