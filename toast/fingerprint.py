@@ -52,37 +52,63 @@ def _load_index(index_path: Path) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
+class _Memo:
+    """The index, loaded once and written once for a batch of files (10k images cost one read and one write)."""
+
+    def __init__(self, index_path: Path | None) -> None:
+        self.path = index_path or default_index_path()
+        self.index = _load_index(self.path)
+        self.by_path = {key.split("|", 1)[0]: key for key in self.index}  # one entry per path
+        self.dirty = False
+
+    def digest(self, path: Path) -> str:
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot fingerprint {path}: not a file")
+        key = _stat_key(path)
+        if key in self.index:
+            return self.index[key]
+        digest = sha256_of_file(path)
+        if _stat_key(path) == key:  # not rewritten while we read it
+            old = self.by_path.get(key.split("|", 1)[0])
+            if old is not None:
+                self.index.pop(old, None)
+            self.by_path[key.split("|", 1)[0]] = key
+            self.index[key] = digest
+            self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            atomic_write_text(self.path, json.dumps(self.index, sort_keys=True))
+        except OSError:
+            pass  # read-only home or full disk: hashing again next time is the only cost
+
+
 def file_fingerprint(path: str | os.PathLike, index_path: Path | None = None) -> str:
     """Content hash of one file, memoised by (path, size, mtime, ctime, inode). Raises FileNotFoundError
     naming the path when it does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"cannot fingerprint {path}: not a file")
-    index_path = index_path or default_index_path()
-    key = _stat_key(path)
-    index = _load_index(index_path)
-    if key in index:
-        return index[key]
-    digest = sha256_of_file(path)
-    if _stat_key(path) == key:  # not rewritten while we read it
-        prefix = key.split("|", 1)[0] + "|"
-        index = {k: v for k, v in index.items() if not k.startswith(prefix)}  # one entry per path
-        index[key] = digest
-        try:
-            atomic_write_text(index_path, json.dumps(index, sort_keys=True))
-        except OSError:
-            pass  # read-only home: hashing again next time is the only cost
+    memo = _Memo(index_path)
+    digest = memo.digest(Path(path))
+    memo.save()
     return digest
 
 
 def files_fingerprint(paths: Iterable[str | os.PathLike], index_path: Path | None = None) -> dict[str, str]:
-    """``{resolved path: content hash}`` for each file (a folder contributes every file under it, sorted)."""
+    """``{resolved path: content hash}`` for each file (a folder contributes every file under it, sorted).
+
+    The memo is read and written once for the whole batch."""
+    memo = _Memo(index_path)
     out: dict[str, str] = {}
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            out[str(file.resolve())] = file_fingerprint(file, index_path)
+    try:
+        for path in paths:
+            path = Path(path)
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                out[str(file.resolve())] = memo.digest(file)
+    finally:
+        memo.save()  # what was hashed before an error is kept
     return out
 
 
