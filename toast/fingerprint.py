@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,9 +31,15 @@ def default_index_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "toast" / "fingerprints.json"
 
 
-def _stat_key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+def _stat_key(resolved: str) -> str:
+    """``path|size|mtime|ctime|inode`` of a resolved path; FileNotFoundError naming it when it is not a file."""
+    try:
+        st = os.stat(resolved)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise FileNotFoundError(f"cannot fingerprint {resolved}: not a file")
+    return f"{resolved}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
 def sha256_of_file(path: str | os.PathLike) -> str:
@@ -61,21 +68,21 @@ class _Memo:
         self.by_path = {key.split("|", 1)[0]: key for key in self.index}  # one entry per path
         self.dirty = False
 
-    def digest(self, path: Path) -> str:
-        if not path.is_file():
-            raise FileNotFoundError(f"cannot fingerprint {path}: not a file")
-        key = _stat_key(path)
+    def digest(self, path: Path) -> tuple[str, str]:
+        """(resolved path, content hash); one ``resolve`` and one ``stat`` when the memo knows the file."""
+        resolved = str(path.resolve())
+        key = _stat_key(resolved)
         if key in self.index:
-            return self.index[key]
-        digest = sha256_of_file(path)
-        if _stat_key(path) == key:  # not rewritten while we read it
-            old = self.by_path.get(key.split("|", 1)[0])
+            return resolved, self.index[key]
+        digest = sha256_of_file(resolved)
+        if _stat_key(resolved) == key:  # not rewritten while we read it
+            old = self.by_path.get(resolved)
             if old is not None:
                 self.index.pop(old, None)
-            self.by_path[key.split("|", 1)[0]] = key
+            self.by_path[resolved] = key
             self.index[key] = digest
             self.dirty = True
-        return digest
+        return resolved, digest
 
     def save(self) -> None:
         if not self.dirty:
@@ -90,7 +97,7 @@ def file_fingerprint(path: str | os.PathLike, index_path: Path | None = None) ->
     """Content hash of one file, memoised by (path, size, mtime, ctime, inode). Raises FileNotFoundError
     naming the path when it does not exist."""
     memo = _Memo(index_path)
-    digest = memo.digest(Path(path))
+    _, digest = memo.digest(Path(path))
     memo.save()
     return digest
 
@@ -106,7 +113,8 @@ def files_fingerprint(paths: Iterable[str | os.PathLike], index_path: Path | Non
             path = Path(path)
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for file in files:
-                out[str(file.resolve())] = memo.digest(file)
+                resolved, digest = memo.digest(file)
+                out[resolved] = digest
     finally:
         memo.save()  # what was hashed before an error is kept
     return out

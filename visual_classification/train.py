@@ -65,8 +65,8 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
                     rf.start_clean(out)
                 elif status == "resume":
                     rf.remove_stale_temp_files(out)
-            except tuple(refusals.values()) as err:
-                refusal = (type(err).__name__, str(err))
+            except tuple(refusals.values()) as err:  # sent by name: the most specific class listed
+                refusal = (next(name for name, kind in refusals.items() if isinstance(err, kind)), str(err))
         status, refusal = broadcast_object((status, refusal))
         if refusal:  # every process stops alike (a refusal on rank 0 alone would leave the others waiting)
             raise refusals[refusal[0]](refusal[1])

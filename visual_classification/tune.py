@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     lrs = None if args.fixed else (args.lrs or LR_GRIDS[method])
     try:
         result = tune(cfg, lrs, args.wds, args.seeds)
-    except AllDiverged as err:
+    except (AllDiverged, FileExistsError) as err:  # FileExistsError: a run on another config or other inputs
         sys.exit(f"error: {err}")
     print(
         json.dumps(

@@ -89,9 +89,9 @@ def weights_digest(module: nn.Module) -> str:
 def images_digest(samples: list[tuple[Path, int]]) -> str:
     """Checksum of the image list in order: each image's path and content hash (a replaced image changes it,
     whatever its size and mtime)."""
-    paths = [Path(path).resolve() for path, _label in samples]
+    paths = [str(Path(path).resolve()) for path, _label in samples]
     hashes = files_fingerprint(paths)
-    return _digest("\n".join(f"{path}\t{hashes[str(path)]}" for path in paths))
+    return _digest("\n".join(f"{path}\t{hashes[path]}" for path in paths))
 
 
 def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast: bool) -> str:
