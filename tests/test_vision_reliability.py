@@ -316,10 +316,10 @@ def test_damaged_cache_file_is_computed_again_with_a_warning_naming_it(toy, tmp_
 # -- class 12: out-of-range keys ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "key, value, allowed",
-    [("SOLVER.HEAD_LR_MULT", "-100", ">= 0.0"), ("SOLVER.WEIGHT_DECAY", "-0.1", ">= 0.0"),
-     ("SOLVER.WARMUP_EPOCH", "-1.0", ">= 0.0"), ("MODEL.DROP_PATH_RATE", "2.0", r"in \[0.0, 1.0\)"),
-     ("MODEL.DROP_PATH_RATE", "1.0", r"in \[0.0, 1.0\)"), ("SOLVER.BASE_LR", "-0.01", ">= 0.0"),
-     ("SOLVER.MOMENTUM", "1.5", r"in \[0.0, 1.0\)"), ("MODEL.LORA.RANK", "0", ">= 1")],
+    [("SOLVER.HEAD_LR_MULT", "-100", ">= 0"), ("SOLVER.WEIGHT_DECAY", "-0.1", ">= 0"),
+     ("SOLVER.WARMUP_EPOCH", "-1.0", ">= 0"), ("MODEL.DROP_PATH_RATE", "2.0", r"in \[0, 1\)"),
+     ("MODEL.DROP_PATH_RATE", "1.0", r"in \[0, 1\)"), ("SOLVER.BASE_LR", "-0.01", ">= 0"),
+     ("SOLVER.MOMENTUM", "1.5", r"in \[0, 1\)"), ("MODEL.LORA.RANK", "0", ">= 1")],
 )  # fmt: skip
 def test_out_of_range_keys_are_refused_at_config_time(key, value, allowed):
     with pytest.raises(ValueError, match=f"{key} must be {allowed}, got"):

@@ -209,7 +209,7 @@ def range_problems(cfg: CN) -> list[str]:
         if value != value or value in (float("inf"), float("-inf")):
             problems.append(f"{key} must be a finite number, got {value}")
         elif value < low or (high is not None and (value > high or (value == high and not high_included))):
-            allowed = f">= {low}" if high is None else f"in [{low}, {high}{']' if high_included else ')'}"
+            allowed = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}{']' if high_included else ')'}"
             problems.append(f"{key} must be {allowed}, got {value}")
     return problems
 
