@@ -63,10 +63,22 @@ if [[ "${CACHE_FIRST_PASS:-0}" == 1 ]]; then
 fi
 
 for task in "${tasks[@]}"; do
-  config="configs/vtab/${task}.yaml"
-  [[ -f "$config" ]] || { echo "unknown task '$task': no $config" >&2; exit 2; }
-  echo "=== $task ($METHOD)"
-  "${launch[@]}" --config-file "$config" DATA.DATAPATH "$VTAB_ROOT" OUTPUT_DIR "$OUTPUT_DIR" \
-    "${model_opts[@]}" "${cache_opts[@]}" "${overrides[@]}"
+  [[ -f "configs/vtab/${task}.yaml" ]] || { echo "unknown task '$task': no configs/vtab/${task}.yaml" >&2; exit 2; }
 done
-python -m visual_classification.summarize "$OUTPUT_DIR"
+
+# A task that fails (every grid point diverged, bad data) is reported and the sweep goes on to the next one;
+# tune itself scores a single diverged grid point as failed and carries on.
+failed=()
+for task in "${tasks[@]}"; do
+  echo "=== $task ($METHOD)"
+  if ! "${launch[@]}" --config-file "configs/vtab/${task}.yaml" DATA.DATAPATH "$VTAB_ROOT" OUTPUT_DIR "$OUTPUT_DIR" \
+    "${model_opts[@]}" "${cache_opts[@]}" "${overrides[@]}"; then
+    echo "=== $task FAILED (see the messages above); going on with the other tasks" >&2
+    failed+=("$task")
+  fi
+done
+python -m visual_classification.summarize "$OUTPUT_DIR" || true
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "failed tasks: ${failed[*]} (re-run the same command after fixing them: finished runs are skipped)" >&2
+  exit 1
+fi

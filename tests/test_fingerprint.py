@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from toast.fingerprint import changed_files, file_fingerprint, files_fingerprint
 
 
@@ -38,3 +40,24 @@ def test_the_memo_never_changes_a_result_when_damaged(tmp_path, monkeypatch):
     digest = file_fingerprint(f)
     memo.write_text("{not json")
     assert file_fingerprint(f) == digest
+
+
+def test_a_batch_reads_each_unchanged_file_once_and_keeps_one_memo_entry_per_path(tmp_path, monkeypatch):
+    import json
+
+    import toast.fingerprint as fp
+
+    memo = tmp_path / "memo.json"
+    monkeypatch.setenv("TOAST_FINGERPRINT_INDEX", str(memo))
+    files = [tmp_path / f"{i}.bin" for i in range(5)]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 10)
+    first = files_fingerprint(files)
+    real = fp.sha256_of_file
+    monkeypatch.setattr(fp, "sha256_of_file", lambda p: pytest.fail(f"re-hashed {p}"))
+    assert files_fingerprint(files) == first  # all from the memo
+    files[0].write_bytes(b"x" * 10)
+    monkeypatch.setattr(fp, "sha256_of_file", real)
+    second = files_fingerprint(files)
+    assert changed_files(first, second) == [str(files[0].resolve())]
+    assert len(json.loads(memo.read_text())) == 5  # the old entry of the rewritten file was replaced

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +19,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp (and some writers) make 0600; open() honours the umask
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp (and some writers) make 0600; open() honours the umask
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            explained = write_failure(err, path)
+            if explained is None:
+                raise
+            raise explained from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# What torch.save (its C++ stream writer) says when a write fails: it never names the file or ENOSPC.
+_TORCH_WRITE_FAILURES = ("basic_ios::clear", "iostream error", "file write failed", "PytorchStreamWriter failed")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failure(err: BaseException, path: str | os.PathLike) -> OSError | None:
+    """An OSError naming ``path``, the likely cause and the free space left, for a write that failed for want of
+    space (ENOSPC, EDQUOT, or torch's bare stream errors); ``None`` for any other error (re-raised as it is)."""
+    disk_full = isinstance(err, OSError) and err.errno in _DISK_FULL
+    torch_stream = isinstance(err, RuntimeError) and any(text in str(err) for text in _TORCH_WRITE_FAILURES)
+    if not (disk_full or torch_stream):
+        return None
+    folder = Path(path).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    cause = "the disk (or quota) is full" if disk_full else "most likely the disk (or quota) is full"
+    return OSError(
+        err.errno if disk_full else errno.EIO,
+        f"writing {path} failed: {cause} ({free} on the filesystem of {folder}); free space there and run "
+        f"the command again (the previous {Path(path).name}, if any, is intact). Cause: {err}",
+    )
 
 
 def current_umask() -> int:

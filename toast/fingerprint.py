@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,9 +31,15 @@ def default_index_path() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "toast" / "fingerprints.json"
 
 
-def _stat_key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+def _stat_key(resolved: str) -> str:
+    """``path|size|mtime|ctime|inode`` of a resolved path; FileNotFoundError naming it when it is not a file."""
+    try:
+        st = os.stat(resolved)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise FileNotFoundError(f"cannot fingerprint {resolved}: not a file")
+    return f"{resolved}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
 def sha256_of_file(path: str | os.PathLike) -> str:
@@ -52,37 +59,64 @@ def _load_index(index_path: Path) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
+class _Memo:
+    """The index, loaded once and written once for a batch of files (10k images cost one read and one write)."""
+
+    def __init__(self, index_path: Path | None) -> None:
+        self.path = index_path or default_index_path()
+        self.index = _load_index(self.path)
+        self.by_path = {key.split("|", 1)[0]: key for key in self.index}  # one entry per path
+        self.dirty = False
+
+    def digest(self, path: Path) -> tuple[str, str]:
+        """(resolved path, content hash); one ``resolve`` and one ``stat`` when the memo knows the file."""
+        resolved = str(path.resolve())
+        key = _stat_key(resolved)
+        if key in self.index:
+            return resolved, self.index[key]
+        digest = sha256_of_file(resolved)
+        if _stat_key(resolved) == key:  # not rewritten while we read it
+            old = self.by_path.get(resolved)
+            if old is not None:
+                self.index.pop(old, None)
+            self.by_path[resolved] = key
+            self.index[key] = digest
+            self.dirty = True
+        return resolved, digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            atomic_write_text(self.path, json.dumps(self.index, sort_keys=True))
+        except OSError:
+            pass  # read-only home or full disk: hashing again next time is the only cost
+
+
 def file_fingerprint(path: str | os.PathLike, index_path: Path | None = None) -> str:
     """Content hash of one file, memoised by (path, size, mtime, ctime, inode). Raises FileNotFoundError
     naming the path when it does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"cannot fingerprint {path}: not a file")
-    index_path = index_path or default_index_path()
-    key = _stat_key(path)
-    index = _load_index(index_path)
-    if key in index:
-        return index[key]
-    digest = sha256_of_file(path)
-    if _stat_key(path) == key:  # not rewritten while we read it
-        prefix = key.split("|", 1)[0] + "|"
-        index = {k: v for k, v in index.items() if not k.startswith(prefix)}  # one entry per path
-        index[key] = digest
-        try:
-            atomic_write_text(index_path, json.dumps(index, sort_keys=True))
-        except OSError:
-            pass  # read-only home: hashing again next time is the only cost
+    memo = _Memo(index_path)
+    _, digest = memo.digest(Path(path))
+    memo.save()
     return digest
 
 
 def files_fingerprint(paths: Iterable[str | os.PathLike], index_path: Path | None = None) -> dict[str, str]:
-    """``{resolved path: content hash}`` for each file (a folder contributes every file under it, sorted)."""
+    """``{resolved path: content hash}`` for each file (a folder contributes every file under it, sorted).
+
+    The memo is read and written once for the whole batch."""
+    memo = _Memo(index_path)
     out: dict[str, str] = {}
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            out[str(file.resolve())] = file_fingerprint(file, index_path)
+    try:
+        for path in paths:
+            path = Path(path)
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                resolved, digest = memo.digest(file)
+                out[resolved] = digest
+    finally:
+        memo.save()  # what was hashed before an error is kept
     return out
 
 

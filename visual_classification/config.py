@@ -178,6 +178,42 @@ def changed_keys(cfg: CN) -> dict:
     return {key: value for key, value in flat(cfg).items() if defaults.get(key, object()) != value}
 
 
+# (key, lowest, highest, highest included): values outside train wrongly without an error (a negative head lr
+# ascends the loss, a negative decay grows the weights) or fail only mid-training (stochastic depth of 2.0).
+RANGES = (
+    ("SOLVER.BASE_LR", 0.0, None, True),
+    ("SOLVER.HEAD_LR_MULT", 0.0, None, True),
+    ("SOLVER.WEIGHT_DECAY", 0.0, None, True),
+    ("SOLVER.WARMUP_EPOCH", 0.0, None, True),
+    ("SOLVER.MOMENTUM", 0.0, 1.0, False),
+    ("SOLVER.GRAD_CLIP", 0.0, None, True),
+    ("SOLVER.LOG_EVERY_N", 1, None, True),
+    ("DATA.VAL_FRACTION", 0.0, 1.0, False),
+    ("MODEL.DROP_PATH_RATE", 0.0, 1.0, False),
+    ("MODEL.HEAD_DROPOUT", 0.0, 1.0, False),
+    ("MODEL.MLP_NUM", 0, None, True),
+    ("MODEL.PROMPT.DROPOUT", 0.0, 1.0, False),
+    ("MODEL.LORA.DROPOUT", 0.0, 1.0, False),
+    ("MODEL.LORA.RANK", 1, None, True),
+    ("MODEL.TOAST.LITE_RANK", 1, None, True),
+    ("MODEL.TOAST.RECON_COEF", 0.0, None, True),
+)
+
+
+def range_problems(cfg: CN) -> list[str]:
+    """``KEY must be in [lo, hi), got v`` for every numeric key of ``RANGES`` outside its range."""
+    problems = []
+    values = flat(cfg)
+    for key, low, high, high_included in RANGES:
+        value = values[key]
+        if value != value or value in (float("inf"), float("-inf")):
+            problems.append(f"{key} must be a finite number, got {value}")
+        elif value < low or (high is not None and (value > high or (value == high and not high_included))):
+            allowed = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}{']' if high_included else ')'}"
+            problems.append(f"{key} must be {allowed}, got {value}")
+    return problems
+
+
 def check_config(cfg: CN) -> None:
     """Value checks yacs' type checks cannot make; each problem names the key and what is allowed."""
     problems = []
@@ -188,8 +224,7 @@ def check_config(cfg: CN) -> None:
     ):
         if value < least:
             problems.append(f"{key} must be >= {least}, got {value}")
-    if not 0 <= cfg.DATA.VAL_FRACTION < 1:
-        problems.append(f"DATA.VAL_FRACTION must be in [0, 1), got {cfg.DATA.VAL_FRACTION}")
+    problems += range_problems(cfg)
     if cfg.DATA.NORMALIZE not in NORMALIZE_CHOICES:
         problems.append(f"DATA.NORMALIZE must be one of {list(NORMALIZE_CHOICES)}, got {cfg.DATA.NORMALIZE!r}")
     if problems:

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -91,6 +92,20 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def check_output_file(path: Path) -> None:
+    """Refuses an ``--output`` that cannot be written (a folder, under a file, an unwritable folder) before
+    any work is spent."""
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a folder; give a file name such as {path / 'predictions.csv'}")
+    folder = path.parent
+    while not folder.exists():  # atomic_write_text creates the missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"--output {path} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {path} cannot be written: no write permission in {folder}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -106,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.top_k < 1 or args.batch_size < 1:
         sys.exit("error: --top-k and --batch-size must be >= 1")
     try:
+        check_output_file(Path(args.output))  # before the model loads and the images run
         run = load_trained_run(Path(args.adapter))
         paths = image_paths(args.images)
         rows = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)

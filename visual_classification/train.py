@@ -43,26 +43,33 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     Raises :class:`~visual_classification.engine.run_files.RunLocked` when another live run holds the folder.
     """
     from .engine import run_files as rf
+    from .engine import run_inputs as ri
     from .engine.distributed import broadcast_object, init_distributed, is_main, local_device
 
     device = local_device(cfg.DEVICE)
     rank, world = init_distributed(device)
     out = Path(cfg.OUTPUT_DIR)
+    refusals = {
+        e.__name__: e for e in (rf.RunLocked, rf.RunDiverged, ri.InputsChanged, FileExistsError, FileNotFoundError)
+    }
+    refusals["ValueError"] = ValueError
     with contextlib.ExitStack() as lock:
         status, refusal = None, None
         if is_main():  # one process locks the folder, decides, and clears what an earlier attempt left
             try:
                 lock.enter_context(rf.run_lock(out))  # one live run per folder
-                status = rf.check_output_dir(out, cfg.dump(), overwrite)
+                status = _status(out, cfg, overwrite)
+                if status == "diverged":
+                    raise rf.diverged_error(out)
                 if status == "new":
                     rf.start_clean(out)
                 elif status == "resume":
                     rf.remove_stale_temp_files(out)
-            except (rf.RunLocked, FileExistsError) as err:
-                refusal = (type(err).__name__, str(err))
+            except tuple(refusals.values()) as err:  # sent by name: the most specific class listed
+                refusal = (next(name for name, kind in refusals.items() if isinstance(err, kind)), str(err))
         status, refusal = broadcast_object((status, refusal))
         if refusal:  # every process stops alike (a refusal on rank 0 alone would leave the others waiting)
-            raise {"RunLocked": rf.RunLocked, "FileExistsError": FileExistsError}[refusal[0]](refusal[1])
+            raise refusals[refusal[0]](refusal[1])
         if status == "finished":
             results = json.loads((out / rf.RESULTS).read_text(encoding="utf-8"))
             print(
@@ -73,6 +80,23 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         return _run(cfg, out, status, device, rank, world)
 
 
+def _status(out: Path, cfg: CfgNode, overwrite: bool) -> str:
+    """The folder's status, where a run to resume or report whose inputs changed by content is refused by name
+    (``overwrite``: started again)."""
+    from .engine import run_files as rf
+    from .engine import run_inputs as ri
+
+    status = rf.check_output_dir(out, cfg.dump(), overwrite)
+    if status in ("resume", "finished"):
+        try:
+            ri.check_unchanged(out, ri.run_inputs(cfg), "finished" if status == "finished" else "started")
+        except ri.InputsChanged:
+            if not overwrite:
+                raise
+            status = "new"
+    return status
+
+
 def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) -> dict:
     """Data checks, then the model, then training; config.yaml is written once the data passed."""
     import timm
@@ -81,6 +105,7 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     from .data import build_task_data, task_num_classes
     from .engine import Trainer, seed_everything
     from .engine import run_files as rf
+    from .engine import run_inputs as ri
     from .engine.distributed import barrier, is_main
     from .models import build_model
 
@@ -94,6 +119,8 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     seed_everything(cfg.SEED)
     num_classes = task_num_classes(cfg)
     data = build_task_data(cfg, *_normalization(cfg), world=world)  # folders, splits, labels, before the model
+    if is_main() and status == "new":
+        ri.write_inputs(out, ri.run_inputs(cfg))  # content hashes of weights and splits, checked on resume
     if is_main():
         (out / rf.CONFIG).write_text(cfg.dump(), encoding="utf-8")  # the run starts here
     barrier()
@@ -105,7 +132,12 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     trainer = Trainer(cfg, model, data, out, device, rank, world)
     if status == "resume":
         trainer.resume()
-    results = trainer.fit()
+    try:
+        results = trainer.fit()
+    except FloatingPointError as err:  # recorded, so that a re-run (tune's) reports it instead of retraining
+        if is_main():
+            rf.write_json(out / rf.DIVERGED, {"error": str(err)})
+        raise
     if is_main():
         results["run"] = rf.run_record(data.split_files, device)
         results["classes"] = data.classes  # names indexed by label, for predict and visualize
@@ -159,7 +191,7 @@ def main(
 
     try:
         train(cfg, overwrite=args.overwrite)
-    except (RunLocked, FileExistsError) as err:
+    except (RunLocked, FileExistsError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
 
 

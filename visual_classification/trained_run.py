@@ -19,6 +19,7 @@ from toast import load_adapter
 from .data import LAYOUTS, load_rgb, task_layout
 from .data.transforms import Normalize, normalization, pixel_transform
 from .engine import run_files as rf
+from .engine.run_inputs import check_weights_unchanged
 from .models import TransferModel, build_model
 from .train import load_config
 
@@ -42,9 +43,27 @@ class TrainedRun:
         return Normalize(self.preprocessing["mean"], self.preprocessing["std"])
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; anything else is an error naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore it from the run or train the run again") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}, expected a JSON object")
+    return data
+
+
 def _results(run_dir: Path) -> dict:
     path = run_dir / rf.RESULTS
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return _read_json(path) if path.is_file() else {}
+
+
+def _num_classes(adapter_config: Path) -> int:
+    value = _read_json(adapter_config).get("num_classes")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{adapter_config} lacks the key 'num_classes' (a positive integer); got {value!r}")
+    return value
 
 
 def _preprocessing(cfg: CfgNode, model: TransferModel, results: dict) -> dict:
@@ -72,11 +91,12 @@ def load_trained_run(run_dir: Path, opts: list[str] = ()) -> TrainedRun:
     cfg = load_config(str(config), list(opts))
     model_cfg = cfg.clone()
     model_cfg.defrost()
-    num_classes = json.loads(adapter.read_text(encoding="utf-8"))["num_classes"]
+    num_classes = _num_classes(adapter)
+    results = _results(run_dir)  # read before the model is built: a damaged file is named at once
+    check_weights_unchanged(run_dir, cfg)  # the backbone it trained on, by content
     model_cfg.DATA.NUMBER_CLASSES = num_classes
     model = build_model(model_cfg).eval()
     load_adapter(model, run_dir / rf.BEST, expect={"backbone": model.backbone_name})
-    results = _results(run_dir)
     classes = results.get("classes")
     if not classes:
         logger.warning("%s records no class names (a run from before they were saved): labels are numbers", run_dir)

@@ -13,6 +13,8 @@ folder's lock keeps two copies out of one run: each skips what another holds and
 With ``DATA.CACHE_FEATURES`` (linear) or ``MODEL.TOAST.CACHE_FIRST_PASS`` the frozen backbone's output is
 computed once per split and reused by every run of the grid and every seed (see ``engine.feature_cache``).
 FGVC and ImageFolder tasks use train → val for tuning and train → val/test for the final runs.
+A grid point (or a seed) whose loss goes non-finite is scored as failed, logged, and skipped by the selection
+(its folder's ``diverged.json`` answers at once on a re-run); only a grid where every point diverged stops.
 """
 
 from __future__ import annotations
@@ -70,9 +72,17 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def select(results: dict[tuple[float, float], float]) -> tuple[float, float]:
-    """The (lr, wd) with the highest score; ties go to the smaller lr, then the smaller wd."""
-    return max(results, key=lambda k: (results[k], -k[0], -k[1]))
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def select(results: dict[tuple[float, float], float | None]) -> tuple[float, float]:
+    """The (lr, wd) with the highest score; ties go to the smaller lr, then the smaller wd; ``None`` (diverged)
+    never wins."""
+    scored = {k: v for k, v in results.items() if v is not None}
+    if not scored:
+        raise AllDiverged(f"every grid point diverged ({', '.join(f'lr {lr:g} wd {wd:g}' for lr, wd in results)})")
+    return max(scored, key=lambda k: (scored[k], -k[0], -k[1]))
 
 
 def run_all(runs: list[CfgNode]) -> list[dict]:
@@ -84,14 +94,33 @@ def run_all(runs: list[CfgNode]) -> list[dict]:
     held = []
     for i, run in enumerate(runs):
         try:
-            results[i] = train(run)
+            results[i] = train_or_fail(run)
         except rf.RunLocked:
             logger.info("%s is being trained by another process; coming back to it", run.OUTPUT_DIR)
             held.append(i)
     for i in held:
         rf.wait_for_lock(Path(runs[i].OUTPUT_DIR))
-        results[i] = train(runs[i])  # finished by the other copy (or resumed, if it died)
+        results[i] = train_or_fail(runs[i])  # finished by the other copy (or resumed, if it died)
     return [results[i] for i in range(len(runs))]
+
+
+def train_or_fail(run: CfgNode) -> dict:
+    """The run's results, or ``{"diverged": why}`` when its loss went non-finite (now, or in an earlier attempt:
+    the run folder's ``diverged.json`` answers at once): one diverging grid point must not stop the grid."""
+    try:
+        return train(run)
+    except FloatingPointError as err:
+        logger.warning("%s diverged: %s", run.OUTPUT_DIR, err)
+        return {"diverged": str(err)}
+
+
+def _score(result: dict) -> float | None:
+    """A run's tuning score; ``None`` for a diverged run (never selected)."""
+    return None if "diverged" in result else result["final_val_top1"]
+
+
+class AllDiverged(RuntimeError):
+    """Every point of the grid diverged: there is nothing to select."""
 
 
 def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[int]) -> dict:
@@ -122,10 +151,20 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
         )
         for lr_eff, wd in grid
     ]
+    failed: dict[tuple[float, float], str] = {}
     for (lr_eff, wd), result in zip(grid, run_all(runs)):
-        scores[(lr_eff, wd)] = result["final_val_top1"]
-        print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: val top-1 {result['final_val_top1']:.2f}")
-    best_lr, best_wd = select(scores)
+        scores[(lr_eff, wd)] = _score(result)
+        if scores[(lr_eff, wd)] is None:
+            failed[(lr_eff, wd)] = result["diverged"]
+            print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: diverged (scored as failed)")
+        else:
+            print(f"[tune] {task} {method} lr {_fmt(lr_eff)} wd {_fmt(wd)}: val top-1 {result['final_val_top1']:.2f}")
+    try:
+        best_lr, best_wd = select(scores)
+    except AllDiverged as err:
+        raise AllDiverged(
+            f"{task} {method}: {err}; lower the learning rates (see the runs under {root / 'val'})"
+        ) from None
     final_dir = root / "final" / task / method
     final_dir.mkdir(parents=True, exist_ok=True)
     rf.write_json(
@@ -134,7 +173,12 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
             "lr": best_lr,
             "wd": best_wd,
             "criterion": "last-epoch val top-1 of the tuning runs",
-            "grid": [{"lr": lr, "wd": wd, "val_top1": s} for (lr, wd), s in scores.items()] if lrs else [],
+            "grid": [
+                {"lr": lr, "wd": wd, "val_top1": s, **({"diverged": failed[(lr, wd)]} if (lr, wd) in failed else {})}
+                for (lr, wd), s in scores.items()
+            ]
+            if lrs
+            else [],
         },
     )
     print(
@@ -158,7 +202,10 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
     ]
     finals = run_all(runs)
     for seed, final in zip(seeds, finals):
-        print(f"[tune] {task} {method} seed {seed}: test top-1 {final['final_test_top1']:.2f}")
+        if "diverged" in final:
+            print(f"[tune] {task} {method} seed {seed}: diverged (no result; the other seeds stand)")
+        else:
+            print(f"[tune] {task} {method} seed {seed}: test top-1 {_pct(final['final_test_top1'])}")
     return {"lr": best_lr, "wd": best_wd, "final": finals}
 
 
@@ -183,10 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.fixed and args.lrs is None and method not in LR_GRIDS:
         sys.exit(f"error: no learning-rate grid for {method!r}; pass --lrs")
     lrs = None if args.fixed else (args.lrs or LR_GRIDS[method])
-    result = tune(cfg, lrs, args.wds, args.seeds)
+    try:
+        result = tune(cfg, lrs, args.wds, args.seeds)
+    except (AllDiverged, FileExistsError) as err:  # FileExistsError: a run on another config or other inputs
+        sys.exit(f"error: {err}")
     print(
         json.dumps(
-            {"lr": result["lr"], "wd": result["wd"], "test_top1": [r["final_test_top1"] for r in result["final"]]}
+            {"lr": result["lr"], "wd": result["wd"], "test_top1": [r.get("final_test_top1") for r in result["final"]]}
         )
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
+
+from toast.fingerprint import file_fingerprint
 
 from .layouts import Layout, get_layout
 from .registry import vtab_task_name
@@ -167,7 +168,7 @@ def resolve_num_classes(cfg: CfgNode, layout: Layout) -> int:
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return file_fingerprint(path)  # memoised content hash (toast.fingerprint): the same 16 hex digits
 
 
 def task_num_classes(cfg: CfgNode) -> int:

@@ -4,9 +4,12 @@ Without augmentation (VTAB resizes only) the frozen backbone maps each image to 
 epoch. ``MODEL.TOAST.CACHE_FIRST_PASS`` keeps pass 1's tokens (after the final norm, in eval mode, so
 without stochastic depth); ``DATA.CACHE_FEATURES`` keeps the linear probe's pre-logits, so its head trains
 without running the backbone at all. A cache is keyed by checksums of everything its content depends on
-(backbone weights, crop size and transform, normalisation, the image list with sizes and modification
-times, storage dtype), so every run of one ``tune`` grid and its seeds on the same task reuses it: in
-memory within one process, or as memory-mapped ``.npy`` files under ``DATA.CACHE_DIR`` across processes.
+(backbone weights, crop size and transform, normalisation, the image list with each image's content hash,
+storage dtype), so every run of one ``tune`` grid and its seeds on the same task reuses it: in memory within
+one process, or as memory-mapped ``.npy`` files under ``DATA.CACHE_DIR`` across processes. Image hashes come
+from ``toast.fingerprint`` (memoised by path, size, mtime, ctime and inode: an image is read once, and a
+same-size rewrite with its mtime restored still changes the key). A cache file that cannot be read, has the
+wrong shape or dtype, or holds non-finite values is computed again with a warning naming it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode
 
 from toast.files import atomic_path
+from toast.fingerprint import files_fingerprint
 
 from ..config import check_protocol_keys
 from .distributed import barrier, is_main
@@ -83,12 +87,11 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def images_digest(samples: list[tuple[Path, int]]) -> str:
-    """Checksum of the image list in order: paths, sizes and modification times (a replaced image changes it)."""
-    lines = []
-    for path, _label in samples:
-        stat = Path(path).stat()
-        lines.append(f"{Path(path).resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}")
-    return _digest("\n".join(lines))
+    """Checksum of the image list in order: each image's path and content hash (a replaced image changes it,
+    whatever its size and mtime)."""
+    paths = [str(Path(path).resolve()) for path, _label in samples]
+    hashes = files_fingerprint(paths)
+    return _digest("\n".join(f"{path}\t{hashes[path]}" for path in paths))
 
 
 def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast: bool) -> str:
@@ -146,6 +149,19 @@ class CacheComputation:
             self.model, dataset, self.kind, self.batch, self.workers, self.device, self.autocast, self.dtype
         )
 
+    @torch.no_grad()
+    def row_shape(self, crop: int) -> tuple[int, ...]:
+        """The shape of one image's cached row (tokens × width, or width): a blank image through the backbone."""
+        backbone, was_training = self.model.backbone, self.model.backbone.training
+        backbone.eval()  # no stochastic depth: the global RNG does not move
+        try:
+            tokens = backbone.forward_features(torch.zeros(1, 3, crop, crop, device=self.device))
+            if self.kind == PRE_LOGITS:
+                tokens = backbone.forward_head(tokens, pre_logits=True)
+        finally:
+            backbone.train(was_training)
+        return tuple(tokens.shape[1:])
+
 
 def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bool) -> dict[str, torch.Tensor]:
     """The cache of every split of ``data`` (``train``, ``val``, ``test`` when present), found or computed.
@@ -162,7 +178,13 @@ def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bo
         dataset = getattr(data, split)
         if dataset is not None:
             key = cache_key(compute.kind, backbone, cfg.DATA.CROPSIZE, dataset, cfg.DATA.CACHE_DTYPE, autocast_on)
-            caches[split] = cached_features(key, cfg.DATA.CACHE_DIR, compute.dtype, lambda d=dataset: compute(d))
+            caches[split] = cached_features(
+                key,
+                cfg.DATA.CACHE_DIR,
+                compute.dtype,
+                lambda d=dataset: compute(d),
+                lambda d=dataset: (len(d), *compute.row_shape(cfg.DATA.CROPSIZE)),
+            )
             if len(caches[split]) != len(dataset):
                 raise ValueError(
                     f"feature cache {key} ({cfg.DATA.CACHE_DIR or 'memory'}) holds {len(caches[split])} rows for the "
@@ -183,21 +205,71 @@ def _load(path: Path, dtype: torch.dtype) -> torch.Tensor:
     return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
 
 
-def cached_features(key: str, folder: str, dtype: torch.dtype, compute) -> torch.Tensor:
+_STORED = {torch.float16: np.float16, torch.bfloat16: np.int16, torch.float32: np.float32}  # what _save writes
+_CHECK_ROWS = 256  # rows scanned for non-finite values at a time (bounded memory on a large cache)
+
+
+def first_non_finite_row(features: torch.Tensor) -> int | None:
+    """The first row holding a NaN or an infinity, in chunks; ``None`` when all are finite."""
+    for start in range(0, len(features), _CHECK_ROWS):
+        chunk = features[start : start + _CHECK_ROWS].float()
+        bad = (~torch.isfinite(chunk).reshape(len(chunk), -1).all(dim=1)).nonzero()
+        if len(bad):
+            return start + int(bad[0])
+    return None
+
+
+def cache_file_problem(path: Path, dtype: torch.dtype, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with the cache file (unreadable, truncated, wrong shape or dtype, non-finite), or ``None``."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as err:
+        return f"cannot be read as a .npy array ({err}): truncated or not a cache file"
+    expected = _STORED[dtype]
+    if array.dtype != expected or tuple(array.shape) != tuple(shape):
+        return (
+            f"holds a {array.dtype} array of shape {tuple(array.shape)}, expected {np.dtype(expected)} of shape "
+            f"{tuple(shape)} ({shape[0]} images of the split)"
+        )
+    row = first_non_finite_row(_load(path, dtype))
+    if row is not None:
+        return f"holds non-finite values (NaN or inf) in row {row}"
+    return None
+
+
+def _computed(key: str, compute) -> torch.Tensor:
+    """Freshly computed features, refused when the backbone's output is not finite in the storage dtype."""
+    features = compute()
+    row = first_non_finite_row(features)
+    if row is not None:
+        raise ValueError(
+            f"feature cache {key}: the frozen backbone's output for row {row} is not finite once stored as "
+            f"{features.dtype} (DATA.CACHE_DTYPE); try DATA.CACHE_DTYPE float32, or check the backbone weights"
+        )
+    return features
+
+
+def cached_features(key: str, folder: str, dtype: torch.dtype, compute, expected_shape=None) -> torch.Tensor:
     """The features named ``key``: from this process's memory, from ``folder`` (memory-mapped), or computed.
 
-    With a folder and several processes, rank 0 computes and writes the file; the others map it.
+    With a folder and several processes, rank 0 computes and writes the file; the others map it. A file found
+    damaged (checked against ``expected_shape()``, dtype and finiteness) is computed again, with a warning.
     """
     if key in _MEMORY:
         logger.info("feature cache %s: reused from memory", key)
         return _MEMORY[key]
     if not folder:
-        _MEMORY[key] = compute()
+        _MEMORY[key] = _computed(key, compute)
         logger.info("feature cache %s: computed, %.1f MiB in memory", key, _MEMORY[key].nbytes / 2**20)
         return _MEMORY[key]
     path = Path(folder) / f"{key}.npy"
+    if is_main() and path.is_file() and expected_shape is not None:
+        problem = cache_file_problem(path, dtype, expected_shape())
+        if problem:
+            logger.warning("feature cache file %s %s; computing it again", path, problem)
+            path.unlink()
     if not path.is_file() and is_main():
-        features = compute()
+        features = _computed(key, compute)
         _save(path, features)
         logger.info("feature cache %s: computed, %.1f MiB written to %s", key, features.nbytes / 2**20, path)
     else:

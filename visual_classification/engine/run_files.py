@@ -1,7 +1,8 @@
 """What a run leaves in its OUTPUT_DIR, and the checks that keep runs from overwriting each other.
 
-config.yaml · log.txt · metrics.jsonl · curves.png · results.json · best/ (adapter) · last.pt (resume checkpoint)
-· .lock (held by the live run)
+config.yaml · inputs.json (content hashes of weights and split files) · log.txt · metrics.jsonl · curves.png
+· results.json · best/ (adapter) · last.pt (resume checkpoint) · diverged.json (a run stopped by a non-finite
+loss) · .lock (held by the live run)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from toast.files import atomic_path, atomic_write_text
+from toast.files import atomic_path, atomic_write_text, write_failure
 from toast.runs import git_commit
 
 CONFIG = "config.yaml"
@@ -29,15 +30,21 @@ RESULTS = "results.json"
 BEST = "best"
 LAST = "last.pt"
 CURVES = "curves.png"
+DIVERGED = "diverged.json"
+INPUTS = "inputs.json"  # written by engine.run_inputs
 
 
 LOCK = ".lock"
 # Files of one attempt at a run; a restart that is not a resume removes them (config.yaml is rewritten).
-RUN_FILES = (RESULTS, LAST, METRICS, LOG, CURVES)
+RUN_FILES = (RESULTS, LAST, METRICS, LOG, CURVES, DIVERGED, INPUTS)
 
 
 class RunLocked(RuntimeError):
     """Another live process holds the run folder's lock."""
+
+
+class RunDiverged(FloatingPointError):
+    """The run in the folder stopped on a non-finite loss with this config (``diverged.json``)."""
 
 
 def has_finished_epoch(out: Path) -> bool:
@@ -46,7 +53,8 @@ def has_finished_epoch(out: Path) -> bool:
 
 
 def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
-    """``"new"``, ``"resume"`` or ``"finished"``; a folder holding another config is refused unless ``overwrite``.
+    """``"new"``, ``"resume"``, ``"finished"`` or ``"diverged"`` (``overwrite``: ``"new"`` instead); a folder
+    holding another config is refused unless ``overwrite``.
 
     A folder whose run finished no epoch (it failed on its data, say) counts as empty, whatever its
     config.yaml says, so that the corrected command simply starts.
@@ -63,6 +71,8 @@ def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
         return "new"
     if (out / RESULTS).is_file():
         return "finished"
+    if (out / DIVERGED).is_file():
+        return "new" if overwrite else "diverged"
     return "resume" if (out / LAST).is_file() else "new"
 
 
@@ -129,8 +139,14 @@ def setup_logging(out: Path, main: bool) -> None:
 
 
 def append_metrics(out: Path, record: dict) -> None:
-    with open(out / METRICS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(out / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as err:
+        explained = write_failure(err, out / METRICS)
+        if explained is None:
+            raise
+        raise explained from err
 
 
 def read_metrics(out: Path) -> list[dict]:
@@ -151,6 +167,19 @@ def truncate_metrics(out: Path, epochs: int) -> None:
 
 def write_metrics(out: Path, records: list[dict]) -> None:
     atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def diverged_error(out: Path) -> RunDiverged:
+    """The refusal of a run that diverged before: the recorded error, and how to try again."""
+    path = out / DIVERGED
+    try:
+        why = json.loads(path.read_text(encoding="utf-8"))["error"]
+    except (ValueError, KeyError, TypeError) as err:
+        why = f"(unreadable record: {err})"
+    return RunDiverged(
+        f"{out} holds a run that diverged with this config ({path}): {why}. It would diverge again (seeded): "
+        "change the config, or pass --overwrite to try again"
+    )
 
 
 def write_json(path: Path, payload: dict) -> None:

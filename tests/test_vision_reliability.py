@@ -1,0 +1,374 @@
+"""Issue 18, vision half: faults a new user or a shared machine produces, each reproduced on tiny data.
+
+A diverged grid point, inputs changed behind the same path (same size, mtime restored), caches keyed by
+content, damaged cache files, predict's --output and damaged run files, out-of-range keys, a full disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from datasets_on_disk import write_vtab_task
+from PIL import Image
+from safetensors.torch import save_file
+
+from toast.files import atomic_write_text
+from visual_classification.config import RANGES
+from visual_classification.data import build_task_data
+from visual_classification.engine import feature_cache as fc
+from visual_classification.engine import run_files as rf
+from visual_classification.engine import run_inputs as ri
+from visual_classification.engine.trainer import Trainer
+from visual_classification.models import build_model
+from visual_classification.predict import main as predict_main
+from visual_classification.train import load_config, train
+from visual_classification.tune import tune
+
+from conftest import TINY_BACKBONE
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"train800": 6, "val200": 3, "test": 3}
+
+
+def opts(data, out, transfer="linear", epochs=1, **extra) -> list[str]:
+    values = {
+        "MODEL.BACKBONE": TINY_BACKBONE,
+        "MODEL.TRANSFER_TYPE": transfer,
+        "MODEL.DROP_PATH_RATE": 0.0,
+        "DATA.DATAPATH": str(data),
+        "DATA.NAME": "toy",
+        "DATA.NUMBER_CLASSES": 3,
+        "DATA.CROPSIZE": 32,
+        "DATA.BATCH_SIZE": 3,
+        "DATA.NUM_WORKERS": 0,
+        "SOLVER.TOTAL_EPOCH": epochs,
+        "SOLVER.WARMUP_EPOCH": 0,
+        "SOLVER.OPTIMIZER": "sgd",
+        "SOLVER.BASE_LR": 0.05,
+        "OUTPUT_DIR": str(out),
+        "SEED": 3,
+        **extra,
+    }
+    return [str(x) for kv in values.items() for x in kv]
+
+
+def write_weights(path: Path, seed: int) -> Path:
+    """A tiny ViT's weights file; another seed gives a file of the same size with other values."""
+    torch.manual_seed(seed)
+    save_file(timm.create_model(TINY_BACKBONE).state_dict(), str(path))
+    return path
+
+
+def rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    """Replaces the file's bytes in place with as many others and restores its mtime (``cp -p``, ``rsync -t``)."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def replace_weights(path: Path, seed: int, tmp: Path) -> None:
+    other = write_weights(tmp / f"other{seed}.safetensors", seed)
+    rewrite_keeping_size_and_mtime(path, other.read_bytes())
+
+
+@pytest.fixture
+def toy(tmp_path):
+    write_vtab_task(tmp_path / "data", per_split=SMALL)
+    return tmp_path / "data"
+
+
+# -- class 2: one diverging grid point ---------------------------------------------------------------------
+def test_tune_scores_a_diverged_grid_point_as_failed_and_goes_on_also_when_re_run(tmp_path, capsys):
+    write_vtab_task(tmp_path / "data", name="dtd", per_split=SMALL)
+    base = opts(tmp_path / "data", tmp_path / "out", **{"DATA.NAME": "dtd", "DATA.NUMBER_CLASSES": 47})
+    cfg = load_config(
+        str(REPO / "configs/vtab/dtd.yaml"),
+        [*base, "DATA.BATCH_SIZE", "2", "SOLVER.WARMUP_EPOCH", "0", "MODEL.PRETRAINED", "False"],
+    )
+    # weight decay times a huge lr overflows the head's weights within the epoch: the loss becomes NaN
+    result = tune(cfg, lrs=[0.5, 1e33], wds=[1e-3], seeds=[1])
+    printed = capsys.readouterr().out
+    assert "lr 7.8125e+30 wd 0.001: diverged (scored as failed)" in printed
+    selected = json.loads((tmp_path / "out/final/dtd/linear/selected.json").read_text())
+    assert (selected["lr"], result["lr"]) == (0.00390625, 0.00390625)  # the finite point wins
+    failed = [g for g in selected["grid"] if g["val_top1"] is None]
+    assert len(failed) == 1 and "loss became nan" in failed[0]["diverged"]
+    assert result["final"][0]["final_test_top1"] is not None  # the final runs ran
+    assert (tmp_path / "out/val/dtd/linear/lr7.8125e+30_wd0.001" / rf.DIVERGED).is_file()
+
+    tune(cfg, lrs=[0.5, 1e33], wds=[1e-3], seeds=[1])  # a re-run: the diverged point answers from its record
+    again = capsys.readouterr().out
+    assert "diverged (scored as failed)" in again and again.count("already holds a finished run") == 2
+    assert "selected lr 0.00390625" in again
+
+
+def test_train_vtab_sh_goes_on_after_a_failed_task_and_exits_non_zero(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "calls.txt"
+    (fake / "python").write_text(  # stands in for tune (fails on one task) and summarize
+        f'#!/usr/bin/env bash\necho "$*" >> {calls}\n[[ "$*" == *configs/vtab/cifar.yaml* ]] && exit 1\nexit 0\n'
+    )
+    (fake / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "VTAB_ROOT": str(tmp_path), "OUTPUT_DIR": "x"}
+    done = subprocess.run(
+        ["bash", "scripts/train_vtab.sh", "cifar", "dtd"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    lines = calls.read_text().splitlines()
+    assert done.returncode == 1 and "failed tasks: cifar" in done.stderr
+    assert "configs/vtab/dtd.yaml" in lines[1] and "visual_classification.summarize" in lines[2]
+
+
+# -- class 3: inputs changed behind the same path ----------------------------------------------------------
+def test_resume_on_a_backbone_file_changed_by_content_is_refused_naming_it(toy, tmp_path, monkeypatch):
+    weights = write_weights(tmp_path / "backbone.safetensors", seed=0)
+    run = opts(toy, tmp_path / "run", epochs=2, **{"MODEL.MODEL_ROOT": weights})
+    real = Trainer.train_epoch
+
+    def killed_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+        return real(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config("", run))
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    assert (tmp_path / "run" / rf.LAST).is_file()
+    replace_weights(weights, seed=1, tmp=tmp_path)
+    with pytest.raises(ri.InputsChanged, match=f"started run .*MODEL.MODEL_ROOT \\({weights}\\).*--overwrite"):
+        train(load_config("", run))
+    assert train(load_config("", run), overwrite=True)["epochs"] == 2  # started again on the new file
+
+
+def test_finished_run_whose_labels_changed_is_not_reported_as_finished(toy, tmp_path):
+    run = opts(toy, tmp_path / "run")
+    train(load_config("", run))
+    split = toy / "toy" / "test.txt"
+    text = split.read_text()
+    swapped = text.replace(" 0\n", " X\n").replace(" 1\n", " 0\n").replace(" X\n", " 1\n")
+    assert swapped != text
+    rewrite_keeping_size_and_mtime(split, swapped.encode())
+    with pytest.raises(ri.InputsChanged, match=f"finished run .*split test \\({split}\\)"):
+        train(load_config("", run))
+
+
+def test_top_down_weights_folder_changed_is_named_by_file(tmp_path):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter.safetensors").write_bytes(b"a" * 64)
+    cfg = load_config("", ["MODEL.TOPDOWN_WEIGHTS", str(folder), "OUTPUT_DIR", str(tmp_path / "run")])
+    ri.write_inputs(tmp_path, ri.weights_inputs(cfg))
+    rewrite_keeping_size_and_mtime(folder / "adapter.safetensors", b"b" * 64)
+    with pytest.raises(ri.InputsChanged, match="MODEL.TOPDOWN_WEIGHTS/adapter.safetensors"):
+        ri.check_unchanged(tmp_path, ri.weights_inputs(cfg), "started")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished linear run on a local weights file: (root, run folder, weights file)."""
+    root = tmp_path_factory.mktemp("finished")
+    write_vtab_task(root / "data", per_split=SMALL)
+    weights = write_weights(root / "backbone.safetensors", seed=0)
+    train(load_config("", opts(root / "data", root / "run", **{"MODEL.MODEL_ROOT": weights})))
+    return root, root / "run", weights
+
+
+def copy_run(run: Path, dest: Path, weights: Path | None = None) -> Path:
+    """A copy of the run folder (its config pointing at ``weights`` when given)."""
+    shutil.copytree(run, dest)
+    if weights is not None:
+        config = dest / rf.CONFIG
+        config.write_text(config.read_text().replace(str(run.parent / "backbone.safetensors"), str(weights)))
+        inputs = json.loads((dest / ri.INPUTS).read_text())
+        inputs["MODEL.MODEL_ROOT"]["path"] = str(weights)
+        (dest / ri.INPUTS).write_text(json.dumps(inputs))
+    return dest
+
+
+def test_predict_refuses_a_backbone_changed_by_content(finished, tmp_path):
+    root, run, weights = finished
+    copied = shutil.copy2(weights, tmp_path / "backbone.safetensors")
+    copy = copy_run(run, tmp_path / "run", Path(copied))
+    image = str(root / "data/toy/images/test_0.png")
+    predict_main(["--adapter", str(copy), "--images", image, "--output", str(tmp_path / "ok.csv")])
+    assert (tmp_path / "ok.csv").is_file()  # a byte-identical copy elsewhere is the same backbone
+    replace_weights(Path(copied), seed=1, tmp=tmp_path)
+    with pytest.raises(SystemExit, match=f"changed by content .*MODEL.MODEL_ROOT \\({copied}\\)"):
+        predict_main(["--adapter", str(copy), "--images", image, "--output", str(tmp_path / "p.csv")])
+
+
+# -- class 8: predict checks --output first ----------------------------------------------------------------
+@pytest.mark.parametrize("where", ["folder", "under_a_file"])
+def test_predict_checks_output_before_any_work(finished, tmp_path, monkeypatch, where):
+    root, run, _ = finished
+    (tmp_path / "a_file").write_text("x")
+    output = tmp_path if where == "folder" else tmp_path / "a_file" / "sub" / "p.csv"
+    monkeypatch.setattr(
+        "visual_classification.predict.load_trained_run", lambda *a: pytest.fail("loaded the run first")
+    )
+    expected = "is a folder" if where == "folder" else "a_file is a file, not a folder"
+    with pytest.raises(SystemExit, match=expected):
+        predict_main(["--adapter", str(run), "--images", str(root / "data"), "--output", str(output)])
+
+
+# -- class 13: damaged run files name the file -------------------------------------------------------------
+def test_predict_names_a_results_json_that_is_not_json(finished, tmp_path):
+    root, run, _ = finished
+    copy = copy_run(run, tmp_path / "run")
+    (copy / rf.RESULTS).write_text('{"classes": [\n')
+    with pytest.raises(SystemExit, match=f"{copy / rf.RESULTS} is not valid JSON"):
+        predict_main(["--adapter", str(copy), "--images", str(root / "data"), "--output", str(tmp_path / "p.csv")])
+
+
+def test_predict_names_an_adapter_config_without_num_classes(finished, tmp_path):
+    root, run, _ = finished
+    copy = copy_run(run, tmp_path / "run")
+    config = copy / rf.BEST / "adapter_config.json"
+    saved = json.loads(config.read_text())
+    del saved["num_classes"]
+    config.write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match=f"{config} lacks the key 'num_classes'"):
+        predict_main(["--adapter", str(copy), "--images", str(root / "data"), "--output", str(tmp_path / "p.csv")])
+
+
+# -- classes 4 and 7: caches keyed by content; damaged cache files --------------------------------------------
+def cache_setup(toy, tmp_path, transfer):
+    kind = {"linear": "DATA.CACHE_FEATURES", "toast": "MODEL.TOAST.CACHE_FIRST_PASS"}[transfer]
+    cfg = load_config("", opts(toy, tmp_path / "run", transfer, **{kind: True, "DATA.CACHE_DIR": tmp_path / "c"}))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    data = build_task_data(cfg, (0.5,) * 3, (0.5,) * 3)
+    compute = fc.CacheComputation(
+        model, fc.cache_kind(cfg), torch.float16, 3, 0, torch.device("cpu"), torch.autocast("cpu", enabled=False)
+    )
+    fc.clear_memory()
+    return lambda: fc.cached_splits(data, cfg, compute, autocast_on=False)
+
+
+def save_uncompressed(path: Path, colour: tuple[int, int, int]) -> None:
+    """A PNG whose size depends only on its dimensions (stored, not deflated): a same-size rewrite."""
+    Image.new("RGB", (20, 20), colour).save(path, compress_level=0)
+
+
+@pytest.mark.parametrize("transfer", ["linear", "toast"])
+def test_cache_misses_after_an_image_is_rewritten_with_the_same_size_and_mtime(toy, tmp_path, transfer):
+    image = toy / "toy" / "images" / "test_0.png"
+    save_uncompressed(image, (220, 30, 30))
+    caches = cache_setup(toy, tmp_path, transfer)
+    first = caches()["test"].clone()
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 3
+    fc.clear_memory()  # as a new process
+    other = tmp_path / "other.png"
+    save_uncompressed(other, (30, 30, 220))
+    rewrite_keeping_size_and_mtime(image, other.read_bytes())
+    second = caches()["test"]
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 4  # a new key for the test split
+    assert not torch.equal(first[0], second[0]) and torch.equal(first[1:], second[1:])
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _wrong_width(path: Path) -> None:
+    np.save(path, np.zeros((3, 7), dtype=np.float16))
+
+
+def _nan_row(path: Path) -> None:
+    array = np.load(path)
+    array[1] = np.nan
+    np.save(path, array)
+
+
+@pytest.mark.parametrize(
+    "damage, said",
+    [(_truncate, "cannot be read"), (_wrong_width, r"shape \(3, 7\), expected float16 of shape \(3, 192\)"),
+     (_nan_row, "non-finite values .* in row 1")],
+)  # fmt: skip
+def test_damaged_cache_file_is_computed_again_with_a_warning_naming_it(toy, tmp_path, caplog, damage, said):
+    caches = cache_setup(toy, tmp_path, "linear")
+    good = caches()["test"].clone()
+    fc.clear_memory()
+    files = sorted((tmp_path / "c").glob("*.npy"))
+    test_file = next(f for f in files if torch.equal(torch.from_numpy(np.load(f)), good))  # val has 3 others
+    damage(test_file)
+    with caplog.at_level(logging.WARNING):
+        again = caches()["test"]
+    assert torch.equal(again, good)
+    assert any(str(test_file) in r.message and "computing it again" in r.message for r in caplog.records)
+    assert re.search(said, caplog.text)
+
+
+# -- class 12: out-of-range keys ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [("SOLVER.HEAD_LR_MULT", "-100", ">= 0"), ("SOLVER.WEIGHT_DECAY", "-0.1", ">= 0"),
+     ("SOLVER.WARMUP_EPOCH", "-1.0", ">= 0"), ("MODEL.DROP_PATH_RATE", "2.0", r"in \[0, 1\)"),
+     ("MODEL.DROP_PATH_RATE", "1.0", r"in \[0, 1\)"), ("SOLVER.BASE_LR", "-0.01", ">= 0"),
+     ("SOLVER.MOMENTUM", "1.5", r"in \[0, 1\)"), ("MODEL.LORA.RANK", "0", ">= 1")],
+)  # fmt: skip
+def test_out_of_range_keys_are_refused_at_config_time(key, value, allowed):
+    with pytest.raises(ValueError, match=f"{key} must be {allowed}, got"):
+        load_config("", [key, value])
+
+
+def test_a_non_finite_value_from_yaml_is_refused(tmp_path):
+    config = tmp_path / "nan.yaml"
+    config.write_text("SOLVER:\n  BASE_LR: .nan\n")
+    with pytest.raises(ValueError, match="SOLVER.BASE_LR must be a finite number, got nan"):
+        load_config(str(config), [])
+
+
+def test_the_defaults_are_in_range():
+    load_config("", [])
+    assert {k for k, *_ in RANGES} >= {"SOLVER.HEAD_LR_MULT", "SOLVER.WEIGHT_DECAY", "MODEL.DROP_PATH_RATE"}
+
+
+# -- class 14: a full disk ---------------------------------------------------------------------------------
+def test_a_checkpoint_write_on_a_full_disk_names_the_file_and_the_cause(tmp_path, monkeypatch):
+    target = tmp_path / rf.LAST
+    rf.save_checkpoint(target, {"epoch": 1})
+
+    def full_disk(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0 basic_ios::clear")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=f"writing {target} failed: most likely the disk .* full .* MiB free"):
+        rf.save_checkpoint(target, {"epoch": 2})
+    monkeypatch.undo()
+    assert rf.load_checkpoint(target)["epoch"] == 1  # the previous checkpoint is intact
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_text_write_failing_with_enospc_names_the_file(tmp_path, monkeypatch):
+    target = tmp_path / rf.RESULTS
+
+    def no_space(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+    with pytest.raises(OSError, match=f"writing {target} failed: the disk .*full") as err:
+        atomic_write_text(target, "{}")
+    assert err.value.errno == errno.ENOSPC
+
+    def other(self, *a, **k):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_text", other)
+    with pytest.raises(PermissionError):  # any other failure is raised as it is
+        atomic_write_text(target, "{}")
