@@ -98,3 +98,13 @@ def test_a_diverging_loss_is_named_in_the_log_with_its_likely_cause(caplog):
     assert (
         "epoch 4" in record.message and "reconstruction loss" in record.message and "SOLVER.BASE_LR" in record.message
     )
+
+
+def test_roc_auc_equals_the_pairwise_definition_with_many_ties():
+    """AUROC = P(score_pos > score_neg) + ½ P(tie), counted over every pair, on scores with heavy ties."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 7, (301,), generator=gen).float() / 7  # 7 distinct values: ties everywhere
+    positives = torch.rand(301, generator=gen) < 0.3
+    pos, neg = scores[positives][:, None], scores[~positives][None, :]
+    pairwise = ((pos > neg).double() + 0.5 * (pos == neg).double()).mean().item()
+    assert abs(roc_auc(scores, positives) - pairwise) < 1e-12
