@@ -121,7 +121,7 @@ _C.MODEL.TOAST.CACHE_FIRST_PASS = (
 _C.DATA.CACHE_DIR = (
     ""  # "" = caches live in memory (shared by the runs of one process); a folder = memory-mapped files
 )
-_C.DATA.CACHE_DTYPE = "float16"  # float16 | bfloat16 | float32: how cached tokens and features are stored
+_C.DATA.CACHE_DTYPE = "float32"  # float32 | float16 | bfloat16: storage of cached tokens/features (float32: exact)
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
 FIRST_PASS_TYPES = ("toast", "toast-lite")  # transfer types with a frozen first pass
 

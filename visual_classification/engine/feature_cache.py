@@ -64,6 +64,20 @@ def check_deterministic(dataset, key_name: str) -> None:
         )
 
 
+def warn_stochastic_depth(cfg: CfgNode, key_name: str) -> None:
+    """A cache computes the frozen backbone once, in eval mode: with stochastic depth on, training then differs
+    from the original's (drop path in every training forward), so say so, naming both keys."""
+    if cfg.MODEL.DROP_PATH_RATE > 0:
+        logger.warning(
+            "%s: cached features are computed without stochastic depth, so MODEL.DROP_PATH_RATE %g is not applied "
+            "where the cache replaces the backbone (the original applies it in every training forward); this "
+            "trades fidelity for speed. Set %s False to keep the method as published",
+            key_name,
+            cfg.MODEL.DROP_PATH_RATE,
+            key_name,
+        )
+
+
 def _digest(*parts: bytes | str) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -154,6 +168,7 @@ def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bo
     """
     name = "MODEL.TOAST.CACHE_FIRST_PASS" if compute.kind == FIRST_PASS else "DATA.CACHE_FEATURES"
     check_deterministic(data.train, name)
+    warn_stochastic_depth(cfg, name)
     if compute.kind == FIRST_PASS and not getattr(compute.model, "accepts_first_pass", False):
         raise ValueError(f"{name}: {type(compute.model).__name__} has no cacheable first pass (ViT TOAST only)")
     backbone = weights_digest(compute.model.backbone)
