@@ -7,6 +7,8 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 from yacs.config import CfgNode
 
+from .probe import build_lbfgs
+
 HEAD_PREFIX = "head."
 
 
@@ -40,7 +42,9 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
     if name == "adamw":  # the original's custom AdamW: betas (0.9, 0.999), eps 1e-6, decoupled decay
         return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-6)
-    raise ValueError(f"SOLVER.OPTIMIZER must be 'sgd' or 'adamw', got {name!r}")
+    if name == "lbfgs":  # the probe's full-batch solver; its L2 term is in the objective (engine/probe.py)
+        return build_lbfgs([p for group in groups for p in group["params"]])
+    raise ValueError(f"SOLVER.OPTIMIZER must be 'sgd', 'adamw' or 'lbfgs', got {name!r}")
 
 
 class Schedule:
