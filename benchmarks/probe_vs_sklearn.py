@@ -2,7 +2,7 @@
 
 ``python benchmarks/probe_vs_sklearn.py [--out output/probe_vs_sklearn]``: a 10-class folder of real digits
 (``visual_classification.demo.image_folder``: 160 train / 80 val / 200 test), the demo's DINOv2 ViT-S/14 at
-112 px, features cached once (``DATA.CACHE_FEATURES``, float32, no stochastic depth). Then, with the weight
+112 px, features cached once (``DATA.CACHE_FEATURES``, float32, no stochastic depth, ``DATA.AUGMENT False``). Then, with the weight
 decay (L2 strength) of each chosen on **val** over one grid:
 
 - ``lbfgs``: this project's full-batch solver (``SOLVER.OPTIMIZER lbfgs``, 5 × 20 iterations);
@@ -42,6 +42,7 @@ def run(out: Path, data: Path, weights: Path, solver: str, wd: float) -> dict:
         "DATA.CROPSIZE": 112,
         "DATA.NUM_WORKERS": 0,
         "DATA.CACHE_FEATURES": True,
+        "DATA.AUGMENT": False,  # the features of a probe: one per image, no random crops
         "SOLVER.OPTIMIZER": solver,
         "SOLVER.WEIGHT_DECAY": wd,
         "SOLVER.TOTAL_EPOCH": 5,

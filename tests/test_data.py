@@ -168,3 +168,20 @@ def test_evaluation_transforms_give_the_pixels_the_hand_written_ones_gave(crop):
             pixels = pixel_transform(mode, crop)(image)
             assert pixels.dtype == torch.uint8 and pixels.shape == (3, crop, crop)
             assert torch.equal(pixels, reference(image)), (mode, width, height)
+
+
+def test_augment_false_trains_with_the_evaluation_transform(tmp_path):
+    """An ImageFolder trains with random crops and flips; DATA.AUGMENT False gives training the eval transform."""
+    root = write_image_folder(tmp_path / "pets", classes=("cat", "dog"))
+    cfg = get_cfg()
+    cfg.DATA.DATAPATH, cfg.DATA.CROPSIZE = str(root), 32
+    from visual_classification.data.datasets import build_task_data
+    from visual_classification.data.transforms import Normalize
+
+    mean = std = (0.5, 0.5, 0.5)
+    augmented = build_task_data(cfg, mean, std).train.pixels
+    assert any(type(step).__name__.startswith("Random") for step in augmented.transforms)
+    cfg.DATA.AUGMENT = False
+    plain = build_task_data(cfg, mean, std)
+    assert not any(type(step).__name__.startswith("Random") for step in plain.train.pixels.transforms)
+    assert torch.equal(plain.train[0][0], plain.train[0][0]) and isinstance(plain.train.normalize, Normalize)

@@ -85,6 +85,7 @@ _C.DATA.CROPSIZE = (
 _C.DATA.VAL_FRACTION = 0.1  # ImageFolder without val/: this share of train/ (per class, seeded by SEED) validates
 _C.DATA.NORMALIZE = "backbone"  # backbone (timm pretrained_cfg mean/std) | imagenet (the original's) | inception (0.5)
 _C.DATA.VERIFY_IMAGES = True  # open every image of every split before training (in parallel) and list bad ones
+_C.DATA.AUGMENT = True  # False: train with the evaluation transform (no random crop/flip), e.g. a cached linear probe
 _C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks
 _C.DATA.BATCH_SIZE = 32  # global batch size (split evenly over torchrun processes)
 _C.DATA.NUM_WORKERS = -1  # data-loader workers per process; -1 = the CPUs this process may use, at most 4

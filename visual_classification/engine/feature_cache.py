@@ -59,7 +59,8 @@ def check_deterministic(dataset, key_name: str) -> None:
     if random:
         raise ValueError(
             f"{key_name} needs a deterministic training transform, but this task's augments ({', '.join(random)}): "
-            "every epoch sees other pixels, so there is nothing to reuse. Turn the cache off for this task "
+            "every epoch sees other pixels, so there is nothing to reuse. Turn the cache off for this task, or train "
+            "without augmentation (DATA.AUGMENT False: the evaluation transform for training too) "
             "(FGVC trains with random crops and flips; VTAB-1k only resizes)"
         )
 
