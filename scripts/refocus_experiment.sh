@@ -6,7 +6,7 @@ usage() {
   cat <<'USAGE'
 usage: bash scripts/refocus_experiment.sh [KEY VALUE ...]
 
-Runs python -m visual_classification.demo.refocus: digit scenes among distractors on real textures,
+Runs python -m experiments.refocus: digit scenes among distractors on real textures,
 source digits pre-tune the top-down path (thousands of scenes), target digits (disjoint classes) get
 VTAB-1k's shape (800 train / 200 val / 1,000 test); input size chosen with a linear probe on val; every
 method (linear, bias, lora, prompt, toast fresh, toast B = 0, toast pre-tuned, toast-lite pre-tuned) with
@@ -20,7 +20,7 @@ environment:
   OUT             output folder (default: output/refocus)
   METHODS         subset of: linear bias lora prompt toast toast-B0 toast-pretuned toast-lite-pretuned
   SIZES           candidate input sizes in px (default: "56 84"; 112 px costs 1.5x and probed no better)
-  EPOCHS          target epochs (default: configs/demo/refocus.yaml's SOLVER.TOTAL_EPOCH)
+  EPOCHS          target epochs (default: experiments/configs/refocus.yaml's SOLVER.TOTAL_EPOCH)
   PRETUNE_EPOCHS  source epochs (default: 8)
   SOURCE_TRAIN    source training scenes (default: 2000)
   TEST            target test scenes (default: 1000)
@@ -41,5 +41,5 @@ args=(--out "${OUT:-output/refocus}" --source-classes ${SOURCE_CLASSES:-0 1 2 3 
 [[ -n "${EPOCHS:-}" ]] && args+=(--epochs "$EPOCHS")
 [[ -n "${PRETUNE_EPOCHS:-}" ]] && args+=(--pretune-epochs "$PRETUNE_EPOCHS")
 start=$(date +%s)
-python -m visual_classification.demo.refocus "${args[@]}" "$@"
+python -m experiments.refocus "${args[@]}" "$@"
 echo "refocus experiment: $(( $(date +%s) - start )) s in all (this invocation)"

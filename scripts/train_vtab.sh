@@ -18,10 +18,12 @@ environment:
   MODEL_ROOT  local weights file (e.g. the original release's TOAST checkpoint); disables hub weights
   OUTPUT_DIR  results root (default: output/vtab)
   NPROC       GPUs per run through torchrun (default: 1, plain python)
-  CACHE       1 (default): the linear probe trains on cached backbone features (DATA.CACHE_FEATURES);
-              0: every run recomputes them, as the original
+  CACHE       0 (default): faithful: every run computes the backbone's features, with the configs'
+              stochastic depth (MODEL.DROP_PATH_RATE 0.1), as the original; 1: for speed, the linear
+              probe trains on cached features (DATA.CACHE_FEATURES), computed once in eval mode, so
+              without stochastic depth (a warning says so)
   CACHE_FIRST_PASS  1: TOAST reuses pass 1's tokens, memory-mapped under OUTPUT_DIR/cache (about
-              0.3 MB per image at ViT-B/224, fp16); pass 1 then runs without stochastic depth, so it is
+              0.6 MB per image at ViT-B/224 in float32); pass 1 then runs without stochastic depth, so it is
               off by default (see visual_classification/README.md, "Protocol and caches")
   KEY VALUE   any config override, passed to every run (e.g. SOLVER.TOTAL_EPOCH 50)
 USAGE
@@ -55,7 +57,7 @@ source scripts/common.sh
 # image, shared by the whole lr x wd grid and the seeds of a task). Test is evaluated after the last epoch
 # only (SOLVER.TEST_PERIOD 0, the default): results.json is the same as testing after every epoch.
 cache_opts=()
-if [[ "${CACHE:-1}" == 1 && "$METHOD" == linear ]]; then
+if [[ "${CACHE:-0}" == 1 && "$METHOD" == linear ]]; then
   cache_opts+=(DATA.CACHE_FEATURES True)
 fi
 if [[ "${CACHE_FIRST_PASS:-0}" == 1 ]]; then

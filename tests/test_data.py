@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from datasets_on_disk import write_fgvc, write_image_folder, write_vtab_task
 
 from visual_classification.config import get_cfg
@@ -145,3 +146,42 @@ def test_prepare_vtab_split_and_label_rules_without_tensorflow():
     assert pv.RECIPES["dsprites_loc"].label({"label_x_position": 31}) == 15
     assert pv.RECIPES["dsprites_ori"].label({"label_orientation": 39}) == 15
     assert pv.RECIPES["dsprites_ori"].label({"label_orientation": 3}) == 1
+
+
+@pytest.mark.parametrize("crop", [32, 224, 384])
+def test_evaluation_transforms_give_the_pixels_the_hand_written_ones_gave(crop):
+    """timm's create_transform replaced torchvision steps written here: same uint8 pixels, bit for bit."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from visual_classification.data.transforms import pixel_transform, resize_for_crop
+
+    before = {
+        "resize": T.Compose([T.Resize((crop, crop), antialias=True), T.PILToTensor()]),
+        "crop_eval": T.Compose([T.Resize(resize_for_crop(crop), antialias=True), T.CenterCrop(crop), T.PILToTensor()]),
+    }
+    rng = np.random.default_rng(0)
+    for width, height in [(50, 37), (500, 333), (crop, crop), (17, 90)]:
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        for mode, reference in before.items():
+            pixels = pixel_transform(mode, crop)(image)
+            assert pixels.dtype == torch.uint8 and pixels.shape == (3, crop, crop)
+            assert torch.equal(pixels, reference(image)), (mode, width, height)
+
+
+def test_augment_false_trains_with_the_evaluation_transform(tmp_path):
+    """An ImageFolder trains with random crops and flips; DATA.AUGMENT False gives training the eval transform."""
+    root = write_image_folder(tmp_path / "pets", classes=("cat", "dog"))
+    cfg = get_cfg()
+    cfg.DATA.DATAPATH, cfg.DATA.CROPSIZE = str(root), 32
+    from visual_classification.data.datasets import build_task_data
+    from visual_classification.data.transforms import Normalize
+
+    mean = std = (0.5, 0.5, 0.5)
+    augmented = build_task_data(cfg, mean, std).train.pixels
+    assert any(type(step).__name__.startswith("Random") for step in augmented.transforms)
+    cfg.DATA.AUGMENT = False
+    plain = build_task_data(cfg, mean, std)
+    assert not any(type(step).__name__.startswith("Random") for step in plain.train.pixels.transforms)
+    assert torch.equal(plain.train[0][0], plain.train[0][0]) and isinstance(plain.train.normalize, Normalize)

@@ -9,7 +9,7 @@ import torch
 
 from visual_classification.config import get_cfg
 from visual_classification.engine.metrics import classification_metrics, roc_auc
-from visual_classification.engine.optim import Schedule, build_optimizer, parameter_groups, warmup_cosine
+from visual_classification.engine.optim import Schedule, build_optimizer, parameter_groups
 
 from conftest import build_tiny
 
@@ -39,15 +39,34 @@ def test_adamw_keeps_the_configured_decay_even_at_zero():
     optimizer = build_optimizer(build_tiny("linear"), cfg)
     assert isinstance(optimizer, torch.optim.AdamW)  # the original silently switched to SGD here
     cfg.SOLVER.OPTIMIZER = "lamb"
-    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be 'sgd' or 'adamw', got 'lamb'"):
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be 'sgd', 'adamw' or 'lbfgs', got 'lamb'"):
         build_optimizer(build_tiny("linear"), cfg)
 
 
-def test_warmup_then_cosine():
-    assert warmup_cosine(0, 10, 100) == 0 and warmup_cosine(5, 10, 100) == 0.5
-    assert warmup_cosine(10, 10, 100) == 1.0
-    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
-    assert warmup_cosine(100, 10, 100) == pytest.approx(0.0, abs=1e-12)
+def reference_warmup_cosine(step: float, warmup: float, total: float) -> float:
+    """The schedule as this project computed it by hand before timm's scheduler replaced it."""
+    if step < warmup:
+        return step / warmup
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup))))
+
+
+@pytest.mark.parametrize("mode", ["iter", "epoch"])
+@pytest.mark.parametrize(("warmup", "total", "iters"), [(10, 100, 25), (1.0, 5, 20), (0.5, 3, 7), (0, 4, 10)])
+def test_timm_schedule_gives_the_factors_the_hand_written_one_gave(mode, warmup, total, iters):
+    """Paper configs (VTAB: 10 warm-up of 100 epochs, per epoch) and the own-data default keep their lrs."""
+    cfg = get_cfg()
+    cfg.SOLVER.LR_STEP, cfg.SOLVER.WARMUP_EPOCH, cfg.SOLVER.TOTAL_EPOCH = mode, warmup, total
+    optimizer = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": 0.1}, {"params": [torch.zeros(1)], "lr": 10.0}])
+    schedule = Schedule(optimizer, cfg, iters_per_epoch=iters)
+    for epoch in range(int(total)):
+        for it in range(iters):
+            factor = schedule.apply(epoch, it)
+            step, w, t = (
+                (epoch * iters + it + 1, warmup * iters, total * iters) if mode == "iter" else (epoch, warmup, total)
+            )
+            expected = reference_warmup_cosine(step, w, t)
+            assert factor == pytest.approx(expected, rel=1e-12, abs=1e-15), (epoch, it)
+            assert optimizer.param_groups[1]["lr"] == pytest.approx(10.0 * expected, rel=1e-12, abs=1e-14)
 
 
 def test_schedule_per_iteration_and_the_originals_per_epoch():
@@ -98,3 +117,13 @@ def test_a_diverging_loss_is_named_in_the_log_with_its_likely_cause(caplog):
     assert (
         "epoch 4" in record.message and "reconstruction loss" in record.message and "SOLVER.BASE_LR" in record.message
     )
+
+
+def test_roc_auc_equals_the_pairwise_definition_with_many_ties():
+    """AUROC = P(score_pos > score_neg) + ½ P(tie), counted over every pair, on scores with heavy ties."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 7, (301,), generator=gen).float() / 7  # 7 distinct values: ties everywhere
+    positives = torch.rand(301, generator=gen) < 0.3
+    pos, neg = scores[positives][:, None], scores[~positives][None, :]
+    pairwise = ((pos > neg).double() + 0.5 * (pos == neg).double()).mean().item()
+    assert abs(roc_auc(scores, positives) - pairwise) < 1e-12

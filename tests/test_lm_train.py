@@ -111,7 +111,8 @@ def test_shipped_language_configs_load_into_training_arguments(name):
     from language_generation.train import training_arguments
 
     repo = Path(__file__).resolve().parents[1]
-    path = str(repo / "configs" / "alpaca" / f"{name}.yaml")
+    folder = repo / "language_generation" / "demo" if name == "demo_smollm2" else repo / "configs" / "alpaca"
+    path = str(folder / f"{name}.yaml")
     cfg = load_config(path, ["OUTPUT_DIR", "/tmp/x"])
     if name.startswith("llama7b"):
         assert cfg.TRAIN.BF16 and cfg.TRAIN.TF32 and cfg.MODEL.TRANSFER_TYPE == name.split("_", 1)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -88,6 +89,25 @@ def test_cached_linear_probe_equals_the_uncached_one(toy, tmp_path):
     for a, b in zip(history(tmp_path / "plain"), history(tmp_path / "cached")):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val"] == b["val"] and a["test"] == b["test"]
+
+
+def test_a_cache_with_stochastic_depth_warns_naming_both_keys_and_stores_float32(toy, tmp_path, caplog):
+    """The cached backbone runs without drop path: fidelity traded for speed is said, never silent; the default
+    storage is float32, so that a cache's promise (equal to the uncached run) holds without extra keys."""
+    assert load_config("", []).DATA.CACHE_DTYPE == "float32"
+    opts = {"MODEL.DROP_PATH_RATE": 0.1, "DATA.CACHE_FEATURES": True}
+    with caplog.at_level(logging.WARNING):
+        train(load_config("", run_opts(toy, tmp_path / "cached", "linear", epochs=1, **opts)))
+    assert "DATA.CACHE_FEATURES: cached features are computed without stochastic depth" in caplog.text
+    assert "MODEL.DROP_PATH_RATE 0.1" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        train(
+            load_config(
+                "", run_opts(toy, tmp_path / "plain", "linear", epochs=1, **{**opts, "MODEL.DROP_PATH_RATE": 0.0})
+            )
+        )
+    assert "stochastic depth" not in caplog.text
 
 
 def test_cached_first_pass_equals_the_uncached_one_and_is_reused(toy, tmp_path, monkeypatch):

@@ -123,7 +123,7 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     import timm
     from safetensors.torch import save_file
 
-    from visual_classification.demo import refocus
+    from experiments import refocus
 
     backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
     weights = tmp_path / "tiny.safetensors"
@@ -153,7 +153,7 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
 
 
 def test_refocus_experiment_refuses_overlapping_classes_before_running(tmp_path):
-    from visual_classification.demo import refocus
+    from experiments import refocus
 
     argv = ["--out", str(tmp_path), "--source-classes", "0", "1", "5", "--target-classes", "5", "6", "--test", "0"]
     with pytest.raises(SystemExit, match=r"disjoint; both hold \[5\].*--test must be >= 1"):
@@ -165,7 +165,7 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
     """Every run of the why-does-TOAST-trail study trains on train800 and scores val200, or uses the source."""
     from safetensors.torch import save_file
 
-    from visual_classification.demo import refocus_study
+    from experiments import refocus_study
 
     experiment = tmp_path / "refocus"
     for part in ("data/source", "data/target", "weights"):
@@ -214,7 +214,7 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
 
 
 def test_refocus_study_names_a_missing_experiment(tmp_path):
-    from visual_classification.demo import refocus_study
+    from experiments import refocus_study
 
     with pytest.raises(FileNotFoundError, match="run bash scripts/refocus_experiment.sh first"):
         refocus_study.main(["--experiment", str(tmp_path / "nothing"), "--out", str(tmp_path / "study")])

@@ -147,6 +147,27 @@ def test_empty_and_hidden_class_folders_are_ignored_with_a_log_line(tmp_path, ca
     assert "ignoring 2 hidden or empty folder(s): .ipynb_checkpoints, empty" in caplog.text
 
 
+def test_a_class_with_its_images_in_sub_folders_keeps_them_in_every_split(tmp_path, caplog):
+    """``fox/batch1/*.png`` belongs to class fox (as torchvision's ImageFolder and ``predict`` list it); hidden
+    files and folders inside a class (``._x.png``, ``.ipynb_checkpoints/``) stay out."""
+    write_image_folder(tmp_path, classes=("cat", "dog"))
+    png = (tmp_path / "train/cat/0.png").read_bytes()
+    for split in ("train", "val", "test"):
+        for i in range(2):
+            (tmp_path / split / "fox" / f"batch{i}").mkdir(parents=True)
+            (tmp_path / split / "fox" / f"batch{i}" / "a.png").write_bytes(png)
+        (tmp_path / split / "fox" / "._junk.png").write_bytes(b"AppleDouble")
+        (tmp_path / split / "cat" / ".ipynb_checkpoints").mkdir()
+        (tmp_path / split / "cat" / ".ipynb_checkpoints" / "x.png").write_bytes(png)
+    with caplog.at_level(logging.INFO):
+        data = build_task_data(data_cfg(tmp_path), MEAN, STD)
+    assert data.classes == ["cat", "dog", "fox"] and "ignoring" not in caplog.text
+    for split, listed in (("train", data.train), ("val", data.val), ("test", data.test)):
+        fox = [path for path, label in listed.samples if label == 2]
+        assert [p.relative_to(tmp_path / split).as_posix() for p in fox] == ["fox/batch0/a.png", "fox/batch1/a.png"]
+        assert not any(".ipynb_checkpoints" in str(p) or p.name.startswith(".") for p, _ in listed.samples)
+
+
 def test_every_bad_image_is_listed_before_training(tmp_path):
     task = write_vtab_task(tmp_path)
     (task / "images" / "test_1.png").write_bytes(b"not an image")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 
 import pytest
@@ -76,6 +77,38 @@ def test_predict_writes_top_k_class_names_for_files_and_folders(runs, tmp_path):
     for row in rows:
         assert {row["class1"], row["class2"]} <= set(CLASSES) and row["class1"] != row["class2"]
         assert 1.0 >= float(row["score1"]) >= float(row["score2"]) >= 0.0
+
+
+def test_predict_skips_an_unreadable_image_names_it_and_writes_the_rest(runs, tmp_path, caplog):
+    folder = tmp_path / "photos"
+    shutil.copytree(runs / "pets/test", folder)
+    (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n not really")
+    out = tmp_path / "preds.csv"
+    with caplog.at_level(logging.WARNING):
+        predict_main(["--adapter", str(runs / "runs/linear"), "--images", str(folder), "--output", str(out)])
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 * 4 and all("broken" not in row["path"] for row in rows)
+    skipped = list(csv.DictReader((tmp_path / "preds.skipped.csv").open()))
+    assert [row["path"] for row in skipped] == [str(folder / "dog" / "broken.png")]
+    assert "cannot read image" in skipped[0]["error"] and "broken.png" in caplog.text
+    (folder / "dog" / "broken.png").unlink()  # a re-run without the bad file drops the stale list
+    predict_main(["--adapter", str(runs / "runs/linear"), "--images", str(folder), "--output", str(out)])
+    assert not (tmp_path / "preds.skipped.csv").exists()
+
+
+def test_predict_stops_when_no_image_can_be_read(runs, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"nothing")
+    with pytest.raises(SystemExit, match=r"none of the 1 image\(s\) could be read"):
+        predict_main(
+            [
+                "--adapter",
+                str(runs / "runs/linear"),
+                "--images",
+                str(tmp_path / "bad.png"),
+                "--output",
+                str(tmp_path / "p.csv"),
+            ]
+        )
 
 
 def test_predict_names_a_missing_path(runs, tmp_path):

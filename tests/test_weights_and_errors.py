@@ -100,6 +100,32 @@ def test_top_down_weights_from_an_adapter_folder(tmp_path):
     assert torch.equal(target.top_down.transform, source.top_down.transform)
 
 
+def test_top_down_weights_made_for_another_model_are_refused_by_name(tmp_path):
+    """Same width and depth would load silently; another backbone, other weights or DOUBLE_BIAS are refused."""
+    from toast import save_adapter
+
+    source = build_tiny("toast", seed=0)
+    best = tmp_path / "pre" / "best"
+    save_adapter(source, best, source.adapter_config())
+    with pytest.raises(ValueError, match=r"trained on backbone 'vit_tiny_patch16_224', this run uses 'deit_tiny"):
+        build_tiny("toast", **{"MODEL.TOPDOWN_WEIGHTS": str(best), "MODEL.BACKBONE": "deit_tiny_patch16_224"})
+    weights_a, weights_b = tmp_path / "a.pth", tmp_path / "b.pth"
+    torch.save(source.backbone.state_dict(), weights_a)
+    torch.save(build_tiny("linear", seed=1).backbone.state_dict(), weights_b)
+    (tmp_path / "pre" / "config.yaml").write_text(
+        f"MODEL:\n  MODEL_ROOT: {weights_a}\n  TOAST:\n    DOUBLE_BIAS: false\n", encoding="utf-8"
+    )
+    same = {"MODEL.TOPDOWN_WEIGHTS": str(best), "MODEL.MODEL_ROOT": str(weights_a)}
+    with pytest.raises(ValueError, match=r"trained with MODEL.TOAST.DOUBLE_BIAS False, this run sets True"):
+        build_tiny("toast", **same)
+    with pytest.raises(ValueError, match=r"MODEL_ROOT='.*a.pth', this run loads MODEL.MODEL_ROOT='.*b.pth'"):
+        build_tiny("toast", **{**same, "MODEL.MODEL_ROOT": str(weights_b), "MODEL.TOAST.DOUBLE_BIAS": False})
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(weights_a.read_bytes())  # the same weights under another path are the same weights
+    loaded = build_tiny("toast", **{**same, "MODEL.MODEL_ROOT": str(copy), "MODEL.TOAST.DOUBLE_BIAS": False})
+    assert torch.equal(loaded.top_down.decoders[1].down.weight, source.top_down.decoders[1].down.weight)
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "pattern"),
     [

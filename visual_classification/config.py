@@ -85,6 +85,7 @@ _C.DATA.CROPSIZE = (
 _C.DATA.VAL_FRACTION = 0.1  # ImageFolder without val/: this share of train/ (per class, seeded by SEED) validates
 _C.DATA.NORMALIZE = "backbone"  # backbone (timm pretrained_cfg mean/std) | imagenet (the original's) | inception (0.5)
 _C.DATA.VERIFY_IMAGES = True  # open every image of every split before training (in parallel) and list bad ones
+_C.DATA.AUGMENT = True  # False: train with the evaluation transform (no random crop/flip), e.g. a cached linear probe
 _C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks
 _C.DATA.BATCH_SIZE = 32  # global batch size (split evenly over torchrun processes)
 _C.DATA.NUM_WORKERS = -1  # data-loader workers per process; -1 = the CPUs this process may use, at most 4
@@ -95,7 +96,9 @@ _C.DATA.NUM_WORKERS = -1  # data-loader workers per process; -1 = the CPUs this 
 _C.SOLVER = CN()
 # Defaults for your own data: AdamW, 1e-4 for what the method adapts, 1e-2 for the head (measured in the README's
 # "your own images"); the paper's recipes (SGD, their lrs, head lr = BASE_LR) are pinned in configs/vtab, configs/fgvc.
-_C.SOLVER.OPTIMIZER = "adamw"  # adamw | sgd (momentum)
+_C.SOLVER.OPTIMIZER = (
+    "adamw"  # adamw | sgd (momentum) | lbfgs (linear probe on cached features: full batch, converged)
+)
 _C.SOLVER.BASE_LR = 1e-4  # learning rate of everything but the head (used as given: no batch scaling here)
 _C.SOLVER.HEAD_LR_MULT = 100.0  # the task head's lr = BASE_LR × this (1e-2 here; 1.0 in the paper's configs)
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay; never on biases, norms and other 1-D tensors
@@ -121,7 +124,7 @@ _C.MODEL.TOAST.CACHE_FIRST_PASS = (
 _C.DATA.CACHE_DIR = (
     ""  # "" = caches live in memory (shared by the runs of one process); a folder = memory-mapped files
 )
-_C.DATA.CACHE_DTYPE = "float16"  # float16 | bfloat16 | float32: how cached tokens and features are stored
+_C.DATA.CACHE_DTYPE = "float32"  # float32 | float16 | bfloat16: storage of cached tokens/features (float32: exact)
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
 FIRST_PASS_TYPES = ("toast", "toast-lite")  # transfer types with a frozen first pass
 
@@ -145,6 +148,11 @@ def check_protocol_keys(cfg: CN) -> None:
         raise ValueError(
             f"MODEL.TOAST.CACHE_FIRST_PASS is for {' and '.join(FIRST_PASS_TYPES)} (a frozen first pass); "
             f"MODEL.TRANSFER_TYPE is {transfer!r}"
+        )
+    if cfg.SOLVER.OPTIMIZER == "lbfgs" and not (transfer == "linear" and cfg.DATA.CACHE_FEATURES):
+        raise ValueError(
+            "SOLVER.OPTIMIZER lbfgs solves the linear probe in full batch on cached features: it needs "
+            f"MODEL.TRANSFER_TYPE linear and DATA.CACHE_FEATURES True (got {transfer!r}, {cfg.DATA.CACHE_FEATURES})"
         )
     if cfg.DATA.CACHE_FEATURES and transfer != "linear":
         raise ValueError(

@@ -4,7 +4,8 @@
 PATHs are image files or folders (searched recursively for images). The backbone, its weights, the adapter
 (``best/``), the class names and the preprocessing all come from the run's own record (``config.yaml``,
 ``results.json``). Images go through the model in batches with a progress bar; the CSV has one row per
-image: its path, then the top-k class names and softmax scores, best first.
+image: its path, then the top-k class names and softmax scores, best first. An image that cannot be read is
+skipped, named in the log and listed with its error in ``<output stem>.skipped.csv``; the rest are written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import contextlib
 import csv
 import io
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,6 +28,8 @@ from toast.files import atomic_write_text
 
 from .engine.distributed import local_device
 from .trained_run import TrainedRun, load_trained_run
+
+logger = logging.getLogger(__name__)
 
 
 def image_paths(inputs: list[str]) -> list[Path]:
@@ -51,34 +55,63 @@ def image_paths(inputs: list[str]) -> list[Path]:
 
 
 class _Images(Dataset):
+    """(pixels, error) per image: an unreadable file yields a blank image and its error, so one bad file in a
+    folder of thousands does not stop the job."""
+
     def __init__(self, paths: list[Path], run: TrainedRun) -> None:
         self.paths, self.run, self.normalize = paths, run, run.normalize
+        crop = run.preprocessing["crop"]
+        self.blank = torch.zeros(3, crop, crop, dtype=torch.uint8)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.normalize(self.run.pixels(self.paths[index]))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        try:
+            pixels, error = self.run.pixels(self.paths[index]), ""
+        except OSError as err:  # load_rgb names the file and the decoder's reason
+            pixels, error = self.blank, str(err)
+        return self.normalize(pixels), error
 
 
 @torch.no_grad()
 def predict(
     run: TrainedRun, paths: list[Path], top_k: int = 5, batch_size: int = 32, device: str = "auto", workers: int = 0
-) -> list[dict]:
-    """``[{"path", "classes": [top-k names], "scores": [softmax scores]}]`` in the order of ``paths``."""
+) -> tuple[list[dict], list[dict]]:
+    """(rows, skipped): ``[{"path", "classes": [top-k names], "scores": [softmax scores]}]`` in the order of
+    ``paths`` for the images that could be read, and ``[{"path", "error"}]`` for those that could not."""
     target = local_device(device)
     model = run.model.to(target).eval()
     k = min(top_k, len(run.classes))
     loader = DataLoader(_Images(paths, run), batch_size=batch_size, shuffle=False, num_workers=workers)
-    rows, done = [], 0
+    rows, skipped, done = [], [], 0
     folded = getattr(model, "folded_feedback", None)  # TOAST on a ViT: the top-down path as one matrix
     with folded() if folded is not None else contextlib.nullcontext():
-        for batch in tqdm(loader, desc="predict", unit="batch", dynamic_ncols=True):
+        for batch, errors in tqdm(loader, desc="predict", unit="batch", dynamic_ncols=True):
             scores, labels = model(batch.to(target)).float().softmax(-1).topk(k, dim=-1)
-            for score, label in zip(scores.cpu().tolist(), labels.cpu().tolist()):
-                rows.append({"path": str(paths[done]), "classes": [run.classes[i] for i in label], "scores": score})
+            for score, label, error in zip(scores.cpu().tolist(), labels.cpu().tolist(), errors):
+                if error:
+                    logger.warning("skipped %s: %s", paths[done], error)
+                    skipped.append({"path": str(paths[done]), "error": error})
+                else:
+                    rows.append(
+                        {"path": str(paths[done]), "classes": [run.classes[i] for i in label], "scores": score}
+                    )
                 done += 1
-    return rows
+    return rows, skipped
+
+
+def skipped_path(output: Path) -> Path:
+    """Where the unreadable images are listed: ``preds.csv`` → ``preds.skipped.csv``."""
+    return output.with_name(f"{output.stem}.skipped.csv")
+
+
+def skipped_csv(skipped: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "error"])
+    writer.writerows([row["path"], row["error"]] for row in skipped)
+    return buffer.getvalue()
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -124,12 +157,22 @@ def main(argv: list[str] | None = None) -> None:
         check_output_file(Path(args.output))  # before the model loads and the images run
         run = load_trained_run(Path(args.adapter))
         paths = image_paths(args.images)
-        rows = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)
+        rows, skipped = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)
     except (ValueError, FileNotFoundError, OSError) as err:
         sys.exit(f"error: {err}")
-    atomic_write_text(Path(args.output), to_csv(rows))
+    output = Path(args.output)
+    stale = skipped_path(output)
+    if not rows:
+        atomic_write_text(stale, skipped_csv(skipped))
+        sys.exit(f"error: none of the {len(skipped)} image(s) could be read; reasons in {stale}")
+    atomic_write_text(output, to_csv(rows))
+    if skipped:
+        atomic_write_text(stale, skipped_csv(skipped))
+    elif stale.is_file():
+        stale.unlink()  # from an earlier run over other images: it no longer describes this CSV
     print(
         f"written: {args.output} ({len(rows)} images, top-{min(args.top_k, len(run.classes))} of {len(run.classes)} classes)"
+        + (f"; {len(skipped)} unreadable image(s) skipped, listed in {stale}" if skipped else "")
     )
 
 

@@ -25,7 +25,7 @@ from ..train import load_config, train
 from .smollm2 import cached_model
 from .tasks import FAMILIES, make_split
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "alpaca" / "demo_smollm2.yaml"
+CONFIG = Path(__file__).resolve().parent / "demo_smollm2.yaml"  # package data: found wherever the package is installed
 # One row per method: its overrides on the demo config (same steps, batch and lr for all).
 METHODS = {
     "toast": [],  # the default init and trainable set

@@ -210,7 +210,7 @@ def build_task_data(cfg: CfgNode, mean: tuple[float, ...], std: tuple[float, ...
     def dataset(split: str, train: bool) -> ImageDataset | None:
         if not split:
             return None
-        mode = layout.train_transform if train else layout.eval_transform
+        mode = layout.train_transform if train and cfg.DATA.AUGMENT else layout.eval_transform
         cache = cfg.DATA.CACHE_IMAGES and mode != "crop_train"
         return ImageDataset(samples[split], pixel_transform(mode, crop), normalize, cache=cache)
 

@@ -11,7 +11,7 @@ import logging
 import re
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +94,16 @@ def fgvc_label_map(train_json: Path, num_classes: int) -> dict[int, int]:
     return {cls: i for i, cls in enumerate(ids)}
 
 
+def _visible_image(path: Path, root: Path) -> bool:
+    """An image file whose path below ``root`` has no hidden part (``.ipynb_checkpoints/``, macOS ``._x.png``)."""
+    return path.suffix.lower() in IMG_EXTENSIONS and not any(
+        part.startswith(".") for part in path.relative_to(root).parts
+    )
+
+
 def _has_images(folder: Path) -> bool:
-    return any(f.suffix.lower() in IMG_EXTENSIONS for f in folder.iterdir() if f.is_file())
+    """Whether ``folder`` holds an image at any depth (a class may keep its images in sub-folders)."""
+    return any(_visible_image(f, folder) for f in folder.rglob("*") if f.is_file())
 
 
 def class_folders(split_dir: Path) -> list[str]:
@@ -123,17 +131,21 @@ def image_folder_classes(train_dir: Path) -> list[str]:
 
 
 def read_image_folder_split(split_dir: Path, classes: list[str]) -> list[Sample]:
-    """``split_dir/<class>/<image>``; classes come from ``train/`` so every split shares one label map."""
+    """``split_dir/<class>/**/<image>`` (images in nested sub-folders belong to their top-level class folder);
+    classes come from ``train/`` so every split shares one label map."""
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{split_dir} is missing; expected one sub-folder per class: {classes[:5]}...")
     extra = [name for name in class_folders(split_dir) if name not in classes]
     if extra:
         raise ValueError(f"{split_dir} has class folders that train/ lacks: {extra}")
-    samples = []
-    for label, cls in enumerate(classes):
-        folder = split_dir / cls
-        if folder.is_dir():
-            samples += [(f, label) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMG_EXTENSIONS]
+    class_to_idx = {cls: label for label, cls in enumerate(classes)}
+    listed = make_dataset(  # torchvision's listing: recursive, sorted, symlinks followed
+        split_dir,
+        class_to_idx,
+        is_valid_file=lambda path: _visible_image(Path(path), split_dir),
+        allow_empty=True,
+    )
+    samples = [(Path(path), label) for path, label in listed]
     if not samples:
         raise ValueError(f"{split_dir} holds no images")
     return samples

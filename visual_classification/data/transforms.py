@@ -10,6 +10,7 @@ from timm.data import (
     IMAGENET_DEFAULT_STD,
     IMAGENET_INCEPTION_MEAN,
     IMAGENET_INCEPTION_STD,
+    create_transform,
     resolve_data_config,
 )
 from timm.models import get_pretrained_cfg
@@ -18,22 +19,29 @@ from torchvision import transforms as T
 Mode = Literal["resize", "crop_train", "crop_eval"]
 
 
+CROP_PCT = 0.875  # the original's short-side sizes (224→256, 384→438, 448→512): crop / 0.875
+
+
 def resize_for_crop(crop: int) -> int:
-    """The original's short-side sizes (224→256, 384→438, 448→512): crop / 0.875."""
-    return int(crop / 0.875)
+    """The short side an image is resized to before a ``crop``×``crop`` crop."""
+    return int(crop / CROP_PCT)
 
 
-def pixel_transform(mode: Mode, crop: int) -> T.Compose:
-    """PIL image → uint8 CHW tensor at ``crop``×``crop``; deterministic unless ``mode == 'crop_train'``."""
+def pixel_transform(mode: Mode, crop: int):
+    """PIL image → uint8 CHW tensor at ``crop``×``crop``; deterministic unless ``mode == 'crop_train'``.
+
+    The evaluation transforms are timm's (``create_transform`` without normalisation: normalising happens on
+    the batch, after caches); the FGVC training one (resize, random crop, flip) is the original's, which is
+    not among timm's training recipes (those use RandomResizedCrop), so it stays a torchvision pipeline.
+    """
     if mode == "resize":  # VTAB-1k: resize to the crop size, aspect ratio not kept, no augmentation
-        steps = [T.Resize((crop, crop), interpolation=T.InterpolationMode.BILINEAR, antialias=True)]
-    elif mode == "crop_train":
+        return create_transform(crop, crop_pct=1.0, crop_mode="squash", interpolation="bilinear", normalize=False)
+    if mode == "crop_eval":
+        return create_transform(crop, crop_pct=CROP_PCT, crop_mode="center", interpolation="bilinear", normalize=False)
+    if mode == "crop_train":
         steps = [T.Resize(resize_for_crop(crop), antialias=True), T.RandomCrop(crop), T.RandomHorizontalFlip(0.5)]
-    elif mode == "crop_eval":
-        steps = [T.Resize(resize_for_crop(crop), antialias=True), T.CenterCrop(crop)]
-    else:
-        raise ValueError(f"unknown transform mode {mode!r}")
-    return T.Compose([*steps, T.PILToTensor()])
+        return T.Compose([*steps, T.PILToTensor()])
+    raise ValueError(f"unknown transform mode {mode!r}")
 
 
 class Normalize:

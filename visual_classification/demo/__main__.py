@@ -18,7 +18,7 @@ from ..visualize import main as visualize_main
 from .dinov2_onnx import BACKBONE, cached_weights
 from .tasks import SOURCE_TASK, TASKS, write_task
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo" / "vtab_demo.yaml"
+CONFIG = Path(__file__).resolve().parent / "vtab_demo.yaml"  # package data: found wherever the package is installed
 SIZES = {"train800": 160, "val200": 80, "test": 200}
 SIZES_FACES = {"train800": 80, "val200": 40, "test": 80}  # the LFW subset holds 200 images
 # Per-method learning rates (AdamW). The top-down path takes 1e-4 with the head at 1e-2: a fresh path at

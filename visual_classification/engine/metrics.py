@@ -6,20 +6,20 @@ import torch
 
 
 def roc_auc(scores: torch.Tensor, positives: torch.Tensor) -> float:
-    """Area under the ROC curve from the Mann-Whitney statistic, ties counted as one half."""
-    pos, neg = scores[positives], scores[~positives]
-    if len(pos) == 0 or len(neg) == 0:
+    """Area under the ROC curve from the Mann-Whitney statistic, ties counted as one half.
+
+    One sort: tied scores share the mean of their ranks (O(N log N); a 73k-image test set takes milliseconds).
+    """
+    positives = positives.bool()
+    n_pos = int(positives.sum())
+    n_neg = len(positives) - n_pos
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = torch.cat([pos, neg]).double()
-    ranks = torch.empty_like(order)
-    sorted_vals, idx = order.sort()
-    ranks[idx] = torch.arange(1, len(order) + 1, dtype=torch.double)
-    for value in sorted_vals.unique():  # average ranks of ties
-        tied = order == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    rank_sum = ranks[: len(pos)].sum()
-    return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    values, inverse, counts = scores.double().unique(sorted=True, return_inverse=True, return_counts=True)
+    first_rank = torch.cumsum(counts, 0) - counts + 1  # 1-based rank of each distinct value's first member
+    mean_rank = first_rank.double() + (counts.double() - 1) / 2
+    rank_sum = mean_rank[inverse][positives].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
+from timm.scheduler import CosineLRScheduler
 from torch import nn
 from yacs.config import CfgNode
+
+from .probe import build_lbfgs
 
 HEAD_PREFIX = "head."
 
@@ -41,18 +42,14 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
     if name == "adamw":  # the original's custom AdamW: betas (0.9, 0.999), eps 1e-6, decoupled decay
         return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-6)
-    raise ValueError(f"SOLVER.OPTIMIZER must be 'sgd' or 'adamw', got {name!r}")
-
-
-def warmup_cosine(step: int, warmup: float, total: float) -> float:
-    """Linear warm-up to 1 over ``warmup`` steps, then a half cosine to 0 at ``total``."""
-    if step < warmup:
-        return step / warmup
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup))))
+    if name == "lbfgs":  # the probe's full-batch solver; its L2 term is in the objective (engine/probe.py)
+        return build_lbfgs([p for group in groups for p in group["params"]])
+    raise ValueError(f"SOLVER.OPTIMIZER must be 'sgd', 'adamw' or 'lbfgs', got {name!r}")
 
 
 class Schedule:
-    """Sets every group's lr from its base lr; ``step_iter`` each iteration, ``step_epoch`` each epoch.
+    """Linear warm-up then a half cosine to 0: timm's ``CosineLRScheduler`` (warm-up as a prefix, from lr 0),
+    applied per iteration or per epoch. Every group follows its own base lr (the head's is multiplied).
 
     ``SOLVER.LR_STEP iter`` (default) warms up and decays per iteration, starting at the first step's
     share of the warm-up. ``epoch`` reproduces the original: the factor changes once per epoch and
@@ -66,19 +63,23 @@ class Schedule:
         self.optimizer = optimizer
         self.per_iter = mode == "iter"
         self.iters_per_epoch = iters_per_epoch
-        self.warmup = cfg.SOLVER.WARMUP_EPOCH
-        self.total = cfg.SOLVER.TOTAL_EPOCH
-        for group in optimizer.param_groups:
-            group.setdefault("base_lr", group["lr"])
-
-    def factor(self, epoch: int, iteration: int) -> float:
-        if self.per_iter:
-            step = epoch * self.iters_per_epoch + iteration + 1
-            return warmup_cosine(step, self.warmup * self.iters_per_epoch, self.total * self.iters_per_epoch)
-        return warmup_cosine(epoch, self.warmup, self.total)
+        unit = iters_per_epoch if self.per_iter else 1
+        warmup, total = cfg.SOLVER.WARMUP_EPOCH * unit, cfg.SOLVER.TOTAL_EPOCH * unit
+        self.scheduler = CosineLRScheduler(
+            optimizer,
+            t_initial=max(1.0, total - warmup),  # the cosine's length, after the warm-up prefix
+            lr_min=0.0,
+            warmup_t=warmup,
+            warmup_lr_init=0.0,
+            warmup_prefix=True,
+            t_in_epochs=not self.per_iter,
+        )
 
     def apply(self, epoch: int, iteration: int) -> float:
-        factor = self.factor(epoch, iteration)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        return factor
+        """Sets every group's lr for this iteration; returns the factor (lr / base lr) for the logs."""
+        if self.per_iter:
+            self.scheduler.step_update(epoch * self.iters_per_epoch + iteration + 1)
+        else:
+            self.scheduler.step(epoch)
+        group = self.optimizer.param_groups[0]
+        return group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0

@@ -40,6 +40,7 @@ from . import run_files as rf
 from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
+from .probe import ITERS_PER_EPOCH, full_batch_epoch
 
 logger = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 10.0  # an epoch's train loss this many times the lowest so far: warn that the run diverges
@@ -154,7 +155,12 @@ class Trainer:
         )
         self.loaders = build_loaders(data, cfg, rank, world, workers=0 if self.cache == fc.PRE_LOGITS else None)
         self.optimizer = build_optimizer(model, cfg)
-        self.schedule = Schedule(self.optimizer, cfg, len(self.loaders.train))
+        self.full_batch = cfg.SOLVER.OPTIMIZER == "lbfgs"  # the probe's solver: no mini-batches, no lr schedule
+        if self.full_batch and world > 1:
+            raise ValueError(
+                "SOLVER.OPTIMIZER lbfgs runs in one process (a full-batch probe takes seconds); drop torchrun"
+            )
+        self.schedule = None if self.full_batch else Schedule(self.optimizer, cfg, len(self.loaders.train))
         self.start_epoch = 0
         self.lr_factor = 0.0
         self.best = {"val_top1": -math.inf, "epoch": 0}  # epoch counted from 1; 0 = none yet
@@ -228,6 +234,8 @@ class Trainer:
     # -- loops -----------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float:
         """Trains epoch ``epoch`` (counted from 0 here: it seeds the sampler and the schedule)."""
+        if self.full_batch:
+            return self._full_batch_epoch(epoch)
         self.net.train()
         self.loaders.train.sampler.set_epoch(epoch)
         self.loaders.train.generator.manual_seed(self.cfg.SEED * 1000 + epoch)
@@ -269,6 +277,22 @@ class Trainer:
         self.images_per_second = all_reduce_mean(count / (time.perf_counter() - started)) * dist_world()
         self.recon_mean = all_reduce_mean(recon_total / max(count, 1)) if recon_total else None
         return all_reduce_mean(total / max(count, 1))
+
+    def _full_batch_epoch(self, epoch: int) -> float:
+        """``SOLVER.OPTIMIZER lbfgs``: the probe's L-BFGS iterations on every cached training row at once."""
+        started = time.perf_counter()
+        train = self.loaders.train.dataset
+        features = train.features.to(self.device, torch.float32)
+        labels = torch.as_tensor(train.labels, device=self.device)
+        loss = full_batch_epoch(self.module, self.optimizer, features, labels, self.cfg.SOLVER.WEIGHT_DECAY)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the probe's loss became {loss} at epoch {epoch + 1}; check the cached features for "
+                f"non-finite values or raise SOLVER.WEIGHT_DECAY (now {self.cfg.SOLVER.WEIGHT_DECAY})"
+            )
+        self.lr_factor, self.recon_mean = 1.0, None
+        self.images_per_second = len(labels) * ITERS_PER_EPOCH / (time.perf_counter() - started)
+        return loss
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float] | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import yaml
 from yacs.config import CfgNode
 
-from toast import convert_original_top_down, load_top_down_state, read_adapter_top_down
+from toast import convert_original_top_down, load_top_down_state, read_adapter_config, read_adapter_top_down
+from toast.fingerprint import file_fingerprint
 
 from .backbone import backbone_name, create_backbone, model_width
 from .head import build_head
@@ -40,6 +42,49 @@ def _top_down_weights(path: str) -> tuple[dict, str]:
             f"MODEL.TOPDOWN_WEIGHTS={path!r} holds no top-down tensors (decoders.*, prompt, top_down_transform)"
         )
     return state, str(source)
+
+
+def _source_run_config(adapter_dir: Path) -> dict:
+    """The config.yaml of the run that wrote ``adapter_dir`` (``RUN/best`` or ``RUN`` itself), or {}."""
+    for candidate in (adapter_dir.parent / "config.yaml", adapter_dir / "config.yaml"):
+        if candidate.is_file():
+            loaded = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+            return loaded if isinstance(loaded, dict) else {}
+    return {}
+
+
+def _weights_identity(model_root: str) -> str:
+    """What backbone weights a run used: a local file's content hash, or "" for none (hub or random weights)."""
+    if model_root and Path(model_root).is_file():
+        return file_fingerprint(model_root)
+    return "missing:" + model_root if model_root else ""
+
+
+def check_top_down_source(cfg: CfgNode, adapter_dir: Path, backbone: str) -> None:
+    """Refuses a pre-tuned top-down path made for another model: another timm backbone (a ViT-S/16 path on
+    DeiT-S/16 has the same width and depth, so the shapes alone would let it through), other backbone weights,
+    or another ``MODEL.TOAST.DOUBLE_BIAS`` (the path learned to feed the value bias once or twice)."""
+    key = f"MODEL.TOPDOWN_WEIGHTS={str(adapter_dir)!r}"
+    saved_backbone = read_adapter_config(adapter_dir).get("backbone")
+    if saved_backbone is not None and saved_backbone != backbone:
+        raise ValueError(f"{key} was trained on backbone {saved_backbone!r}, this run uses {backbone!r}")
+    source = _source_run_config(adapter_dir)
+    model = source.get("MODEL", {}) if isinstance(source.get("MODEL"), dict) else {}
+    double_bias = (model.get("TOAST") or {}).get("DOUBLE_BIAS")
+    if double_bias is not None and double_bias != cfg.MODEL.TOAST.DOUBLE_BIAS:
+        raise ValueError(
+            f"{key} was trained with MODEL.TOAST.DOUBLE_BIAS {double_bias}, this run sets "
+            f"{cfg.MODEL.TOAST.DOUBLE_BIAS}; use the same value (the path learned around it)"
+        )
+    if "MODEL_ROOT" in model:
+        theirs, ours = model["MODEL_ROOT"] or "", cfg.MODEL.MODEL_ROOT
+        if theirs and not Path(theirs).is_file():
+            logger.warning("%s: its run's backbone weights %s are gone; cannot check they match %s", key, theirs, ours)
+        elif _weights_identity(theirs) != _weights_identity(ours):
+            raise ValueError(
+                f"{key} was trained on backbone weights MODEL.MODEL_ROOT={theirs!r}, this run loads "
+                f"MODEL.MODEL_ROOT={ours!r} (other content); pre-tune on the weights you tune"
+            )
 
 
 def build_model(cfg: CfgNode) -> TransferModel:
@@ -86,6 +131,8 @@ def build_model(cfg: CfgNode) -> TransferModel:
             raise ValueError(
                 f"MODEL.TOPDOWN_WEIGHTS is set, but MODEL.TRANSFER_TYPE={method.name!r} has no top-down path"
             )
+        if Path(cfg.MODEL.TOPDOWN_WEIGHTS).is_dir():
+            check_top_down_source(cfg, Path(cfg.MODEL.TOPDOWN_WEIGHTS), name)
         state, source = _top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
         load_top_down_state(top_down, state, source)
         logger.info("loaded the top-down path from %s", source)

@@ -1,6 +1,6 @@
 """Why does pre-tuned TOAST trail BitFit and LoRA in the refocus experiment? Validation-only studies.
 
-``python -m visual_classification.demo.refocus_study --experiment output/refocus --out output/refocus_study``
+``python -m experiments.refocus_study --experiment output/refocus --out output/refocus_study``
 
 Reads the weights and the data that ``scripts/refocus_experiment.sh`` wrote under ``--experiment`` (run it
 first), trains on train800 and scores the **last epoch on val200**; the target test split is never read.
@@ -25,12 +25,11 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+from experiments import refocus as experiment
 from toast.files import atomic_write_text
-
-from ..pretune import main as pretune_main
-from ..train import load_config, train
-from . import refocus as experiment
-from .dinov2_onnx import BACKBONE
+from visual_classification.demo.dinov2_onnx import BACKBONE
+from visual_classification.pretune import main as pretune_main
+from visual_classification.train import load_config, train
 
 SEEDS = (0, 1)  # two seeds where it is cheap: val200 alone has a binomial std of ~3.5 points near 40 %
 ONE_SEED = (0,)  # the longer and larger runs (studies 4 and 5) on the CPU budget

@@ -1,4 +1,4 @@
-"""When does refocusing help? ``bash scripts/refocus_experiment.sh`` (or ``python -m visual_classification.demo.refocus``).
+"""When does refocusing help? ``bash scripts/refocus_experiment.sh`` (or ``python -m experiments.refocus``).
 
 The paper's claim is that a top-down path pre-tuned on a large source task transfers better than the usual
 methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ONNX conversion):
@@ -28,16 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toast.files import atomic_write_text
+from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
+from visual_classification.demo.tasks import write_clutter_classes
+from visual_classification.pretune import main as pretune_main
+from visual_classification.summarize import main as summarize_main
+from visual_classification.train import load_config, train
+from visual_classification.tune import tune
+from visual_classification.visualize import main as visualize_main
 
-from ..pretune import main as pretune_main
-from ..summarize import main as summarize_main
-from ..train import load_config, train
-from ..tune import tune
-from ..visualize import main as visualize_main
-from .dinov2_onnx import BACKBONE, cached_weights
-from .tasks import write_clutter_classes
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo" / "refocus.yaml"
+CONFIG = Path(__file__).resolve().parent / "configs" / "refocus.yaml"
 SOURCE, TARGET = "source", "target"
 SIZE_PROBE_LR = 1e-2  # the linear probe's lr (AdamW) for the input-size choice
 
@@ -53,8 +52,7 @@ class Variant:
 
 
 # Every grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
-# each method adapts. A dev run (400 target images, 2 epochs) left a top-down path at 1e-4 where it started:
-# toast, pre-tuned or not, matched the linear probe to the image, so the path's grid reaches 1e-3.
+# each method adapts (why each grid is where it is: visual_classification/README.md, "When refocusing helps").
 # The caches of the protocol issue, where they change no number: pass 1 (frozen, no stochastic depth here) and
 # the linear probe's features are computed once per image and split, kept in float32.
 _FIRST_PASS_CACHE = {"MODEL.TOAST.CACHE_FIRST_PASS": True, "DATA.CACHE_DTYPE": "float32"}
@@ -74,9 +72,7 @@ VARIANTS = {
     "toast-pretuned": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN, pretuned=True),
     "toast-lite-pretuned": Variant("toast-lite", _ADAPTER_LRS, _LITE, pretuned=True),
 }
-# Pre-tuning (AdamW), chosen on the source's val split (refocus_study.py, study 1): at 1e-3 the chain of A_i maps
-# blew up in epoch 2 (reconstruction loss 0.05 → 1e5; GRAD_CLIP 1 did not stop it), 1e-4 learned slower than
-# 3e-4; 8 epochs reached source val 64.5 against 58.5 for 3.
+# Pre-tuning (AdamW), chosen on the source's val split by refocus_study.py (findings in the README section above).
 PRETUNE_OPTS = {"SOLVER.BASE_LR": 3e-4, "SOLVER.HEAD_LR_MULT": 10.0, **_FIRST_PASS_CACHE}
 PRETUNE_EPOCHS = 8
 
