@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -27,9 +28,20 @@ from yacs.config import CfgNode
 from toast.summary import parameter_summary
 
 from . import run_files as rf
+from .checks import (
+    FiniteLossMixin,
+    InputsChanged,
+    NonFiniteGuard,
+    NonFiniteTrainingError,
+    check_run_inputs,
+    read_inputs,
+    record_inputs,
+)
 from .config import check_model_name, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
 from .model import ToastCausalLM, build_model, build_tokenizer
+
+logger = logging.getLogger(__name__)
 
 
 def training_arguments(cfg: CfgNode, has_eval_split: bool = True) -> TrainingArguments:
@@ -53,7 +65,7 @@ def start_distributed_world(args: TrainingArguments) -> None:
         deepspeed.init_distributed()
 
 
-class ToastTrainer(Trainer):
+class ToastTrainer(FiniteLossMixin, Trainer):
     """Saves and resumes a TOAST model as its adapter only (the base model is never copied)."""
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
@@ -84,12 +96,29 @@ class ToastTrainer(Trainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
 
+def check_inputs_unchanged(out: Path, cfg: CfgNode, status: str, overwrite: bool) -> str:
+    """``status``, or ``"new"`` when the run's inputs changed by content and ``overwrite`` replaces it (its
+    config and log stay); without ``overwrite`` such a run is refused, naming what changed."""
+    try:
+        check_run_inputs(out, cfg)
+    except InputsChanged as changed:
+        if not overwrite:
+            raise
+        logger.info("--overwrite: training again from scratch (%s)", changed)
+        rf.clear_run(out, keep=(rf.CONFIG, rf.LOG))
+        return "new"
+    return status
+
+
 def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
     out = Path(cfg.OUTPUT_DIR)
     # run folder (language_generation.run_files): refuse another config, log.txt, newest complete checkpoint
     check_model_name(cfg)
-    if rf.start_run(cfg, overwrite) == "finished":
+    status = rf.start_run(cfg, overwrite)
+    if status != "new" and rf.is_main_process() and not rf.nothing_trained(out):
+        status = check_inputs_unchanged(out, cfg, status, overwrite)
+    if status == "finished":
         return rf.finished_results(out)
     last = rf.newest_complete_checkpoint(out)
     rf.truncate_metrics(out, rf.checkpoint_step(last))
@@ -99,6 +128,8 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     start_distributed_world(args)
     set_seed(args.seed)  # before the model: a fresh top-down path is the same in every process and run
     model = build_model(cfg)
+    if last is None and rf.is_main_process():  # training starts from scratch: on these inputs
+        record_inputs(out, cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     trainer = ToastTrainer(
         model=model,
@@ -107,10 +138,14 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[rf.MetricsCallback(out)],
+        callbacks=[rf.MetricsCallback(out), NonFiniteGuard()],
     )
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=last)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    except NonFiniteTrainingError as err:
+        logger.error("%s", err)
+        raise
     trainer.save_model(str(out))
     trainer.save_state()
     results = {
@@ -125,7 +160,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         results["eval_loss"] = metrics["eval_loss"]
         results["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
     if trainer.is_world_process_zero():
-        results["run"] = rf.run_record(cfg)
+        results["run"] = {**rf.run_record(cfg), "inputs": read_inputs(out)}
         rf.write_results(out, results)
     return results
 
@@ -147,7 +182,7 @@ def main(
         sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
     try:
         results = train(cfg, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
     print(json.dumps(results, indent=2))
 
