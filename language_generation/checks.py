@@ -54,6 +54,13 @@ _RANGES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("TRAIN.ADAM_EPSILON", lambda v: v >= 0, ">= 0"),
     ("TRAIN.LABEL_SMOOTHING_FACTOR", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("TRAIN.NEFTUNE_NOISE_ALPHA", lambda v: v >= 0, ">= 0"),
+    ("TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", lambda v: v >= 1, ">= 1"),
+    ("TRAIN.PER_DEVICE_EVAL_BATCH_SIZE", lambda v: v >= 1, ">= 1"),
+    ("TRAIN.GRADIENT_ACCUMULATION_STEPS", lambda v: v >= 1, ">= 1"),
+    ("TRAIN.MAX_STEPS", lambda v: v == -1 or v >= 1, ">= 1, or -1 (train TRAIN.NUM_TRAIN_EPOCHS)"),
+    ("TRAIN.SAVE_STEPS", lambda v: v > 0, "> 0 (below 1: a fraction of the steps)"),
+    ("TRAIN.LOGGING_STEPS", lambda v: v > 0, "> 0 (below 1: a fraction of the steps)"),
+    ("TRAIN.EVAL_STEPS", lambda v: v > 0, "> 0 (below 1: a fraction of the steps)"),
 )
 
 
@@ -271,7 +278,8 @@ class FiniteLossMixin:
 
 def _first_non_finite(named: list[tuple[str, torch.Tensor]]) -> str | None:
     """The name of the first tensor holding a NaN or infinity (one device sync for all of them)."""
-    named = [(n, t) for n, t in named if t is not None and t.numel()]
+    named = [(n, t.to_local() if hasattr(t, "to_local") else t) for n, t in named if t is not None]  # FSDP2 shards
+    named = [(n, t) for n, t in named if t.numel()]  # ZeRO-3 and FSDP leave empty tensors on some processes
     if not named:
         return None
     # min and max of each tensor: finite exactly when every entry is (NaN propagates), without a copy of it

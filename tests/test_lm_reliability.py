@@ -254,6 +254,10 @@ def test_train_float_keys_refuse_strings(tmp_path):
         ("MODEL.TOAST.RECON_COEF", "-1"),
         ("MODEL.LORA.DROPOUT", "1.0"),
         ("MODEL.LORA.RANK", "0"),
+        ("TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", "0"),
+        ("TRAIN.GRADIENT_ACCUMULATION_STEPS", "0"),
+        ("TRAIN.SAVE_STEPS", "0"),
+        ("TRAIN.LEARNING_RATE", "1e400"),  # infinite
     ],
 )
 def test_out_of_range_values_are_named(key, value):
