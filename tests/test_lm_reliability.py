@@ -161,6 +161,16 @@ def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(local_
     huge = tmp_path / "huge.txt"
     huge.write_text("add " * 2_000_000 + "\nsay hi\n")  # 8 MB: ruled out by its size, never tokenised
     monkeypatch.setattr(generate, "render_prompt", lambda tok, rec, tpl: rec["instruction"])
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    real_call = PreTrainedTokenizerBase.__call__
+
+    def bounded(self, text=None, *args, **kwargs):
+        texts = [text] if isinstance(text, str) else text or []
+        assert all(len(t) < 100_000 for t in texts), "a huge prompt reached the tokenizer"
+        return real_call(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", bounded)
     with pytest.raises(SystemExit, match=r"prompt 0 \('add add.*\) is \d{7} bytes \(more than 253 tokens can hold"):
         generate_records(out, tmp_path, "--prompts-file", str(huge))
     monkeypatch.setattr(generate, "load_model", real_load)
