@@ -294,3 +294,23 @@ def test_pretuning_on_an_empty_corpus_names_the_file_and_key(local_model, tmp_pa
     command = ["MODEL.NAME_OR_PATH", str(folder), "DATA.PATH", str(corpus), "OUTPUT_DIR", str(tmp_path / "pt")]
     with pytest.raises(SystemExit, match=rf"DATA.PATH='{corpus}' \({corpus}\) holds no records: it is empty or blank"):
         pretune(command)
+
+
+def test_changed_top_down_weights_and_hub_names_in_the_inputs_check(local_model, tmp_path):  # noqa: F811
+    from language_generation.checks import InputsChanged, check_run_inputs, record_inputs
+
+    folder, data = local_model
+    weights = tmp_path / "topdown.bin"
+    torch.save({"model.prompt": torch.zeros(1, 32)}, weights)
+    cfg = load_config("", [*opts(folder, data, tmp_path / "run", 1), "MODEL.TOPDOWN_WEIGHTS", str(weights)])
+    (tmp_path / "run").mkdir()
+    recorded = record_inputs(tmp_path / "run", cfg)
+    assert set(recorded) == {"base_model", "data", "topdown_weights"}
+    check_run_inputs(tmp_path / "run", cfg)  # unchanged: passes
+    torch.save({"model.prompt": torch.ones(1, 32)}, weights)
+    with pytest.raises(InputsChanged, match=r"MODEL.TOPDOWN_WEIGHTS .*topdown.bin: topdown.bin changed"):
+        check_run_inputs(tmp_path / "run", cfg)
+    hub = load_config("", [*opts("someone/not-cached", data, tmp_path / "hub", 1)])
+    (tmp_path / "hub").mkdir()
+    assert record_inputs(tmp_path / "hub", hub)["base_model"] == {"source": "someone/not-cached", "files": {}}
+    check_run_inputs(tmp_path / "hub", hub)  # a hub model outside the cache is compared by name only
