@@ -204,6 +204,12 @@ def test_sharegpt_roles_are_mapped_and_an_unknown_one_is_named(tmp_path, tokeniz
     texts = [tokenizer.decode(ids) for ids in train["input_ids"]]
     assert texts[3].startswith("hello world . <unk> add 2 and 3 <unk> 5") and "chat between" not in texts[3]
     assert texts[4].startswith("hello world .") and texts[0].startswith("<unk> chat between")  # Vicuna's otherwise
+    from test_lm_data import CHAT_TEMPLATE
+
+    chat_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+    chat_tok.chat_template = CHAT_TEMPLATE  # the system prompt reaches the tokenizer's chat template too
+    chat, _ = build_datasets(cfg_for(write(tmp_path, records[3:4]), FORMAT="sharegpt", TEMPLATE="chat"), chat_tok)
+    assert chat_tok.decode(chat[0]["input_ids"]) == "<unk> hello world . </s> user: add 2 and 3 </s> assistant: 5 </s>"
     bad = [records[0], {"conversations": [{"from": "human", "value": "a"}, {"from": "tool", "value": "b"}]}]
     with pytest.raises(ValueError, match=r"data.json: record 1: turn 1: unknown role 'from': 'tool'; known roles"):
         build_datasets(cfg_for(write(tmp_path, bad), FORMAT="sharegpt"), tokenizer)
