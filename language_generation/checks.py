@@ -349,12 +349,19 @@ def longest_token_bytes(tokenizer) -> int:
 
 
 def fit_prompts(
-    texts: list[str], tokenizer, positions: int | None, max_new_tokens: int, policy: str, add_special_tokens: bool
+    texts: list[str],
+    tokenizer,
+    positions: int | None,
+    max_new_tokens: int,
+    policy: str,
+    add_special_tokens: bool,
+    labels: list[str] | None = None,
 ) -> tuple[list[str], int | None]:
     """The prompts, checked to leave ``max_new_tokens`` of the model's ``positions``: a longer one stops the
     run, naming it (``policy`` raise), or keeps its last tokens with a warning (truncate); returns the texts
     (a huge one cut to a bounded tail before it is tokenised) and the token limit to truncate to (None: no
-    truncation needed). Memory stays bounded: a prompt whose byte length alone rules it out is never tokenised."""
+    truncation needed). Memory stays bounded: a prompt whose byte length alone rules it out is never tokenised.
+    ``labels``: how to name each prompt (its instruction; the rendered text by default)."""
     if positions is None:
         logger.warning("the model config names no position limit: prompt lengths are not checked")
         return texts, None
@@ -366,7 +373,7 @@ def fit_prompts(
     widest = limit * longest_token_bytes(tokenizer)  # bytes that cannot fit in `limit` tokens
     out, problems, truncated = [], [], False
     for index, text in enumerate(texts):
-        head = text[:60].replace("\n", " ")
+        head = (labels[index] if labels else text)[:60].replace("\n", " ")
         if len(text) > widest or len(text.encode("utf-8")) > widest:
             size = f"{len(text.encode('utf-8'))} bytes (more than {limit} tokens can hold)"
             text = text[-widest:] if policy == "truncate" else text

@@ -163,6 +163,7 @@ def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) ->
         cfg.GENERATE.MAX_NEW_TOKENS,
         cfg.GENERATE.TOO_LONG,
         add_special_tokens=template != "chat",
+        labels=[record["instruction"] for record in prompts],
     )
 
 

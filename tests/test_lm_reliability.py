@@ -156,7 +156,7 @@ def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(local_
     long = " ".join(["add"] * 300)  # 300+ tokens; the tiny model has 256 positions
     real_load = generate.load_model
     monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("refused only after loading"))
-    with pytest.raises(SystemExit, match=r"prompt 0 \('Below is .*\) is 3\d\d tokens: a prompt may have 253 tokens"):
+    with pytest.raises(SystemExit, match=r"prompt 0 \('add add .*\) is 3\d\d tokens: a prompt may have 253 tokens"):
         generate_records(out, tmp_path, "--prompt", long)
     huge = tmp_path / "huge.txt"
     huge.write_text("add " * 2_000_000 + "\nsay hi\n")  # 8 MB: ruled out by its size, never tokenised
