@@ -87,6 +87,9 @@ _C.GENERATE.TEMPERATURE = 0.7  # 0 = greedy (the original sampled at 0.7, top-k 
 _C.GENERATE.TOP_K = 50  # sampling: keep the k most likely tokens
 _C.GENERATE.TOP_P = 1.0  # sampling: nucleus mass
 _C.GENERATE.BATCH_SIZE = 1  # prompts per generate call (left padding); 1 streams tokens to the terminal
+# a prompt that leaves fewer than MAX_NEW_TOKENS of the model's positions: raise (stop, naming it) | truncate
+# (keep its last tokens, with a warning)
+_C.GENERATE.TOO_LONG = "raise"
 _C.register_renamed_key(
     "GENERATE.CHAT_TEMPLATE", "DATA.TEMPLATE", "GENERATE.CHAT_TEMPLATE True is now DATA.TEMPLATE chat"
 )
@@ -167,8 +170,8 @@ def check_training_numbers(cfg: CN) -> None:
     problems = []
     for key, kind in training_argument_kinds().items():
         value = cfg.TRAIN.get(key)
-        if value is None or (kind is float and isinstance(value, str)):
-            continue  # transformers' own default; a few float fields also take a string ("auto")
+        if value is None:
+            continue  # transformers' own default
         is_int = isinstance(value, int) and not isinstance(value, bool)
         if kind is int and not is_int:
             problems.append(f"TRAIN.{key}={value!r} must be an integer")
@@ -187,6 +190,9 @@ def load_config(config_file: str | None, opts: list[str], freeze: bool = True, d
     config_files.merge_overrides(cfg, list(defaults))
     cfg = config_files.load_config(cfg, config_file, opts)
     check_training_numbers(cfg)
+    from .checks import check_ranges  # (torch and transformers load there; this module stays light)
+
+    check_ranges(cfg)
     if freeze:
         cfg.freeze()
     return cfg

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import TextStreamer
+from transformers import AutoConfig, TextStreamer
 from yacs.config import CfgNode
 
 from toast import config_files
 from toast.files import atomic_write_text
 
 from . import run_files as rf
+from .checks import check_adapter_base, check_output_path, check_ranges, fit_prompts, model_positions
 from .config import check_model_name, load_config, read_run_config
 from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
 from .records import checked_record, read_raw
@@ -54,6 +55,7 @@ def run_config(run_dir: Path, config_file: str, opts: list[str]) -> CfgNode:
     if config_file:
         config_files.merge_yaml(cfg, config_file)
     config_files.merge_overrides(cfg, opts)
+    check_ranges(cfg)
     transfer = cfg.MODEL.TRANSFER_TYPE
     expected = get_transfer_method(transfer).run_weights
     if not any((run_dir / name).is_file() for name in expected):
@@ -79,8 +81,17 @@ def tokenizer_source(cfg: CfgNode, run_dir: Path | None) -> CfgNode:
     return with_model_path(cfg, run_dir)
 
 
-def load_model(cfg: CfgNode, run_dir: Path | None) -> torch.nn.Module:
-    """The configured model, with the run's adapter (toast, toast-lite, lora) or weights (end2end, alias full)."""
+def model_source(cfg: CfgNode, run_dir: Path | None) -> str:
+    """Where the model's weights (and config) load from: the run folder for end2end, else the base model."""
+    if run_dir is not None and get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name == "end2end":
+        return str(run_dir)
+    return cfg.MODEL.NAME_OR_PATH
+
+
+def load_model(cfg: CfgNode, run_dir: Path | None, check_base_name: bool = True) -> torch.nn.Module:
+    """The configured model, with the run's adapter (toast, toast-lite, lora) or weights (end2end, alias full).
+    ``check_base_name`` False: the base model was matched by content (:func:`.checks.check_adapter_base`), so
+    the adapter's own check of its name is not needed (a copy elsewhere is the same model)."""
     transfer = get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name  # "full" is "end2end"
     if run_dir is None:
         return build_model(cfg)
@@ -93,7 +104,7 @@ def load_model(cfg: CfgNode, run_dir: Path | None) -> torch.nn.Module:
     model = build_model(cfg)
     if not isinstance(model, ToastCausalLM):
         raise ValueError(f"MODEL.TRANSFER_TYPE {transfer!r} built a {type(model).__name__}, not a TOAST model")
-    model.load_adapter(run_dir)
+    model.load_adapter(run_dir, check_base_name=check_base_name)
     return model
 
 
@@ -151,21 +162,46 @@ def end_token_ids(model, tokenizer) -> list[int]:
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
+def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) -> tuple[list[str], int | None]:
+    """The rendered prompts, checked against the positions of the model at ``source`` (its config only: before
+    the weights load): see :func:`.checks.fit_prompts`."""
+    template = resolve_template(cfg)
+    texts = [render_prompt(tokenizer, record, template) for record in prompts]
+    config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
+    return fit_prompts(
+        texts,
+        tokenizer,
+        model_positions(config),
+        cfg.GENERATE.MAX_NEW_TOKENS,
+        cfg.GENERATE.TOO_LONG,
+        add_special_tokens=template != "chat",
+        labels=[record["instruction"] for record in prompts],
+    )
+
+
 @torch.no_grad()
-def generate_all(model, tokenizer, cfg: CfgNode, prompts: list[dict]) -> list[dict]:
-    """Answers for every prompt, ``GENERATE.BATCH_SIZE`` at a time (left padding); streamed when it is 1."""
+def generate_all(
+    model, tokenizer, cfg: CfgNode, prompts: list[dict], texts: list[str] | None = None, max_prompt_tokens=None
+) -> list[dict]:
+    """Answers for every prompt, ``GENERATE.BATCH_SIZE`` at a time (left padding); streamed when it is 1.
+    ``texts``: the prompts already rendered (and fitted); ``max_prompt_tokens``: keep each prompt's last tokens."""
     template = resolve_template(cfg)
     batch_size = cfg.GENERATE.BATCH_SIZE
     if batch_size < 1:
         raise ValueError(f"GENERATE.BATCH_SIZE={batch_size} must be at least 1")
     tokenizer.padding_side = "left"
-    texts = [render_prompt(tokenizer, record, template) for record in prompts]
+    if texts is None:
+        texts = [render_prompt(tokenizer, record, template) for record in prompts]
+    limits = {}
+    if max_prompt_tokens is not None:
+        tokenizer.truncation_side = "left"
+        limits = {"truncation": True, "max_length": max_prompt_tokens}
     stream = batch_size == 1
     records = []
     starts = range(0, len(texts), batch_size)
     for start in starts if stream else tqdm(starts, desc=f"generating ({batch_size} prompts a batch)"):
         chunk = texts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=template != "chat")
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=template != "chat", **limits)
         enc = {k: v.to(model.device) for k, v in enc.items()}
         if stream:
             print(f"\n### {prompts[start]['instruction']}\n", flush=True)
@@ -197,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. GENERATE.TEMPERATURE 0")
     args = parser.parse_args(argv)
     run_dir = Path(args.adapter) if args.adapter else None
-    try:
+    try:  # everything that can be checked before the weights load
+        if args.output:
+            check_output_path(args.output)
         prompts = read_prompts(args)
         if run_dir is not None:
             cfg = run_config(run_dir, args.config_file, args.opts)
@@ -205,13 +243,17 @@ def main(argv: list[str] | None = None) -> None:
             cfg = load_config(args.config_file, args.opts)
         check_model_name(cfg)
         resolve_template(cfg)
+        base_matched = False
+        if run_dir is not None and get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name != "end2end":
+            base_matched = check_adapter_base(run_dir, cfg)
+        tokenizer = build_tokenizer(tokenizer_source(cfg, run_dir))
+        texts, max_prompt_tokens = fitted_prompts(cfg, tokenizer, prompts, model_source(cfg, run_dir))
+        model = load_model(cfg, run_dir, check_base_name=not base_matched).eval()
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    tokenizer = build_tokenizer(tokenizer_source(cfg, run_dir))
-    model = load_model(cfg, run_dir).eval()
     if torch.cuda.is_available():
         model.to("cuda")
-    records = generate_all(model, tokenizer, cfg, prompts)
+    records = generate_all(model, tokenizer, cfg, prompts, texts, max_prompt_tokens)
     if args.output:
         atomic_write_text(args.output, json.dumps(records, indent=2, ensure_ascii=False) + "\n")
         print(f"\nwritten: {args.output}")

@@ -13,6 +13,10 @@ from datasets import Dataset, Features, Value
 from datasets.exceptions import DatasetGenerationError
 from yacs.config import CfgNode
 
+from toast.fingerprint import file_fingerprint
+
+from .templates import sharegpt_role
+
 DATA_SUFFIXES = (".json", ".jsonl", ".txt")
 FEATURES = {
     "alpaca": Features({"instruction": Value("string"), "input": Value("string"), "output": Value("string")}),
@@ -76,15 +80,7 @@ def checked_record(record: object, fmt: str, where: str) -> dict:
     if missing:
         raise ValueError(f"{where} lacks {missing} (DATA.FORMAT {fmt} needs {list(required)})")
     if fmt == "sharegpt":
-        turns = record["conversations"]
-        if not isinstance(turns, list):
-            raise ValueError(f"{where}: 'conversations' is {type(turns).__name__}, expected a list of turns")
-        for i, turn in enumerate(turns):
-            if not isinstance(turn, dict) or not isinstance(turn.get("from"), str):
-                raise ValueError(f"{where}: turn {i} must be an object with a string 'from' (human | gpt)")
-            if not isinstance(turn.get("value"), str):
-                raise ValueError(f"{where}: turn {i} ('from': {turn['from']!r}) needs a string 'value'")
-        return {"conversations": [{"from": t["from"], "value": t["value"]} for t in turns]}
+        return {"conversations": checked_turns(record, where)}
     fields = {"alpaca": ("instruction", "input", "output"), "text": ("text",)}[fmt]
     out = {}
     for field in fields:
@@ -94,6 +90,34 @@ def checked_record(record: object, fmt: str, where: str) -> dict:
         if not isinstance(value, str):
             raise ValueError(f"{where}: field {field!r} is {type(value).__name__}, expected a string")
         out[field] = value
+    return out
+
+
+def checked_turns(record: dict, where: str) -> list[dict]:
+    """A ShareGPT record's turns, each role known (:data:`.templates.SHAREGPT_ROLES`; an unknown one is named
+    with the record), system turns only before the conversation starts; a top-level ``system`` string becomes
+    the leading system turn."""
+    turns = record["conversations"]
+    if not isinstance(turns, list):
+        raise ValueError(f"{where}: 'conversations' is {type(turns).__name__}, expected a list of turns")
+    system = record.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ValueError(f"{where}: field 'system' is {type(system).__name__}, expected a string")
+    out = [{"from": "system", "value": system}] if system else []
+    started = False
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or not isinstance(turn.get("from"), str):
+            raise ValueError(f"{where}: turn {i} must be an object with a string 'from' (human | gpt | system ...)")
+        if not isinstance(turn.get("value"), str):
+            raise ValueError(f"{where}: turn {i} ('from': {turn['from']!r}) needs a string 'value'")
+        role = sharegpt_role(turn["from"], f"{where}: turn {i}")
+        if role == "system" and started:
+            raise ValueError(
+                f"{where}: turn {i} is a system turn inside the conversation; only leading system turns "
+                "(the record's system prompt) can be rendered"
+            )
+        started = started or role != "system"
+        out.append({"from": turn["from"], "value": turn["value"]})
     return out
 
 
@@ -126,9 +150,11 @@ def data_files(path_text: str) -> list[Path]:
 
 
 def files_stamp(files: list[Path]) -> str:
-    """A cheap identity of the files' current contents (path, size, modification time)."""
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+    """The identity of the files' current contents (path and content hash), which keys the Arrow cache: a file
+    rewritten with the same size and its mtime restored (``cp -p``, ``rsync -t``) is read again. The hashes are
+    memoised by :mod:`toast.fingerprint`, so unchanged files are not re-read."""
+    stamps = [(str(f.resolve()), file_fingerprint(f)) for f in files]
+    return hashlib.sha256(json.dumps(stamps).encode()).hexdigest()[:16]
 
 
 def _generate_hub_records(name: str, fmt: str, limit: int, cache_dir: str | None) -> Iterator[dict]:
@@ -151,6 +177,19 @@ def _to_arrow(generator, kwargs: dict, fmt: str, cache_dir: str | None) -> Datas
         raise (err.__cause__ or err) from None
 
 
+_LAYOUTS = {
+    "alpaca": "a JSON list or JSONL of {instruction, input, output} records",
+    "sharegpt": "a JSON list or JSONL of {conversations: [...]} records",
+    "text": "{text} records, or a .txt file of blank-line separated documents",
+}
+
+
+def _no_records(source: str, fmt: str) -> str:
+    """The message for data that holds no record at all (empty or blank files), instead of the ``datasets``
+    library's 'Instruction "train" corresponds to no data!'."""
+    return f"{source} holds no records: it is empty or blank (DATA.FORMAT {fmt} reads {_LAYOUTS[fmt]})"
+
+
 def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
     """Records as an Arrow dataset: files streamed into the ``datasets`` cache; a hub dataset's train split
     (streamed, when ``DATA.MAX_RECORDS`` limits it, so that 200,000 OpenWebText documents do not need the
@@ -160,10 +199,20 @@ def load_records(cfg: CfgNode) -> tuple[Dataset, str]:
     cache_dir = cfg.DATA.CACHE_DIR or None
     if files:
         kwargs = {"files": [str(f) for f in files], "fmt": fmt, "limit": limit, "stamp": files_stamp(files)}
-        return _to_arrow(_generate_records, kwargs, fmt, cache_dir), name
+        try:
+            return _to_arrow(_generate_records, kwargs, fmt, cache_dir), name
+        except ValueError:
+            if next(_generate_records(kwargs["files"], fmt, 1, ""), None) is None:
+                raise ValueError(_no_records(f"DATA.PATH={name!r} ({', '.join(map(str, files))})", fmt)) from None
+            raise
     if limit:
         kwargs = {"name": name, "fmt": fmt, "limit": limit, "cache_dir": cache_dir}
-        return _to_arrow(_generate_hub_records, kwargs, fmt, cache_dir), name
+        try:
+            return _to_arrow(_generate_hub_records, kwargs, fmt, cache_dir), name
+        except ValueError:
+            if next(_generate_hub_records(name, fmt, 1, cache_dir), None) is None:
+                raise ValueError(_no_records(f"DATA.PATH={name!r} (hub dataset)", fmt)) from None
+            raise
     from datasets import load_dataset
 
     records = load_dataset(name, split="train", cache_dir=cache_dir)

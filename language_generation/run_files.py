@@ -10,7 +10,6 @@ named with the reason) or reports the finished run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,8 +22,10 @@ from transformers import TrainerCallback
 from yacs.config import CfgNode
 
 from toast.files import atomic_write_text, save_figure
+from toast.fingerprint import file_fingerprint
 from toast.runs import refuse_other_config, setup_logging, software_record
 
+from .checks import INPUTS
 from .config import read_run_config, run_config_text
 from .distributed import main_decides
 
@@ -39,7 +40,7 @@ TRAINER_STATE = "trainer_state.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # what a run writes at the top of OUTPUT_DIR (removed by --overwrite, with the checkpoint folders)
 RUN_FILES = (
-    CONFIG, LOG, METRICS, RESULTS, CURVES, TRAINER_STATE, "training_args.bin", "adapter.safetensors",
+    CONFIG, LOG, METRICS, RESULTS, CURVES, TRAINER_STATE, INPUTS, "training_args.bin", "adapter.safetensors",
     "adapter_config.json", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
     "config.json", "generation_config.json",
 )  # fmt: skip
@@ -75,13 +76,14 @@ def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
     (which then removes that run's files and checkpoints)."""
     if not (out / CONFIG).is_file():
         return "new"
+    if nothing_trained(out) and not same_run_config(out / CONFIG, config_text):
+        logger.info("%s holds a run that trained nothing (it stopped before its first checkpoint): replacing it", out)
+        clear_run(out)
+        return "new"
     if same_run_config(out / CONFIG, config_text):
         return "finished" if (out / RESULTS).is_file() else "resume"
     if refuse_other_config(out, CONFIG, config_text, overwrite):
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for folder in checkpoint_dirs(out):
-            shutil.rmtree(folder)
+        clear_run(out)
         return "new"
     return "finished" if (out / RESULTS).is_file() else "resume"
 
@@ -95,6 +97,23 @@ def same_run_config(saved: Path, config_text: str) -> bool:
         return run_config_text(read_run_config(saved)) == config_text
     except (ValueError, KeyError):
         return False
+
+
+def nothing_trained(out: Path) -> bool:
+    """A run folder without results, weights or checkpoints (a run that stopped on its data or config): a
+    corrected command may take it over, as the vision side treats such a folder as empty."""
+    if (out / RESULTS).is_file() or checkpoint_dirs(out):
+        return False
+    return not any((out / name).is_file() for name in WEIGHT_FILES)
+
+
+def clear_run(out: Path, keep: tuple[str, ...] = ()) -> None:
+    """Removes a run's files (but ``keep``) and checkpoints from ``out`` (nothing else in it)."""
+    for name in RUN_FILES:
+        if name not in keep:
+            (out / name).unlink(missing_ok=True)
+    for folder in checkpoint_dirs(out):
+        shutil.rmtree(folder)
 
 
 def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
@@ -281,14 +300,7 @@ def data_checksum(cfg: CfgNode) -> dict:
     files = data_files(cfg.DATA.PATH)
     if not files:
         return {"hub_dataset": cfg.DATA.PATH}
-    sums = {}
-    for path in files:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        sums[str(path)] = digest.hexdigest()[:16]
-    return sums
+    return {str(path): file_fingerprint(path) for path in files}
 
 
 def run_record(cfg: CfgNode) -> dict:

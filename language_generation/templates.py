@@ -73,19 +73,39 @@ def check_chat_template(tokenizer) -> None:
         )
 
 
+# ShareGPT's "from" values (any case), as FastChat reads them, and what each is in a conversation
+SHAREGPT_ROLES = {
+    "system": "system",
+    **dict.fromkeys(("human", "user"), "user"),
+    **dict.fromkeys(("gpt", "assistant", "chatgpt", "bing", "bard", "model"), "assistant"),
+}
+
+
+def sharegpt_role(name: str, where: str = "a ShareGPT record") -> str:
+    """``user``, ``assistant`` or ``system`` for a turn's ``from``; an unknown role is named with its record."""
+    role = SHAREGPT_ROLES.get(name.lower())
+    if role is None:
+        known = ", ".join(f"{r} ({SHAREGPT_ROLES[r]})" for r in SHAREGPT_ROLES)
+        raise ValueError(f"{where}: unknown role 'from': {name!r}; known roles: {known}")
+    return role
+
+
 def conversation(record: dict, fmt: str) -> list[tuple[str, str]]:
-    """``[(role, text), ...]`` alternating user / assistant, starting with the user (ShareGPT: a leading
-    assistant turn is skipped and the conversation ends at the first out-of-turn message, as Vicuna did)."""
+    """``[(role, text), ...]``: the record's system prompt first when it has one (leading ``system`` turns),
+    then user / assistant turns alternating from the user (ShareGPT: a leading assistant turn is skipped and
+    the conversation ends at the first out-of-turn message, as Vicuna did)."""
     if fmt == "alpaca":
         return [("user", user_message(record)), ("assistant", record["output"])]
-    turns = [t for t in record["conversations"] if t["from"] in ("human", "gpt")]
-    if turns and turns[0]["from"] != "human":
+    turns = [(sharegpt_role(t["from"]), t["value"]) for t in record["conversations"]]
+    system = [text for role, text in turns if role == "system"]
+    turns = [(role, text) for role, text in turns if role != "system"]
+    if turns and turns[0][0] != "user":
         turns = turns[1:]
-    out = []
-    for i, turn in enumerate(turns):
-        if turn["from"] != ("human" if i % 2 == 0 else "gpt"):
+    out = [("system", "\n".join(system))] if system else []
+    for i, (role, text) in enumerate(turns):
+        if role != ("user" if i % 2 == 0 else "assistant"):
             break
-        out.append(("user" if turn["from"] == "human" else "assistant", turn["value"]))
+        out.append((role, text))
     return out
 
 
@@ -95,7 +115,8 @@ def segments(record: dict, fmt: str, template: str, tokenizer) -> list[tuple[str
         return [(alpaca_prompt(record), False), (record["output"], True)]
     turns = conversation(record, fmt)
     if template == "vicuna":
-        out, context = [], VICUNA_SYSTEM + " "
+        system = turns.pop(0)[1] if turns and turns[0][0] == "system" else VICUNA_SYSTEM
+        out, context = [], system + " "
         for role, text in turns:
             if role == "user":
                 context += f"USER: {text} ASSISTANT:"

@@ -281,10 +281,12 @@ class ToastCausalLM(nn.Module):
         source = self if state_dict is None else _GatheredAdapter(self, state_dict)
         return save_adapter(source, directory, {**self.adapter_config(), **extra})
 
-    def load_adapter(self, directory: str | Path) -> dict:
+    def load_adapter(self, directory: str | Path, check_base_name: bool = True) -> dict:
+        """Loads an adapter; ``check_base_name`` False when the caller matched the base model by content
+        (``generate``: a copy of the base elsewhere is the same model)."""
         expect = {k: v for k, v in self.adapter_config().items() if k not in ("base_model", "low_rank_scale")}
         config = load_adapter(self, directory, expect=expect)
-        if config.get("base_model") != self.adapter_config()["base_model"]:
+        if check_base_name and config.get("base_model") != self.adapter_config()["base_model"]:
             raise ValueError(
                 f"adapter {directory} was trained on {config.get('base_model')!r}, "
                 f"this model is {self.adapter_config()['base_model']!r}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -27,10 +28,21 @@ from yacs.config import CfgNode
 from toast.summary import parameter_summary
 
 from . import run_files as rf
+from .checks import (
+    FiniteLossMixin,
+    InputsChanged,
+    NonFiniteGuard,
+    NonFiniteTrainingError,
+    check_run_inputs,
+    read_inputs,
+    record_inputs,
+)
 from .config import check_model_name, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
 from .distributed import barrier, check_engine_config, end_processes, gathered_adapter_state, main_decides
 from .model import ToastCausalLM, build_model, build_tokenizer
+
+logger = logging.getLogger(__name__)
 
 
 def training_arguments(cfg: CfgNode, has_eval_split: bool = True) -> TrainingArguments:
@@ -54,7 +66,7 @@ def start_distributed_world(args: TrainingArguments) -> None:
         deepspeed.init_distributed()
 
 
-class ToastTrainer(Trainer):
+class ToastTrainer(FiniteLossMixin, Trainer):
     """Saves and resumes a TOAST model as its adapter only (the base model is never copied)."""
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -131,6 +143,20 @@ def engine_name(trainer: Trainer) -> str:
     return f"ddp ({world} processes)" if world > 1 else "one process"
 
 
+def check_inputs_unchanged(out: Path, cfg: CfgNode, status: str, overwrite: bool) -> str:
+    """``status``, or ``"new"`` when the run's inputs changed by content and ``overwrite`` replaces it (its
+    config and log stay); without ``overwrite`` such a run is refused, naming what changed."""
+    try:
+        check_run_inputs(out, cfg)
+    except InputsChanged as changed:
+        if not overwrite:
+            raise
+        logger.info("--overwrite: training again from scratch (%s)", changed)
+        rf.clear_run(out, keep=(rf.CONFIG, rf.LOG))
+        return "new"
+    return status
+
+
 def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
     out = Path(cfg.OUTPUT_DIR)
@@ -139,8 +165,14 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     args = training_arguments(cfg)
     start_distributed_world(args)
     # run folder (language_generation.run_files): rank 0 refuses another config, clears (--overwrite), writes
-    # config.yaml and picks the newest complete checkpoint; the others wait for its answer
-    if rf.start_run(cfg, overwrite) == "finished":
+    # config.yaml, checks the inputs by content and picks the newest complete checkpoint; the others wait for
+    # its answer
+    status = rf.start_run(cfg, overwrite)
+    if status != "new":
+        status = main_decides(
+            lambda: status if rf.nothing_trained(out) else check_inputs_unchanged(out, cfg, status, overwrite)
+        )
+    if status == "finished":
         return rf.finished_results(out)
     last = main_decides(lambda: rf.resume_point(out))
     tokenizer = build_tokenizer(cfg)
@@ -150,6 +182,8 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         args = training_arguments(cfg, has_eval_split=False)
     set_seed(args.seed)  # before the model: a fresh top-down path is the same in every process and run
     model = build_model(cfg)
+    if last is None and rf.is_main_process():  # training starts from scratch: on these inputs
+        record_inputs(out, cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     trainer = ToastTrainer(
         model=model,
@@ -158,10 +192,14 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[rf.MetricsCallback(out)],
+        callbacks=[rf.MetricsCallback(out), NonFiniteGuard()],
     )
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=last)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    except NonFiniteTrainingError as err:
+        logger.error("%s", err)
+        raise
     trainer.save_model(str(out))
     trainer.save_state()
     results = {
@@ -177,7 +215,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         results["eval_loss"] = metrics["eval_loss"]
         results["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
     if trainer.is_world_process_zero():
-        results["run"] = rf.run_record(cfg)
+        results["run"] = {**rf.run_record(cfg), "inputs": read_inputs(out)}
         rf.write_results(out, results)
     barrier()  # results.json is there before any process reports the run finished
     return results
@@ -200,7 +238,7 @@ def main(
         sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
     try:
         results = train(cfg, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         sys.exit(f"error: {err}")
     end_processes()
     print(json.dumps(results, indent=2))

@@ -1,0 +1,322 @@
+"""Issue 18, language half: faults and bad inputs a new user's mistakes or a shared machine produce, each
+reproduced on tiny data: a diverging run, inputs changed behind the same path, the Arrow cache, prompt
+limits, ShareGPT roles, generate's --output, a run that failed on its data, and out-of-range values."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_lm_data import tokenizer, write  # noqa: F401  (fixture)
+from test_lm_train import local_model, opts  # noqa: F401  (fixture)
+
+from language_generation import generate
+from language_generation import run_files as rf
+from language_generation.checks import INPUTS
+from language_generation.config import get_cfg
+from language_generation.data import build_datasets
+from language_generation.records import load_records
+from language_generation.train import load_config, main, train
+
+
+def run(local_model, out, steps=2, *extra):  # noqa: F811
+    folder, data = local_model
+    return train(load_config("", [*opts(folder, data, out, steps), *extra]))
+
+
+# 1. a non-finite loss stops the run at that step, exits non-zero, and keeps the last good checkpoint
+def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_finite_checkpoint(local_model, tmp_path, capsys):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / "run"
+    command = [*opts(folder, data, out, 8), "TRAIN.LEARNING_RATE", "1e30", "TRAIN.SAVE_STEPS", "1"]
+    with pytest.raises(SystemExit) as stopped:
+        main(command)
+    message = str(stopped.value.code)
+    assert message.startswith("error: non-finite") and "TRAIN.LEARNING_RATE" in message
+    step = int(message.split(" at step ")[1].split(":")[0])
+    assert step < 8 and not (out / "results.json").exists()  # not reported as a finished run
+    saved = rf.checkpoint_dirs(out)
+    assert saved and rf.checkpoint_step(str(saved[0])) == step - 1 and str(saved[0]) in message
+    for checkpoint in saved:  # every checkpoint written holds finite weights: the newest is the one to go back to
+        weights = load_file(str(checkpoint / "adapter.safetensors"))
+        assert all(torch.isfinite(t).all() for t in weights.values()), checkpoint
+    assert all(m.get("loss", 0) == m.get("loss", 0) for m in rf.read_metrics(out))  # no NaN logged
+    assert "non-finite" in (out / "log.txt").read_text()
+
+
+def test_a_non_finite_loss_stops_at_its_step(local_model, tmp_path, monkeypatch):  # noqa: F811
+    """The loss itself going NaN (here forced at step 3) stops before the optimizer applies it."""
+    from language_generation.train import ToastTrainer
+
+    real = ToastTrainer.compute_loss
+
+    def nan_from_step_3(self, model, inputs, *args, **kwargs):
+        loss = real(self, model, inputs, *args, **kwargs)
+        if model.training and self.state.global_step == 2:
+            return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(ToastTrainer, "compute_loss", nan_from_step_3)
+    folder, data = local_model
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"error: non-finite loss nan at step 3: .*checkpoint-2, was written before"):
+        main([*opts(folder, data, out, 6), "TRAIN.SAVE_STEPS", "1"])
+    assert [p.name for p in rf.checkpoint_dirs(out)] == ["checkpoint-2", "checkpoint-1"]
+
+
+def _same_size_rewrite(path, old: bytes, new: bytes):
+    """Replaces ``old`` by ``new`` (same length) in the file and restores its mtime, as ``cp -p`` would."""
+    stat = path.stat()
+    content = path.read_bytes()
+    assert len(old) == len(new) and old in content
+    path.write_bytes(content.replace(old, new))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def _other_base(folder, tokenizer):  # noqa: F811
+    """A different tiny model saved over ``folder`` (same files, other weights)."""
+    from lm_helpers import tiny_base
+
+    base = tiny_base("llama", seed=7)
+    base.resize_token_embeddings(len(tokenizer))
+    base.save_pretrained(folder)
+
+
+# 3. inputs changed behind the same path
+def test_a_resume_on_a_replaced_data_file_is_refused_naming_it(local_model, tmp_path):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / "run"
+    run(local_model, out, 4)
+    assert json.loads((out / INPUTS).read_text())["data"]["files"] == {"alpaca.json": _hash(data)}
+    assert json.loads((out / "results.json").read_text())["run"]["inputs"]["base_model"]["files"]
+    (out / "results.json").unlink()  # as if killed after checkpoint-2
+    shutil.rmtree(out / "checkpoint-4")
+    _same_size_rewrite(data, b'"output": "5"', b'"output": "6"')
+    with pytest.raises(SystemExit, match=r"trained on other inputs .*DATA.PATH .*alpaca.json: alpaca.json changed"):
+        main(opts(folder, data, out, 4))
+    again = train(load_config("", opts(folder, data, out, 4)), overwrite=True)  # --overwrite: from scratch
+    assert again["resumed_from"] is None and again["run"]["inputs"]["data"]["files"]["alpaca.json"] == _hash(data)
+
+
+def _hash(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def test_a_finished_run_whose_base_changed_is_not_reported_as_finished(local_model, tokenizer, tmp_path):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / "run"
+    run(local_model, out, 2)
+    results = (out / "results.json").read_bytes()
+    _other_base(folder, tokenizer)
+    with pytest.raises(ValueError, match=r"MODEL.NAME_OR_PATH .*tiny-llama: model.safetensors changed"):
+        run(local_model, out, 2)
+    assert (out / "results.json").read_bytes() == results  # nothing in the run changed
+
+
+# 3 (generate) and 11: the base model is matched by content, not by its path
+def test_generate_matches_the_base_by_content_not_path(local_model, tokenizer, tmp_path, monkeypatch):  # noqa: F811
+    from test_lm_generate import generate_records
+
+    folder, _ = local_model
+    out = tmp_path / "run"
+    run(local_model, out, 1)
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(folder, copy)
+    answers = generate_records(out, tmp_path, "--prompt", "say hi", "MODEL.NAME_OR_PATH", str(copy))
+    assert answers == generate_records(out, tmp_path, "--prompt", "say hi")  # a byte-identical copy is the model
+    _other_base(folder, tokenizer)  # another model at the same path
+    monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("refused only after loading"))
+    with pytest.raises(SystemExit, match=r"trained on the base model .*tiny-llama: model.safetensors changed"):
+        generate_records(out, tmp_path, "--prompt", "say hi")
+
+
+# 4. the Arrow cache is keyed by content
+def test_the_arrow_cache_notices_a_same_size_rewrite_with_its_mtime_restored(tmp_path):
+    path = write(tmp_path, [{"instruction": "add 2 and 3", "output": "5"}])
+    cfg = get_cfg()
+    cfg.DATA.PATH, cfg.DATA.CACHE_DIR = str(path), str(tmp_path / "cache")
+    assert load_records(cfg)[0][0]["output"] == "5"
+    _same_size_rewrite(path, b'"output": "5"', b'"output": "6"')
+    assert load_records(cfg)[0][0]["output"] == "6"
+
+
+# 5. prompt limits, before the weights load, in bounded memory
+def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(local_model, tmp_path, monkeypatch, caplog):  # noqa: F811
+    from test_lm_generate import generate_records
+
+    out = tmp_path / "run"
+    run(local_model, out, 1)
+    long = " ".join(["add"] * 300)  # 300+ tokens; the tiny model has 256 positions
+    real_load = generate.load_model
+    monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("refused only after loading"))
+    with pytest.raises(SystemExit, match=r"prompt 0 \('add add .*\) is 3\d\d tokens: a prompt may have 253 tokens"):
+        generate_records(out, tmp_path, "--prompt", long)
+    huge = tmp_path / "huge.txt"
+    huge.write_text("add " * 2_000_000 + "\nsay hi\n")  # 8 MB: ruled out by its size, never tokenised
+    monkeypatch.setattr(generate, "render_prompt", lambda tok, rec, tpl: rec["instruction"])
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    real_call = PreTrainedTokenizerBase.__call__
+
+    def bounded(self, text=None, *args, **kwargs):
+        texts = [text] if isinstance(text, str) else text or []
+        assert all(len(t) < 100_000 for t in texts), "a huge prompt reached the tokenizer"
+        return real_call(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", bounded)
+    with pytest.raises(SystemExit, match=r"prompt 0 \('add add.*\) is \d{7} bytes \(more than 253 tokens can hold"):
+        generate_records(out, tmp_path, "--prompts-file", str(huge))
+    monkeypatch.setattr(generate, "load_model", real_load)
+    with caplog.at_level("WARNING"):
+        answers = generate_records(out, tmp_path, "--prompts-file", str(huge), "GENERATE.TOO_LONG", "truncate")
+    assert len(answers) == 2 and "prompt 0 ('add add" in caplog.text and "keeping its last 253 tokens" in caplog.text
+
+
+# 6. ShareGPT roles
+def test_sharegpt_roles_are_mapped_and_an_unknown_one_is_named(tmp_path, tokenizer):  # noqa: F811
+    from test_lm_data import cfg_for
+
+    records = [
+        {"conversations": [{"from": "user", "value": "say hi"}, {"from": "assistant", "value": "hi !"}]},
+        {"conversations": [{"from": "human", "value": "say hi"}, {"from": "chatgpt", "value": "hi !"}]},
+        {"conversations": [{"from": "Human", "value": "say hi"}, {"from": "bard", "value": "hi !"}]},
+        {
+            "conversations": [
+                {"from": "system", "value": "hello world ."},
+                {"from": "user", "value": "add 2 and 3"},
+                {"from": "gpt", "value": "5"},
+            ]
+        },
+        {
+            "system": "hello world .",
+            "conversations": [{"from": "user", "value": "say"}, {"from": "bing", "value": "hi"}],
+        },
+    ]
+    train, _ = build_datasets(cfg_for(write(tmp_path, records), FORMAT="sharegpt"), tokenizer)
+    assert len(train) == 5  # none counted as "no assistant reply"
+    texts = [tokenizer.decode(ids) for ids in train["input_ids"]]
+    assert texts[3].startswith("hello world . <unk> add 2 and 3 <unk> 5") and "chat between" not in texts[3]
+    assert texts[4].startswith("hello world .") and texts[0].startswith("<unk> chat between")  # Vicuna's otherwise
+    from test_lm_data import CHAT_TEMPLATE
+
+    chat_tok = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, **tokenizer.special_tokens_map)
+    chat_tok.chat_template = CHAT_TEMPLATE  # the system prompt reaches the tokenizer's chat template too
+    chat, _ = build_datasets(cfg_for(write(tmp_path, records[3:4]), FORMAT="sharegpt", TEMPLATE="chat"), chat_tok)
+    assert chat_tok.decode(chat[0]["input_ids"]) == "<unk> hello world . </s> user: add 2 and 3 </s> assistant: 5 </s>"
+    bad = [records[0], {"conversations": [{"from": "human", "value": "a"}, {"from": "tool", "value": "b"}]}]
+    with pytest.raises(ValueError, match=r"data.json: record 1: turn 1: unknown role 'from': 'tool'; known roles"):
+        build_datasets(cfg_for(write(tmp_path, bad), FORMAT="sharegpt"), tokenizer)
+    late = [{"conversations": [{"from": "human", "value": "a"}, {"from": "system", "value": "b"}]}]
+    with pytest.raises(ValueError, match=r"record 0: turn 1 is a system turn inside the conversation"):
+        build_datasets(cfg_for(write(tmp_path, late), FORMAT="sharegpt"), tokenizer)
+
+
+# 8. generate checks --output first
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_generate_checks_output_before_any_work(tmp_path, monkeypatch, where):
+    target = tmp_path / "answers"
+    target.mkdir() if where == "folder" else (tmp_path / "file").write_text("x")
+    output = target if where == "folder" else tmp_path / "file" / "answers.json"
+    monkeypatch.setattr(generate, "read_prompts", lambda args: pytest.fail("work done before --output was checked"))
+    with pytest.raises(SystemExit, match="is a folder" if where == "folder" else "is a file, not a folder"):
+        generate.main(["--adapter", str(tmp_path), "--prompt", "hi", "--output", str(output)])
+
+
+# 9. a run that failed on its data (nothing trained) does not block the corrected command
+def test_a_run_that_failed_on_its_data_does_not_block_the_corrected_command(local_model, tmp_path):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / "run"
+    failing = [*opts(folder, data, out, 1), "DATA.MAX_LENGTH", "4", "DATA.TOO_LONG", "drop"]
+    with pytest.raises(SystemExit, match="no training examples left"):
+        main(failing)
+    assert (out / "config.yaml").is_file() and not rf.checkpoint_dirs(out)
+    assert run(local_model, out, 1)["global_step"] == 1  # another config, but nothing was trained: no --overwrite
+    with pytest.raises(FileExistsError, match="holds a run with a different config"):  # a trained run still is
+        run(local_model, out, 1, "DATA.MAX_LENGTH", "64")
+
+
+# 10. TRAIN.* float keys refuse strings at parse time
+def test_train_float_keys_refuse_strings(tmp_path):
+    with pytest.raises(ValueError, match=r"TRAIN.LEARNING_RATE='abc' must be a number"):
+        load_config("", ["TRAIN.LEARNING_RATE", "abc"])
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("TRAIN:\n  WEIGHT_DECAY: lots\n  LEARNING_RATE: 1e-5\n")  # YAML reads 1e-5 as a string
+    with pytest.raises(ValueError, match=r"TRAIN.WEIGHT_DECAY='lots' must be a number"):
+        load_config(str(yaml_file), [])
+    yaml_file.write_text("TRAIN:\n  LEARNING_RATE: 1e-5\n")
+    assert load_config(str(yaml_file), []).TRAIN.LEARNING_RATE == 1e-5
+
+
+# 12. out-of-range values, named at load time (and over a run's config in generate)
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("GENERATE.TEMPERATURE", "-1"),
+        ("GENERATE.TOP_P", "0"),
+        ("GENERATE.TOP_P", "1.5"),
+        ("GENERATE.MAX_NEW_TOKENS", "0"),
+        ("GENERATE.TOO_LONG", "'cut'"),
+        ("TRAIN.LEARNING_RATE", "-0.1"),
+        ("TRAIN.WEIGHT_DECAY", "-1"),
+        ("TRAIN.WARMUP_STEPS", "-3"),
+        ("TRAIN.ADAM_BETA2", "1"),
+        ("MODEL.TOAST.RECON_COEF", "-1"),
+        ("MODEL.LORA.DROPOUT", "1.0"),
+        ("MODEL.LORA.RANK", "0"),
+        ("TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", "0"),
+        ("TRAIN.GRADIENT_ACCUMULATION_STEPS", "0"),
+        ("TRAIN.SAVE_STEPS", "0"),
+        ("TRAIN.LEARNING_RATE", "1e400"),  # infinite
+    ],
+)
+def test_out_of_range_values_are_named(key, value):
+    with pytest.raises(ValueError, match=rf"{key}=.* must be"):
+        load_config("", [key, value])
+
+
+def test_generate_names_an_out_of_range_override_before_loading(local_model, tmp_path, monkeypatch):  # noqa: F811
+    out = tmp_path / "run"
+    run(local_model, out, 1)
+    monkeypatch.setattr(generate, "build_tokenizer", lambda cfg: pytest.fail("refused only after loading"))
+    with pytest.raises(SystemExit, match=r"GENERATE.TEMPERATURE=-1.0 must be >= 0"):
+        generate.main(["--adapter", str(out), "--prompt", "hi", "GENERATE.TEMPERATURE", "-1"])
+
+
+# 15. pre-tuning on an empty or blank corpus names the file and key
+@pytest.mark.parametrize("content", ["", "\n   \n\n"])
+def test_pretuning_on_an_empty_corpus_names_the_file_and_key(local_model, tmp_path, content):  # noqa: F811
+    from language_generation.pretune import main as pretune
+
+    folder, _ = local_model
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(content)
+    command = ["MODEL.NAME_OR_PATH", str(folder), "DATA.PATH", str(corpus), "OUTPUT_DIR", str(tmp_path / "pt")]
+    with pytest.raises(SystemExit, match=rf"DATA.PATH='{corpus}' \({corpus}\) holds no records: it is empty or blank"):
+        pretune(command)
+
+
+def test_changed_top_down_weights_and_hub_names_in_the_inputs_check(local_model, tmp_path):  # noqa: F811
+    from language_generation.checks import InputsChanged, check_run_inputs, record_inputs
+
+    folder, data = local_model
+    weights = tmp_path / "topdown.bin"
+    torch.save({"model.prompt": torch.zeros(1, 32)}, weights)
+    cfg = load_config("", [*opts(folder, data, tmp_path / "run", 1), "MODEL.TOPDOWN_WEIGHTS", str(weights)])
+    (tmp_path / "run").mkdir()
+    recorded = record_inputs(tmp_path / "run", cfg)
+    assert set(recorded) == {"base_model", "data", "topdown_weights"}
+    check_run_inputs(tmp_path / "run", cfg)  # unchanged: passes
+    torch.save({"model.prompt": torch.ones(1, 32)}, weights)
+    with pytest.raises(InputsChanged, match=r"MODEL.TOPDOWN_WEIGHTS .*topdown.bin: topdown.bin changed"):
+        check_run_inputs(tmp_path / "run", cfg)
+    hub = load_config("", [*opts("someone/not-cached", data, tmp_path / "hub", 1)])
+    (tmp_path / "hub").mkdir()
+    assert record_inputs(tmp_path / "hub", hub)["base_model"] == {"source": "someone/not-cached", "files": {}}
+    check_run_inputs(tmp_path / "hub", hub)  # a hub model outside the cache is compared by name only
