@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from datasets_on_disk import write_image_folder, write_vtab_task
 from test_train import kill_in_epoch_2, run_opts
@@ -141,7 +142,7 @@ def test_cache_keys_change_with_weights_crop_and_image_list(toy, tmp_path):
     from visual_classification.data import build_task_data
     from visual_classification.models import build_model
 
-    def key(crop=32, split="val200", perturb=False):
+    def key(crop=32, split="val200", perturb=False, name="vit_tiny_patch16_224"):
         cfg = load_config(
             "", run_opts(toy, tmp_path / "k", "linear", **{"DATA.CROPSIZE": crop, "DATA.TEST_SPLIT": split})
         )
@@ -151,10 +152,18 @@ def test_cache_keys_change_with_weights_crop_and_image_list(toy, tmp_path):
             with torch.no_grad():
                 model.backbone.blocks[3].mlp.fc1.weight[0, 0] += 1e-3
         dataset = build_task_data(cfg, (0.5,) * 3, (0.5,) * 3).test
-        return fc.cache_key(fc.PRE_LOGITS, fc.weights_digest(model.backbone), crop, dataset, "float16", False)
+        digest = fc.weights_digest(model.backbone)
+        return fc.cache_key(fc.PRE_LOGITS, digest, crop, dataset, "float16", False, model_name=name)
 
     reference = key()
     assert key() == reference  # deterministic
+    assert key(name="deit_tiny_patch16_224") != reference  # same tensors, another timm model
+    real_version = timm.__version__
+    try:
+        timm.__version__ = "0.0.0"  # a timm upgrade may change a model's forward
+        assert key() != reference
+    finally:
+        timm.__version__ = real_version
     assert key(perturb=True) != reference
     assert key(crop=48) != reference
     assert key(split="test") != reference

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -109,12 +110,17 @@ def images_digest(samples: list[tuple[Path, int]]) -> str:
     return _digest("\n".join(f"{path}\t{hashes[path]}" for path in paths))
 
 
-def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast: bool) -> str:
-    """The cache's name: changes whenever the backbone weights, crop size, transform or image list change."""
+def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast: bool, model_name: str = "") -> str:
+    """The cache's name: changes whenever the backbone (timm model name, timm version, weights), crop size,
+    transform or image list change. The name and version matter beside the weights: two architectures can
+    hold the same tensors (a model with other pooling or norm placement), and a timm upgrade can change a
+    model's forward."""
     normalize = getattr(dataset, "normalize", None)
     stats = [getattr(normalize, "mean", None), getattr(normalize, "std", None)]
     description = {
         "kind": kind,
+        "model": model_name,
+        "timm": timm.__version__,
         "backbone": backbone,
         "crop": crop,
         "transform": repr(getattr(dataset, "pixels", None)),
@@ -193,7 +199,15 @@ def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bo
     for split in ("train", "val", "test"):
         dataset = getattr(data, split)
         if dataset is not None:
-            key = cache_key(compute.kind, backbone, cfg.DATA.CROPSIZE, dataset, cfg.DATA.CACHE_DTYPE, autocast_on)
+            key = cache_key(
+                compute.kind,
+                backbone,
+                cfg.DATA.CROPSIZE,
+                dataset,
+                cfg.DATA.CACHE_DTYPE,
+                autocast_on,
+                model_name=getattr(compute.model, "backbone_name", ""),
+            )
             caches[split] = cached_features(
                 key,
                 cfg.DATA.CACHE_DIR,

@@ -338,18 +338,22 @@ class Trainer:
             raise ValueError(f"{self.out / rf.BEST} does not match this model's trainable tensors")
         logits: dict[str, list] = {"last": [], "best": []}
         targets = []
-        for batch in loader:
-            inputs, labels = batch[0].to(self.device), batch[1]
-            with self.autocast:
-                prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
-                for name, state in (("last", last), ("best", best)):
-                    for key, tensor in state.items():
-                        own[key].copy_(tensor)
-                    out = self.model(inputs, first_pass=prefix) if kind == fc.FIRST_PASS else self.model.head(prefix)
-                    logits[name].append(out.float().cpu())
-            targets.append(labels)
-        for key, tensor in last.items():
-            own[key].copy_(tensor)
+        try:
+            for batch in loader:
+                inputs, labels = batch[0].to(self.device), batch[1]
+                with self.autocast:
+                    prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
+                    for name, state in (("last", last), ("best", best)):
+                        for key, tensor in state.items():
+                            own[key].copy_(tensor)
+                        out = (
+                            self.model(inputs, first_pass=prefix) if kind == fc.FIRST_PASS else self.model.head(prefix)
+                        )
+                        logits[name].append(out.float().cpu())
+                targets.append(labels)
+        finally:  # the live model is the last one again, even when a batch fails (an error, Ctrl-C)
+            for key, tensor in last.items():
+                own[key].copy_(tensor)
         target = gather_concat(torch.cat(targets))
         return tuple(classification_metrics(gather_concat(torch.cat(logits[n])), target) for n in ("last", "best"))
 
