@@ -7,6 +7,8 @@
 #  - vision: ViT-B/16 training step at 224 px, bf16 autocast: TOAST and TOAST-Lite against the floor and
 #    against LoRA, images/s and peak memory (benchmarks/step_time.py);
 #  - protocol: the VTAB protocol benchmark at half the real size (benchmarks/protocol_time.py --gpu);
+#  - predict (not by default): ViT-B/16 prediction, TOAST (folded, unfolded) against a plain timm forward
+#    (benchmarks/predict_time.py);
 #  - demo (not by default): the vision demo's two epochs, directly and through torchrun (needs the demo weights).
 # The raw output of every stage goes straight into one log file (python -u, no pipe), with each stage's exit
 # code and seconds: $LOG, by default $OUT/gpu_check.log when $OUT is set (the device tool's return folder),
@@ -61,6 +63,9 @@ fi
 if [[ " $PARTS " == *" protocol "* ]]; then
   stage protocol "${LIMIT_PROTOCOL:-200}" python benchmarks/protocol_time.py --gpu --train 500 --test 5000 \
     --out "$WORK/protocol"
+fi
+if [[ " $PARTS " == *" predict "* ]]; then
+  stage predict "${LIMIT_PREDICT:-90}" python benchmarks/predict_time.py --backbone vit_base_patch16_224 --batch 64
 fi
 if [[ " $PARTS " == *" demo "* ]]; then
   common=(--tasks digits_clutter --methods toast --no-pretune --epochs 2 DEVICE cuda DATA.CROPSIZE 224 DATA.BATCH_SIZE 64)
