@@ -9,6 +9,8 @@
 #  - protocol: the VTAB protocol benchmark at half the real size (benchmarks/protocol_time.py --gpu);
 #  - fsdp: the Trainer's FSDP2 path (TRAIN.FSDP, which does not run on the CPU) on every GPU with a tiny
 #    random LLaMA, killed after a checkpoint and resumed, against one plain process (scripts/fsdp_check.py);
+#  - predict (not by default): ViT-B/16 prediction, TOAST (folded, unfolded) against a plain timm forward
+#    (benchmarks/predict_time.py);
 #  - demo (not by default): the vision demo's two epochs, directly and through torchrun (needs the demo weights).
 # The raw output of every stage goes straight into one log file (python -u, no pipe), with each stage's exit
 # code and seconds: $LOG, by default $OUT/gpu_check.log when $OUT is set (the device tool's return folder),
@@ -66,6 +68,9 @@ if [[ " $PARTS " == *" protocol "* ]]; then
 fi
 if [[ " $PARTS " == *" fsdp "* ]]; then
   stage fsdp "${LIMIT_FSDP:-120}" python scripts/fsdp_check.py --out "$WORK/fsdp"
+fi
+if [[ " $PARTS " == *" predict "* ]]; then
+  stage predict "${LIMIT_PREDICT:-90}" python benchmarks/predict_time.py --backbone vit_base_patch16_224 --batch 64
 fi
 if [[ " $PARTS " == *" demo "* ]]; then
   common=(--tasks digits_clutter --methods toast --no-pretune --epochs 2 DEVICE cuda DATA.CROPSIZE 224 DATA.BATCH_SIZE 64)
