@@ -26,7 +26,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from toast import TopDownModule, ValueSteering, load_adapter, run_two_passes, save_adapter, value_proj_target
-from toast.folded import FoldedFeedback, folded_feedback
+from toast.folded import FoldedFeedback, folded_inference
 from toast.two_pass import first_tensor
 
 from .two_pass_cache import TwoPassCache
@@ -208,12 +208,8 @@ class ToastCausalLM(nn.Module):
     def folded_feedback(self) -> Iterator[None]:
         """Forwards without autograd inside use the top-down path folded into one matrix (:mod:`toast.folded`),
         formed once per loaded adapter and again when one of its tensors changes; with autograd, never."""
-        self._folded = folded_feedback(self._folded, self.top_down, self.steering)
-        self._fold_in_use = True
-        try:
+        with folded_inference(self):
             yield
-        finally:
-            self._fold_in_use = False
 
     def unload(self) -> PreTrainedModel:
         """Takes TOAST out and returns the base model as it was before: steering hooks, two-pass forward (and its

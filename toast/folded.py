@@ -13,6 +13,9 @@ version counters say when.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from .steering import ValueSteering
@@ -88,3 +91,16 @@ def _version_key(top_down: TopDownModule, steering: ValueSteering) -> tuple:
     tensors = list(top_down.parameters()) + [target.module.weight for target in steering.targets]
     tensors += [target.module.bias for target in steering.targets if target.module.bias is not None]
     return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+
+
+@contextlib.contextmanager
+def folded_inference(model) -> Iterator[None]:
+    """The body of both halves' ``model.folded_feedback()``: ``model`` (with ``top_down``, ``steering`` and the
+    ``_folded`` / ``_fold_in_use`` slots its two-pass forward reads) gets its fold, made again only when a
+    tensor behind it changed, and uses it inside the block."""
+    model._folded = folded_feedback(model._folded, model.top_down, model.steering)
+    model._fold_in_use = True
+    try:
+        yield
+    finally:
+        model._fold_in_use = False

@@ -10,7 +10,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes, trains_in_model
-from toast.folded import FoldedFeedback, folded_feedback
+from toast.folded import FoldedFeedback, folded_inference
 from toast.topdown import DECODER_INITS
 
 from ..backbone import model_width
@@ -58,12 +58,8 @@ class TopDownViT(TransferModel):
         formed once per loaded adapter; forwards without autograd inside use it, training never does."""
         if self.training:
             raise RuntimeError("folded feedback is for inference: call model.eval() first")
-        self._folded = folded_feedback(self._folded, self.top_down, self.steering)
-        self._fold_in_use = True
-        try:
+        with folded_inference(self):
             yield
-        finally:
-            self._fold_in_use = False
 
     def _backbone_trains(self) -> bool:
         return any(p.requires_grad for p in self.backbone.parameters())
