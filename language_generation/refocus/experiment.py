@@ -147,8 +147,8 @@ def pretune_val_losses(setup: Setup, weights: Path | None, blocks: torch.Tensor)
     lm = recon = 0.0
     for block in blocks.split(4):
         out = model(input_ids=block, labels=block)
-        recon += float(model.recon_loss) * len(block)
-        lm += (float(out.loss) - float(model.recon_loss)) * len(block)
+        recon += float(out.recon_loss) * len(block)  # recon_coef × R, carried in the output
+        lm += (float(out.loss) - float(out.recon_loss)) * len(block)
     return {"lm": lm / len(blocks), "recon": recon / len(blocks)}
 
 
