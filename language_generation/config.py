@@ -31,7 +31,7 @@ _C.SEED = 42  # seeds torch, numpy and python (and the held-out split)
 # ---------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.NAME_OR_PATH = ""  # Hugging Face hub name or local folder of an AutoModelForCausalLM
-_C.MODEL.TRANSFER_TYPE = "toast"  # toast | toast-lite | lora | end2end (alias: full); see transfer.py
+_C.MODEL.TRANSFER_TYPE = "toast"  # toast | toast-lite | lora | ia3 | end2end (alias: full); see transfer.py
 _C.MODEL.DTYPE = "float32"  # float32 | bfloat16 | float16: the dtype the base model is loaded in
 _C.MODEL.TOPDOWN_WEIGHTS = ""  # top-down init: an adapter folder (e.g. a pretune run) or an original-release file
 _C.MODEL.TRUST_REMOTE_CODE = False  # passed to from_pretrained; only for models you trust

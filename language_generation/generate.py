@@ -97,7 +97,7 @@ def load_model(cfg: CfgNode, run_dir: Path | None, check_base_name: bool = True)
         return build_model(cfg)
     if transfer == "end2end":
         return load_base_model(with_model_path(cfg, run_dir))
-    if transfer == "lora":
+    if transfer in ("lora", "ia3"):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(load_base_model(cfg), str(run_dir))

@@ -68,6 +68,16 @@ def _lora(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
     )
 
 
+def _ia3(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
+    """peft's IA3: learned rescaling of the keys, values and the MLP's down-projection input."""
+    from peft import IA3Config, get_peft_model
+
+    config = IA3Config(
+        task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]
+    )
+    return get_peft_model(base, config, autocast_adapter_dtype=cfg.MODEL.TRAINABLE_DTYPE == "float32")
+
+
 def _end2end(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
     for p in base.parameters():
         p.requires_grad_(True)
@@ -81,6 +91,8 @@ register_transfer(TransferMethod("toast", attach_toast, _ADAPTER))
 register_transfer(TransferMethod("toast-lite", attach_toast, _ADAPTER))
 # LoRA through peft on MODEL.LORA.TARGETS.
 register_transfer(TransferMethod("lora", _lora, ("adapter_model.safetensors", "adapter_model.bin")))
+# IA3 through peft (k, v and the MLP's down projection): the other peft baseline users pick.
+register_transfer(TransferMethod("ia3", _ia3, ("adapter_model.safetensors", "adapter_model.bin")))
 # Full fine-tuning; "full" is the name earlier configs and runs use.
 register_transfer(
     TransferMethod("end2end", _end2end, ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")),

@@ -41,9 +41,11 @@ def test_registry_looks_up_names_and_aliases_and_names_the_choices():
 
 def test_both_halves_declare_methods_in_one_registry():
     assert isinstance(VISION_METHODS, Registry) and isinstance(LM_METHODS, Registry)
-    assert sorted(LM_METHODS) == ["end2end", "lora", "toast", "toast-lite"]
+    assert sorted(LM_METHODS) == ["end2end", "ia3", "lora", "toast", "toast-lite"]
     assert lm_method("full") is lm_method("end2end")
-    with pytest.raises(ValueError, match=r"unknown; choose one of \['end2end', 'lora', 'toast', 'toast-lite'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown; choose one of \['end2end', 'ia3', 'lora', 'toast', 'toast-lite'\]"
+    ):
         lm_method("adapterx")
 
 
@@ -163,3 +165,15 @@ def test_both_halves_log_the_shared_summary(tmp_path, caplog):
     summary = parameter_summary(model)
     assert summary.groups["top_down"][0] == summary.trainable == 2 * 3 * 32 * 32 + 32
     assert f"transfer toast | {summary.line()}" in caplog.text
+
+
+def test_ia3_trains_only_its_scaling_vectors(tmp_path):
+    """IA3 (peft) is a registered language method: its rescaling vectors train, every base tensor is frozen."""
+    tiny_base("llama").save_pretrained(tmp_path / "tiny")
+    cfg = lm_cfg()
+    cfg.MODEL.NAME_OR_PATH = str(tmp_path / "tiny")
+    cfg.MODEL.TRANSFER_TYPE = "ia3"
+    model = build_model(cfg)
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trained and all("ia3_l" in name for name in trained)
+    assert {name.split(".")[-3] for name in trained} == {"k_proj", "v_proj", "down_proj"}

@@ -25,7 +25,7 @@ from ..pretune import PRETUNE_DEFAULTS
 from ..train import load_config, train
 from .corpus import build_corpus
 from .evaluate import score
-from .methods import METHODS, extend_grid, register_ia3
+from .methods import METHODS, extend_grid
 from .tasks import answers_in, make_split
 
 logger = logging.getLogger(__name__)
@@ -283,7 +283,6 @@ def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
 
 def main_run(setup: Setup) -> dict:
     """Every stage, resumable; returns what the summary needs."""
-    register_ia3()
     unknown = [m for m in setup.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"METHODS has {unknown}; choose from {list(METHODS)}")

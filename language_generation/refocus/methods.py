@@ -1,14 +1,12 @@
 """The methods the experiment compares, as ``KEY VALUE`` overrides of one training config, with their lr grids.
 
-``ia3`` (``peft`` IA3 on k/v/down projections, a baseline users pick) is registered here, for this
-experiment, so that the shared transfer registry stays as it is.
+``ia3`` is ``peft``'s IA3 on k/v/down projections, a transfer method of the project
+(``language_generation/transfer.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from ..transfer import TRANSFER_METHODS, TransferMethod, register_transfer
 
 
 @dataclass(frozen=True)
@@ -47,20 +45,6 @@ METHODS = {
     "end2end": Method(("MODEL.TRANSFER_TYPE", "end2end"), (1e-5, 3e-5, 1e-4)),
     "ia3": Method(("MODEL.TRANSFER_TYPE", "ia3"), (3e-3, 1e-2, 3e-2)),
 }
-
-
-def _ia3(base, cfg):
-    from peft import IA3Config, get_peft_model
-
-    config = IA3Config(
-        task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]
-    )
-    return get_peft_model(base, config)
-
-
-def register_ia3() -> None:
-    if "ia3" not in TRANSFER_METHODS:
-        register_transfer(TransferMethod("ia3", _ia3, ("adapter_model.safetensors",)))
 
 
 def extend_grid(grid: list[float], losses: dict[float, float]) -> float | None:
