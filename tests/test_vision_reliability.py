@@ -22,6 +22,7 @@ import torch
 from datasets_on_disk import write_vtab_task
 from PIL import Image
 from safetensors.torch import save_file
+from test_train import kill_in_epoch_2
 
 from toast.files import atomic_write_text
 from visual_classification.config import RANGES
@@ -29,7 +30,6 @@ from visual_classification.data import build_task_data
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine import run_files as rf
 from visual_classification.engine import run_inputs as ri
-from visual_classification.engine.trainer import Trainer
 from visual_classification.models import build_model
 from visual_classification.predict import main as predict_main
 from visual_classification.train import load_config, train
@@ -136,17 +136,7 @@ def test_train_vtab_sh_goes_on_after_a_failed_task_and_exits_non_zero(tmp_path):
 def test_resume_on_a_backbone_file_changed_by_content_is_refused_naming_it(toy, tmp_path, monkeypatch):
     weights = write_weights(tmp_path / "backbone.safetensors", seed=0)
     run = opts(toy, tmp_path / "run", epochs=2, **{"MODEL.MODEL_ROOT": weights})
-    real = Trainer.train_epoch
-
-    def killed_in_epoch_2(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt("killed")
-        return real(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config("", run))
-    monkeypatch.setattr(Trainer, "train_epoch", real)
+    kill_in_epoch_2(monkeypatch, run)
     assert (tmp_path / "run" / rf.LAST).is_file()
     replace_weights(weights, seed=1, tmp=tmp_path)
     with pytest.raises(ri.InputsChanged, match=f"started run .*MODEL.MODEL_ROOT \\({weights}\\).*--overwrite"):
