@@ -11,7 +11,7 @@ from visual_classification.config import get_cfg
 from visual_classification.engine.metrics import classification_metrics, roc_auc
 from visual_classification.engine.optim import Schedule, build_optimizer, parameter_groups
 
-from conftest import build_tiny
+from conftest import build_tiny, images
 
 
 def _groups_by_name(model, cfg):
@@ -127,3 +127,27 @@ def test_roc_auc_equals_the_pairwise_definition_with_many_ties():
     pos, neg = scores[positives][:, None], scores[~positives][None, :]
     pairwise = ((pos > neg).double() + 0.5 * (pos == neg).double()).mean().item()
     assert abs(roc_auc(scores, positives) - pairwise) < 1e-12
+
+
+def test_one_frozen_prefix_strategy_names_what_every_adapter_shares():
+    """Training, evaluation and the last/best sweep ask one object; it says what the frozen prefix is."""
+    from visual_classification.engine import feature_cache as fc
+    from visual_classification.engine.frozen_prefix import FrozenPrefix
+
+    toast, linear, lora = build_tiny("toast"), build_tiny("linear"), build_tiny("lora")
+    assert FrozenPrefix.of(toast, None).kind == fc.FIRST_PASS and not FrozenPrefix.of(toast, None).cached
+    assert FrozenPrefix.of(linear, None).kind == fc.PRE_LOGITS
+    assert FrozenPrefix.of(lora, None).kind is None  # LoRA changes the backbone: nothing is shared
+    assert FrozenPrefix.of(linear, fc.PRE_LOGITS).cached
+    toast.backbone.blocks[0].attn.qkv.weight.requires_grad_(True)  # a backbone that trains has no frozen prefix
+    assert FrozenPrefix.of(toast, None).kind is None
+    batch = (images(2), torch.tensor([0, 1]))
+    strategy = FrozenPrefix.of(linear, None)
+    linear.eval()
+    with torch.no_grad():
+        prefix = strategy.prefix(linear, batch, "val", torch.device("cpu"))
+        torch.testing.assert_close(
+            strategy.adapter_logits(linear, batch, prefix, torch.device("cpu")), linear(batch[0])
+        )
+    with pytest.raises(ValueError, match="no frozen prefix"):
+        FrozenPrefix.of(lora, None).prefix(lora, batch, "val", torch.device("cpu"))

@@ -38,6 +38,7 @@ from ..plots import plot_curves
 from . import feature_cache as fc
 from . import run_files as rf
 from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
+from .frozen_prefix import FrozenPrefix
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
 from .probe import ITERS_PER_EPOCH, full_batch_epoch
@@ -143,17 +144,17 @@ class Trainer:
             if device.type == "cuda" and cfg.AMP
             else contextlib.nullcontext()
         )
-        self.cache = fc.cache_kind(cfg)
-        self.first_pass: dict[str, torch.Tensor] = {}  # split → cached pass-1 tokens (TOAST)
+        self.prefix = FrozenPrefix.of(model, fc.cache_kind(cfg))  # what every adapter computes alike, and how
         self.module: torch.nn.Module = model  # what a batch runs through: the model, or its head on cached features
-        if self.cache:
+        if self.prefix.cached:
             data = self._use_cache(data, world)
         self.net = (
             DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
             if world > 1
             else self.module
         )
-        self.loaders = build_loaders(data, cfg, rank, world, workers=0 if self.cache == fc.PRE_LOGITS else None)
+        cached_features = self.prefix.cached and self.prefix.kind == fc.PRE_LOGITS
+        self.loaders = build_loaders(data, cfg, rank, world, workers=0 if cached_features else None)
         self.optimizer = build_optimizer(model, cfg)
         self.full_batch = cfg.SOLVER.OPTIMIZER == "lbfgs"  # the probe's solver: no mini-batches, no lr schedule
         if self.full_batch and world > 1:
@@ -174,7 +175,7 @@ class Trainer:
         cfg = self.cfg
         compute = fc.CacheComputation(
             self.model,
-            self.cache,
+            self.prefix.kind,
             fc.DTYPES[cfg.DATA.CACHE_DTYPE],
             max(1, cfg.DATA.BATCH_SIZE // world),
             resolve_workers(cfg.DATA.NUM_WORKERS),
@@ -182,24 +183,18 @@ class Trainer:
             self.autocast,
         )
         splits = fc.cached_splits(data, cfg, compute, autocast_on=self.device.type == "cuda" and cfg.AMP)
-        if self.cache == fc.PRE_LOGITS:
+        if self.prefix.kind == fc.PRE_LOGITS:
             self.module = fc.HeadOnly(self.model.head)
             return dataclasses.replace(
                 data, **{s: fc.FeatureDataset(f, getattr(data, s).labels) for s, f in splits.items()}
             )
-        self.first_pass = splits
+        self.prefix.rows = splits
         return dataclasses.replace(data, **{s: fc.RowsDataset(getattr(data, s)) for s in splits})
 
     def _logits(self, module: torch.nn.Module, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Runs one batch (images, cached features, or images with cached pass-1 rows) through ``module``."""
-        inputs, labels = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
         with self.autocast:
-            if self.cache == fc.FIRST_PASS:
-                first = self.first_pass[split][batch[2]].to(self.device, torch.float32, non_blocking=True)
-                return module(inputs, first_pass=first), labels
-            if self.cache == fc.PRE_LOGITS:
-                inputs = inputs.float()
-            return module(inputs), labels
+            return self.prefix.logits(module, batch, split, self.device)
 
     # -- state -----------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
@@ -308,28 +303,11 @@ class Trainer:
             targets.append(labels.cpu())
         return classification_metrics(gather_concat(torch.cat(logits)), gather_concat(torch.cat(targets)))
 
-    def _prefix_kind(self) -> str | None:
-        """What every adapter of this model computes alike from a batch: TOAST's pass 1, the probe's pre-logits."""
-        if self.cache:
-            return self.cache
-        if getattr(self.model, "accepts_first_pass", False):
-            return None if any(p.requires_grad for p in self.model.backbone.parameters()) else fc.FIRST_PASS
-        return fc.PRE_LOGITS if self.model.transfer_type == "linear" else None
-
-    def _frozen_prefix(self, inputs: torch.Tensor, rows: torch.Tensor | None, split: str) -> torch.Tensor:
-        if self.cache == fc.FIRST_PASS:
-            return self.first_pass[split][rows].to(self.device, torch.float32)
-        if self.cache == fc.PRE_LOGITS:
-            return inputs.float()
-        if self._prefix_kind() == fc.FIRST_PASS:
-            return self.model.backbone.forward_features(inputs)
-        return self.model.forward_head(self.model.forward_features(inputs), pre_logits=True)
-
     @torch.no_grad()
     def evaluate_last_and_best(self, split: str) -> tuple[dict, dict]:
         """Metrics of the current (last) model and of the adapter in ``best/`` in one sweep over ``split``:
         the frozen prefix (TOAST's pass 1, the probe's features) is computed once per batch for both."""
-        loader, kind = getattr(self.loaders, split), self._prefix_kind()
+        loader = getattr(self.loaders, split)
         self.model.eval()
         own = self.model.adapter_state_dict()
         last = {name: t.detach().clone() for name, t in own.items()}
@@ -340,17 +318,14 @@ class Trainer:
         targets = []
         try:
             for batch in loader:
-                inputs, labels = batch[0].to(self.device), batch[1]
                 with self.autocast:
-                    prefix = self._frozen_prefix(inputs, batch[2] if len(batch) > 2 else None, split)
+                    prefix = self.prefix.prefix(self.model, batch, split, self.device)
                     for name, state in (("last", last), ("best", best)):
                         for key, tensor in state.items():
                             own[key].copy_(tensor)
-                        out = (
-                            self.model(inputs, first_pass=prefix) if kind == fc.FIRST_PASS else self.model.head(prefix)
-                        )
+                        out = self.prefix.adapter_logits(self.model, batch, prefix, self.device)
                         logits[name].append(out.float().cpu())
-                targets.append(labels)
+                targets.append(batch[1])
         finally:  # the live model is the last one again, even when a batch fails (an error, Ctrl-C)
             for key, tensor in last.items():
                 own[key].copy_(tensor)
@@ -391,7 +366,7 @@ class Trainer:
             if improved or (self.loaders.val is None and epoch == total):
                 self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
             test = None
-            if epoch == total and self._best_needs_test(epoch) and self._prefix_kind():
+            if epoch == total and self._best_needs_test(epoch) and self.prefix.kind:
                 test, self.best_test = self.evaluate_last_and_best("test")
             elif epoch_due(epoch, cfg.SOLVER.TEST_PERIOD, total):
                 test = self.evaluate("test")
