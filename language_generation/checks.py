@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from toast.files import atomic_write_text
+from toast.files import atomic_write_text, read_json_record
 from toast.fingerprint import changed_files, file_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -164,13 +163,7 @@ def run_inputs(cfg: CfgNode) -> dict:
 
 
 def read_inputs(folder: Path) -> dict | None:
-    path = Path(folder) / INPUTS
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path} is damaged ({err}); remove it to skip the input check") from err
+    return read_json_record(Path(folder) / INPUTS)
 
 
 def record_inputs(out: Path, cfg: CfgNode) -> dict:
@@ -317,20 +310,6 @@ class NonFiniteGuard(TrainerCallback):
 # ---------------------------------------------------------------------------------------------------
 # generate: the output path and the prompts' length
 # ---------------------------------------------------------------------------------------------------
-
-
-def check_output_path(path_text: str) -> None:
-    """``--output`` must be a file that can be written: not a folder, not under a file, in a writable folder."""
-    path = Path(path_text)
-    if path.is_dir():
-        raise ValueError(f"--output {path_text} is a folder; give a file name (e.g. {path / 'answers.json'})")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--output {path_text}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--output {path_text}: the folder {parent} is not writable")
 
 
 def model_positions(config) -> int | None:

@@ -28,10 +28,10 @@ from transformers import AutoConfig, TextStreamer
 from yacs.config import CfgNode
 
 from toast import config_files
-from toast.files import atomic_write_text
+from toast.files import atomic_write_text, check_output_file
 
 from . import run_files as rf
-from .checks import check_adapter_base, check_output_path, check_ranges, fit_prompts, model_positions
+from .checks import check_adapter_base, check_ranges, fit_prompts, model_positions
 from .config import check_model_name, load_config, read_run_config
 from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
 from .records import checked_record, read_raw
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = Path(args.adapter) if args.adapter else None
     try:  # everything that can be checked before the weights load
         if args.output:
-            check_output_path(args.output)
+            check_output_file(args.output, "answers.json")
         prompts = read_prompts(args)
         if run_dir is not None:
             cfg = run_config(run_dir, args.config_file, args.opts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -78,3 +79,30 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
         fig.savefig(tmp, format="png", **{"dpi": 100, **savefig_kwargs})
     plt.close(fig)
     return Path(path)
+
+
+def check_output_file(path: str | os.PathLike, example: str = "output.txt") -> None:
+    """Refuses an ``--output`` that cannot be written (a folder, a path under a file, an unwritable folder)
+    before any work is spent; missing folders are fine (the atomic writers create them)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a folder; give a file name such as {path / example}")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"--output {path} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {path} cannot be written: no write permission in {folder}")
+
+
+def read_json_record(path: str | os.PathLike):
+    """A run's JSON record (``inputs.json``, ...), or ``None`` when the run predates it; a damaged one is an
+    error naming the file and how to get past it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it to skip the input check") from err

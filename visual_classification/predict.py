@@ -15,7 +15,6 @@ import contextlib
 import csv
 import io
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
-from toast.files import atomic_write_text
+from toast.files import atomic_write_text, check_output_file
 
 from .engine.distributed import local_device
 from .trained_run import TrainedRun, load_trained_run
@@ -125,20 +124,6 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def check_output_file(path: Path) -> None:
-    """Refuses an ``--output`` that cannot be written (a folder, under a file, an unwritable folder) before
-    any work is spent."""
-    if path.is_dir():
-        raise ValueError(f"--output {path} is a folder; give a file name such as {path / 'predictions.csv'}")
-    folder = path.parent
-    while not folder.exists():  # atomic_write_text creates the missing folders
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"--output {path} cannot be written: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"--output {path} cannot be written: no write permission in {folder}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -154,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.top_k < 1 or args.batch_size < 1:
         sys.exit("error: --top-k and --batch-size must be >= 1")
     try:
-        check_output_file(Path(args.output))  # before the model loads and the images run
+        check_output_file(args.output, "predictions.csv")  # before the model loads and the images run
         run = load_trained_run(Path(args.adapter))
         paths = image_paths(args.images)
         rows, skipped = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)

@@ -10,11 +10,11 @@ finished, and ``predict`` compare it with the files as they are now, so a file r
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from yacs.config import CfgNode
 
+from toast.files import read_json_record
 from toast.fingerprint import changed_files, files_fingerprint
 
 INPUTS = "inputs.json"
@@ -84,13 +84,7 @@ def write_inputs(out: Path, inputs: dict) -> None:
 
 def recorded_inputs(out: Path) -> dict | None:
     """The run's record, or ``None`` for a run from before it was kept (nothing can be compared then)."""
-    path = out / INPUTS
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it to skip the input check") from err
+    return read_json_record(out / INPUTS)
 
 
 def changed_inputs(recorded: dict, current: dict) -> list[str]:
