@@ -55,6 +55,9 @@ def test_paired_interval_calls_a_win_only_when_it_excludes_zero():
     assert low > 0 and verdict(low, high, True) == "TOAST wins" and point == pytest.approx(100 * (30 + 26) / 100)
     point, low, high = paired_interval(better, better, "exact")
     assert (point, low, high) == (0, 0, 0) and verdict(low, high, True).startswith("tie")
+    _, low, high = paired_interval(better, worse, "exact")  # without the controls, the sign but no ranking
+    assert verdict(low, high, True, ("one seed",)) == "TOAST ahead in this run, not a ranking (one seed)"
+    assert verdict(low, high, False, ("one seed",)).startswith("the baseline ahead in this run")
 
 
 def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  # noqa: F811

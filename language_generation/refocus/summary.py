@@ -43,12 +43,25 @@ def paired_interval(a: dict, b: dict, key: str, seed: int = 0) -> tuple[float, f
     return point, means[int(0.025 * BOOTSTRAP)], means[int(0.975 * BOOTSTRAP) - 1]
 
 
-def verdict(low: float, high: float, higher_is_better: bool) -> str:
-    if low > 0:
-        return "TOAST wins" if higher_is_better else "TOAST loses"
-    if high < 0:
-        return "TOAST loses" if higher_is_better else "TOAST wins"
-    return "tie (the interval includes 0)"
+def verdict(low: float, high: float, higher_is_better: bool, missing: tuple[str, ...] = ()) -> str:
+    """Win, loss or tie by the paired interval; ``missing`` names the controls the run lacked (an lr not chosen
+    on val, a single seed), and then the sign is stated without a ranking."""
+    if low <= 0 <= high:
+        return "tie (the interval includes 0)"
+    ahead = (low > 0) == higher_is_better
+    if missing:
+        return f"{'TOAST' if ahead else 'the baseline'} ahead in this run, not a ranking ({', '.join(missing)})"
+    return "TOAST wins" if ahead else "TOAST loses"
+
+
+def missing_controls(setup) -> tuple[str, ...]:
+    """The controls a win or loss needs that this run lacked."""
+    missing = []
+    if setup.grid_size == 1:
+        missing.append("lr not chosen on val: GRID=1")
+    if len(setup.seeds) < 2:
+        missing.append("one seed")
+    return tuple(missing)
 
 
 def write_summary(out: Path, result: dict, setup) -> str:
@@ -100,9 +113,9 @@ def write_summary(out: Path, result: dict, setup) -> str:
             "",
             f"Best TOAST on val: **{best['toast']}**; best baseline on val: **{best['baseline']}** (lowest val answer loss).",
             f"Paired over {len(setup.seeds)} seed(s) × {n_test} test items, 95 % bootstrap interval ({BOOTSTRAP} resamples):",
-            f"- exact match, TOAST − baseline: {em[0]:+.1f} points [{em[1]:+.1f}, {em[2]:+.1f}] → {verdict(em[1], em[2], True)}",
+            f"- exact match, TOAST − baseline: {em[0]:+.1f} points [{em[1]:+.1f}, {em[2]:+.1f}] → {verdict(em[1], em[2], True, missing_controls(setup))}",
             f"- answer loss per token, TOAST − baseline: {loss[0]:+.3f} [{loss[1]:+.3f}, {loss[2]:+.3f}] → "
-            f"{verdict(loss[1], loss[2], False)}",
+            f"{verdict(loss[1], loss[2], False, missing_controls(setup))}",
         ]
     if result["budget"]:
         lines += ["", "Budget curve (exact match on test, all families, mean ± std over seeds):", "",
