@@ -133,6 +133,13 @@ def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast
 
 
 @torch.no_grad()
+def frozen_features(model: nn.Module, images: torch.Tensor, kind: str) -> torch.Tensor:
+    """What the frozen backbone gives every adapter alike: all tokens after the final norm (``FIRST_PASS``,
+    TOAST's pass 1) or the pooled pre-logits (``PRE_LOGITS``, the linear probe's input)."""
+    tokens = model.backbone.forward_features(images)
+    return model.backbone.forward_head(tokens, pre_logits=True) if kind == PRE_LOGITS else tokens
+
+
 def compute_features(
     model: nn.Module, dataset: Dataset, kind: str, batch: int, workers: int, device: torch.device, autocast, dtype
 ) -> torch.Tensor:
@@ -144,10 +151,8 @@ def compute_features(
     try:
         for images, _labels in loader:
             with autocast:
-                tokens = model.backbone.forward_features(images.to(device))
-                if kind == PRE_LOGITS:
-                    tokens = model.backbone.forward_head(tokens, pre_logits=True)
-            parts.append(tokens.to("cpu", dtype))
+                features = frozen_features(model, images.to(device), kind)
+            parts.append(features.to("cpu", dtype))
     finally:
         model.train(was_training)
     return torch.cat(parts)

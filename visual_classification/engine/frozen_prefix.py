@@ -53,9 +53,7 @@ class FrozenPrefix:
         inputs = batch[0].to(device)
         if self.cached:
             return self._rows(batch, split, device) if self.kind == fc.FIRST_PASS else inputs.float()
-        if self.kind == fc.FIRST_PASS:
-            return model.backbone.forward_features(inputs)
-        return model.forward_head(model.forward_features(inputs), pre_logits=True)
+        return fc.frozen_features(model, inputs, self.kind)  # what the caches store, computed per batch
 
     def adapter_logits(self, model: nn.Module, batch, prefix: torch.Tensor, device: torch.device) -> torch.Tensor:
         """What the trained part makes of a prefix: TOAST's feedback and pass 2, or the probe's head."""
