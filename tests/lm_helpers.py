@@ -43,3 +43,14 @@ def tiny_toast(family: str = "llama", seed: int = 0, transfer: str = "toast", si
             if name != "transform":
                 p.copy_(signal_scale * torch.randn(p.shape, generator=gen))
     return model
+
+
+def save_tiny_llama(folder, tokenizer, seed: int = 0, tokenizer_files: bool = True):
+    """A tiny LLaMA with ``tokenizer``'s vocabulary saved as a local model folder (and the tokenizer's files,
+    unless ``tokenizer_files`` is False: other weights behind the same folder)."""
+    base = tiny_base("llama", seed=seed)
+    base.resize_token_embeddings(len(tokenizer))
+    base.save_pretrained(folder)
+    if tokenizer_files:
+        tokenizer.save_pretrained(folder)
+    return folder

@@ -7,7 +7,7 @@ import csv
 import json
 
 import pytest
-from lm_helpers import tiny_base
+from lm_helpers import save_tiny_llama
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 
 from language_generation.refocus import experiment, methods
@@ -61,11 +61,7 @@ def test_paired_interval_calls_a_win_only_when_it_excludes_zero():
 
 
 def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  # noqa: F811
-    folder = tmp_path / "tiny-llama"
-    base = tiny_base("llama")
-    base.resize_token_embeddings(len(tokenizer))
-    base.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
     src = tmp_path / "src"
     src.mkdir()
     text = " ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)

@@ -80,11 +80,9 @@ def _same_size_rewrite(path, old: bytes, new: bytes):
 
 def _other_base(folder, tokenizer):  # noqa: F811
     """A different tiny model saved over ``folder`` (same files, other weights)."""
-    from lm_helpers import tiny_base
+    from lm_helpers import save_tiny_llama
 
-    base = tiny_base("llama", seed=7)
-    base.resize_token_embeddings(len(tokenizer))
-    base.save_pretrained(folder)
+    save_tiny_llama(folder, tokenizer, seed=7, tokenizer_files=False)
 
 
 # 3. inputs changed behind the same path

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from lm_helpers import tiny_base
+from lm_helpers import save_tiny_llama
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 
 from language_generation.train import load_config, train
@@ -15,11 +15,7 @@ from language_generation.train import load_config, train
 
 @pytest.fixture
 def local_model(tmp_path, tokenizer):  # noqa: F811
-    folder = tmp_path / "tiny-llama"
-    base = tiny_base("llama")
-    base.resize_token_embeddings(len(tokenizer))
-    base.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
     data = tmp_path / "alpaca.json"
     data.write_text(
         json.dumps(
