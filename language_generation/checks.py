@@ -88,6 +88,22 @@ def range_problems(cfg: CfgNode) -> list[str]:
     return problems
 
 
+def check_precision(cfg: CfgNode) -> None:
+    """Before training (not when a finished run is read back): full fine-tuning with fp32 master weights on a half-precision base computes in half precision only under
+    the Trainer's autocast: without ``TRAIN.BF16``/``TRAIN.FP16`` it would silently train in fp32 (twice the
+    activation memory and time of what ``MODEL.DTYPE`` asks for)."""
+    from .model import holds_fp32_master_weights
+
+    flag = {"bfloat16": "TRAIN.BF16", "float16": "TRAIN.FP16"}.get(cfg.MODEL.DTYPE)
+    if flag is None or not holds_fp32_master_weights(cfg) or _lookup(cfg, flag):
+        return
+    raise ValueError(
+        f"MODEL.TRANSFER_TYPE {cfg.MODEL.TRANSFER_TYPE} on MODEL.DTYPE {cfg.MODEL.DTYPE} holds fp32 master weights "
+        f"(MODEL.TRAINABLE_DTYPE float32) and computes in {cfg.MODEL.DTYPE} through the Trainer's autocast: set "
+        f"{flag} True, or MODEL.TRAINABLE_DTYPE base to train every weight in {cfg.MODEL.DTYPE} itself"
+    )
+
+
 def check_ranges(cfg: CfgNode) -> None:
     problems = range_problems(cfg)
     if problems:

@@ -39,7 +39,8 @@ _C.MODEL.ATTN_IMPLEMENTATION = ""  # "" = transformers' default (sdpa); eager | 
 # Precision of the tensors that train (TOAST's top-down tensors, LoRA's) on a bfloat16/float16 base:
 # float32 (as peft): updates as small as lr 2e-5 are kept; LLaMA-7B TOAST (B_i and p) then holds 2.1 GB of fp32
 # weights + 2.1 GB of gradients + 4.3 GB of AdamW state, against 1.1 + 1.1 + 2.1 GB in bf16 (language README).
-# base: the base's dtype (less memory; most updates below half a bf16 step round away). Ignored for full.
+# base: the base's dtype (less memory; most updates below half a bf16 step round away). For end2end, float32
+# means fp32 master weights (the whole model) with TRAIN.BF16 / TRAIN.FP16 autocast; base means pure bf16 / fp16.
 _C.MODEL.TRAINABLE_DTYPE = "float32"
 
 _C.MODEL.TOAST = CN()

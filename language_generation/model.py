@@ -43,6 +43,7 @@ __all__ = [
     "build_model",
     "build_tokenizer",
     "decoder_layers",
+    "holds_fp32_master_weights",
     "load_base_model",
     "read_top_down_weights",
     "trained_parts",
@@ -68,8 +69,21 @@ def _check_cfg(cfg: CfgNode) -> None:
         raise ValueError("bad language config: " + "; ".join(problems))
 
 
-def load_base_model(cfg: CfgNode) -> PreTrainedModel:
-    kwargs = {"dtype": DTYPES[cfg.MODEL.DTYPE], "trust_remote_code": cfg.MODEL.TRUST_REMOTE_CODE}
+def holds_fp32_master_weights(cfg: CfgNode) -> bool:
+    """Full fine-tuning on a bf16/fp16 base with ``MODEL.TRAINABLE_DTYPE float32``: every weight trains, so every
+    weight is held and updated in fp32 (mixed precision's master weights) while the ``Trainer``'s autocast
+    (``TRAIN.BF16`` / ``TRAIN.FP16``) computes in half precision. Held in bf16, an AdamW step of 2e-5 on a
+    0.02-sized weight is below half a bf16 step and rounds away (the handicap of pure-bf16 full fine-tuning)."""
+    return (
+        TRANSFER_METHODS.canonical(cfg.MODEL.TRANSFER_TYPE) == "end2end"
+        and cfg.MODEL.DTYPE != "float32"
+        and cfg.MODEL.TRAINABLE_DTYPE == "float32"
+    )
+
+
+def load_base_model(cfg: CfgNode, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """The base model in ``MODEL.DTYPE`` (or ``dtype``)."""
+    kwargs = {"dtype": dtype or DTYPES[cfg.MODEL.DTYPE], "trust_remote_code": cfg.MODEL.TRUST_REMOTE_CODE}
     if cfg.MODEL.ATTN_IMPLEMENTATION:
         kwargs["attn_implementation"] = cfg.MODEL.ATTN_IMPLEMENTATION
     return AutoModelForCausalLM.from_pretrained(cfg.MODEL.NAME_OR_PATH, **kwargs)
@@ -80,7 +94,11 @@ def build_model(cfg: CfgNode) -> nn.Module:
     (a :class:`ToastCausalLM`, a ``peft`` LoRA model, or the whole model fine-tuned)."""
     _check_cfg(cfg)
     method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
-    model = method.build(load_base_model(cfg), cfg)
+    master = holds_fp32_master_weights(cfg)
+    model = method.build(load_base_model(cfg, torch.float32 if master else None), cfg)
+    if master:
+        logger.info("end2end on a %s base: weights held and updated in float32, computed in %s under "
+                    "the Trainer's autocast (MODEL.TRAINABLE_DTYPE float32)", cfg.MODEL.DTYPE, cfg.MODEL.DTYPE)
     logger.info("model %s | transfer %s | %s", cfg.MODEL.NAME_OR_PATH, method.name, parameter_summary(model).line())
     return model
 

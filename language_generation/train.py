@@ -33,6 +33,7 @@ from .checks import (
     InputsChanged,
     NonFiniteGuard,
     NonFiniteTrainingError,
+    check_precision,
     check_run_inputs,
     read_inputs,
     record_inputs,
@@ -162,6 +163,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     out = Path(cfg.OUTPUT_DIR)
     check_model_name(cfg)
     check_engine_config(cfg)
+    check_precision(cfg)
     args = training_arguments(cfg)
     start_distributed_world(args)
     # run folder (language_generation.run_files): rank 0 refuses another config, clears (--overwrite), writes

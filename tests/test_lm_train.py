@@ -310,3 +310,23 @@ def test_pretune_defaults_are_the_original_recipe_and_a_config_file_overrides_th
     mine = tmp_path / "mine.yaml"
     mine.write_text("TRAIN:\n  LEARNING_RATE: 1.0e-4\n")
     assert load_config(str(mine), [], defaults=PRETUNE_DEFAULTS).TRAIN.LEARNING_RATE == 1e-4
+
+
+def test_end2end_on_a_bf16_base_trains_fp32_master_weights_under_bf16_autocast(local_model, tmp_path):
+    """Full fine-tuning on a bf16 base: the Trainer's bf16 autocast computes, the weights stay fp32 (saved so);
+    without TRAIN.BF16 the run is refused by name before the model loads, not trained in fp32 silently."""
+    folder, data = local_model
+    common = [*opts(folder, data, tmp_path / "refused", 1), "MODEL.TRANSFER_TYPE", "end2end", "MODEL.DTYPE", "bfloat16"]
+    with pytest.raises(ValueError, match="set TRAIN.BF16 True, or MODEL.TRAINABLE_DTYPE base"):
+        train(load_config("", common))
+    assert not (tmp_path / "refused").exists()
+    out = tmp_path / "run"
+    cfg = load_config("", [*common, "OUTPUT_DIR", str(out), "TRAIN.BF16", "True", "TRAIN.LEARNING_RATE", "2e-5"])
+    train(cfg)
+    from safetensors.torch import load_file
+
+    saved = load_file(out / "model.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.float32}
+    base = load_file(folder / "model.safetensors")
+    moved = [k for k in base if not torch.equal(saved[k], base[k].float())]
+    assert len(moved) == len(base)  # a 2e-5 step moved every tensor (held in bf16, most entries would not move)
