@@ -20,10 +20,10 @@ environment:
   METHODS        subset of: toast-pre toast-lite-pre toast-fresh toast-zero lora-r4 lora-r16 lora-corpus
                  end2end ia3 (default: all)
   FAMILIES       subset of: add reverse upper count sort json (default: all)
-  STEPS          training step counts of the budget curve; the largest is the main one (default: "10 20 40")
-  PRETUNE_STEPS  pre-tuning steps (batch 4 x 128-token blocks; 3 checkpoints compared on val; default: 120)
+  STEPS          training step counts of the budget curve; the largest is the main one (default: "10 20 30")
+  PRETUNE_STEPS  pre-tuning steps (batch 4 x 128-token blocks; 3 checkpoints compared on val; default: 60)
   TEST           test items per family (default: 50)
-  BATCH          tuning batch size, every method (default: 8)
+  BATCH          tuning batch size, every method (default: 4)
   VAL            val items per family, for the lr grid (default: 10)
   GRID           3: each method's lr grid on val, extended past a winning edge (default); 1: the middle lr
                  of each grid, fixed (smoke runs and CPU-starved machines; the report says so)
@@ -35,8 +35,8 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
 cd "$(dirname "$0")/.."
 
 # shellcheck disable=SC2206  # the lists are space-separated on purpose
-args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:-10 20 40}
-  --pretune-steps "${PRETUNE_STEPS:-120}" --test-per-family "${TEST:-50}" --batch "${BATCH:-8}"
+args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:-10 20 30}
+  --pretune-steps "${PRETUNE_STEPS:-60}" --test-per-family "${TEST:-50}" --batch "${BATCH:-4}"
   --val-per-family "${VAL:-10}" --grid "${GRID:-3}")
 # shellcheck disable=SC2206
 [[ -n "${METHODS:-}" ]] && args+=(--methods ${METHODS})
