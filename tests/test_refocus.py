@@ -218,3 +218,41 @@ def test_refocus_study_names_a_missing_experiment(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="run bash scripts/refocus_experiment.sh first"):
         refocus_study.main(["--experiment", str(tmp_path / "nothing"), "--out", str(tmp_path / "study")])
+
+
+def test_no_mnist_image_in_two_splits_labelled_or_fragment(tmp_path):
+    """Every MNIST image a scene shows (its labelled digit and its 4 fragments) belongs to one split only,
+    across the source's train/val and the target's train800/val200/test, as the experiment writes them."""
+    import json
+    from argparse import Namespace
+
+    from experiments import refocus
+
+    args = Namespace(
+        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=60, source_val=20,
+        target_train=40, target_val=20, test=50,
+    )  # fmt: skip
+    refocus.write_data(tmp_path, args)
+    used: dict[int, str] = {}
+    for task, splits in (("source", ("train", "val")), ("target", ("train800", "val200", "test"))):
+        info = json.loads((tmp_path / task / "provenance.json").read_text())
+        for split in splits:
+            labelled, fragments = info["mnist_index"][split], info["fragment_index"][split]
+            assert len(fragments) == len(labelled) and all(len(f) == 4 for f in fragments)
+            assert len(set(labelled)) == len(labelled)  # a labelled digit once only
+            for index in {*labelled, *(i for scene in fragments for i in scene)}:
+                assert used.setdefault(index, f"{task}/{split}") == f"{task}/{split}", index
+    assert len({v for v in used.values()}) == 5
+
+
+def test_split_pools_are_disjoint_and_large_enough():
+    import numpy as np
+
+    from visual_classification.demo.tasks import split_pools
+
+    sizes = {"train800": 800, "val200": 200, "test": 1000}
+    pools = split_pools(np.arange(2500), sizes, np.random.default_rng(0))
+    assert [len(p) for p in pools.values()] == [1000, 250, 1250]
+    assert sorted(np.concatenate(list(pools.values())).tolist()) == list(range(2500))
+    with pytest.raises(ValueError, match="2000 scenes asked for.*holds 1999"):
+        split_pools(np.arange(1999), sizes, np.random.default_rng(0))
