@@ -256,3 +256,55 @@ def test_split_pools_are_disjoint_and_large_enough():
     assert sorted(np.concatenate(list(pools.values())).tolist()) == list(range(2500))
     with pytest.raises(ValueError, match="2000 scenes asked for.*holds 1999"):
         split_pools(np.arange(1999), sizes, np.random.default_rng(0))
+
+
+def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp_path, monkeypatch):
+    """The new protocol's parts end to end on a tiny ViT: a -seq baseline starts from its own source run (one,
+    shared by the grid and every seed), the grids are scored on val and may grow, the paired intervals and the
+    budget curve are written with their charts."""
+    import json
+
+    import timm
+    import yaml
+    from safetensors.torch import save_file
+
+    from experiments import refocus
+
+    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
+    monkeypatch.setattr(refocus, "BACKBONE", "vit_tiny_patch16_224")
+    monkeypatch.setattr(refocus, "cached_weights", lambda cache: weights)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "2",
+        "--budgets", "1", "2", "--methods", "linear", "bias-seq", "toast", "--grid", "3", "DATA.BATCH_SIZE", "8",
+    ]  # fmt: skip
+    refocus.main(argv)
+    source = out / "source_runs" / "bias"
+    source_cfg = yaml.safe_load((source / "config.yaml").read_text())
+    assert source_cfg["DATA"]["NAME"] == "source" and source_cfg["SOLVER"]["TOTAL_EPOCH"] == 2
+    assert sorted(p.name for p in (out / "source_runs").iterdir()) == ["bias"]  # linear/toast need none
+    finals = sorted((out / "runs" / "bias-seq" / "final" / "target" / "bias").glob("seed*/config.yaml"))
+    grid_runs = sorted((out / "runs" / "bias-seq" / "val").rglob("config.yaml"))
+    assert len(finals) == 2 and len(grid_runs) >= 3
+    for config in finals + grid_runs:
+        assert yaml.safe_load(config.read_text())["MODEL"]["INIT_FROM"] == str(source / "best")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for name in ("linear", "bias-seq", "toast"):
+        grid = json.loads((out / "runs" / name / "grid.json").read_text())
+        assert len(grid["lrs"]) == 3 + grid["extensions"] and grid["best"] in grid["lrs"]
+        row = next(line for line in report.splitlines() if line.startswith(f"| {name} | "))
+        assert all(f"{lr:g}: " in row for lr in grid["lrs"])
+        assert ("optimum still at an edge" in row) == grid["at_edge"]
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "at 1 target epochs" in summary and "| toast − linear | 2 |" in summary
+    assert any(word in summary for word in ("| wins |", "| loses |", "| tie (interval includes 0) |"))
+    assert "| toast | " in summary and "1 epochs | 2 epochs" in summary
+    curves = json.loads((out / "budget.json").read_text())
+    assert list(curves) == ["toast", *[n for n in curves if n != "toast"]] and len(curves) == 3
+    assert all(len(curves[n]["2"]) == 2 for n in curves)
+    assert len(list((out / "budget" / "toast" / "ep2" / "final" / "target" / "toast").glob("seed*/results.json"))) == 2
+    for chart in ("summary.png", "paired.png", "budget.png"):
+        assert (out / chart).stat().st_size > 0
