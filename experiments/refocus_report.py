@@ -13,6 +13,7 @@ from .refocus_plots import plot_budget, plot_methods, plot_paired
 from .refocus_stats import best_on_val, collapsed, paired_difference, paired_table
 
 TOAST_PREFIX = "toast"
+PHRASES = {"wins": "wins against", "loses": "loses against", "tie": "ties", "no interval": "has no interval against"}
 
 
 def _is_toast(name: str) -> bool:
@@ -67,7 +68,8 @@ def write_summary(
         lines.append(
             f"| {name} | {selected[name]['lr']:g} | {val_cell} | {_mean_std(list(tests[name].values()))}{mark} | {seeds} |"
         )
-    lines += ["", *collapses(selected, tests, chance)]
+    flags = collapses(selected, tests, chance)
+    lines += ["", *flags] if flags else []
     plot_methods({n: tests[n] for n in names}, chance, out / "summary.png")
     toasts = [n for n in names if _is_toast(n)]
     baselines = [n for n in names if not _is_toast(n)]
@@ -75,8 +77,9 @@ def write_summary(
     if toasts and baselines:
         best = best_on_val(val, toasts) if any(n in val for n in toasts) else toasts[0]
         table, results = paired_table(best, tests, baselines)
-        wins = [b for b, p in results.items() if p.verdict == "wins"]
-        losses = [b for b, p in results.items() if p.verdict == "loses"]
+        by_verdict: dict[str, list[str]] = {}
+        for baseline, paired in results.items():
+            by_verdict.setdefault(paired.verdict.split(" (")[0], []).append(baseline)
         lines += [
             "",
             f"## {best} (the best TOAST on val) against each baseline, paired by seed, at {epochs} target epochs",
@@ -84,8 +87,9 @@ def write_summary(
             "A win is claimed only where the 95 % interval of the paired difference lies above zero.",
             "",
             table,
-            f"At {epochs} target epochs {best} wins against {', '.join(wins) or 'no baseline'}, loses against "
-            f"{', '.join(losses) or 'no baseline'}, and ties the rest.",
+            f"At {epochs} target epochs {best} "
+            + "; ".join(f"{PHRASES[verdict]} {', '.join(names)}" for verdict, names in by_verdict.items())
+            + ".",
         ]
         plot_paired(best, results, out / "paired.png")
     if curves:

@@ -308,3 +308,20 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     assert len(list((out / "budget" / "toast" / "ep2" / "final" / "target" / "toast").glob("seed*/results.json"))) == 2
     for chart in ("summary.png", "paired.png", "budget.png"):
         assert (out / chart).stat().st_size > 0
+
+
+def test_refocus_refuses_data_from_the_old_generator(tmp_path):
+    import json
+    from argparse import Namespace
+
+    from experiments import refocus
+
+    (tmp_path / "source").mkdir()
+    old = {"digit_of_label": [0, 1, 2, 3, 4], "seed": 1, "mnist_index": {"train": [1], "val": [2]}}
+    (tmp_path / "source" / "provenance.json").write_text(json.dumps(old))
+    args = Namespace(
+        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=1, source_val=1,
+        target_train=1, target_val=1, test=1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="source was written by the old generator"):
+        refocus.write_data(tmp_path, args)

@@ -94,3 +94,25 @@ def test_interior_optimum_needs_no_extension_and_diverged_never_wins():
     score, calls = _fake(lambda lr: None if lr > 5e-3 else -abs(lr - 1e-3))
     grid = interior_grid(score, [3e-4, 1e-3, 1e-2])
     assert len(calls) == 1 and grid.best == 1e-3 and grid.extensions == 0 and not grid.at_edge
+
+
+def test_summary_names_the_budget_the_verdicts_and_a_collapsed_run(tmp_path):
+    from experiments.refocus_report import write_summary
+
+    selected = {n: {"lr": 1e-3, "val": v} for n, v in (("toast-pretuned", 55.0), ("toast", 40.0), ("lora", 45.0))}
+    selected["bias-seq"] = {"lr": 3e-4, "val": 50.0}
+    tests = {
+        "toast-pretuned": {0: 50.0, 1: 52.0, 2: 55.0},
+        "toast": {0: 60.0, 1: 60.0, 2: 60.0},  # higher on test, but not the best TOAST on val
+        "lora": {0: 40.0, 1: 41.0, 2: 43.0},
+        "bias-seq": {0: 50.0, 1: 21.0, 2: 56.0},  # seed 1 ended at chance after val 50: flagged
+    }
+    curves = {"toast-pretuned": {2: [50.0, 52.0], 20: [60.0, 61.0]}, "lora": {2: [40.0, 41.0], 20: [62.0, 64.0]}}
+    text = write_summary(tmp_path, selected, tests, curves, chance=20.0, epochs=2)
+    assert "**2 target epochs**" in text and "## toast-pretuned (the best TOAST on val)" in text
+    assert "| toast-pretuned − lora | 3 | +11.0 [" in text
+    assert "At 2 target epochs toast-pretuned wins against lora; ties bias-seq." in text
+    assert "**bias-seq seed 1 collapsed**: test top-1 21.0" in text and "| 42.3 ± 18.7 (n=3) * |" in text
+    assert "| toast-pretuned − lora | +10.5 [" in text and "| 20 epochs |" in text
+    for chart in ("summary.png", "paired.png", "budget.png"):
+        assert (tmp_path / chart).stat().st_size > 0
