@@ -34,6 +34,7 @@ from pathlib import Path
 
 from toast.files import atomic_write_text
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
+from visual_classification.demo.photo_tasks import write_photo_classes
 from visual_classification.demo.tasks import write_clutter_classes
 from visual_classification.pretune import main as pretune_main
 from visual_classification.summarize import main as summarize_main
@@ -47,6 +48,9 @@ from .refocus_report import write_report, write_summary
 CONFIG = Path(__file__).resolve().parent / "configs" / "refocus.yaml"
 SOURCE, TARGET = "source", "target"
 SIZE_PROBE_LR = 1e-2  # the linear probe's lr (AdamW) for the input-size choice
+# Scene generators: MNIST digits among digit fragments, or patches of ten photographs among patch fragments
+# (classes index PHOTO_CLASSES); both on the same textures, both with no image (region) in two splits.
+DOMAINS = {"digits": write_clutter_classes, "photos": write_photo_classes}
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,16 @@ def check_args(args) -> None:
         raise SystemExit("error: " + "; ".join(problems))
 
 
+def _recorded(recorded: dict) -> tuple[str, list[int], dict[str, int]]:
+    """(domain, classes, scenes per split) of a task's ``provenance.json``."""
+    if recorded.get("domain") == "photos":
+        return "photos", recorded["class_index"], {s: len(v) for s, v in recorded["boxes"].items()}
+    return "digits", recorded["digit_of_label"], {s: len(v) for s, v in recorded["mnist_index"].items()}
+
+
 def write_data(data: Path, args) -> None:
-    """Source (thousands of scenes, train + val) and target (VTAB-1k shape) tasks; skipped when written."""
+    """Source (thousands of scenes, train + val) and target (VTAB-1k shape) tasks of ``args.domain``; skipped
+    when written (and refused when the folder holds other scenes)."""
     source_sizes = {"train": args.source_train, "val": args.source_val}
     target_sizes = {"train800": args.target_train, "val200": args.target_val, "test": args.test}
     for name, classes, sizes, seed in (
@@ -149,19 +161,19 @@ def write_data(data: Path, args) -> None:
         provenance = data / name / "provenance.json"
         if provenance.is_file():
             recorded = json.loads(provenance.read_text())
-            if "fragment_index" not in recorded:
+            if "fragment_index" not in recorded and recorded.get("domain") != "photos":
                 raise ValueError(
                     f"{data / name} was written by the old generator (fragments drawn across splits): "
                     "choose another --out (OUT) or delete that folder"
                 )
-            counts = {s: len(v) for s, v in recorded["mnist_index"].items()}
-            if recorded["digit_of_label"] != list(classes) or counts != sizes:
+            held = _recorded(recorded)
+            if held != (args.domain, list(classes), sizes):
                 raise ValueError(
-                    f"{data / name} holds digits {recorded['digit_of_label']} with splits {counts}, not "
-                    f"{list(classes)} with {sizes}: choose another --out (OUT) or delete that folder"
+                    f"{data / name} holds {held[0]} classes {held[1]} with splits {held[2]}, not {args.domain} "
+                    f"classes {list(classes)} with {sizes}: choose another --out (OUT) or delete that folder"
                 )
             continue
-        write_clutter_classes(data, name, classes, sizes, seed=seed)
+        DOMAINS[args.domain](data, name, classes, sizes, seed=seed)
 
 
 def _base_opts(weights: Path, data: Path, task: str, num_classes: int, size: int, epochs: int | None) -> dict:
@@ -391,6 +403,9 @@ def source_stages(out: Path, weights: Path, size: int, args, clock: Stopwatch) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="output/refocus", help="weights cache, data, runs and the summary")
+    parser.add_argument(
+        "--domain", default="digits", choices=list(DOMAINS), help="digits: MNIST; photos: scikit-image photographs"
+    )
     parser.add_argument("--source-classes", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--target-classes", type=int, nargs="+", default=[5, 6, 7, 8, 9])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])

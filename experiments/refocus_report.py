@@ -144,9 +144,10 @@ def write_report(
 ) -> str:
     """``out/report.md``: data, input size, each method's lr grid with val scores and flags, time per stage."""
     lines = [
-        f"Source digits {args.source_classes} ({args.source_train} train / {args.source_val} val scenes), "
-        f"target digits {args.target_classes} ({args.target_train} / {args.target_val} / {args.test} test scenes), "
-        f"seeds {args.seeds}; no MNIST image in two splits (labelled digits and fragments).",
+        f"Domain {args.domain}: source classes {args.source_classes} ({args.source_train} train / "
+        f"{args.source_val} val scenes), target classes {args.target_classes} ({args.target_train} / "
+        f"{args.target_val} / {args.test} test scenes), seeds {args.seeds}; no image (labelled or fragment) "
+        "in two splits.",
         "",
         f"Source training ({args.pretune_epochs} epochs on the source scenes) is done once per method and shared "
         "by every seed and grid point: TOAST's pre-tuning, and each `-seq` method's own source run.",

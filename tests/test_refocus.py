@@ -230,7 +230,7 @@ def test_no_mnist_image_in_two_splits_labelled_or_fragment(tmp_path):
 
     args = Namespace(
         source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=60, source_val=20,
-        target_train=40, target_val=20, test=50,
+        target_train=40, target_val=20, test=50, domain="digits",
     )  # fmt: skip
     refocus.write_data(tmp_path, args)
     used: dict[int, str] = {}
@@ -321,7 +321,41 @@ def test_refocus_refuses_data_from_the_old_generator(tmp_path):
     (tmp_path / "source" / "provenance.json").write_text(json.dumps(old))
     args = Namespace(
         source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=1, source_val=1,
-        target_train=1, target_val=1, test=1,
+        target_train=1, target_val=1, test=1, domain="digits",
     )  # fmt: skip
     with pytest.raises(ValueError, match="source was written by the old generator"):
         refocus.write_data(tmp_path, args)
+
+
+def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_path):
+    """DOMAIN photos: every crop (labelled patch and fragment) of a split lies in that split's band of its
+    photograph, so no two splits share a pixel; source and target photographs differ; the data is refused
+    by a digits run."""
+    import json
+    from argparse import Namespace
+
+    from experiments import refocus
+    from visual_classification.demo.photo_tasks import PHOTO_CLASSES
+
+    args = Namespace(
+        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=30, source_val=10,
+        target_train=20, target_val=10, test=20, domain="photos",
+    )  # fmt: skip
+    refocus.write_data(tmp_path, args)
+    columns: dict[str, dict[str, set]] = {}
+    for task, splits in (("source", ("train", "val")), ("target", ("train800", "val200", "test"))):
+        info = json.loads((tmp_path / task / "provenance.json").read_text())
+        for split in splits:
+            samples = _read(tmp_path / task, split)
+            assert len(samples) == len(info["boxes"][split])
+            for (_, label), box, fragments in zip(samples, info["boxes"][split], info["fragment_boxes"][split]):
+                assert box[0] == PHOTO_CLASSES[info["class_index"][label]]
+                for name, x0, _, side in [box, *fragments]:
+                    columns.setdefault(name, {}).setdefault(f"{task}/{split}", set()).update(range(x0, x0 + side))
+    for name, by_split in columns.items():
+        seen = [cols for cols in by_split.values()]
+        assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1 :]), name
+        assert len({s.split("/")[0] for s in by_split}) == 1  # a photograph is in the source or the target
+    assert len(columns) == 10
+    with pytest.raises(ValueError, match="holds photos classes .* not digits"):
+        refocus.write_data(tmp_path, Namespace(**{**vars(args), "domain": "digits"}))

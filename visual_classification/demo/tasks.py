@@ -72,9 +72,17 @@ def _rgb(gray: np.ndarray) -> Image.Image:
 
 
 def clutter_scene(
-    digit: np.ndarray, others: list[np.ndarray], texture: np.ndarray, rng: np.random.Generator, size: int = 84
+    digit: np.ndarray,
+    others: list[np.ndarray],
+    texture: np.ndarray,
+    rng: np.random.Generator,
+    size: int = 84,
+    paste: bool = False,
 ) -> np.ndarray:
-    """A textured canvas with the target digit (28 px) at a random place and 4 fragments of other digits."""
+    """A textured canvas with the target digit (28 px) at a random place and 4 fragments of other digits.
+
+    Digits (bright strokes on black) are blended with ``max``, so only their strokes show; ``paste`` puts
+    opaque patches instead (photograph patches, whose dark parts must show too)."""
     y0, x0 = rng.integers(0, texture.shape[0] - size), rng.integers(0, texture.shape[1] - size)
     canvas = (texture[y0 : y0 + size, x0 : x0 + size].astype(np.float32) * 0.45).copy()
     for other in others:
@@ -82,10 +90,16 @@ def clutter_scene(
         fragment = other[fy : fy + 14, fx : fx + 14].astype(np.float32)
         py, px = rng.integers(0, size - 14, size=2)
         region = canvas[py : py + 14, px : px + 14]
-        np.maximum(region, fragment, out=region)
+        if paste:
+            region[...] = fragment
+        else:
+            np.maximum(region, fragment, out=region)
     py, px = rng.integers(0, size - 28, size=2)
     region = canvas[py : py + 28, px : px + 28]
-    np.maximum(region, digit.astype(np.float32), out=region)
+    if paste:
+        region[...] = digit
+    else:
+        np.maximum(region, digit.astype(np.float32), out=region)
     return canvas.clip(0, 255).astype(np.uint8)
 
 
