@@ -18,13 +18,17 @@ curve), summary.csv, summary.png, paired.png, budget.png, refocus_grid_*.png and
 every lr grid with its val scores, edge and collapse flags, time per stage). Re-running resumes.
 
 Estimated cost on a 2-core CPU (an estimate, not a measurement): all methods, 5 seeds, BUDGETS "2 6 20":
-about 3.5-4 h; the one-seed mode SEEDS=0 BUDGETS=none: about 1.5 h (source training alone ~40 min).
+about 3.5-4 h; the one-seed mode SEEDS=0 BUDGETS=none: about 1.5 h (source training alone ~40 min);
+DOMAIN=photos is a second run of the same protocol, at the same cost again.
 
 environment:
-  SOURCE_CLASSES  source digits (default: "0 1 2 3 4")
-  TARGET_CLASSES  target digits, disjoint from the source (default: "5 6 7 8 9")
+  DOMAIN          digits (default: MNIST digits among digit fragments) or photos (patches of ten
+                  scikit-image photographs among patch fragments, on the same textures; classes 0-4 astronaut,
+                  camera, coffee, chelsea, rocket; 5-9 hubble_deep_field, moon, coins, retina, ihc)
+  SOURCE_CLASSES  source classes: digits, or photograph indices (default: "0 1 2 3 4")
+  TARGET_CLASSES  target classes, disjoint from the source (default: "5 6 7 8 9")
   SEEDS           seeds of the final runs (default: "0 1 2 3 4"; SEEDS=0 for the one-seed mode)
-  OUT             output folder (default: output/refocus)
+  OUT             output folder (default: output/refocus, output/refocus_photos for DOMAIN=photos)
   METHODS         subset of (default: all): linear bias lora prompt end2end bias-seq lora-seq prompt-seq
                   end2end-seq toast toast-B0 toast-pretuned toast-lite-pretuned
                   (-seq: trained on the source first, then on the target; linear has no -seq: it trains
@@ -58,7 +62,10 @@ else
 fi
 [[ -n "${EPOCHS:-}" ]] && args+=(--epochs "$EPOCHS")
 [[ -n "${PRETUNE_EPOCHS:-}" ]] && args+=(--pretune-epochs "$PRETUNE_EPOCHS")
-args+=(--out "${OUT:-output/refocus}" --source-train "${SOURCE_TRAIN:-2000}" --test "${TEST:-1000}" --grid "${GRID:-3}")
+domain="${DOMAIN:-digits}"
+default_out=output/refocus
+[[ "$domain" != digits ]] && default_out="output/refocus_$domain"
+args+=(--domain "$domain" --out "${OUT:-$default_out}" --source-train "${SOURCE_TRAIN:-2000}" --test "${TEST:-1000}" --grid "${GRID:-3}")
 start=$(date +%s)
 python -m experiments.refocus "${args[@]}" "$@"
 echo "refocus experiment: $(( $(date +%s) - start )) s in all (this invocation)"
