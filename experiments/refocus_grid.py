@@ -26,7 +26,17 @@ class Grid:
 
     @property
     def at_edge(self) -> bool:
-        return self.best in (self.lrs[0], self.lrs[-1])
+        return edge_optimum(self.scores, self.best)
+
+
+def edge_optimum(scores: dict[float, float | None], best: float) -> bool:
+    """Whether ``best`` is the lowest or highest lr and strictly better than its one neighbour (a plateau that
+    reaches the edge, a tie with the neighbour, is not evidence that the optimum lies beyond it)."""
+    lrs = sorted(scores)
+    if len(lrs) < 2 or best not in (lrs[0], lrs[-1]):
+        return False
+    neighbour = scores[lrs[1] if best == lrs[0] else lrs[-2]]
+    return neighbour is None or scores[best] > neighbour
 
 
 def choose(scores: dict[float, float | None]) -> float:
@@ -43,14 +53,14 @@ def interior_grid(
     step: float = STEP,
     max_extensions: int = MAX_EXTENSIONS,
 ) -> Grid:
-    """Scores ``lrs``; while the best sits at the lowest (highest) lr, adds lowest ÷ step (highest × step) and
-    scores again, at most ``max_extensions`` times. ``score(lrs)`` returns every given lr's val score (it may
-    skip runs it has already done: it is called with the grown grid each time)."""
+    """Scores ``lrs``; while the best sits at the lowest (highest) lr, strictly above its neighbour, adds
+    lowest ÷ step (highest × step) and scores again, at most ``max_extensions`` times. ``score(lrs)`` returns
+    every given lr's val score (it may skip runs already done: it is called with the grown grid each time)."""
     grid = sorted(lrs)
     scores = dict(score(grid))
     for extension in range(max_extensions + 1):
         best = choose(scores)
-        if best not in (grid[0], grid[-1]) or extension == max_extensions or len(grid) < 2:
+        if not edge_optimum(scores, best) or extension == max_extensions:
             return Grid(scores, best, extension)
         grid = [grid[0] / step, *grid] if best == grid[0] else [*grid, grid[-1] * step]
         scores = dict(score(grid))

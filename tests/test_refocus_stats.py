@@ -116,3 +116,9 @@ def test_summary_names_the_budget_the_verdicts_and_a_collapsed_run(tmp_path):
     assert "| toast-pretuned − lora | +10.5 [" in text and "| 20 epochs |" in text
     for chart in ("summary.png", "paired.png", "budget.png"):
         assert (tmp_path / chart).stat().st_size > 0
+
+
+def test_a_plateau_reaching_the_edge_does_not_grow_the_grid():
+    score, calls = _fake(lambda lr: 30.0 if lr < 5e-3 else 25.0)  # the bottom two tie
+    grid = interior_grid(score, [1e-3, 3e-3, 1e-2])
+    assert len(calls) == 1 and grid.best == 1e-3 and not grid.at_edge and grid.extensions == 0
