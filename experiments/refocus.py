@@ -68,7 +68,7 @@ class Variant:
         return self.lrs[len(self.lrs) // 2]
 
 
-# Every grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
+# Every starting grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
 # each method adapts (why each grid is where it is: visual_classification/README.md, "When refocusing helps").
 # The caches of the protocol issue, where they change no number: pass 1 (frozen, no stochastic depth here) and
 # the linear probe's features are computed once per image and split, kept in float32.
@@ -102,7 +102,6 @@ _TOAST = {
 }
 VARIANTS = {**_BASELINES, **_SEQUENTIAL, **_TOAST}
 TOAST_VARIANTS = tuple(_TOAST)
-BASELINES = tuple(n for n in VARIANTS if n not in _TOAST)
 # Pre-tuning (AdamW), chosen on the source's val split by refocus_study.py (findings in the README section above).
 PRETUNE_OPTS = {"SOLVER.BASE_LR": 3e-4, "SOLVER.HEAD_LR_MULT": 10.0, **_FIRST_PASS_CACHE}
 PRETUNE_EPOCHS = 8
