@@ -36,11 +36,11 @@ def plot_methods(tests: Mapping[str, Mapping[int, float]], chance: float, out_pn
     ax.set_yticks(range(len(methods)), methods)
     ax.invert_yaxis()
     ax.axvline(chance, color="k", linestyle=":", linewidth=1)
-    ax.set_xlabel("target test top-1 (%): bar = mean, line = ±1 std, dots = seeds, dotted = chance")
+    ax.set_xlabel("target test top-1 (%)\nbar = mean, line = ±1 std, dots = seeds, dotted = chance")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in COLOURS.values()]
     fig.legend(handles, list(COLOURS), loc="lower center", ncol=3, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))  # the legend below the axes, never over a bar
+    fig.tight_layout(rect=(0, 0.04, 1, 1))  # the legend below the axes, never over a bar
     return save_figure(fig, out_png)
 
 
@@ -55,7 +55,9 @@ def plot_paired(best: str, results: Mapping[str, Paired], out_png: Path) -> Path
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.axvline(0.0, color="k", linewidth=1)
-    ax.set_xlabel(f"{best} − baseline, test top-1 points (mean over seeds, 95 % t interval)")
+    ax.set_xlabel(
+        f"{best} − baseline, test top-1 points\n(mean of the paired differences over seeds, 95 % t interval)"
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, out_png)
@@ -70,6 +72,7 @@ def plot_budget(curves: Mapping[str, Mapping[int, list[float]]], out_png: Path) 
         stds = [statistics.stdev(by_epochs[e]) if len(by_epochs[e]) > 1 else 0.0 for e in epochs]
         ax.errorbar(epochs, means, yerr=stds, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
+    ax.minorticks_off()
     all_epochs = sorted({e for c in curves.values() for e in c})
     ax.set_xticks(all_epochs, [str(e) for e in all_epochs])
     ax.set_xlabel("target epochs (train800val200)")
