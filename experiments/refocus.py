@@ -1,19 +1,24 @@
 """When does refocusing help? ``bash scripts/refocus_experiment.sh`` (or ``python -m experiments.refocus``).
 
 The paper's claim is that a top-down path pre-tuned on a large source task transfers better than the usual
-methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ONNX conversion):
+methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ONNX conversion), with controls:
 
 1. Data: digits among distractors on real textures (``digits_clutter`` scenes), with **disjoint classes**:
    the source task (digits 0–4 by default, thousands of scenes) plays ImageNet's part; the target task
-   (5–9) has VTAB-1k's shape: 800 train, 200 val, and a test split of 1,000 (one point = 10 images).
+   (5–9) has VTAB-1k's shape: 800 train, 200 val, and a test split of 1,000. No MNIST image appears in two
+   splits, neither as a labelled digit nor as a fragment (each split draws from its own pool).
 2. Input size: a linear probe (train800 → val200) at each candidate size; the chosen size is the one whose
-   val top-1 is nearest to halfway between chance and 100 %, so that the probe is clearly above chance and
-   clearly below its ceiling (ties: the smaller size). Test is never read here.
-3. Pre-tuning: the project's ``pretune`` recipe (A_i, B_i, p; CE on pass 2 + 0.1 × reconstruction) on the source.
-4. Every method on the target through ``tune``: a small lr grid on train800 → val200 (last-epoch val top-1
-   picks the lr), then one final run per seed on train800val200 → test; same epochs for all.
-5. ``summarize``'s table and bar chart over the methods, a refocusing grid (pre-tuned vs fresh path on the
-   same target test images), and ``report.md`` with the chosen size, lrs and the time each stage took.
+   val top-1 is nearest to halfway between chance and 100 %. Test is never read here.
+3. Source training, shared by every seed and grid point: TOAST's pre-tuning (the project's ``pretune``
+   recipe), and, for ``bias``, ``lora``, ``prompt`` and ``end2end``, the same method trained on the same source
+   scenes for the same epochs (its grid's middle lr; best source-val epoch kept, as pre-tuning keeps it).
+   Their ``-seq`` variants start on the target from it (``MODEL.INIT_FROM``: everything but the head).
+4. Every method on the target through ``tune``: an lr grid on train800 → val200, grown past an edge optimum
+   (``refocus_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
+5. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
+   ``refocus_stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
+   ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``refocus_plots``), and
+   ``report.md`` with the grids, the flags (edge optima, collapsed final runs) and the time of each stage.
 
 Everything lands under ``--out`` and every stage resumes: re-running the command skips finished runs.
 """
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from toast.files import atomic_write_text
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
+from visual_classification.demo.photo_tasks import write_photo_classes
 from visual_classification.demo.tasks import write_clutter_classes
 from visual_classification.pretune import main as pretune_main
 from visual_classification.summarize import main as summarize_main
@@ -36,9 +42,15 @@ from visual_classification.train import load_config, train
 from visual_classification.tune import tune
 from visual_classification.visualize import main as visualize_main
 
+from .refocus_grid import interior_grid
+from .refocus_report import write_report, write_summary
+
 CONFIG = Path(__file__).resolve().parent / "configs" / "refocus.yaml"
 SOURCE, TARGET = "source", "target"
 SIZE_PROBE_LR = 1e-2  # the linear probe's lr (AdamW) for the input-size choice
+# Scene generators: MNIST digits among digit fragments, or patches of ten photographs among patch fragments
+# (classes index PHOTO_CLASSES); both on the same textures, both with no image (region) in two splits.
+DOMAINS = {"digits": write_clutter_classes, "photos": write_photo_classes}
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,15 @@ class Variant:
     transfer: str
     lrs: tuple[float, ...]
     opts: dict = field(default_factory=dict)
-    pretuned: bool = False
+    pretuned: bool = False  # the top-down path starts from the TOAST pre-tuning on the source
+    sequential: bool = False  # starts from the same method trained on the source first (MODEL.INIT_FROM)
+
+    @property
+    def middle_lr(self) -> float:
+        return self.lrs[len(self.lrs) // 2]
 
 
-# Every grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
+# Every starting grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
 # each method adapts (why each grid is where it is: visual_classification/README.md, "When refocusing helps").
 # The caches of the protocol issue, where they change no number: pass 1 (frozen, no stochastic depth here) and
 # the linear probe's features are computed once per image and split, kept in float32.
@@ -62,19 +79,35 @@ _TOP_DOWN_LRS = (1e-4, 3e-4, 1e-3)
 _ADAPTER = {"SOLVER.HEAD_LR_MULT": 10.0}
 _ADAPTER_LRS = (3e-4, 1e-3, 3e-3)
 _LITE = {**_ADAPTER, **_FIRST_PASS_CACHE}
-VARIANTS = {
+# Full fine-tuning: a head multiplier that puts its head lrs on the others' (3e-3 ... 3e-2). No per-epoch `last`
+# checkpoint (the whole ViT with its AdamW state, ~260 MB a run, for runs of minutes); best/ is kept.
+_END2END = {"SOLVER.HEAD_LR_MULT": 300.0, "SAVE_LAST": False}
+_BASELINES = {
     "linear": Variant("linear", (3e-3, 1e-2, 3e-2), _FEATURE_CACHE),
     "bias": Variant("bias", _ADAPTER_LRS, _ADAPTER),
     "lora": Variant("lora", _ADAPTER_LRS, _ADAPTER),
     "prompt": Variant("prompt", (1e-3, 3e-3, 1e-2), {"SOLVER.HEAD_LR_MULT": 3.0}),
+    "end2end": Variant("end2end", (1e-5, 3e-5, 1e-4), _END2END),
+}
+# "<method>-seq": source → target. linear has none: it trains nothing but the head, which the target replaces.
+_SEQUENTIAL = {
+    f"{name}-seq": Variant(v.transfer, v.lrs, v.opts, sequential=True)
+    for name, v in _BASELINES.items()
+    if name != "linear"
+}
+_TOAST = {
     "toast": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN),
     "toast-B0": Variant("toast", _TOP_DOWN_LRS, {**_TOP_DOWN, "MODEL.TOAST.DECODER_INIT": "zero_to_value"}),
     "toast-pretuned": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN, pretuned=True),
     "toast-lite-pretuned": Variant("toast-lite", _ADAPTER_LRS, _LITE, pretuned=True),
 }
+VARIANTS = {**_BASELINES, **_SEQUENTIAL, **_TOAST}
+TOAST_VARIANTS = tuple(_TOAST)
 # Pre-tuning (AdamW), chosen on the source's val split by refocus_study.py (findings in the README section above).
 PRETUNE_OPTS = {"SOLVER.BASE_LR": 3e-4, "SOLVER.HEAD_LR_MULT": 10.0, **_FIRST_PASS_CACHE}
 PRETUNE_EPOCHS = 8
+BUDGETS = (2, 6, 20)  # target epochs of the budget curve
+BUDGET_SEEDS = 3  # the first three of --seeds
 
 
 def _flat(opts: dict) -> list[str]:
@@ -109,8 +142,16 @@ def check_args(args) -> None:
         raise SystemExit("error: " + "; ".join(problems))
 
 
+def _recorded(recorded: dict) -> tuple[str, list[int], dict[str, int]]:
+    """(domain, classes, scenes per split) of a task's ``provenance.json``."""
+    if recorded.get("domain") == "photos":
+        return "photos", recorded["class_index"], {s: len(v) for s, v in recorded["boxes"].items()}
+    return "digits", recorded["digit_of_label"], {s: len(v) for s, v in recorded["mnist_index"].items()}
+
+
 def write_data(data: Path, args) -> None:
-    """Source (thousands of scenes, train + val) and target (VTAB-1k shape) tasks; skipped when written."""
+    """Source (thousands of scenes, train + val) and target (VTAB-1k shape) tasks of ``args.domain``; skipped
+    when written (and refused when the folder holds other scenes)."""
     source_sizes = {"train": args.source_train, "val": args.source_val}
     target_sizes = {"train800": args.target_train, "val200": args.target_val, "test": args.test}
     for name, classes, sizes, seed in (
@@ -120,14 +161,19 @@ def write_data(data: Path, args) -> None:
         provenance = data / name / "provenance.json"
         if provenance.is_file():
             recorded = json.loads(provenance.read_text())
-            counts = {s: len(v) for s, v in recorded["mnist_index"].items()}
-            if recorded["digit_of_label"] != list(classes) or counts != sizes:
+            if "fragment_index" not in recorded and recorded.get("domain") != "photos":
                 raise ValueError(
-                    f"{data / name} holds digits {recorded['digit_of_label']} with splits {counts}, not "
-                    f"{list(classes)} with {sizes}: choose another --out (OUT) or delete that folder"
+                    f"{data / name} was written by the old generator (fragments drawn across splits): "
+                    "choose another --out (OUT) or delete that folder"
+                )
+            held = _recorded(recorded)
+            if held != (args.domain, list(classes), sizes):
+                raise ValueError(
+                    f"{data / name} holds {held[0]} classes {held[1]} with splits {held[2]}, not {args.domain} "
+                    f"classes {list(classes)} with {sizes}: choose another --out (OUT) or delete that folder"
                 )
             continue
-        write_clutter_classes(data, name, classes, sizes, seed=seed)
+        DOMAINS[args.domain](data, name, classes, sizes, seed=seed)
 
 
 def _base_opts(weights: Path, data: Path, task: str, num_classes: int, size: int, epochs: int | None) -> dict:
@@ -171,15 +217,7 @@ def choose_size(out: Path, weights: Path, args) -> tuple[int, dict[int, float]]:
 
 def pretune_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path) -> dict:
     """One pre-tuning run's overrides: the source's train → val (no test), the experiment's recipe."""
-    return {
-        **_base_opts(weights, data, SOURCE, num_classes, size, epochs),
-        "DATA.TRAIN_SPLIT": "train",
-        "DATA.VAL_SPLIT": "val",
-        "DATA.TEST_SPLIT": "none",
-        "OUTPUT_DIR": str(run),
-        "SEED": 0,
-        **PRETUNE_OPTS,
-    }
+    return {**source_opts(weights, data, num_classes, size, epochs, run), **PRETUNE_OPTS}
 
 
 def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
@@ -190,30 +228,136 @@ def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
     return run / "best"
 
 
-def tune_variant(out: Path, weights: Path, size: int, name: str, pretuned: Path | None, args) -> dict:
-    """``tune``'s grid and seeded final runs for one variant, under ``out/runs/<variant>``."""
+def source_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path) -> dict:
+    """A run on the source's train → val (no test): pre-tuning, or a baseline's source stage."""
+    return {
+        **_base_opts(weights, data, SOURCE, num_classes, size, epochs),
+        "DATA.TRAIN_SPLIT": "train",
+        "DATA.VAL_SPLIT": "val",
+        "DATA.TEST_SPLIT": "none",
+        "OUTPUT_DIR": str(run),
+        "SEED": 0,
+    }
+
+
+def train_on_source(out: Path, weights: Path, size: int, transfer: str, args) -> Path:
+    """``transfer`` trained on the source scenes for the pre-tuning's epochs, at the middle of its target grid
+    (no source-side tuning; the best source-val epoch is kept, as pre-tuning keeps it): the run's best/."""
+    variant = next(v for v in VARIANTS.values() if v.transfer == transfer and v.sequential)
+    run = out / "source_runs" / transfer
+    opts = {
+        **source_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run),
+        "MODEL.TRANSFER_TYPE": transfer,
+        "SOLVER.BASE_LR": variant.middle_lr,
+        **variant.opts,
+    }
+    train(load_config(str(CONFIG), _flat(opts) + args.opts))
+    return run / "best"
+
+
+def variant_config(out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None):
+    """The target config of one variant (its lr still the config's), its runs under ``root``."""
     variant = VARIANTS[name]
     opts = {
-        **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, args.epochs),
+        **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, epochs or args.epochs),
         "MODEL.TRANSFER_TYPE": variant.transfer,
-        "OUTPUT_DIR": str(out / "runs" / name),
+        "OUTPUT_DIR": str(root),
         "SEED": 0,
         **variant.opts,
     }
     if variant.pretuned:
-        opts["MODEL.TOPDOWN_WEIGHTS"] = str(pretuned)
+        opts["MODEL.TOPDOWN_WEIGHTS"] = str(starts["pretune"])
+    if variant.sequential:
+        opts["MODEL.INIT_FROM"] = str(starts[variant.transfer])
+    return load_config(str(CONFIG), _flat(opts) + args.opts)
+
+
+def _grid_json(root: Path, name: str) -> Path:
+    return root / "final" / TARGET / VARIANTS[name].transfer / "selected.json"
+
+
+def val_scores(cfg, name: str, lrs: list[float]) -> dict[float, float | None]:
+    """Every lr's last-epoch val top-1 (train800 → val200) through ``tune`` with no final run (finished grid
+    points are skipped). tune scales its grid by batch/256 (the original's rule); the lrs here are meant as given."""
+    scale = 256 / cfg.DATA.BATCH_SIZE
+    tune(cfg, [lr * scale for lr in lrs], [cfg.SOLVER.WEIGHT_DECAY], [])
+    grid = json.loads(_grid_json(Path(cfg.OUTPUT_DIR), name).read_text())["grid"]
+    return {lr: point["val_top1"] for lr, point in zip(lrs, grid)}
+
+
+def _with_lr(cfg, lr: float):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.SOLVER.BASE_LR = lr
+    cfg.freeze()
+    return cfg
+
+
+def tune_variant(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
+    """The variant's lr grid on val (grown past an edge optimum), then its seeded final runs, under
+    ``out/runs/<variant>``; ``{"lr", "val", "grid": Grid | None, "final"}``."""
+    variant = VARIANTS[name]
+    cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
     if args.grid == 1:  # no choice on val: the grid's middle lr, as given (a smoke test of the pipeline)
-        opts["SOLVER.BASE_LR"] = variant.lrs[len(variant.lrs) // 2]
-    cfg = load_config(str(CONFIG), _flat(opts) + args.opts)
-    # tune scales its grid by batch/256 (the original's rule); the variants' lrs are meant as given.
-    lrs = [lr * 256 / cfg.DATA.BATCH_SIZE for lr in variant.lrs] if args.grid == 3 else None
-    return tune(cfg, lrs, [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
+        result = tune(_with_lr(cfg, variant.middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
+        return {"lr": result["lr"], "val": None, "grid": None, "final": result["final"]}
+    grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), variant.lrs)
+    scale = 256 / cfg.DATA.BATCH_SIZE
+    result = tune(cfg, [lr * scale for lr in grid.lrs], [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
+    record = {"lrs": grid.lrs, "val_top1": [grid.scores[lr] for lr in grid.lrs], "best": grid.best}
+    record |= {"extensions": grid.extensions, "at_edge": grid.at_edge}
+    atomic_write_text(out / "runs" / name / "grid.json", json.dumps(record, indent=2) + "\n")
+    return {"lr": result["lr"], "val": grid.scores[grid.best], "grid": grid, "final": result["final"]}
+
+
+def final_test_scores(out: Path, name: str, root: Path | None = None) -> dict[int, float]:
+    """``{seed: final test top-1}`` of a variant's finished final runs (diverged runs have none)."""
+    runs = (root or out / "runs" / name) / "final" / TARGET / VARIANTS[name].transfer
+    scores = {}
+    for results in sorted(runs.glob("seed*/results.json")):
+        value = json.loads(results.read_text()).get("final_test_top1")
+        if value is not None:
+            scores[int(results.parent.name.removeprefix("seed"))] = float(value)
+    return scores
+
+
+def budget_methods(selected: dict) -> list[str]:
+    """The best TOAST and the two best baselines on val (the comparison the headline makes, and its rivals)."""
+    val = {n: r["val"] for n, r in selected.items() if r["val"] is not None}
+    toast = sorted((n for n in val if n in TOAST_VARIANTS), key=lambda n: -val[n])[:1]
+    rivals = sorted((n for n in val if n not in TOAST_VARIANTS), key=lambda n: -val[n])[:2]
+    return toast + rivals
+
+
+def budget_curve(out: Path, weights: Path, size: int, selected: dict, starts: dict, args) -> dict:
+    """``{method: {epochs: [test top-1 per seed]}}``: each method's selected lr (chosen at the main budget) run
+    for each budget on train800val200 → test with the first seeds; the main budget's own runs are reused."""
+    main_epochs = target_epochs(args)
+    seeds = args.seeds[:BUDGET_SEEDS]
+    curves: dict[str, dict[int, list[float]]] = {}
+    for name in budget_methods(selected):
+        curves[name] = {}
+        for epochs in args.budgets:
+            if epochs == main_epochs:
+                scores = final_test_scores(out, name)
+            else:
+                root = out / "budget" / name / f"ep{epochs}"
+                cfg = variant_config(out, weights, size, name, starts, args, root, epochs)
+                tune(_with_lr(cfg, selected[name]["lr"]), None, [cfg.SOLVER.WEIGHT_DECAY], seeds)
+                scores = final_test_scores(out, name, root)
+            curves[name][epochs] = [scores[s] for s in seeds if s in scores]
+    atomic_write_text(out / "budget.json", json.dumps(curves, indent=2) + "\n")
+    return curves
+
+
+def target_epochs(args) -> int:
+    return args.epochs or load_config(str(CONFIG), list(args.opts)).SOLVER.TOTAL_EPOCH
 
 
 def collect_finals(out: Path, names: list[str]) -> Path:
     """``out/table/final/target/<variant>/seed<k>``: copies of each variant's final ``results.json`` and
     ``config.yaml``, the layout in which ``summarize`` names a column by its folder (tune names it by the
-    transfer type, which three TOAST variants share)."""
+    transfer type, which several variants share)."""
     table = out / "table"
     for name in names:
         runs = out / "runs" / name / "final" / TARGET / VARIANTS[name].transfer
@@ -228,11 +372,10 @@ def collect_finals(out: Path, names: list[str]) -> Path:
     return table
 
 
-def summarize_table(table: Path, out: Path) -> None:
-    """``summarize``'s table, CSV and chart of the collected runs, written into ``out``."""
+def summarize_csv(table: Path, out: Path) -> None:
+    """``summarize``'s numeric CSV (task, method, mean, std, n) of the collected runs, into ``out``."""
     summarize_main([str(table)])
-    for file in ("summary.md", "summary.csv", "summary.png"):
-        shutil.copyfile(table / file, out / file)
+    shutil.copyfile(table / "summary.csv", out / "summary.csv")
 
 
 def draw_grid(out: Path, seed: int, count: int) -> list[Path]:
@@ -247,39 +390,25 @@ def draw_grid(out: Path, seed: int, count: int) -> list[Path]:
     return grids
 
 
-def write_report(out: Path, args, size: int, size_scores: dict, selected: dict, seconds: dict) -> str:
-    chance = 100.0 / len(args.target_classes)
-    lines = [
-        f"Source digits {args.source_classes} ({args.source_train} train / {args.source_val} val scenes), "
-        f"target digits {args.target_classes} ({args.target_train} / {args.target_val} / {args.test} test scenes), "
-        f"seeds {args.seeds}.",
-        "",
-        "Input size, linear probe val top-1 (train800 → val200, chance "
-        f"{chance:.0f} %): " + ", ".join(f"{s} px {v:.1f}" for s, v in size_scores.items()) + f" → **{size} px**.",
-        "",
-        "| method | lr grid (val top-1 at the last epoch) | selected lr |",
-        "|---|---|---|",
-    ]
-    for name, result in selected.items():
-        grid = json.loads(
-            (out / "runs" / name / "final" / TARGET / VARIANTS[name].transfer / "selected.json").read_text()
-        )
-        cells = ", ".join(f"{g['lr']:g}: {g['val_top1']:.1f}" for g in grid["grid"]) or "fixed"
-        lines.append(f"| {name} | {cells} | {result['lr']:g} |")
-    lines += ["", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {stage} | {value:.0f} |" for stage, value in seconds.items()]
-    lines.append(f"| **all** | {sum(seconds.values()):.0f} |")
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(out / "report.md", text)
-    return text
+def source_stages(out: Path, weights: Path, size: int, args, clock: Stopwatch) -> dict:
+    """Every source-side run the chosen methods need, once each: ``{"pretune" | transfer: adapter folder}``."""
+    starts = {}
+    if any(VARIANTS[m].pretuned for m in args.methods):
+        starts["pretune"] = clock.run("pretune", pretune_source, out, weights, size, args)
+    for transfer in dict.fromkeys(VARIANTS[m].transfer for m in args.methods if VARIANTS[m].sequential):
+        starts[transfer] = clock.run(f"source {transfer}", train_on_source, out, weights, size, transfer, args)
+    return starts
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="output/refocus", help="weights cache, data, runs and the summary")
+    parser.add_argument(
+        "--domain", default="digits", choices=list(DOMAINS), help="digits: MNIST; photos: scikit-image photographs"
+    )
     parser.add_argument("--source-classes", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--target-classes", type=int, nargs="+", default=[5, 6, 7, 8, 9])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[56, 84], help="candidate input sizes (px)")
     parser.add_argument("--source-train", type=int, default=2000, help="source training scenes")
@@ -288,7 +417,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target-val", type=int, default=200, help="target val200 scenes (VTAB-1k: 200)")
     parser.add_argument("--test", type=int, default=1000, help="target test scenes")
     parser.add_argument("--epochs", type=int, default=None, help="target epochs (default: the config's)")
-    parser.add_argument("--pretune-epochs", type=int, default=PRETUNE_EPOCHS, help="source epochs")
+    parser.add_argument(
+        "--pretune-epochs", type=int, default=PRETUNE_EPOCHS, help="source epochs (pre-tuning and the -seq methods)"
+    )
+    parser.add_argument(
+        "--budgets", type=int, nargs="*", default=list(BUDGETS), help="target epochs of the budget curve (none: skip)"
+    )
     parser.add_argument(
         "--grid", type=int, default=3, choices=(1, 3), help="3: each method's lr grid on val; 1: its middle lr, fixed"
     )
@@ -301,16 +435,21 @@ def main(argv: list[str] | None = None) -> None:
     weights = clock.run("weights", cached_weights, out / "weights")
     clock.run("data", write_data, out / "data", args)
     size, size_scores = clock.run("input size", choose_size, out, weights, args)
-    needs_pretune = any(VARIANTS[m].pretuned for m in args.methods)
-    pretuned = clock.run("pretune", pretune_source, out, weights, size, args) if needs_pretune else None
+    starts = source_stages(out, weights, size, args, clock)
     selected = {}
     for name in args.methods:
-        selected[name] = clock.run(name, tune_variant, out, weights, size, name, pretuned, args)
+        selected[name] = clock.run(name, tune_variant, out, weights, size, name, starts, args)
     table = collect_finals(out, args.methods)
-    clock.run("summary", summarize_table, table, out)
+    clock.run("summary", summarize_csv, table, out)
+    curves = {}
+    if args.budgets and args.grid == 3:  # the curve needs each method's lr chosen on val
+        curves = clock.run("budget curve", budget_curve, out, weights, size, selected, starts, args)
     if {"toast", "toast-pretuned"} <= set(args.methods):
         clock.run("grid", draw_grid, out, args.seeds[0], args.grid_count)
-    print("\n" + write_report(out, args, size, size_scores, selected, clock.seconds))
+    tests = {name: final_test_scores(out, name) for name in args.methods}
+    chance = 100.0 / len(args.target_classes)
+    print("\n" + write_summary(out, selected, tests, curves, chance, target_epochs(args)))
+    print(write_report(out, args, size, size_scores, selected, tests, chance, clock.seconds))
 
 
 if __name__ == "__main__":

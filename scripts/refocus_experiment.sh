@@ -6,25 +6,42 @@ usage() {
   cat <<'USAGE'
 usage: bash scripts/refocus_experiment.sh [KEY VALUE ...]
 
-Runs python -m experiments.refocus: digit scenes among distractors on real textures,
-source digits pre-tune the top-down path (thousands of scenes), target digits (disjoint classes) get
-VTAB-1k's shape (800 train / 200 val / 1,000 test); input size chosen with a linear probe on val; every
-method (linear, bias, lora, prompt, toast fresh, toast B = 0, toast pre-tuned, toast-lite pre-tuned) with
-its lr picked on val by tune, then one run per seed on test. Writes OUT/summary.md, summary.csv,
-summary.png, refocus_grid_*.png and report.md (chosen size, lrs, time per stage). Re-running resumes.
+Runs python -m experiments.refocus: digit scenes among distractors on real textures (no MNIST image in two
+splits, fragments included). Source digits (thousands of scenes) train TOAST's top-down path (pre-tuning)
+and, for the "-seq" baselines, each baseline itself, for the same epochs; target digits (disjoint classes)
+get VTAB-1k's shape (800 train / 200 val / 1,000 test). Input size chosen with a linear probe on val; every
+method's lr grid scored on val and grown past an edge optimum (up to 2 steps), then one run per seed on
+test. The best TOAST on val is compared with every baseline, paired by seed (mean and 95 % t interval; a
+win only where the interval excludes 0); a budget curve runs the best TOAST and the two best baselines at
+each of BUDGETS target epochs (first 3 seeds). Writes OUT/summary.md (table, paired intervals, budget
+curve), summary.csv, summary.png, paired.png, budget.png, refocus_grid_*.png and report.md (chosen size,
+every lr grid with its val scores, edge and collapse flags, time per stage). Re-running resumes.
+
+Estimated cost on a 2-core CPU (an estimate, not a measurement): all methods, 5 seeds, BUDGETS "2 6 20":
+about 3.5-4.5 h (BUDGETS="2 6 12" saves ~40 min); the one-seed mode SEEDS=0 BUDGETS=none: about 1.5 h
+(source training alone ~40-70 min);
+DOMAIN=photos is a second run of the same protocol, at the same cost again.
 
 environment:
-  SOURCE_CLASSES  pre-tuning digits (default: "0 1 2 3 4")
-  TARGET_CLASSES  target digits, disjoint from the source (default: "5 6 7 8 9")
-  SEEDS           seeds of the final runs (default: "0 1 2"; SEEDS=0 for one)
-  OUT             output folder (default: output/refocus)
-  METHODS         subset of: linear bias lora prompt toast toast-B0 toast-pretuned toast-lite-pretuned
+  DOMAIN          digits (default: MNIST digits among digit fragments) or photos (patches of ten
+                  scikit-image photographs among patch fragments, on the same textures; classes 0-4 astronaut,
+                  camera, coffee, chelsea, rocket; 5-9 hubble_deep_field, moon, coins, retina, ihc)
+  SOURCE_CLASSES  source classes: digits, or photograph indices (default: "0 1 2 3 4")
+  TARGET_CLASSES  target classes, disjoint from the source (default: "5 6 7 8 9")
+  SEEDS           seeds of the final runs (default: "0 1 2 3 4"; SEEDS=0 for the one-seed mode)
+  OUT             output folder (default: output/refocus, output/refocus_photos for DOMAIN=photos)
+  METHODS         subset of (default: all): linear bias lora prompt end2end bias-seq lora-seq prompt-seq
+                  end2end-seq toast toast-B0 toast-pretuned toast-lite-pretuned
+                  (-seq: trained on the source first, then on the target; linear has no -seq: it trains
+                  nothing but the head)
+  BUDGETS         target epochs of the budget curve (default: "2 6 20"; BUDGETS=none skips it)
   SIZES           candidate input sizes in px (default: "56 84"; 112 px costs 1.5x and probed no better)
-  EPOCHS          target epochs (default: experiments/configs/refocus.yaml's SOLVER.TOTAL_EPOCH)
-  PRETUNE_EPOCHS  source epochs (default: 8)
+  EPOCHS          target epochs of the main table (default: experiments/configs/refocus.yaml's, 2)
+  PRETUNE_EPOCHS  source epochs, of the pre-tuning and of every -seq method's source run (default: 8)
   SOURCE_TRAIN    source training scenes (default: 2000)
   TEST            target test scenes (default: 1000)
-  GRID            3: each method's lr grid on val (default); 1: its middle lr, fixed (smoke tests)
+  GRID            3: each method's lr grid on val (default); 1: its middle lr, fixed (smoke tests; no
+                  budget curve)
   KEY VALUE       any config override, passed to every run
 USAGE
 }
@@ -32,14 +49,24 @@ USAGE
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
 cd "$(dirname "$0")/.."
 
+# The list options come first and a single-valued one last, so that KEY VALUE overrides are not read as list items.
 # shellcheck disable=SC2206  # the lists are space-separated on purpose
-args=(--out "${OUT:-output/refocus}" --source-classes ${SOURCE_CLASSES:-0 1 2 3 4}
-  --target-classes ${TARGET_CLASSES:-5 6 7 8 9} --seeds ${SEEDS:-0 1 2} --sizes ${SIZES:-56 84}
-  --source-train "${SOURCE_TRAIN:-2000}" --test "${TEST:-1000}" --grid "${GRID:-3}")
+args=(--source-classes ${SOURCE_CLASSES:-0 1 2 3 4} --target-classes ${TARGET_CLASSES:-5 6 7 8 9}
+  --seeds ${SEEDS:-0 1 2 3 4} --sizes ${SIZES:-56 84})
 # shellcheck disable=SC2206
 [[ -n "${METHODS:-}" ]] && args+=(--methods ${METHODS})
+if [[ "${BUDGETS:-}" == "none" ]]; then
+  args+=(--budgets)
+else
+  # shellcheck disable=SC2206
+  args+=(--budgets ${BUDGETS:-2 6 20})
+fi
 [[ -n "${EPOCHS:-}" ]] && args+=(--epochs "$EPOCHS")
 [[ -n "${PRETUNE_EPOCHS:-}" ]] && args+=(--pretune-epochs "$PRETUNE_EPOCHS")
+domain="${DOMAIN:-digits}"
+default_out=output/refocus
+[[ "$domain" != digits ]] && default_out="output/refocus_$domain"
+args+=(--domain "$domain" --out "${OUT:-$default_out}" --source-train "${SOURCE_TRAIN:-2000}" --test "${TEST:-1000}" --grid "${GRID:-3}")
 start=$(date +%s)
 python -m experiments.refocus "${args[@]}" "$@"
 echo "refocus experiment: $(( $(date +%s) - start )) s in all (this invocation)"

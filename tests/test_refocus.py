@@ -218,3 +218,144 @@ def test_refocus_study_names_a_missing_experiment(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="run bash scripts/refocus_experiment.sh first"):
         refocus_study.main(["--experiment", str(tmp_path / "nothing"), "--out", str(tmp_path / "study")])
+
+
+def test_no_mnist_image_in_two_splits_labelled_or_fragment(tmp_path):
+    """Every MNIST image a scene shows (its labelled digit and its 4 fragments) belongs to one split only,
+    across the source's train/val and the target's train800/val200/test, as the experiment writes them."""
+    import json
+    from argparse import Namespace
+
+    from experiments import refocus
+
+    args = Namespace(
+        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=60, source_val=20,
+        target_train=40, target_val=20, test=50, domain="digits",
+    )  # fmt: skip
+    refocus.write_data(tmp_path, args)
+    used: dict[int, str] = {}
+    for task, splits in (("source", ("train", "val")), ("target", ("train800", "val200", "test"))):
+        info = json.loads((tmp_path / task / "provenance.json").read_text())
+        for split in splits:
+            labelled, fragments = info["mnist_index"][split], info["fragment_index"][split]
+            assert len(fragments) == len(labelled) and all(len(f) == 4 for f in fragments)
+            assert len(set(labelled)) == len(labelled)  # a labelled digit once only
+            for index in {*labelled, *(i for scene in fragments for i in scene)}:
+                assert used.setdefault(index, f"{task}/{split}") == f"{task}/{split}", index
+    assert len({v for v in used.values()}) == 5
+
+
+def test_split_pools_are_disjoint_and_large_enough():
+    import numpy as np
+
+    from visual_classification.demo.tasks import split_pools
+
+    sizes = {"train800": 800, "val200": 200, "test": 1000}
+    pools = split_pools(np.arange(2500), sizes, np.random.default_rng(0))
+    assert [len(p) for p in pools.values()] == [1000, 250, 1250]
+    assert sorted(np.concatenate(list(pools.values())).tolist()) == list(range(2500))
+    with pytest.raises(ValueError, match="2000 scenes asked for.*holds 1999"):
+        split_pools(np.arange(1999), sizes, np.random.default_rng(0))
+
+
+def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp_path, monkeypatch):
+    """The new protocol's parts end to end on a tiny ViT: a -seq baseline starts from its own source run (one,
+    shared by the grid and every seed), the grids are scored on val and may grow, the paired intervals and the
+    budget curve are written with their charts."""
+    import json
+
+    import timm
+    import yaml
+    from safetensors.torch import save_file
+
+    from experiments import refocus
+
+    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
+    monkeypatch.setattr(refocus, "BACKBONE", "vit_tiny_patch16_224")
+    monkeypatch.setattr(refocus, "cached_weights", lambda cache: weights)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "2",
+        "--budgets", "1", "2", "--methods", "linear", "bias-seq", "toast", "--grid", "3", "DATA.BATCH_SIZE", "8",
+    ]  # fmt: skip
+    refocus.main(argv)
+    source = out / "source_runs" / "bias"
+    source_cfg = yaml.safe_load((source / "config.yaml").read_text())
+    assert source_cfg["DATA"]["NAME"] == "source" and source_cfg["SOLVER"]["TOTAL_EPOCH"] == 2
+    assert sorted(p.name for p in (out / "source_runs").iterdir()) == ["bias"]  # linear/toast need none
+    finals = sorted((out / "runs" / "bias-seq" / "final" / "target" / "bias").glob("seed*/config.yaml"))
+    grid_runs = sorted((out / "runs" / "bias-seq" / "val").rglob("config.yaml"))
+    assert len(finals) == 2 and len(grid_runs) >= 3
+    for config in finals + grid_runs:
+        assert yaml.safe_load(config.read_text())["MODEL"]["INIT_FROM"] == str(source / "best")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for name in ("linear", "bias-seq", "toast"):
+        grid = json.loads((out / "runs" / name / "grid.json").read_text())
+        assert len(grid["lrs"]) == 3 + grid["extensions"] and grid["best"] in grid["lrs"]
+        row = next(line for line in report.splitlines() if line.startswith(f"| {name} | "))
+        assert all(f"{lr:g}: " in row for lr in grid["lrs"])
+        assert ("optimum still at an edge" in row) == grid["at_edge"]
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "at 1 target epochs" in summary and "| toast − linear | 2 |" in summary
+    assert any(word in summary for word in ("| wins |", "| loses |", "| tie (interval includes 0) |"))
+    assert "| toast | " in summary and "1 epochs | 2 epochs" in summary
+    curves = json.loads((out / "budget.json").read_text())
+    assert list(curves) == ["toast", *[n for n in curves if n != "toast"]] and len(curves) == 3
+    assert all(len(curves[n]["2"]) == 2 for n in curves)
+    assert len(list((out / "budget" / "toast" / "ep2" / "final" / "target" / "toast").glob("seed*/results.json"))) == 2
+    for chart in ("summary.png", "paired.png", "budget.png"):
+        assert (out / chart).stat().st_size > 0
+
+
+def test_refocus_refuses_data_from_the_old_generator(tmp_path):
+    import json
+    from argparse import Namespace
+
+    from experiments import refocus
+
+    (tmp_path / "source").mkdir()
+    old = {"digit_of_label": [0, 1, 2, 3, 4], "seed": 1, "mnist_index": {"train": [1], "val": [2]}}
+    (tmp_path / "source" / "provenance.json").write_text(json.dumps(old))
+    args = Namespace(
+        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=1, source_val=1,
+        target_train=1, target_val=1, test=1, domain="digits",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="source was written by the old generator"):
+        refocus.write_data(tmp_path, args)
+
+
+def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_path):
+    """DOMAIN photos: every crop (labelled patch and fragment) of a split lies in that split's band of its
+    photograph, so no two splits share a pixel; source and target photographs differ; the data is refused
+    by a digits run."""
+    import json
+    from argparse import Namespace
+
+    from experiments import refocus
+    from visual_classification.demo.photo_tasks import PHOTO_CLASSES
+
+    args = Namespace(
+        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=30, source_val=10,
+        target_train=20, target_val=10, test=20, domain="photos",
+    )  # fmt: skip
+    refocus.write_data(tmp_path, args)
+    columns: dict[str, dict[str, set]] = {}
+    for task, splits in (("source", ("train", "val")), ("target", ("train800", "val200", "test"))):
+        info = json.loads((tmp_path / task / "provenance.json").read_text())
+        for split in splits:
+            samples = _read(tmp_path / task, split)
+            assert len(samples) == len(info["boxes"][split])
+            for (_, label), box, fragments in zip(samples, info["boxes"][split], info["fragment_boxes"][split]):
+                assert box[0] == PHOTO_CLASSES[info["class_index"][label]]
+                for name, x0, _, side in [box, *fragments]:
+                    columns.setdefault(name, {}).setdefault(f"{task}/{split}", set()).update(range(x0, x0 + side))
+    for name, by_split in columns.items():
+        seen = [cols for cols in by_split.values()]
+        assert all(a.isdisjoint(b) for i, a in enumerate(seen) for b in seen[i + 1 :]), name
+        assert len({s.split("/")[0] for s in by_split}) == 1  # a photograph is in the source or the target
+    assert len(columns) == 10
+    with pytest.raises(ValueError, match="holds photos classes .* not digits"):
+        refocus.write_data(tmp_path, Namespace(**{**vars(args), "domain": "digits"}))

@@ -35,6 +35,9 @@ _C.MODEL.MODEL_ROOT = (
 _C.MODEL.TOPDOWN_WEIGHTS = (
     ""  # optional: top-down weights (adapter folder or original-format file) applied after MODEL_ROOT
 )
+# optional: another run's adapter folder (RUN/best) of the same transfer type, backbone and weights; every tensor
+# it adapted except the head starts from there (sequential transfer: source task, then this task)
+_C.MODEL.INIT_FROM = ""
 _C.MODEL.TRANSFER_TYPE = "toast"  # linear | end2end | prompt | lora | bias | toast | toast-lite
 _C.MODEL.TYPE = ""  # original's key, accepted for its command lines: vit_top_down | vit_bottom_up | vit ("" = any)
 _C.MODEL.SIZE = ""  # original's key: base | large picks vit_{base,large}_patch16_224 when BACKBONE is left at default

@@ -72,9 +72,17 @@ def _rgb(gray: np.ndarray) -> Image.Image:
 
 
 def clutter_scene(
-    digit: np.ndarray, others: list[np.ndarray], texture: np.ndarray, rng: np.random.Generator, size: int = 84
+    digit: np.ndarray,
+    others: list[np.ndarray],
+    texture: np.ndarray,
+    rng: np.random.Generator,
+    size: int = 84,
+    paste: bool = False,
 ) -> np.ndarray:
-    """A textured canvas with the target digit (28 px) at a random place and 4 fragments of other digits."""
+    """A textured canvas with the target digit (28 px) at a random place and 4 fragments of other digits.
+
+    Digits (bright strokes on black) are blended with ``max``, so only their strokes show; ``paste`` puts
+    opaque patches instead (photograph patches, whose dark parts must show too)."""
     y0, x0 = rng.integers(0, texture.shape[0] - size), rng.integers(0, texture.shape[1] - size)
     canvas = (texture[y0 : y0 + size, x0 : x0 + size].astype(np.float32) * 0.45).copy()
     for other in others:
@@ -82,10 +90,16 @@ def clutter_scene(
         fragment = other[fy : fy + 14, fx : fx + 14].astype(np.float32)
         py, px = rng.integers(0, size - 14, size=2)
         region = canvas[py : py + 14, px : px + 14]
-        np.maximum(region, fragment, out=region)
+        if paste:
+            region[...] = fragment
+        else:
+            np.maximum(region, fragment, out=region)
     py, px = rng.integers(0, size - 28, size=2)
     region = canvas[py : py + 28, px : px + 28]
-    np.maximum(region, digit.astype(np.float32), out=region)
+    if paste:
+        region[...] = digit
+    else:
+        np.maximum(region, digit.astype(np.float32), out=region)
     return canvas.clip(0, 255).astype(np.uint8)
 
 
@@ -153,14 +167,28 @@ def _write_splits(task_dir: Path, sizes: dict[str, int], images: list[Image.Imag
         (task_dir / "train800val200.txt").write_text(train + val, encoding="utf-8")
 
 
+def split_pools(pool: np.ndarray, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Disjoint shares of ``pool`` (shuffled), one per split, in proportion to the split's scene count; every
+    share holds at least the split's count (its labelled digits come first, in order)."""
+    total = sum(sizes.values())
+    if total > len(pool):
+        raise ValueError(f"{total} scenes asked for ({sizes}), but the pool holds {len(pool)} images")
+    order = rng.permutation(pool)
+    scenes = np.cumsum([0, *sizes.values()])
+    bounds = scenes + scenes * (len(pool) - total) // total  # the spare images shared out in proportion
+    return {split: order[a:b] for split, a, b in zip(sizes, bounds[:-1], bounds[1:])}
+
+
 def write_clutter_classes(root: Path, name: str, classes: Sequence[int], sizes: dict[str, int], seed: int = 0) -> Path:
     """``digits_clutter`` scenes whose labelled digit is one of ``classes``; label = its index in ``classes``.
 
-    Each MNIST image is the labelled digit of one scene at most, so the splits share no digit image, and the
-    distractor fragments come from the same classes: a task on digits 0–4 never shows a 5–9, even in part.
-    ``sizes`` maps split names to counts (any names; ``train800val200`` is added when train800 and val200 are
-    given). The scenes depend on ``classes``, ``sizes`` and ``seed`` only. ``provenance.json`` records the
-    digit of each label and, per split, the MNIST index of each scene's labelled digit.
+    The MNIST images of ``classes`` are dealt into disjoint per-split pools (:func:`split_pools`); a split's
+    scenes take their labelled digit (each image at most once) **and their 4 distractor fragments** from that
+    split's pool only, so no MNIST image appears in two splits, not even in part. The fragments come from the
+    same classes: a task on digits 0–4 never shows a 5–9. ``sizes`` maps split names to counts (any names;
+    ``train800val200`` is added when train800 and val200 are given). The scenes depend on ``classes``,
+    ``sizes`` and ``seed`` only. ``provenance.json`` records the digit of each label and, per split, the MNIST
+    index of each scene's labelled digit (``mnist_index``) and of its fragments (``fragment_index``).
     """
     classes = [int(c) for c in classes]
     if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
@@ -175,21 +203,22 @@ def write_clutter_classes(root: Path, name: str, classes: Sequence[int], sizes: 
         )
     rng = np.random.default_rng(seed)
     background = textures()
-    order = rng.permutation(pool)[:total]
-    images = []
-    for idx in order:
-        others = [digits[j] for j in rng.choice(pool, size=4)]
-        texture = background[rng.integers(len(background))]
-        images.append(_rgb(clutter_scene(digits[idx], others, texture, rng)))
-    chosen = [classes.index(int(labels[i])) for i in order]
+    pools = split_pools(pool, sizes, rng)
+    images, chosen = [], []
+    provenance: dict = {"digit_of_label": classes, "seed": seed, "mnist_index": {}, "fragment_index": {}}
+    for split, count in sizes.items():
+        share = pools[split]
+        fragments = []
+        for idx in share[:count]:
+            others = rng.choice(share, size=4)
+            fragments.append(others.tolist())
+            texture = background[rng.integers(len(background))]
+            images.append(_rgb(clutter_scene(digits[idx], [digits[j] for j in others], texture, rng)))
+            chosen.append(classes.index(int(labels[idx])))
+        provenance["mnist_index"][split] = share[:count].tolist()
+        provenance["fragment_index"][split] = fragments
     task_dir = root / name
     (task_dir / "images").mkdir(parents=True, exist_ok=True)
     _write_splits(task_dir, sizes, images, chosen)
-    bounds = np.cumsum([0, *sizes.values()])
-    provenance = {
-        "digit_of_label": classes,
-        "seed": seed,
-        "mnist_index": {s: order[a:b].tolist() for s, a, b in zip(sizes, bounds[:-1], bounds[1:])},
-    }
     atomic_write_text(task_dir / "provenance.json", json.dumps(provenance) + "\n")
     return task_dir

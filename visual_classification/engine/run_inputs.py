@@ -1,7 +1,7 @@
 """What a run was trained from, by content: its weights files and the files that define its splits and labels.
 
 ``inputs.json`` in the run folder records a content hash (``toast.fingerprint``, memoised, so a 14 GB file is
-hashed once) of ``MODEL.MODEL_ROOT``, ``MODEL.TOPDOWN_WEIGHTS`` and each split's file (VTAB ``.txt``, FGVC
+hashed once) of ``MODEL.MODEL_ROOT``, ``MODEL.TOPDOWN_WEIGHTS``, ``MODEL.INIT_FROM`` and each split's file (VTAB ``.txt``, FGVC
 ``.json``) or, for an ImageFolder, its list of images and labels. A run that resumes, a run reported as
 finished, and ``predict`` compare it with the files as they are now, so a file replaced behind the same path
 (even with the same size and its mtime restored) is named instead of silently used.
@@ -18,7 +18,7 @@ from toast.files import read_json_record
 from toast.fingerprint import changed_files, files_fingerprint
 
 INPUTS = "inputs.json"
-WEIGHT_KEYS = ("MODEL.MODEL_ROOT", "MODEL.TOPDOWN_WEIGHTS")
+WEIGHT_KEYS = ("MODEL.MODEL_ROOT", "MODEL.TOPDOWN_WEIGHTS", "MODEL.INIT_FROM")
 MISSING = "missing"
 
 

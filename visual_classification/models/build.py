@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 import yaml
+from safetensors.torch import load_file
 from yacs.config import CfgNode
 
 from toast import convert_original_top_down, load_top_down_state, read_adapter_config, read_adapter_top_down
+from toast.adapter import ADAPTER_WEIGHTS
 from toast.fingerprint import file_fingerprint
 
 from .backbone import backbone_name, create_backbone, model_width
 from .head import build_head
 from .transfer import get_transfer_method
-from .transfer_model import TransferModel
+from .transfer_model import HEAD_PREFIX, TransferModel
 from .weights import load_backbone_state, load_npz, read_state_dict, split_top_down
 
 logger = logging.getLogger(__name__)
@@ -60,11 +63,11 @@ def _weights_identity(model_root: str) -> str:
     return "missing:" + model_root if model_root else ""
 
 
-def check_top_down_source(cfg: CfgNode, adapter_dir: Path, backbone: str) -> None:
+def check_top_down_source(cfg: CfgNode, adapter_dir: Path, backbone: str, key: str = "MODEL.TOPDOWN_WEIGHTS") -> None:
     """Refuses a pre-tuned top-down path made for another model: another timm backbone (a ViT-S/16 path on
     DeiT-S/16 has the same width and depth, so the shapes alone would let it through), other backbone weights,
     or another ``MODEL.TOAST.DOUBLE_BIAS`` (the path learned to feed the value bias once or twice)."""
-    key = f"MODEL.TOPDOWN_WEIGHTS={str(adapter_dir)!r}"
+    key = f"{key}={str(adapter_dir)!r}"
     saved_backbone = read_adapter_config(adapter_dir).get("backbone")
     if saved_backbone is not None and saved_backbone != backbone:
         raise ValueError(f"{key} was trained on backbone {saved_backbone!r}, this run uses {backbone!r}")
@@ -85,6 +88,40 @@ def check_top_down_source(cfg: CfgNode, adapter_dir: Path, backbone: str) -> Non
                 f"{key} was trained on backbone weights MODEL.MODEL_ROOT={theirs!r}, this run loads "
                 f"MODEL.MODEL_ROOT={ours!r} (other content); pre-tune on the weights you tune"
             )
+
+
+def init_from_run(model: TransferModel, cfg: CfgNode, backbone: str) -> None:
+    """``MODEL.INIT_FROM``: starts every tensor the method adapts, except the task head, from another run's
+    adapter folder (e.g. ``RUN/best`` of the same method trained on a source task: sequential transfer).
+
+    The other run must have used the same transfer type, backbone and backbone weights, and its adapter must
+    hold exactly this model's non-head tensors with the same shapes; anything else is refused by name. A
+    method that trains nothing but the head (``linear``) has nothing to start from and is refused too.
+    """
+    folder = Path(cfg.MODEL.INIT_FROM)
+    key = f"MODEL.INIT_FROM={str(folder)!r}"
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{key}: no {ADAPTER_WEIGHTS} there; give an adapter folder such as RUN/best")
+    saved_type = read_adapter_config(folder).get("transfer_type")
+    if saved_type != model.transfer_type:
+        raise ValueError(f"{key} was trained with transfer type {saved_type!r}, this run uses {model.transfer_type!r}")
+    check_top_down_source(cfg, folder, backbone, key="MODEL.INIT_FROM")
+    own = {n: t for n, t in model.adapter_state_dict().items() if not n.startswith(HEAD_PREFIX)}
+    if not own:
+        raise ValueError(f"{key}: transfer type {model.transfer_type!r} trains nothing but the head; nothing to load")
+    saved = {n: t for n, t in load_file(str(folder / ADAPTER_WEIGHTS)).items() if not n.startswith(HEAD_PREFIX)}
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{key} does not fit this model: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
+        )
+    for n, tensor in saved.items():
+        if tensor.shape != own[n].shape:
+            raise ValueError(f"{key}: tensor {n} has shape {tuple(tensor.shape)}, this model's {tuple(own[n].shape)}")
+    with torch.no_grad():
+        for n, tensor in saved.items():
+            own[n].copy_(tensor)
+    logger.info("started %d tensors (all but the head) from %s", len(saved), folder)
 
 
 def build_model(cfg: CfgNode) -> TransferModel:
@@ -143,5 +180,7 @@ def build_model(cfg: CfgNode) -> TransferModel:
         )
 
     method.mark_trainable(model)
+    if cfg.MODEL.INIT_FROM:
+        init_from_run(model, cfg, name)
     logger.info(model.summary())
     return model

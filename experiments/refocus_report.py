@@ -1,0 +1,177 @@
+"""The refocusing experiment's written results: ``summary.md`` (table, paired intervals, budget curve, charts)
+and ``report.md`` (input size, every lr grid with its val scores and flags, time per stage)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+
+from toast.files import atomic_write_text
+
+from .refocus_plots import plot_budget, plot_methods, plot_paired
+from .refocus_stats import best_on_val, collapsed, paired_difference, paired_table
+
+TOAST_PREFIX = "toast"
+PHRASES = {"wins": "wins against", "loses": "loses against", "tie": "ties", "no interval": "has no interval against"}
+
+
+def _is_toast(name: str) -> bool:
+    return name.startswith(TOAST_PREFIX)
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f} (n=1)"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
+
+
+def collapses(selected: Mapping[str, dict], tests: Mapping[str, Mapping[int, float]], chance: float) -> list[str]:
+    """One line per final run that ended near chance although its grid run stood well above it on val."""
+    lines = []
+    for name, by_seed in tests.items():
+        val = selected[name].get("val")
+        for seed, test in by_seed.items():
+            if collapsed(test, val, chance):
+                lines.append(
+                    f"- **{name} seed {seed} collapsed**: test top-1 {test:.1f} (chance {chance:.0f}) after val "
+                    f"{val:.1f} on its grid; it is in the mean above, marked *"
+                )
+    return lines
+
+
+def write_summary(
+    out: Path,
+    selected: Mapping[str, dict],
+    tests: Mapping[str, Mapping[int, float]],
+    curves: Mapping[str, Mapping[int, list[float]]],
+    chance: float,
+    epochs: int,
+) -> str:
+    """``out/summary.md``, ``summary.png``, ``paired.png`` and (with a curve) ``budget.png``; the markdown."""
+    names = [n for n in tests if tests[n]]
+    flagged = {n for n in names for s, t in tests[n].items() if collapsed(t, selected[n].get("val"), chance)}
+    lines = [
+        f"Target test top-1 (%) at **{epochs} target epochs** (train800val200 → test), chance {chance:.0f} %; "
+        "mean ± std over seeds, lr chosen on val200.",
+        "",
+        "| method | selected lr | val top-1 at that lr | test top-1 | per seed |",
+        "|---|---:|---:|---|---|",
+    ]
+    for name in names:
+        val = selected[name].get("val")
+        seeds = ", ".join(f"{s}: {v:.1f}" for s, v in sorted(tests[name].items()))
+        mark = " *" if name in flagged else ""
+        val_cell = "-" if val is None else f"{val:.1f}"
+        lines.append(
+            f"| {name} | {selected[name]['lr']:g} | {val_cell} | {_mean_std(list(tests[name].values()))}{mark} | {seeds} |"
+        )
+    flags = collapses(selected, tests, chance)
+    lines += ["", *flags] if flags else []
+    plot_methods({n: tests[n] for n in names}, chance, out / "summary.png")
+    toasts = [n for n in names if _is_toast(n)]
+    baselines = [n for n in names if not _is_toast(n)]
+    val = {n: selected[n]["val"] for n in names if selected[n].get("val") is not None}
+    if toasts and baselines:
+        best = best_on_val(val, toasts) if any(n in val for n in toasts) else toasts[0]
+        table, results = paired_table(best, tests, baselines)
+        by_verdict: dict[str, list[str]] = {}
+        for baseline, paired in results.items():
+            by_verdict.setdefault(paired.verdict.split(" (")[0], []).append(baseline)
+        lines += [
+            "",
+            f"## {best} (the best TOAST on val) against each baseline, paired by seed, at {epochs} target epochs",
+            "",
+            "A win is claimed only where the 95 % interval of the paired difference lies above zero.",
+            "",
+            table,
+            f"At {epochs} target epochs {best} "
+            + "; ".join(f"{PHRASES[verdict]} {', '.join(names)}" for verdict, names in by_verdict.items())
+            + ".",
+        ]
+        plot_paired(best, results, out / "paired.png")
+    if curves:
+        lines += ["", *budget_lines(curves)]
+        plot_budget(curves, out / "budget.png")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out / "summary.md", text)
+    return text
+
+
+def budget_lines(curves: Mapping[str, Mapping[int, list[float]]]) -> list[str]:
+    """The budget table (method × target epochs) and, per budget, the first method minus each other one."""
+    budgets = sorted({e for c in curves.values() for e in c})
+    names = list(curves)
+    lines = [
+        "## Budget curve (test top-1, the lr chosen at the main budget, the first seeds)",
+        "",
+        "| method | " + " | ".join(f"{e} epochs" for e in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    lines += [f"| {n} | " + " | ".join(_mean_std(curves[n].get(e, [])) for e in budgets) + " |" for n in names]
+    first, others = names[0], names[1:]
+    if others:
+        lines += [
+            "",
+            f"| {first} − … (paired by seed, 95 % t interval) | " + " | ".join(f"{e} epochs" for e in budgets) + " |",
+        ]
+        lines.append("|---|" + "---|" * len(budgets))
+        for other in others:
+            cells = []
+            for e in budgets:
+                a, b = curves[first].get(e, []), curves[other].get(e, [])
+                n = min(len(a), len(b))
+                if n == 0:
+                    cells.append("-")
+                    continue
+                p = paired_difference(dict(enumerate(a[:n])), dict(enumerate(b[:n])))
+                cells.append(f"{p.cell()} {p.verdict}")
+            lines.append(f"| {first} − {other} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(
+    out: Path,
+    args,
+    size: int,
+    size_scores: Mapping[int, float],
+    selected: Mapping[str, dict],
+    tests: Mapping[str, Mapping[int, float]],
+    chance: float,
+    seconds: Mapping[str, float],
+) -> str:
+    """``out/report.md``: data, input size, each method's lr grid with val scores and flags, time per stage."""
+    lines = [
+        f"Domain {args.domain}: source classes {args.source_classes} ({args.source_train} train / "
+        f"{args.source_val} val scenes), target classes {args.target_classes} ({args.target_train} / "
+        f"{args.target_val} / {args.test} test scenes), seeds {args.seeds}; no image (labelled or fragment) "
+        "in two splits.",
+        "",
+        f"Source training ({args.pretune_epochs} epochs on the source scenes) is done once per method and shared "
+        "by every seed and grid point: TOAST's pre-tuning, and each `-seq` method's own source run.",
+        "",
+        "Input size, linear probe val top-1 (train800 → val200, chance "
+        f"{chance:.0f} %): " + ", ".join(f"{s} px {v:.1f}" for s, v in size_scores.items()) + f" → **{size} px**.",
+        "",
+        "| method | lr grid: val top-1 at the last epoch | grown | selected lr | flag |",
+        "|---|---|---:|---:|---|",
+    ]
+    for name, result in selected.items():
+        grid = result.get("grid")
+        if grid is None:
+            lines.append(f"| {name} | fixed (no grid) | - | {result['lr']:g} | |")
+            continue
+        cells = ", ".join(
+            f"{lr:g}: {'diverged' if grid.scores[lr] is None else f'{grid.scores[lr]:.1f}'}" for lr in grid.lrs
+        )
+        flag = "**optimum still at an edge**" if grid.at_edge else ""
+        lines.append(f"| {name} | {cells} | {grid.extensions} | {result['lr']:g} | {flag} |")
+    lines += ["", *collapses(selected, tests, chance)]
+    lines += ["", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {stage} | {value:.0f} |" for stage, value in seconds.items()]
+    lines.append(f"| **all** | {sum(seconds.values()):.0f} |")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(out / "report.md", text)
+    return text

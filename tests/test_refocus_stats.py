@@ -1,0 +1,124 @@
+"""The refocusing experiment's statistics and grid growth, on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from experiments.refocus_grid import interior_grid
+from experiments.refocus_stats import best_on_val, collapsed, paired_difference, paired_table, t_quantile
+
+
+def test_paired_interval_by_hand():
+    # differences 1, 2, 3, 4, 5: mean 3, sd sqrt(2.5), t(0.975; 4) = 2.7764
+    a = {s: 50.0 + s + 1 for s in range(5)}
+    b = {s: 50.0 for s in range(5)}
+    p = paired_difference(a, b)
+    half = 2.7764 * math.sqrt(2.5) / math.sqrt(5)
+    assert p.n == 5 and p.mean == pytest.approx(3.0)
+    assert (p.low, p.high) == (pytest.approx(3 - half), pytest.approx(3 + half))
+    assert p.verdict == "wins"
+    assert paired_difference(b, a).verdict == "loses"
+
+
+def test_paired_is_by_seed_not_by_position():
+    # unpaired, these overlap widely; paired, b is always 1 above a
+    a = {0: 40.0, 1: 60.0, 2: 50.0}
+    b = {2: 51.0, 0: 41.0, 1: 61.0, 7: 99.0}  # seed 7 has no partner: left out
+    p = paired_difference(a, b)
+    assert p.n == 3 and p.mean == pytest.approx(-1.0) and p.low == pytest.approx(-1.0)
+    assert p.verdict == "loses"
+
+
+def test_tie_when_the_interval_includes_zero_and_no_interval_for_one_seed():
+    assert paired_difference({0: 50.0, 1: 52.0, 2: 49.0}, {0: 51.0, 1: 50.0, 2: 49.5}).verdict == (
+        "tie (interval includes 0)"
+    )
+    one = paired_difference({0: 60.0}, {0: 50.0})
+    assert one.low is None and one.verdict == "no interval (n = 1)" and one.cell() == "+10.0"
+    with pytest.raises(ValueError, match="no seed in common"):
+        paired_difference({0: 1.0}, {1: 1.0})
+
+
+def test_t_quantiles_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 4, 10, 30):
+        assert t_quantile(df) == pytest.approx(float(stats.t.ppf(0.975, df)), abs=1e-4)
+    assert t_quantile(100) == 1.96
+
+
+def test_paired_table_and_best_on_val():
+    best = best_on_val({"toast": 50.0, "toast-pretuned": 55.0, "lora": 60.0}, ["toast", "toast-pretuned", "x"])
+    assert best == "toast-pretuned"
+    tests = {"toast-pretuned": {0: 60.0, 1: 61.0}, "lora": {0: 50.0, 1: 52.0}, "bias": {0: 60.0, 1: 62.0}}
+    text, results = paired_table(best, tests, ["lora", "bias", "missing"])
+    assert list(results) == ["lora", "bias"]
+    assert "| toast-pretuned − lora | 2 | +9.5 [" in text and "| wins |" in text
+    assert "| toast-pretuned − bias | 2 | -0.5 [" in text and "tie (interval includes 0)" in text
+
+
+def test_collapse_needs_a_good_val_and_a_chance_test():
+    assert collapsed(20.8, 45.5, chance=20.0)
+    assert not collapsed(20.8, 25.0, chance=20.0)  # never learned: not a collapse
+    assert not collapsed(40.0, 45.5, chance=20.0)
+
+
+def _fake(curve):
+    calls = []
+
+    def score(lrs):
+        calls.append(list(lrs))
+        return {lr: curve(lr) for lr in lrs}
+
+    return score, calls
+
+
+def test_grid_grows_past_the_top_edge_until_interior():
+    score, calls = _fake(lambda lr: -abs(math.log(lr / 9e-3)))  # peak at 9e-3
+    grid = interior_grid(score, [3e-3, 3e-4, 1e-3])
+    assert calls[0] == [3e-4, 1e-3, 3e-3] and len(calls) == 3
+    assert grid.lrs == pytest.approx([3e-4, 1e-3, 3e-3, 9e-3, 2.7e-2])
+    assert grid.best == pytest.approx(9e-3) and grid.extensions == 2 and not grid.at_edge
+
+
+def test_grid_grows_down_and_stops_after_two_steps_flagging_the_edge():
+    score, calls = _fake(lambda lr: -lr)  # always better lower
+    grid = interior_grid(score, [1e-3, 3e-3, 1e-2])
+    assert len(calls) == 3 and grid.extensions == 2
+    assert grid.lrs == pytest.approx([1e-3 / 9, 1e-3 / 3, 1e-3, 3e-3, 1e-2])
+    assert grid.at_edge and grid.best == pytest.approx(1e-3 / 9)
+
+
+def test_interior_optimum_needs_no_extension_and_diverged_never_wins():
+    score, calls = _fake(lambda lr: None if lr > 5e-3 else -abs(lr - 1e-3))
+    grid = interior_grid(score, [3e-4, 1e-3, 1e-2])
+    assert len(calls) == 1 and grid.best == 1e-3 and grid.extensions == 0 and not grid.at_edge
+
+
+def test_summary_names_the_budget_the_verdicts_and_a_collapsed_run(tmp_path):
+    from experiments.refocus_report import write_summary
+
+    selected = {n: {"lr": 1e-3, "val": v} for n, v in (("toast-pretuned", 55.0), ("toast", 40.0), ("lora", 45.0))}
+    selected["bias-seq"] = {"lr": 3e-4, "val": 50.0}
+    tests = {
+        "toast-pretuned": {0: 50.0, 1: 52.0, 2: 55.0},
+        "toast": {0: 60.0, 1: 60.0, 2: 60.0},  # higher on test, but not the best TOAST on val
+        "lora": {0: 40.0, 1: 41.0, 2: 43.0},
+        "bias-seq": {0: 50.0, 1: 21.0, 2: 56.0},  # seed 1 ended at chance after val 50: flagged
+    }
+    curves = {"toast-pretuned": {2: [50.0, 52.0], 20: [60.0, 61.0]}, "lora": {2: [40.0, 41.0], 20: [62.0, 64.0]}}
+    text = write_summary(tmp_path, selected, tests, curves, chance=20.0, epochs=2)
+    assert "**2 target epochs**" in text and "## toast-pretuned (the best TOAST on val)" in text
+    assert "| toast-pretuned − lora | 3 | +11.0 [" in text
+    assert "At 2 target epochs toast-pretuned wins against lora; ties bias-seq." in text
+    assert "**bias-seq seed 1 collapsed**: test top-1 21.0" in text and "| 42.3 ± 18.7 (n=3) * |" in text
+    assert "| toast-pretuned − lora | +10.5 [" in text and "| 20 epochs |" in text
+    for chart in ("summary.png", "paired.png", "budget.png"):
+        assert (tmp_path / chart).stat().st_size > 0
+
+
+def test_a_plateau_reaching_the_edge_does_not_grow_the_grid():
+    score, calls = _fake(lambda lr: 30.0 if lr < 5e-3 else 25.0)  # the bottom two tie
+    grid = interior_grid(score, [1e-3, 3e-3, 1e-2])
+    assert len(calls) == 1 and grid.best == 1e-3 and not grid.at_edge and grid.extensions == 0
