@@ -13,7 +13,7 @@ from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from language_generation.refocus import experiment, methods
 from language_generation.refocus.corpus import build_corpus
 from language_generation.refocus.experiment import Setup, main_run
-from language_generation.refocus.methods import extend_grid
+from language_generation.refocus.methods import extend_grid, failed_run
 from language_generation.refocus.summary import paired_interval, verdict, write_report, write_summary
 from language_generation.refocus.tasks import FAMILIES, POOLS, make_split
 
@@ -43,6 +43,20 @@ def test_grid_extends_past_a_winning_edge_only():
     assert extend_grid([1, 3, 9], {1: 0.5, 3: 0.7, 9: 0.9}) == pytest.approx(1 / 3)
     assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.7, 9: 0.5}) == 27
     assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.5, 9: 0.7}) is None
+
+
+def test_grid_skips_failed_runs_and_goes_down_when_every_lr_failed():
+    """A dead run's uniform answer (ln vocab) can score below a diverging one; it must not steer the grid."""
+    assert extend_grid([1, 3, 9], {1: 17.4, 3: 27.9, 9: 10.8}, frozenset({9})) == pytest.approx(1 / 3)
+    assert extend_grid([1, 3, 9], {1: 17.4, 3: 27.9, 9: 10.8}, frozenset({1, 3, 9})) == pytest.approx(1 / 3)
+    assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.5, 9: 0.4}, frozenset({9})) is None
+
+
+def test_a_run_that_diverged_or_died_is_named_failed():
+    assert failed_run([{"loss": 8.6, "grad_norm": 743.0}, {"loss": 18.3, "grad_norm": 473.0}]).startswith("diverged")
+    assert failed_run([{"loss": 17.7, "grad_norm": 0.0}, {"loss": 10.8, "grad_norm": 0.0}]).startswith("dead")
+    assert failed_run([{"loss": 3.1, "grad_norm": 5.0}, {"loss": 1.2, "grad_norm": 2.0}]) is None
+    assert failed_run([{"train_runtime": 1.0}]) is None
 
 
 def test_paired_interval_calls_a_win_only_when_it_excludes_zero():

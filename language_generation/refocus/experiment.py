@@ -25,7 +25,7 @@ from ..pretune import PRETUNE_DEFAULTS
 from ..train import load_config, train
 from .corpus import build_corpus
 from .evaluate import score
-from .methods import METHODS, extend_grid
+from .methods import METHODS, extend_grid, failed_run
 from .tasks import answers_in, make_split
 
 logger = logging.getLogger(__name__)
@@ -265,20 +265,31 @@ def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
     if setup.grid_size == 1:
         grid = grid[len(grid) // 2 : len(grid) // 2 + 1]
     losses: dict[float, float] = {}
+    failed: dict[float, str] = {}
     for _ in range(MAX_EXTENSIONS + 1 if setup.grid_size > 1 else 1):
         for lr in grid:
             if lr not in losses:
                 items = trained_scores(setup, method, lr, steps, seed, paths, splits, tokenizer, "val")["items"]
                 losses[lr] = sum(i["loss"] for i in items) / sum(i["tokens"] for i in items)
-                print(f"{method} lr {lr:g}: val answer loss {losses[lr]:.3f}", flush=True)
-        extra = extend_grid(grid, losses) if setup.grid_size > 1 else None
+                if why := failed_run(read_log(run_folder(setup, method, lr, steps, seed))):
+                    failed[lr] = why
+                print(f"{method} lr {lr:g}: val answer loss {losses[lr]:.3f} {failed.get(lr, '')}", flush=True)
+        extra = extend_grid(grid, losses, frozenset(failed)) if setup.grid_size > 1 else None
         if extra is None:
             break
         grid.append(extra)
-    best = min(losses, key=losses.get)
+    usable = {lr: loss for lr, loss in losses.items() if lr not in failed} or losses
+    best = min(usable, key=usable.get)
     return {"lr": best, "val_loss": losses[best], "grid": {f"{k:g}": v for k, v in sorted(losses.items())},
-            "at_edge": setup.grid_size > 1 and extend_grid(grid, losses) is not None,
+            "failed": {f"{k:g}": v for k, v in sorted(failed.items())}, "every_lr_failed": len(failed) == len(losses),
+            "at_edge": setup.grid_size > 1 and extend_grid(grid, losses, frozenset(failed)) is not None,
             "fixed": setup.grid_size == 1}  # fmt: skip
+
+
+def read_log(run: Path) -> list[dict]:
+    """The run's logged training records (``metrics.jsonl``), empty when it has none."""
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def main_run(setup: Setup) -> dict:

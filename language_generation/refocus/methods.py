@@ -47,12 +47,33 @@ METHODS = {
 }
 
 
-def extend_grid(grid: list[float], losses: dict[float, float]) -> float | None:
-    """The next lr to try when the best tried one is at an edge of the grid (×3 or ÷3 past it), else None."""
-    best = min(losses, key=losses.get)
+def extend_grid(grid: list[float], losses: dict[float, float], failed: frozenset[float] = frozenset()) -> float | None:
+    """The next lr to try when the best tried one is at an edge of the grid (×3 or ÷3 past it), else None.
+
+    ``failed`` lrs (the run diverged or died, :func:`failed_run`) cannot be the best: a dead model's uniform
+    answer (loss ln(vocab)) can score below a diverging one, and would pull the grid the wrong way. When every
+    tried lr failed, the grid goes down (÷3 below the smallest).
+    """
     ordered = sorted(grid)
+    usable = {lr: loss for lr, loss in losses.items() if lr not in failed}
+    if not usable:
+        return ordered[0] / 3
+    best = min(usable, key=usable.get)
     if best == ordered[0]:
         return ordered[0] / 3
     if best == ordered[-1]:
         return ordered[-1] * 3
+    return None
+
+
+def failed_run(log: list[dict]) -> str | None:
+    """Why a training run failed, from its logged ``loss`` / ``grad_norm`` records, or None: *diverged* (the last
+    logged training loss above the first) or *dead* (a zero gradient at the end: nothing can move any more)."""
+    logged = [r for r in log if "loss" in r and "grad_norm" in r]
+    if len(logged) < 2:
+        return None
+    if logged[-1]["grad_norm"] == 0.0:
+        return "dead (zero gradient at the end)"
+    if logged[-1]["loss"] > logged[0]["loss"]:
+        return f"diverged (training loss {logged[0]['loss']:.2f} -> {logged[-1]['loss']:.2f})"
     return None

@@ -168,6 +168,10 @@ def write_report(out: Path, result: dict, setup, summary: str, wall: float) -> N
         grid = ", ".join(f"{lr}: {loss:.3f}" for lr, loss in c["grid"].items())
         edge = " (still at an edge after the allowed extensions)" if c["at_edge"] else ""
         edge += " (GRID=1: the grid's middle lr, not chosen on val)" if c.get("fixed") else ""
+        if c.get("failed"):
+            edge += "; failed runs, not eligible: " + ", ".join(f"{lr} {why}" for lr, why in c["failed"].items())
+        if c.get("every_lr_failed"):
+            edge += " — **every lr tried failed**: its scores are those of a failed run"
         lines.append(f"- {m}: lr {c['lr']:g}{edge}; grid {grid}")
     pre = result["pretuned"]
     if pre:
