@@ -97,8 +97,12 @@ def build_model(cfg: CfgNode) -> nn.Module:
     master = holds_fp32_master_weights(cfg)
     model = method.build(load_base_model(cfg, torch.float32 if master else None), cfg)
     if master:
-        logger.info("end2end on a %s base: weights held and updated in float32, computed in %s under "
-                    "the Trainer's autocast (MODEL.TRAINABLE_DTYPE float32)", cfg.MODEL.DTYPE, cfg.MODEL.DTYPE)
+        logger.info(
+            "end2end on a %s base: weights held and updated in float32, computed in %s under "
+            "the Trainer's autocast (MODEL.TRAINABLE_DTYPE float32)",
+            cfg.MODEL.DTYPE,
+            cfg.MODEL.DTYPE,
+        )
     logger.info("model %s | transfer %s | %s", cfg.MODEL.NAME_OR_PATH, method.name, parameter_summary(model).line())
     return model
 

@@ -316,7 +316,13 @@ def test_end2end_on_a_bf16_base_trains_fp32_master_weights_under_bf16_autocast(l
     """Full fine-tuning on a bf16 base: the Trainer's bf16 autocast computes, the weights stay fp32 (saved so);
     without TRAIN.BF16 the run is refused by name before the model loads, not trained in fp32 silently."""
     folder, data = local_model
-    common = [*opts(folder, data, tmp_path / "refused", 1), "MODEL.TRANSFER_TYPE", "end2end", "MODEL.DTYPE", "bfloat16"]
+    common = [
+        *opts(folder, data, tmp_path / "refused", 1),
+        "MODEL.TRANSFER_TYPE",
+        "end2end",
+        "MODEL.DTYPE",
+        "bfloat16",
+    ]
     with pytest.raises(ValueError, match="set TRAIN.BF16 True, or MODEL.TRAINABLE_DTYPE base"):
         train(load_config("", common))
     assert not (tmp_path / "refused").exists()
