@@ -101,8 +101,11 @@ def write_summary(out: Path, result: dict, setup) -> str:
     for m in methods:
         cells = [f"{table[(t, m, 'exact_match')][0]:.1f} ± {table[(t, m, 'exact_match')][1]:.1f}" for t in families]
         loss = table[("all", m, "answer_loss")]
+        failed = " (every lr tried failed)" if result["chosen"][m].get("every_lr_failed") else ""
         lines.append(
-            f"| {m} | {result['chosen'][m]['lr']:g} | " + " | ".join(cells) + f" | {loss[0]:.3f} ± {loss[1]:.3f} |"
+            f"| {m} | {result['chosen'][m]['lr']:g}{failed} | "
+            + " | ".join(cells)
+            + f" | {loss[0]:.3f} ± {loss[1]:.3f} |"
         )
     best = result["best"]
     if best["toast"] and best["baseline"]:
