@@ -116,10 +116,8 @@ def test_clutter_class_tasks_refuse_more_scenes_than_digits(tmp_path):
         write_clutter_classes(tmp_path, "t", [3], {"train": 400, "test": 101})
 
 
-def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
-    """The whole driver on a tiny random ViT and a few scenes: every method's final run, the table, the grid."""
-    import csv
-
+def tiny_refocus_backbone(tmp_path, monkeypatch) -> Path:
+    """The refocus driver on a tiny random ViT instead of the DINOv2 weights (nothing is downloaded)."""
     import timm
     from safetensors.torch import save_file
 
@@ -130,6 +128,16 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
     monkeypatch.setattr(refocus, "BACKBONE", "vit_tiny_patch16_224")
     monkeypatch.setattr(refocus, "cached_weights", lambda cache: weights)
+    return weights
+
+
+def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
+    """The whole driver on a tiny random ViT and a few scenes: every method's final run, the table, the grid."""
+    import csv
+
+    from experiments import refocus
+
+    tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
     argv = [
         "--out", str(out), "--seeds", "0", "--sizes", "32", "48", "--source-train", "8", "--source-val", "4",
@@ -264,17 +272,11 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     budget curve are written with their charts."""
     import json
 
-    import timm
     import yaml
-    from safetensors.torch import save_file
 
     from experiments import refocus
 
-    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
-    weights = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
-    monkeypatch.setattr(refocus, "BACKBONE", "vit_tiny_patch16_224")
-    monkeypatch.setattr(refocus, "cached_weights", lambda cache: weights)
+    tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
     argv = [
         "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",

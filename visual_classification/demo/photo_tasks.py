@@ -13,16 +13,13 @@ band only. ``provenance.json`` records every crop box (photograph, x0, y0, side)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from toast.files import atomic_write_text
-
-from .tasks import _package_file, _rgb, _write_splits, clutter_scene, textures
+from .tasks import _package_file, _rgb, clutter_scene, textures, write_task_folder
 
 # Indices 0-4 (the experiment's default source classes) and 5-9 (target): two disjoint groups of photographs.
 PHOTO_CLASSES = (
@@ -88,8 +85,4 @@ def write_photo_classes(root: Path, name: str, classes: Sequence[int], sizes: di
             fragment_boxes.append(other_boxes)
         provenance["boxes"][split] = boxes
         provenance["fragment_boxes"][split] = fragment_boxes
-    task_dir = root / name
-    (task_dir / "images").mkdir(parents=True, exist_ok=True)
-    _write_splits(task_dir, sizes, images, labels)
-    atomic_write_text(task_dir / "provenance.json", json.dumps(provenance) + "\n")
-    return task_dir
+    return write_task_folder(root / name, sizes, images, labels, provenance)

@@ -217,8 +217,14 @@ def write_clutter_classes(root: Path, name: str, classes: Sequence[int], sizes: 
             chosen.append(classes.index(int(labels[idx])))
         provenance["mnist_index"][split] = share[:count].tolist()
         provenance["fragment_index"][split] = fragments
-    task_dir = root / name
+    return write_task_folder(root / name, sizes, images, chosen, provenance)
+
+
+def write_task_folder(
+    task_dir: Path, sizes: dict[str, int], images: list[Image.Image], labels: list[int], provenance: dict
+) -> Path:
+    """The scenes in the VTAB-1k layout (:func:`_write_splits`) and ``provenance.json`` beside them."""
     (task_dir / "images").mkdir(parents=True, exist_ok=True)
-    _write_splits(task_dir, sizes, images, chosen)
+    _write_splits(task_dir, sizes, images, labels)
     atomic_write_text(task_dir / "provenance.json", json.dumps(provenance) + "\n")
     return task_dir
