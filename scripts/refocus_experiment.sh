@@ -43,6 +43,9 @@ environment:
   GRID            3: each method's lr grid on val (default); 1: its middle lr, fixed (smoke tests; no
                   budget curve)
   KEY VALUE       any config override, passed to every run
+
+On a CPU shared with other jobs, run it with OMP_NUM_THREADS=1: two processes that each keep torch's
+default thread pool on 2 cores slowed each other about 10x here (measured on the language experiment).
 USAGE
 }
 
