@@ -73,13 +73,15 @@ class ToastTrainer(FiniteLossMixin, Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """A TOAST model is saved as its adapter, gathered by every process from whatever the engine holds
         (ZeRO-3 partitions, FSDP2 shards: only the adapter's own tensors, so no engine setting about
-        gathering the whole model matters) and written by the main process alone."""
+        gathering the whole model matters) and written by the main process alone; every process returns once the
+        files exist, so that none reads the folder (a reload, a resume) while the main process is writing it."""
         model = self.accelerator.unwrap_model(self.model)
         if not isinstance(model, ToastCausalLM):
             return super().save_model(output_dir, _internal_call)
         state = gathered_adapter_state(model)
         if self.args.should_save:
             self._write_adapter(model, output_dir or self.args.output_dir, state)
+        barrier()
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         model = self.accelerator.unwrap_model(self.model)
