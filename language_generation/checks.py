@@ -89,9 +89,9 @@ def range_problems(cfg: CfgNode) -> list[str]:
 
 
 def check_precision(cfg: CfgNode) -> None:
-    """Before training (not when a finished run is read back): full fine-tuning with fp32 master weights on a half-precision base computes in half precision only under
-    the Trainer's autocast: without ``TRAIN.BF16``/``TRAIN.FP16`` it would silently train in fp32 (twice the
-    activation memory and time of what ``MODEL.DTYPE`` asks for)."""
+    """Before training (not when a finished run is read back): full fine-tuning with fp32 master weights on a
+    half-precision base computes in half precision only under the Trainer's autocast; without ``TRAIN.BF16`` /
+    ``TRAIN.FP16`` it would silently train in fp32 (twice the activation memory and time ``MODEL.DTYPE`` asks for)."""
     from .model import holds_fp32_master_weights
 
     flag = {"bfloat16": "TRAIN.BF16", "float16": "TRAIN.FP16"}.get(cfg.MODEL.DTYPE)

@@ -22,10 +22,11 @@ from toast.files import atomic_write_text
 
 from ..model import attach_toast, build_tokenizer, load_base_model
 from ..pretune import PRETUNE_DEFAULTS
+from ..run_files import read_metrics
 from ..train import load_config, train
 from .corpus import build_corpus
 from .evaluate import score
-from .methods import METHODS, extend_grid, failed_run
+from .methods import METHODS, best_lr, extend_grid, failed_run
 from .tasks import answers_in, make_split
 
 logger = logging.getLogger(__name__)
@@ -271,25 +272,18 @@ def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
             if lr not in losses:
                 items = trained_scores(setup, method, lr, steps, seed, paths, splits, tokenizer, "val")["items"]
                 losses[lr] = sum(i["loss"] for i in items) / sum(i["tokens"] for i in items)
-                if why := failed_run(read_log(run_folder(setup, method, lr, steps, seed))):
+                if why := failed_run(read_metrics(run_folder(setup, method, lr, steps, seed))):
                     failed[lr] = why
                 print(f"{method} lr {lr:g}: val answer loss {losses[lr]:.3f} {failed.get(lr, '')}", flush=True)
         extra = extend_grid(grid, losses, frozenset(failed)) if setup.grid_size > 1 else None
         if extra is None:
             break
         grid.append(extra)
-    usable = {lr: loss for lr, loss in losses.items() if lr not in failed} or losses
-    best = min(usable, key=usable.get)
+    best = best_lr(losses, frozenset(failed)) or min(losses, key=losses.get)  # every lr failed: say so below
     return {"lr": best, "val_loss": losses[best], "grid": {f"{k:g}": v for k, v in sorted(losses.items())},
             "failed": {f"{k:g}": v for k, v in sorted(failed.items())}, "every_lr_failed": len(failed) == len(losses),
             "at_edge": setup.grid_size > 1 and extend_grid(grid, losses, frozenset(failed)) is not None,
             "fixed": setup.grid_size == 1}  # fmt: skip
-
-
-def read_log(run: Path) -> list[dict]:
-    """The run's logged training records (``metrics.jsonl``), empty when it has none."""
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def main_run(setup: Setup) -> dict:

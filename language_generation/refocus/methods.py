@@ -55,15 +55,20 @@ def extend_grid(grid: list[float], losses: dict[float, float], failed: frozenset
     tried lr failed, the grid goes down (÷3 below the smallest).
     """
     ordered = sorted(grid)
-    usable = {lr: loss for lr, loss in losses.items() if lr not in failed}
-    if not usable:
+    best = best_lr(losses, failed)
+    if best is None:
         return ordered[0] / 3
-    best = min(usable, key=usable.get)
     if best == ordered[0]:
         return ordered[0] / 3
     if best == ordered[-1]:
         return ordered[-1] * 3
     return None
+
+
+def best_lr(losses: dict[float, float], failed: frozenset[float] = frozenset()) -> float | None:
+    """The lr with the lowest val loss among those whose run did not fail; None when every one failed."""
+    usable = {lr: loss for lr, loss in losses.items() if lr not in failed}
+    return min(usable, key=usable.get) if usable else None
 
 
 def failed_run(log: list[dict]) -> str | None:
