@@ -14,7 +14,7 @@ methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ON
    scenes for the same epochs (its grid's middle lr; best source-val epoch kept, as pre-tuning keeps it).
    Their ``-seq`` variants start on the target from it (``MODEL.INIT_FROM``: everything but the head).
 4. Every method on the target through ``tune``: an lr grid on train800 → val200, grown past an edge optimum
-   (``refocus_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
+   (``toast.lr_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
 5. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
    ``refocus_stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
    ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``refocus_plots``), and
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toast.files import atomic_write_text
+from toast.lr_grid import interior_grid
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
 from visual_classification.demo.photo_tasks import write_photo_classes
 from visual_classification.demo.tasks import write_clutter_classes
@@ -42,7 +43,6 @@ from visual_classification.train import load_config, train
 from visual_classification.tune import tune
 from visual_classification.visualize import main as visualize_main
 
-from .refocus_grid import interior_grid
 from .refocus_report import write_report, write_summary
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "refocus.yaml"
@@ -301,7 +301,9 @@ def tune_variant(out: Path, weights: Path, size: int, name: str, starts: dict, a
     if args.grid == 1:  # no choice on val: the grid's middle lr, as given (a smoke test of the pipeline)
         result = tune(_with_lr(cfg, variant.middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
         return {"lr": result["lr"], "val": None, "grid": None, "final": result["final"]}
-    grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), variant.lrs)
+    grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), variant.lrs, higher_is_better=True)
+    if grid.every_lr_failed:
+        raise RuntimeError(f"{name}: every lr diverged on val, {grid.lrs} (the grid grew down {grid.extensions}x)")
     scale = 256 / cfg.DATA.BATCH_SIZE
     result = tune(cfg, [lr * scale for lr in grid.lrs], [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
     record = {"lrs": grid.lrs, "val_top1": [grid.scores[lr] for lr in grid.lrs], "best": grid.best}

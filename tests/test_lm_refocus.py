@@ -13,9 +13,10 @@ from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from language_generation.refocus import experiment, methods
 from language_generation.refocus.corpus import build_corpus
 from language_generation.refocus.experiment import Setup, main_run
-from language_generation.refocus.methods import extend_grid, failed_run
+from language_generation.refocus.methods import failed_run
 from language_generation.refocus.summary import paired_interval, verdict, write_report, write_summary
 from language_generation.refocus.tasks import FAMILIES, POOLS, make_split
+from toast.lr_grid import next_lr
 
 
 def test_test_items_are_never_seen_in_training():
@@ -40,16 +41,16 @@ def test_corpus_drops_duplicates_and_documents_with_a_task_answer(tmp_path):
 
 
 def test_grid_extends_past_a_winning_edge_only():
-    assert extend_grid([1, 3, 9], {1: 0.5, 3: 0.7, 9: 0.9}) == pytest.approx(1 / 3)
-    assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.7, 9: 0.5}) == 27
-    assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.5, 9: 0.7}) is None
+    assert next_lr({1: 0.5, 3: 0.7, 9: 0.9}, higher_is_better=False) == pytest.approx(1 / 3)
+    assert next_lr({1: 0.9, 3: 0.7, 9: 0.5}, higher_is_better=False) == 27
+    assert next_lr({1: 0.9, 3: 0.5, 9: 0.7}, higher_is_better=False) is None
 
 
 def test_grid_skips_failed_runs_and_goes_down_when_every_lr_failed():
     """A dead run's uniform answer (ln vocab) can score below a diverging one; it must not steer the grid."""
-    assert extend_grid([1, 3, 9], {1: 17.4, 3: 27.9, 9: 10.8}, frozenset({9})) == pytest.approx(1 / 3)
-    assert extend_grid([1, 3, 9], {1: 17.4, 3: 27.9, 9: 10.8}, frozenset({1, 3, 9})) == pytest.approx(1 / 3)
-    assert extend_grid([1, 3, 9], {1: 0.9, 3: 0.5, 9: 0.4}, frozenset({9})) is None
+    assert next_lr({1: 17.4, 3: 27.9, 9: None}, higher_is_better=False) == pytest.approx(1 / 3)
+    assert next_lr({1: None, 3: None, 9: None}, higher_is_better=False) == pytest.approx(1 / 3)
+    assert next_lr({1: 0.9, 3: 0.5, 9: None}, higher_is_better=False) is None
 
 
 def test_a_run_that_diverged_or_died_is_named_failed():

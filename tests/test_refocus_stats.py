@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from experiments.refocus_grid import interior_grid
 from experiments.refocus_stats import best_on_val, collapsed, paired_difference, paired_table, t_quantile
+from toast.lr_grid import interior_grid
 
 
 def test_paired_interval_by_hand():
@@ -76,7 +76,7 @@ def _fake(curve):
 
 def test_grid_grows_past_the_top_edge_until_interior():
     score, calls = _fake(lambda lr: -abs(math.log(lr / 9e-3)))  # peak at 9e-3
-    grid = interior_grid(score, [3e-3, 3e-4, 1e-3])
+    grid = interior_grid(score, [3e-3, 3e-4, 1e-3], higher_is_better=True)
     assert calls[0] == [3e-4, 1e-3, 3e-3] and len(calls) == 3
     assert grid.lrs == pytest.approx([3e-4, 1e-3, 3e-3, 9e-3, 2.7e-2])
     assert grid.best == pytest.approx(9e-3) and grid.extensions == 2 and not grid.at_edge
@@ -84,7 +84,7 @@ def test_grid_grows_past_the_top_edge_until_interior():
 
 def test_grid_grows_down_and_stops_after_two_steps_flagging_the_edge():
     score, calls = _fake(lambda lr: -lr)  # always better lower
-    grid = interior_grid(score, [1e-3, 3e-3, 1e-2])
+    grid = interior_grid(score, [1e-3, 3e-3, 1e-2], higher_is_better=True)
     assert len(calls) == 3 and grid.extensions == 2
     assert grid.lrs == pytest.approx([1e-3 / 9, 1e-3 / 3, 1e-3, 3e-3, 1e-2])
     assert grid.at_edge and grid.best == pytest.approx(1e-3 / 9)
@@ -92,7 +92,7 @@ def test_grid_grows_down_and_stops_after_two_steps_flagging_the_edge():
 
 def test_interior_optimum_needs_no_extension_and_diverged_never_wins():
     score, calls = _fake(lambda lr: None if lr > 5e-3 else -abs(lr - 1e-3))
-    grid = interior_grid(score, [3e-4, 1e-3, 1e-2])
+    grid = interior_grid(score, [3e-4, 1e-3, 1e-2], higher_is_better=True)
     assert len(calls) == 1 and grid.best == 1e-3 and grid.extensions == 0 and not grid.at_edge
 
 
@@ -120,5 +120,5 @@ def test_summary_names_the_budget_the_verdicts_and_a_collapsed_run(tmp_path):
 
 def test_a_plateau_reaching_the_edge_does_not_grow_the_grid():
     score, calls = _fake(lambda lr: 30.0 if lr < 5e-3 else 25.0)  # the bottom two tie
-    grid = interior_grid(score, [1e-3, 3e-3, 1e-2])
+    grid = interior_grid(score, [1e-3, 3e-3, 1e-2], higher_is_better=True)
     assert len(calls) == 1 and grid.best == 1e-3 and not grid.at_edge and grid.extensions == 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from toast.files import atomic_write_text
+from toast.lr_grid import interior_grid
 
 from ..model import attach_toast, build_tokenizer, load_base_model
 from ..pretune import PRETUNE_DEFAULTS
@@ -26,7 +27,7 @@ from ..run_files import read_metrics
 from ..train import load_config, train
 from .corpus import build_corpus
 from .evaluate import score
-from .methods import METHODS, best_lr, extend_grid, failed_run
+from .methods import METHODS, failed_run
 from .tasks import answers_in, make_split
 
 logger = logging.getLogger(__name__)
@@ -260,30 +261,32 @@ def trained_scores(setup: Setup, method, lr, steps, seed, paths, splits, tokeniz
 
 
 def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
-    """The grid on val (answer loss per token, first seed, the largest step count), extended past an edge."""
+    """The grid on val (answer loss per token, first seed, the largest step count), grown past a winning edge
+    by the project's shared rule (``toast.lr_grid``: failed runs never win; every lr failing grows it down)."""
     steps, seed = max(setup.steps), setup.seeds[0]
     grid = list(METHODS[method].grid)
     if setup.grid_size == 1:
         grid = grid[len(grid) // 2 : len(grid) // 2 + 1]
     losses: dict[float, float] = {}
     failed: dict[float, str] = {}
-    for _ in range(MAX_EXTENSIONS + 1 if setup.grid_size > 1 else 1):
-        for lr in grid:
+
+    def val_losses(lrs: list[float]) -> dict[float, float | None]:
+        for lr in lrs:
             if lr not in losses:
                 items = trained_scores(setup, method, lr, steps, seed, paths, splits, tokenizer, "val")["items"]
                 losses[lr] = sum(i["loss"] for i in items) / sum(i["tokens"] for i in items)
                 if why := failed_run(read_metrics(run_folder(setup, method, lr, steps, seed))):
                     failed[lr] = why
                 print(f"{method} lr {lr:g}: val answer loss {losses[lr]:.3f} {failed.get(lr, '')}", flush=True)
-        extra = extend_grid(grid, losses, frozenset(failed)) if setup.grid_size > 1 else None
-        if extra is None:
-            break
-        grid.append(extra)
-    best = best_lr(losses, frozenset(failed)) or min(losses, key=losses.get)  # every lr failed: say so below
+        return {lr: None if lr in failed else losses[lr] for lr in lrs}
+
+    chosen = interior_grid(
+        val_losses, grid, higher_is_better=False, max_extensions=MAX_EXTENSIONS * (setup.grid_size > 1)
+    )
+    best = chosen.best if chosen.best is not None else min(losses, key=losses.get)  # every lr failed: said below
     return {"lr": best, "val_loss": losses[best], "grid": {f"{k:g}": v for k, v in sorted(losses.items())},
-            "failed": {f"{k:g}": v for k, v in sorted(failed.items())}, "every_lr_failed": len(failed) == len(losses),
-            "at_edge": setup.grid_size > 1 and extend_grid(grid, losses, frozenset(failed)) is not None,
-            "fixed": setup.grid_size == 1}  # fmt: skip
+            "failed": {f"{k:g}": v for k, v in sorted(failed.items())}, "every_lr_failed": chosen.every_lr_failed,
+            "at_edge": setup.grid_size > 1 and chosen.at_edge, "fixed": setup.grid_size == 1}  # fmt: skip
 
 
 def main_run(setup: Setup) -> dict:

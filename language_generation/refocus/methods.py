@@ -47,30 +47,6 @@ METHODS = {
 }
 
 
-def extend_grid(grid: list[float], losses: dict[float, float], failed: frozenset[float] = frozenset()) -> float | None:
-    """The next lr to try when the best tried one is at an edge of the grid (×3 or ÷3 past it), else None.
-
-    ``failed`` lrs (the run diverged or died, :func:`failed_run`) cannot be the best: a dead model's uniform
-    answer (loss ln(vocab)) can score below a diverging one, and would pull the grid the wrong way. When every
-    tried lr failed, the grid goes down (÷3 below the smallest).
-    """
-    ordered = sorted(grid)
-    best = best_lr(losses, failed)
-    if best is None:
-        return ordered[0] / 3
-    if best == ordered[0]:
-        return ordered[0] / 3
-    if best == ordered[-1]:
-        return ordered[-1] * 3
-    return None
-
-
-def best_lr(losses: dict[float, float], failed: frozenset[float] = frozenset()) -> float | None:
-    """The lr with the lowest val loss among those whose run did not fail; None when every one failed."""
-    usable = {lr: loss for lr, loss in losses.items() if lr not in failed}
-    return min(usable, key=usable.get) if usable else None
-
-
 def failed_run(log: list[dict]) -> str | None:
     """Why a training run failed, from its logged ``loss`` / ``grad_norm`` records, or None: *diverged* (the last
     logged training loss above the first) or *dead* (a zero gradient at the end: nothing can move any more)."""
