@@ -17,9 +17,9 @@ each of BUDGETS target epochs (first 3 seeds). Writes OUT/summary.md (table, pai
 curve), summary.csv, summary.png, paired.png, budget.png, refocus_grid_*.png and report.md (chosen size,
 every lr grid with its val scores, edge and collapse flags, time per stage). Re-running resumes.
 
-Estimated cost on a 2-core CPU (an estimate, not a measurement): all methods, 5 seeds, BUDGETS "2 6 20":
-about 3.5-4.5 h (BUDGETS="2 6 12" saves ~40 min); the one-seed mode SEEDS=0 BUDGETS=none: about 1.5 h
-(source training alone ~40-70 min);
+Cost on a 2-core CPU: the one-seed mode SEEDS=0 BUDGETS=none measured 1 h 31 min (one thread, beside
+another job; source training 38 min of it); all methods, 5 seeds, BUDGETS "2 6 20": about 4 h, estimated
+from those runs (BUDGETS="2 6 12" saves ~30 min);
 DOMAIN=photos is a second run of the same protocol, at the same cost again.
 
 environment:
