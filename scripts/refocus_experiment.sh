@@ -18,8 +18,8 @@ curve), summary.csv, summary.png, paired.png, budget.png, refocus_grid_*.png and
 every lr grid with its val scores, edge and collapse flags, time per stage). Re-running resumes.
 
 Cost on a 2-core CPU: the one-seed mode SEEDS=0 BUDGETS=none measured 1 h 31 min (one thread, beside
-another job; source training 38 min of it); all methods, 5 seeds, BUDGETS "2 6 20": about 4 h, estimated
-from those runs (BUDGETS="2 6 12" saves ~30 min);
+another job; source training 38 min of it); seeds 1-4 on top measured 1 h 1 min; the budget curve
+BUDGETS "2 6 20" is estimated at ~100 min more, ~4 h 10 min in all (BUDGETS="2 6 12" saves ~30 min);
 DOMAIN=photos is a second run of the same protocol, at the same cost again.
 
 environment:
