@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from toast.files import atomic_write_text
-from toast.lr_grid import interior_grid
+from toast.lr_grid import MAX_EXTENSIONS, interior_grid
 
 from ..model import attach_toast, build_tokenizer, load_base_model
 from ..pretune import PRETUNE_DEFAULTS
@@ -31,7 +31,6 @@ from .methods import METHODS, failed_run
 from .tasks import answers_in, make_split
 
 logger = logging.getLogger(__name__)
-MAX_EXTENSIONS = 2  # grid extensions past an edge per method (each one more run)
 
 
 @dataclass
