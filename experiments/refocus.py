@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toast.files import atomic_write_text
+from toast.jobs import Job, default_workers, run_jobs
 from toast.lr_grid import interior_grid
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
 from visual_classification.demo.photo_tasks import write_photo_classes
@@ -124,9 +125,12 @@ class Stopwatch:
     def run(self, stage: str, fn, *args):
         start = time.time()
         result = fn(*args)
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + round(time.time() - start, 1)
-        atomic_write_text(self.path, json.dumps(self.seconds, indent=2) + "\n")
+        self.add(stage, time.time() - start)
         return result
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 1)
+        atomic_write_text(self.path, json.dumps(self.seconds, indent=2) + "\n")
 
 
 def check_args(args) -> None:
@@ -220,6 +224,17 @@ def pretune_opts(weights: Path, data: Path, num_classes: int, size: int, epochs:
     return {**source_opts(weights, data, num_classes, size, epochs, run), **PRETUNE_OPTS}
 
 
+def source_starts(out: Path, methods: list[str]) -> dict[str, Path]:
+    """Where each source-side run the methods need keeps its best epoch: ``{"pretune" | transfer: best/}``
+    (known before the runs exist, so that the target jobs can be queued behind them)."""
+    starts = {}
+    if any(VARIANTS[m].pretuned for m in methods):
+        starts["pretune"] = out / "pretune" / "best"
+    for transfer in dict.fromkeys(VARIANTS[m].transfer for m in methods if VARIANTS[m].sequential):
+        starts[transfer] = out / "source_runs" / transfer / "best"
+    return starts
+
+
 def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
     """Pre-tunes A_i, B_i and p on the source task with the project's recipe; the run's best/ folder."""
     run = out / "pretune"
@@ -293,23 +308,34 @@ def _with_lr(cfg, lr: float):
     return cfg
 
 
-def tune_variant(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
-    """The variant's lr grid on val (grown past an edge optimum), then its seeded final runs, under
-    ``out/runs/<variant>``; ``{"lr", "val", "grid": Grid | None, "final"}``."""
+def choose_variant_lr(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
+    """The variant's lr grid on val (grown past an edge optimum; ``grid.json`` lists it), no final run:
+    ``{"lr", "val", "grid": Grid | None}``. With ``--grid 1`` its middle lr, fixed (no val score)."""
     variant = VARIANTS[name]
     cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
     if args.grid == 1:  # no choice on val: the grid's middle lr, as given (a smoke test of the pipeline)
-        result = tune(_with_lr(cfg, variant.middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
-        return {"lr": result["lr"], "val": None, "grid": None, "final": result["final"]}
+        return {"lr": variant.middle_lr, "val": None, "grid": None}
     grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), variant.lrs, higher_is_better=True)
     if grid.every_lr_failed:
         raise RuntimeError(f"{name}: every lr diverged on val, {grid.lrs} (the grid grew down {grid.extensions}x)")
     scale = 256 / cfg.DATA.BATCH_SIZE
-    result = tune(cfg, [lr * scale for lr in grid.lrs], [cfg.SOLVER.WEIGHT_DECAY], args.seeds)
+    chosen = tune(cfg, [lr * scale for lr in grid.lrs], [cfg.SOLVER.WEIGHT_DECAY], [])  # the grid's runs, cached
     record = {"lrs": grid.lrs, "val_top1": [grid.scores[lr] for lr in grid.lrs], "best": grid.best}
     record |= {"extensions": grid.extensions, "at_edge": grid.at_edge}
     atomic_write_text(out / "runs" / name / "grid.json", json.dumps(record, indent=2) + "\n")
-    return {"lr": result["lr"], "val": grid.scores[grid.best], "grid": grid, "final": result["final"]}
+    return {"lr": chosen["lr"], "val": grid.scores[grid.best], "grid": grid}
+
+
+def final_run(out: Path, weights: Path, size: int, name: str, starts: dict, args, seed: int) -> None:
+    """One seed's run at the variant's chosen lr on train800val200 → test (re-selected by ``tune`` from the
+    grid's finished val runs, which ``choose_variant_lr`` left in ``grid.json``)."""
+    cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
+    if args.grid == 1:
+        tune(_with_lr(cfg, VARIANTS[name].middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
+        return
+    lrs = json.loads((out / "runs" / name / "grid.json").read_text())["lrs"]
+    scale = 256 / cfg.DATA.BATCH_SIZE
+    tune(cfg, [lr * scale for lr in lrs], [cfg.SOLVER.WEIGHT_DECAY], [seed])
 
 
 def final_test_scores(out: Path, name: str, root: Path | None = None) -> dict[int, float]:
@@ -331,22 +357,38 @@ def budget_methods(selected: dict) -> list[str]:
     return toast + rivals
 
 
-def budget_curve(out: Path, weights: Path, size: int, selected: dict, starts: dict, args) -> dict:
-    """``{method: {epochs: [test top-1 per seed]}}``: each method's selected lr (chosen at the main budget) run
-    for each budget on train800val200 → test with the first seeds; the main budget's own runs are reused."""
+def budget_run(out: Path, weights: Path, size: int, name: str, lr: float, epochs: int, starts: dict, args, seed):
+    """One seed of the budget curve: ``name`` at its lr (chosen at the main budget) for ``epochs`` target epochs,
+    train800val200 → test, under ``out/budget/<name>/ep<epochs>``."""
+    root = out / "budget" / name / f"ep{epochs}"
+    cfg = variant_config(out, weights, size, name, starts, args, root, epochs)
+    tune(_with_lr(cfg, lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
+
+
+def budget_jobs(out: Path, weights: Path, size: int, selected: dict, starts: dict, args) -> dict[str, Job]:
+    """A job per method, budget and seed (the first 3 seeds) of the curve; the main budget's runs are reused."""
+    main_epochs = target_epochs(args)
+    return {
+        f"budget {name} ep{epochs} seed{seed}": Job(
+            budget_run, (out, weights, size, name, selected[name]["lr"], epochs, starts, args, seed)
+        )
+        for name in budget_methods(selected)
+        for epochs in args.budgets
+        if epochs != main_epochs
+        for seed in args.seeds[:BUDGET_SEEDS]
+    }
+
+
+def budget_curve(out: Path, selected: dict, args) -> dict:
+    """``{method: {epochs: [test top-1 per seed]}}`` from the finished runs of ``budget_jobs``, into budget.json."""
     main_epochs = target_epochs(args)
     seeds = args.seeds[:BUDGET_SEEDS]
     curves: dict[str, dict[int, list[float]]] = {}
     for name in budget_methods(selected):
         curves[name] = {}
         for epochs in args.budgets:
-            if epochs == main_epochs:
-                scores = final_test_scores(out, name)
-            else:
-                root = out / "budget" / name / f"ep{epochs}"
-                cfg = variant_config(out, weights, size, name, starts, args, root, epochs)
-                tune(_with_lr(cfg, selected[name]["lr"]), None, [cfg.SOLVER.WEIGHT_DECAY], seeds)
-                scores = final_test_scores(out, name, root)
+            root = None if epochs == main_epochs else out / "budget" / name / f"ep{epochs}"
+            scores = final_test_scores(out, name, root)
             curves[name][epochs] = [scores[s] for s in seeds if s in scores]
     atomic_write_text(out / "budget.json", json.dumps(curves, indent=2) + "\n")
     return curves
@@ -392,14 +434,30 @@ def draw_grid(out: Path, seed: int, count: int) -> list[Path]:
     return grids
 
 
-def source_stages(out: Path, weights: Path, size: int, args, clock: Stopwatch) -> dict:
-    """Every source-side run the chosen methods need, once each: ``{"pretune" | transfer: adapter folder}``."""
-    starts = {}
-    if any(VARIANTS[m].pretuned for m in args.methods):
-        starts["pretune"] = clock.run("pretune", pretune_source, out, weights, size, args)
-    for transfer in dict.fromkeys(VARIANTS[m].transfer for m in args.methods if VARIANTS[m].sequential):
-        starts[transfer] = clock.run(f"source {transfer}", train_on_source, out, weights, size, transfer, args)
-    return starts
+def training_jobs(out: Path, weights: Path, size: int, starts: dict, args) -> dict[str, Job]:
+    """Every run of the table as jobs: the source-side runs (shared by every seed and grid point), each
+    method's grid on val after the source run it starts from, and each seed's final run after its grid."""
+    jobs: dict[str, Job] = {}
+    if "pretune" in starts:
+        jobs["pretune"] = Job(pretune_source, (out, weights, size, args))
+    for transfer in (t for t in starts if t != "pretune"):
+        jobs[f"source {transfer}"] = Job(train_on_source, (out, weights, size, transfer, args))
+    for name in args.methods:
+        variant = VARIANTS[name]
+        after = ("pretune",) if variant.pretuned else (f"source {variant.transfer}",) if variant.sequential else ()
+        jobs[name] = Job(choose_variant_lr, (out, weights, size, name, starts, args), after)
+    for name in args.methods:
+        for seed in args.seeds:
+            jobs[f"{name} seed{seed}"] = Job(final_run, (out, weights, size, name, starts, args, seed), (name,))
+    return jobs
+
+
+def _stage(job: str) -> str:
+    """The timing table's row of a job: a method's grid and seeds add up under its name, the curve's runs
+    under "budget curve"."""
+    if job.startswith("budget "):
+        return "budget curve"
+    return job.rsplit(" seed", 1)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -429,6 +487,9 @@ def main(argv: list[str] | None = None) -> None:
         "--grid", type=int, default=3, choices=(1, 3), help="3: each method's lr grid on val; 1: its middle lr, fixed"
     )
     parser.add_argument("--grid-count", type=int, default=3, help="images in the refocusing grid")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="runs side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
     check_args(args)
@@ -437,15 +498,21 @@ def main(argv: list[str] | None = None) -> None:
     weights = clock.run("weights", cached_weights, out / "weights")
     clock.run("data", write_data, out / "data", args)
     size, size_scores = clock.run("input size", choose_size, out, weights, args)
-    starts = source_stages(out, weights, size, args, clock)
-    selected = {}
-    for name in args.methods:
-        selected[name] = clock.run(name, tune_variant, out, weights, size, name, starts, args)
+    starts = source_starts(out, args.methods)
+    jobs = args.jobs or default_workers()
+    print(f"[refocus] {jobs} job(s) at a time")
+
+    def record(name: str, result, seconds: float) -> None:
+        clock.add(_stage(name), seconds)
+
+    done = run_jobs(training_jobs(out, weights, size, starts, args), jobs, on_done=record)
+    selected = {name: done[name] for name in args.methods}
     table = collect_finals(out, args.methods)
     clock.run("summary", summarize_csv, table, out)
     curves = {}
     if args.budgets and args.grid == 3:  # the curve needs each method's lr chosen on val
-        curves = clock.run("budget curve", budget_curve, out, weights, size, selected, starts, args)
+        run_jobs(budget_jobs(out, weights, size, selected, starts, args), jobs, on_done=record)
+        curves = budget_curve(out, selected, args)
     if {"toast", "toast-pretuned"} <= set(args.methods):
         clock.run("grid", draw_grid, out, args.seeds[0], args.grid_count)
     tests = {name: final_test_scores(out, name) for name in args.methods}

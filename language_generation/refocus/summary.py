@@ -185,7 +185,9 @@ def write_report(out: Path, result: dict, setup, summary: str, wall: float) -> N
         lines += ["", f"Chosen: step {pre['chosen_step']} ({pre['tokens']:,} tokens), `{pre['weights']}`."]
     prov = result["provenance"]
     lines += ["", "## Corpus", "", "```", *(f"{k}: {v}" for k, v in prov.items()), "```"]
-    lines += ["", "## Time per stage (this invocation; a resumed stage counts only what it redid)", ""]
+    lines += ["", f"## Time per stage (this invocation, {setup.jobs} job(s) at a time: a stage's runs summed, so"
+              " stages that ran side by side add up to more than the wall time; a resumed stage counts only what"
+              " it redid)", ""]  # fmt: skip
     lines += [f"- {k}: {v / 60:.1f} min" for k, v in setup.times.items()]
-    lines += [f"- total: {wall / 60:.1f} min"]
+    lines += [f"- wall time: {wall / 60:.1f} min"]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
