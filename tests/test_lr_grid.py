@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from toast.lr_grid import interior_grid
+from toast.lr_grid import choose, interior_grid
 
 
 def _scorer(curve, calls):
@@ -37,3 +37,14 @@ def test_a_failed_neighbour_makes_the_surviving_edge_grow():
     grid = interior_grid(_scorer(lambda lr: None if lr > 2e-3 else 1.0 / lr, calls), [1e-3, 3e-3, 1e-2],
                          higher_is_better=True, max_extensions=1)  # fmt: skip
     assert calls[1] == pytest.approx([1e-3 / 3, 1e-3, 3e-3, 1e-2]) and grid.best == pytest.approx(1e-3 / 3)
+
+
+def test_tune_and_the_experiments_choose_with_one_rule():
+    """``tune.select`` over (lr, wd) is ``choose``: failed points never win, ties go to the smaller lr, then wd."""
+    from visual_classification.tune import AllDiverged, select
+
+    scores = {(0.1, 0.01): 50.0, (0.01, 0.001): 50.0, (0.01, 0.0001): 50.0, (1.0, 0.0): None}
+    assert select(scores) == choose(scores, higher_is_better=True) == (0.01, 0.0001)
+    assert choose({0.3: 2.0, 0.1: 2.0, 1.0: None}, higher_is_better=False) == 0.1
+    with pytest.raises(AllDiverged, match="every grid point diverged"):
+        select({(1.0, 0.0): None})

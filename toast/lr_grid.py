@@ -22,13 +22,14 @@ MAX_EXTENSIONS = 2
 Scores = Mapping[float, float | None]  # lr → val score; None: the run failed (diverged, dead)
 
 
-def choose(scores: Scores, *, higher_is_better: bool) -> float | None:
-    """The best-scoring lr that did not fail (ties go to the smaller lr); None when every lr failed."""
-    usable = {lr: s for lr, s in scores.items() if s is not None}
+def choose(scores: Mapping, *, higher_is_better: bool):
+    """The best-scoring key that did not fail (ties go to the smaller lr); None when every one failed. A key is
+    an lr, or a tuple such as ``(lr, wd)`` (``tune``'s grid), whose ties go to the smaller lr, then wd."""
+    usable = {key: s for key, s in scores.items() if s is not None}
     if not usable:
         return None
     sign = 1.0 if higher_is_better else -1.0
-    return max(usable, key=lambda lr: (sign * usable[lr], -lr))
+    return max(usable, key=lambda k: (sign * usable[k], *(-x for x in (k if isinstance(k, tuple) else (k,)))))
 
 
 def edge_optimum(scores: Scores, best: float | None, *, higher_is_better: bool) -> bool:

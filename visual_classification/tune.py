@@ -28,6 +28,8 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
+from toast.lr_grid import choose
+
 from .train import load_config, train
 
 logger = logging.getLogger("visual_classification.tune")
@@ -79,10 +81,10 @@ def _pct(x: float | None) -> str:
 def select(results: dict[tuple[float, float], float | None]) -> tuple[float, float]:
     """The (lr, wd) with the highest score; ties go to the smaller lr, then the smaller wd; ``None`` (diverged)
     never wins."""
-    scored = {k: v for k, v in results.items() if v is not None}
-    if not scored:
+    best = choose(results, higher_is_better=True)  # the refocusing experiments' rule (toast.lr_grid)
+    if best is None:
         raise AllDiverged(f"every grid point diverged ({', '.join(f'lr {lr:g} wd {wd:g}' for lr, wd in results)})")
-    return max(scored, key=lambda k: (scored[k], -k[0], -k[1]))
+    return best
 
 
 def run_all(runs: list[CfgNode]) -> list[dict]:
