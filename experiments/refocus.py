@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> None:
     clock.run("data", write_data, out / "data", args)
     size, size_scores = clock.run("input size", choose_size, out, weights, args)
     starts = source_starts(out, args.methods)
-    jobs = args.jobs or default_workers()
+    jobs = args.jobs = args.jobs or default_workers()
     print(f"[refocus] {jobs} job(s) at a time")
 
     def record(name: str, result, seconds: float) -> None:
