@@ -17,10 +17,10 @@ each of BUDGETS target epochs (first 3 seeds). Writes OUT/summary.md (table, pai
 curve), summary.csv, summary.png, paired.png, budget.png, refocus_grid_*.png and report.md (chosen size,
 every lr grid with its val scores, edge and collapse flags, time per stage). Re-running resumes.
 
-Cost on a 2-core CPU: the one-seed mode SEEDS=0 BUDGETS=none measured 1 h 31 min (one thread, beside
-another job; source training 38 min of it); seeds 1-4 on top measured 1 h 1 min; the budget curve
-BUDGETS "2 6 20" is estimated at ~100 min more, ~4 h 10 min in all (BUDGETS="2 6 12" saves ~30 min);
-DOMAIN=photos is a second run of the same protocol, at the same cost again.
+Cost on a 2-core CPU with JOBS=2 (measured): the one-seed mode SEEDS=0 BUDGETS=none 52 min (photos, 56 px;
+the five source runs are 43 of its 101 run-minutes); the budget curve BUDGETS "2 6 20" 1 h 3 min more;
+seeds 1-4 about 31 min more (estimated from one-thread runs); ~2 h 25 min in all. DOMAIN=photos is a
+second run of the same protocol, at the same cost again (at 56 px: SIZES=56; 84 px costs about twice).
 
 environment:
   DOMAIN          digits (default: MNIST digits among digit fragments) or photos (patches of ten
