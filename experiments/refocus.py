@@ -20,7 +20,8 @@ methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ON
    ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``refocus_plots``), and
    ``report.md`` with the grids, the flags (edge optima, collapsed final runs) and the time of each stage.
 
-Everything lands under ``--out`` and every stage resumes: re-running the command skips finished runs.
+Everything lands under ``--out`` and every stage resumes: re-running the command skips finished runs. Runs go
+``--jobs`` at a time (``toast.jobs``; default 2 on a CPU), each once the run it starts from has finished.
 """
 
 from __future__ import annotations
