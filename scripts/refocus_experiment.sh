@@ -20,7 +20,8 @@ every lr grid with its val scores, edge and collapse flags, time per stage). Re-
 Cost on a 2-core CPU with JOBS=2 (measured): the one-seed mode SEEDS=0 BUDGETS=none 52 min (photos, 56 px;
 the five source runs are 43 of its 101 run-minutes); the budget curve BUDGETS "2 6 20" 1 h 3 min more;
 seeds 1-4 about 31 min more (estimated from one-thread runs); ~2 h 25 min in all. DOMAIN=photos is a
-second run of the same protocol, at the same cost again (at 56 px: SIZES=56; 84 px costs about twice).
+second run of the same protocol, at the same cost again at 56 px (SIZES=56; 84 px, 37 tokens against
+17, costs more and was not timed).
 
 environment:
   DOMAIN          digits (default: MNIST digits among digit fragments) or photos (patches of ten

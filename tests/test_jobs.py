@@ -88,3 +88,12 @@ def test_unknown_dependencies_cycles_and_zero_workers_are_refused():
         check_jobs({"a": Job(fail, ("x",), ("b",)), "b": Job(fail, ("x",), ("a",)), "c": Job(fail, ("x",))})
     with pytest.raises(ValueError, match="workers must be at least 1"):
         run_jobs({"a": Job(fail, ("x",))}, workers=0)
+
+
+def test_an_error_in_on_done_is_the_callers_not_a_failed_job(tmp_path):
+    def broken_record(name, result, seconds):
+        raise KeyError(name)
+
+    with pytest.raises(KeyError):
+        run_jobs({"a": Job(stamp, (str(tmp_path), "a"))}, workers=1, on_done=broken_record)
+    assert (tmp_path / "a").exists()  # the job itself ran and finished

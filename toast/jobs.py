@@ -94,9 +94,10 @@ def run_jobs(
     if workers == 1:
         for name in order:
             try:
-                finish(name, *_timed(jobs[name].fn, jobs[name].args))
+                outcome = _timed(jobs[name].fn, jobs[name].args)
             except Exception as err:
                 raise JobFailed(f"job {name!r} failed: {err}") from err
+            finish(name, *outcome)
         return results
 
     threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // workers))
@@ -119,11 +120,12 @@ def run_jobs(
                 for future in finished:
                     name = running.pop(future)
                     try:
-                        finish(name, *future.result())
+                        outcome = future.result()
                     except Exception as err:
                         for other in running:
                             other.cancel()
                         raise JobFailed(f"job {name!r} failed: {err}") from err
+                    finish(name, *outcome)
     finally:
         for key, value in saved.items():
             if value is None:
