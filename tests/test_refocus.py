@@ -300,9 +300,19 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     timing = json.loads((out / "timing.json").read_text())
     assert {"source bias", "linear", "bias-seq", "toast", "budget curve"} <= set(timing)  # grid + seeds summed
     report = (out / "report.md").read_text(encoding="utf-8")
+    assert source_cfg["SOLVER"]["EVAL_PERIOD"] == 1  # the source run keeps its best source-val epoch
+    budget2 = out / "budget" / "toast" / "ep2" / "final" / "target" / "toast" / "seed0"
+    for config in [*finals, *grid_runs, budget2 / "config.yaml"]:  # target runs: val at the last epoch only
+        solver = yaml.safe_load(config.read_text())["SOLVER"]
+        assert solver["EVAL_PERIOD"] == solver["TOTAL_EPOCH"]
+    assert [r["val"] is None for r in map(json.loads, (budget2 / "metrics.jsonl").read_text().splitlines())] == [
+        True,
+        False,
+    ]
     for name in ("linear", "bias-seq", "toast"):
         grid = json.loads((out / "runs" / name / "grid.json").read_text())
         assert len(grid["lrs"]) == 3 + grid["extensions"] and grid["best"] in grid["lrs"]
+        assert set(refocus.start_grid(name, "digits")) <= set(grid["lrs"])  # the domain's start, then growth
         row = next(line for line in report.splitlines() if line.startswith(f"| {name} | "))
         assert all(f"{lr:g}: " in row for lr in grid["lrs"])
         assert ("optimum still at an edge" in row) == grid["at_edge"]
@@ -367,3 +377,17 @@ def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_p
     assert len(columns) == 10
     with pytest.raises(ValueError, match="holds photos classes .* not digits"):
         refocus.write_data(tmp_path, Namespace(**{**vars(args), "domain": "digits"}))
+
+
+def test_start_grids_are_three_ascending_lrs_at_the_grids_spacing_for_known_variants():
+    """Each domain's start grid (centred on the lr chosen on val in its five-seed run) is three lrs, each x3 or
+    x10/3 above the last, for a variant that exists; a domain without one starts at the variant's own grid."""
+    from experiments import refocus
+
+    for domain, grids in refocus.START_GRIDS.items():
+        assert domain in refocus.DOMAINS and set(grids) == set(refocus.VARIANTS)
+        for name, lrs in grids.items():
+            assert len(lrs) == 3, (domain, name)
+            assert all(2.9 < hi / lo < 3.4 for lo, hi in zip(lrs, lrs[1:])), (domain, name, lrs)
+    assert refocus.start_grid("bias", "elsewhere") == refocus.VARIANTS["bias"].lrs
+    assert refocus.start_grid("bias", "photos") != refocus.VARIANTS["bias"].lrs  # photos chose 3e-3 on val
