@@ -106,7 +106,7 @@ _TOAST = {
 VARIANTS = {**_BASELINES, **_SEQUENTIAL, **_TOAST}
 TOAST_VARIANTS = tuple(_TOAST)
 # Where each method's target grid starts, per domain: the three lrs around the one it chose on val in that
-# domain's five-seed run (its grid.json, 2026-12-06), so that a fresh run does not grow again the grids that run
+# domain's five-seed run (its grid.json, 2026-12-06/07), so that a fresh run does not grow again the grids that run
 # had to grow (7 runs on digits, 10 on photos). Val only, never test; a grid still grows past an edge that wins.
 # Other domains start at the variant's grid; the -seq source runs keep the variant's middle lr (unchanged).
 START_GRIDS = {

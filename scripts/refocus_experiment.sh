@@ -17,11 +17,12 @@ each of BUDGETS target epochs (first 3 seeds). Writes OUT/summary.md (table, pai
 curve), summary.csv, summary.png, paired.png, budget.png, refocus_grid_*.png and report.md (chosen size,
 every lr grid with its val scores, edge and collapse flags, time per stage). Re-running resumes.
 
-Cost on a 2-core CPU with JOBS=2 (measured): the one-seed mode SEEDS=0 BUDGETS=none 52 min (photos, 56 px;
-the five source runs are 43 of its 101 run-minutes); the budget curve BUDGETS "2 6 20" 1 h 3 min more;
-seeds 1-4 about 31 min more (estimated from one-thread runs); ~2 h 25 min in all. DOMAIN=photos is a
-second run of the same protocol, at the same cost again at 56 px (SIZES=56; 84 px, 37 tokens against
-17, costs more and was not timed).
+Cost on a 2-core CPU with JOBS=2 (measured): the one-seed mode SEEDS=0 BUDGETS=none 42 min from an empty
+OUT (digits, 56 px; the five source runs are 37 of its 82 run-minutes); the budget curve BUDGETS "2 6 20"
+1 h 3 min more; seeds 1-4 about 31 min more (estimated from one-thread runs; 1 h 1 min as measured one
+process at one thread); ~2 h 16 min in all, 2 h 46 min at most. DOMAIN=photos is a second run of the same
+protocol (52 min one seed before the start grids, with other work beside it; not timed since) at 56 px
+(SIZES=56; 84 px, 37 tokens against 17, costs more and was not timed).
 
 environment:
   DOMAIN          digits (default: MNIST digits among digit fragments) or photos (patches of ten

@@ -136,23 +136,3 @@ def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_p
     assert f"NAME_OR_PATH: {merged.parent}" in (run / "config.yaml").read_text()
     report = (setup.out / "report.md").read_text()
     assert "2 job(s) at a time" in report and "- lr grids on val: " in report
-
-
-def test_first_line_done_stops_a_row_only_once_its_first_line_is_complete():
-    """A row stops when its answer, leading whitespace stripped, holds a newline; a leading newline or an
-    unfinished line goes on, so the scored first line is what generating to the end gives."""
-    import torch
-
-    from language_generation.refocus.evaluate import FirstLineDone, first_line
-
-    pieces = {0: "", 1: " ", 2: "\n", 3: "4", 4: "2", 5: "x"}
-
-    class Pieces:
-        def batch_decode(self, rows, skip_special_tokens=True):
-            return ["".join(pieces[int(i)] for i in row) for row in rows]
-
-    prompt = [[5, 5]] * 4
-    new = [[1, 2, 3], [3, 4, 2], [3, 4, 5], [2, 2, 2]]
-    done = FirstLineDone(Pieces(), prompt_length=2)(torch.tensor([p + n for p, n in zip(prompt, new)]), None)
-    assert done.tolist() == [False, True, False, False]
-    assert first_line(" \n42\nx") == "42" and first_line("42 \n") == "42"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ..data import IGNORE_INDEX, alpaca_example, alpaca_prompt
 
@@ -28,46 +27,21 @@ def answer_losses(model, tokenizer, records: list[dict], batch: int = 16) -> lis
     return out
 
 
-class FirstLineDone(StoppingCriteria):
-    """Stops a row once the first line of its answer is complete: its generated text, leading whitespace
-    stripped, holds a newline. Only that line is scored, so the answers are those of generating on; the
-    batch ends when every row has stopped (or reached EOS), not at ``max_new_tokens``."""
-
-    def __init__(self, tokenizer, prompt_length: int) -> None:
-        self.tokenizer, self.prompt_length = tokenizer, prompt_length
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
-        return torch.tensor(["\n" in text.lstrip() for text in texts], device=input_ids.device)
-
-
-def first_line(text: str) -> str:
-    """The scored answer: the first line of the generated text, stripped."""
-    return text.strip().split("\n")[0].strip()
-
-
 @torch.no_grad()
-def greedy_answers(
-    model, tokenizer, records: list[dict], max_new_tokens: int, batch: int = 25, stop: bool = True
-) -> list[str]:
-    """Greedy answers, first line, stripped (left-padded batches; cached two-pass generation for TOAST);
-    ``stop``: each row stops at the end of its first line (``FirstLineDone``), else at EOS or the limit."""
+def greedy_answers(model, tokenizer, records: list[dict], max_new_tokens: int, batch: int = 25) -> list[str]:
+    """Greedy answers, first line, stripped (left-padded batches; cached two-pass generation for TOAST)."""
     tokenizer.padding_side = "left"
     answers: list[str] = []
     try:
         for start in range(0, len(records), batch):
             chunk = records[start : start + batch]
             enc = tokenizer([alpaca_prompt(r) for r in chunk], return_tensors="pt", padding=True)
-            prompt_length = enc["input_ids"].shape[1]
             gen = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([FirstLineDone(tokenizer, prompt_length)]) if stop else None,
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
             )
             for row in gen:
-                answers.append(first_line(tokenizer.decode(row[prompt_length:], skip_special_tokens=True)))
+                text = tokenizer.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                answers.append(text.strip().split("\n")[0].strip())
     finally:
         tokenizer.padding_side = "right"
     return answers
