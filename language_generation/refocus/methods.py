@@ -24,18 +24,17 @@ class Method:
 # Each starting grid is centred on the lr the method chose on val (answer loss) in the full three-seed run of
 # 2026-12-06 (report.md there; its grids started at 1e-3, 3e-3, 1e-2 and had to grow past an edge 11 times:
 # 38 runs instead of 27). Val only, never test; a grid whose best value is still at an edge grows as before.
-_THIRD = 1 / 3  # the grids' spacing is x3: 1e-3 / 3
 METHODS = {
     # the original's recipe: A_i pre-tuned on text and frozen, B_i and p tuned (MODEL.TOAST.TRAIN auto)
-    "toast-pre": Method(("MODEL.TRANSFER_TYPE", "toast"), (1e-3 * _THIRD, 1e-3, 3e-3), pretuned_path=True),
+    "toast-pre": Method(("MODEL.TRANSFER_TYPE", "toast"), (1e-3 / 3, 1e-3, 3e-3), pretuned_path=True),
     # TOAST-Lite from the pre-tuned path: rank-4 updates of A_i and B_i, and p
     "toast-lite-pre": Method(("MODEL.TRANSFER_TYPE", "toast-lite"), (3e-3, 1e-2, 3e-2), pretuned_path=True),
     # a fresh path, the default (auto: A_i, B_i and p train)
-    "toast-fresh": Method(("MODEL.TRANSFER_TYPE", "toast"), (1e-3 * _THIRD**2, 1e-3 * _THIRD, 1e-3)),
+    "toast-fresh": Method(("MODEL.TRANSFER_TYPE", "toast"), (1e-3 / 9, 1e-3 / 3, 1e-3)),
     # a fresh path that starts at the base model (B_i = 0)
     "toast-zero": Method(
         ("MODEL.TRANSFER_TYPE", "toast", "MODEL.TOAST.DECODER_INIT", "zero_to_value"),
-        (1e-3 * _THIRD**2, 1e-3 * _THIRD, 1e-3),
+        (1e-3 / 9, 1e-3 / 3, 1e-3),
     ),
     "lora-r4": Method(
         ("MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "4", "MODEL.LORA.ALPHA", "4.0"), (3e-3, 1e-2, 3e-2)
