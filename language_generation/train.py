@@ -13,6 +13,7 @@ adapter (LoRA) or the model (full), the tokenizer and the run files of :mod:`.ru
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import math
@@ -114,9 +115,12 @@ class ToastTrainer(FiniteLossMixin, Trainer):
         return batch_samples, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """In training (``num_items_in_batch`` given), a TOAST model with a reconstruction loss also gets the
-        step's real-token count (``tokens_in_step``)."""
+        """The head runs only where a label is supervised (:func:`supervised_logits_only`). In training
+        (``num_items_in_batch`` given), a TOAST model with a reconstruction loss also gets the step's real-token
+        count (``tokens_in_step``)."""
         unwrapped = self.accelerator.unwrap_model(model)
+        if not return_outputs and accepts_logits_to_keep(unwrapped):
+            inputs = supervised_logits_only(inputs)
         tokens = getattr(self, "_tokens_in_step", None)
         if num_items_in_batch is not None and tokens is not None and isinstance(unwrapped, ToastCausalLM):
             if unwrapped.recon_coef:
@@ -133,6 +137,28 @@ class ToastTrainer(FiniteLossMixin, Trainer):
             target.load_adapter(resume_from_checkpoint)
         else:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the causal LM (under a peft wrapper or not) takes ``logits_to_keep`` and ``shift_labels``, as the
+    library's own causal LMs and :class:`ToastCausalLM` do."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def supervised_logits_only(inputs: dict) -> dict:
+    """``inputs`` with ``logits_to_keep``: the positions whose next token is supervised in some row, and their
+    ``shift_labels``. The loss is the same cross-entropy over the same tokens, but the head (a 49k x 576 matmul
+    per position on SmolLM2, a fifth of its forward) skips the prompt and padding, which on instruction data is
+    most of each row. Left as it is when every position is supervised (packed blocks) or no label is given."""
+    labels = inputs.get("labels")
+    if labels is None or "logits_to_keep" in inputs or "shift_labels" in inputs:
+        return inputs
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    keep = (shifted != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+    if len(keep) >= labels.shape[1] - 1:  # the last position never has a next token
+        return inputs
+    return {**inputs, "logits_to_keep": keep, "shift_labels": shifted[:, keep].contiguous()}
 
 
 def engine_name(trainer: Trainer) -> str:
