@@ -14,8 +14,8 @@ each with its lr picked on val (grid extended past a winning edge), one run per 
 budget curve for the best TOAST and the best baseline. Writes OUT/summary.md, summary.csv, summary.png
 and report.md (chosen lrs, pre-tuning curve, time per stage). Re-running resumes.
 
-Cost on a 2-core CPU, nothing else running (measured): the one-seed mode SEEDS=0 1 h 4 min from an empty
-OUT (the 27 grid runs 33 min of it); three seeds about 2 h 14 min (estimated from that run's parts).
+Cost on a 2-core CPU, nothing else running (measured): the one-seed mode SEEDS=0 42 min from an empty OUT
+(the 27 grid runs 26 min of it); three seeds 79 min (that run, then resumed with the default SEEDS: 37 min).
 
 environment:
   SEEDS          seeds of the final runs (default: "0 1 2"; SEEDS=0 for the one-seed mode)
