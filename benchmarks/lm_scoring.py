@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from language_generation.data import IGNORE_INDEX, alpaca_example, alpaca_prompt  # noqa: E402
-from language_generation.refocus.evaluate import score  # noqa: E402
+from language_generation.refocus.evaluate import first_line, score  # noqa: E402
 from language_generation.refocus.tasks import FAMILIES, make_split  # noqa: E402
 
 
@@ -49,8 +49,9 @@ def straightforward(model, tokenizer, records: list[dict]) -> list[dict]:
             enc = tokenizer([alpaca_prompt(r) for r in chunk], return_tensors="pt", padding=True)
             gen = model.generate(**enc, max_new_tokens=longest, do_sample=False, pad_token_id=tokenizer.pad_token_id)
             for item, row in zip(items[start : start + 25], gen):
-                text = tokenizer.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                item["answer"] = text.strip().split("\n")[0].strip()
+                item["answer"] = first_line(
+                    tokenizer.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                )
     finally:
         tokenizer.padding_side = "right"
     return items

@@ -136,3 +136,21 @@ def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_p
     assert f"NAME_OR_PATH: {merged.parent}" in (run / "config.yaml").read_text()
     report = (setup.out / "report.md").read_text()
     assert "2 job(s) at a time" in report and "- lr grids on val: " in report
+
+
+def test_compare_names_each_shared_scoring_and_its_differences(tmp_path):
+    from language_generation.refocus.compare import compare
+
+    def scoring(out, name, answers, losses):
+        path = out / "runs" / name / "scores_test.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"items": [{"answer": a, "loss": x} for a, x in zip(answers, losses)]}))
+
+    scoring(tmp_path / "a", "lora/lr0.01_steps30_seed0", ["5", "hi"], [1.0, 2.0])
+    scoring(tmp_path / "b", "lora/lr0.01_steps30_seed0", ["5", "ho"], [1.0, 2.5])
+    scoring(tmp_path / "a", "toast/lr0.001_steps30_seed0", ["5"], [1.0])  # only in a: left out
+    found = compare(tmp_path / "a", tmp_path / "b")
+    assert found == {"lora/lr0.01_steps30_seed0": {"items": 2, "same_answers": 1, "loss_gap": 0.5}}
+    scoring(tmp_path / "b", "toast/lr0.001_steps30_seed0", ["5", "6"], [1.0, 1.0])
+    with pytest.raises(ValueError, match="not the same test split"):
+        compare(tmp_path / "a", tmp_path / "b")

@@ -26,6 +26,11 @@ def _eos_ids(model) -> set[int]:
     return set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
 
 
+def first_line(text: str) -> str:
+    """The scored answer: the first line of the generated text, stripped."""
+    return text.strip().split("\n")[0].strip()
+
+
 def _common_prefix(rows: list[list[int]], limit: int) -> int:
     """How many leading tokens every row shares (at most ``limit``)."""
     n = 0
@@ -139,8 +144,7 @@ def score(model, tokenizer, records: list[dict], generate: bool, batch: int = 50
     for i, record in enumerate(records):
         item = {"family": record["family"], "loss": scored[i]["loss"], "tokens": scored[i]["tokens"]}
         if generate:
-            text = tokenizer.decode(scored[i]["answer_ids"], skip_special_tokens=True)
-            answer = text.strip().split("\n")[0].strip()
+            answer = first_line(tokenizer.decode(scored[i]["answer_ids"], skip_special_tokens=True))
             item.update(answer=answer, exact=answer == record["output"])
         items.append(item)
     return {"items": items}
