@@ -1,4 +1,4 @@
-"""Runs side by side or one after another: the wall time of the same training jobs with ``toast.jobs``' one
+"""Runs side by side or one after another: the wall time of the same training jobs with ``experiments.jobs``' one
 worker (here, every core's threads) and with two workers (one share of the cores each), as a ratio.
 
 A job is what the refocusing experiments queue: build a model, then train it for some steps (random weights
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from toast.jobs import Job, run_jobs  # noqa: E402
+from experiments.jobs import Job, run_jobs  # noqa: E402
 
 
 def vision_job(steps: int, seed: int) -> float:

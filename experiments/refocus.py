@@ -14,14 +14,14 @@ methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ON
    scenes for the same epochs (its grid's middle lr; best source-val epoch kept, as pre-tuning keeps it).
    Their ``-seq`` variants start on the target from it (``MODEL.INIT_FROM``: everything but the head).
 4. Every method on the target through ``tune``: an lr grid on train800 → val200, grown past an edge optimum
-   (``toast.lr_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
+   (``runkit.lr_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
 5. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
    ``refocus_stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
    ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``refocus_plots``), and
    ``report.md`` with the grids, the flags (edge optima, collapsed final runs) and the time of each stage.
 
 Everything lands under ``--out`` and every stage resumes: re-running the command skips finished runs. Runs go
-``--jobs`` at a time (``toast.jobs``; default 2 on a CPU), each once the run it starts from has finished.
+``--jobs`` at a time (``experiments.jobs``; default 2 on a CPU), each once the run it starts from has finished.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toast.files import atomic_write_text
-from toast.jobs import Job, default_workers, run_jobs
-from toast.lr_grid import interior_grid
+from experiments.jobs import Job, default_workers, run_jobs
+from runkit.files import atomic_write_text
+from runkit.lr_grid import interior_grid
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
 from visual_classification.demo.photo_tasks import write_photo_classes
 from visual_classification.demo.tasks import write_clutter_classes

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from toast.files import save_figure  # noqa: E402
+from runkit.files import save_figure  # noqa: E402
 
 from .refocus_stats import Paired  # noqa: E402
 

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 from .refocus_plots import plot_budget, plot_methods, plot_paired
 from .refocus_stats import best_on_val, collapsed, paired_difference, paired_table

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from experiments import refocus as experiment
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 from visual_classification.demo.dinov2_onnx import BACKBONE
 from visual_classification.pretune import main as pretune_main
 from visual_classification.train import load_config, train

@@ -4,7 +4,7 @@ training, and what ``generate`` can be given (an ``--output`` it can write, prom
 positions). Each stops with the key, file, step or prompt it is about. The README's "Reliability" section
 says what is checked and when.
 
-Content is compared through :mod:`toast.fingerprint` (a hash per file, memoised by path, size, mtime, ctime
+Content is compared through :mod:`runkit.fingerprint` (a hash per file, memoised by path, size, mtime, ctime
 and inode), so a 14 GB base model is hashed once, and a file rewritten behind the same path is still caught.
 """
 
@@ -20,8 +20,8 @@ import torch
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from toast.files import atomic_write_text, read_json_record
-from toast.fingerprint import changed_files, file_fingerprint
+from runkit.files import atomic_write_text, read_json_record
+from runkit.fingerprint import changed_files, file_fingerprint
 
 logger = logging.getLogger(__name__)
 

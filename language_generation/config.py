@@ -1,7 +1,7 @@
 """Default configuration of the language sub-project (yacs), in the same style as the vision side.
 
 Load it with :func:`load_config` (defaults ← YAML file and its ``_BASE_`` chain ← ``KEY VALUE`` pairs), the
-loader both halves share (:mod:`toast.config_files`).
+loader both halves share (:mod:`runkit.config_files`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
-from toast import config_files
+from runkit import config_files
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from transformers import AutoConfig, TextStreamer
 from yacs.config import CfgNode
 
-from toast import config_files
-from toast.files import atomic_write_text, check_output_file
+from runkit import config_files
+from runkit.files import atomic_write_text, check_output_file
 
 from . import run_files as rf
 from .checks import check_adapter_base, check_ranges, fit_prompts, model_positions

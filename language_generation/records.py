@@ -13,7 +13,7 @@ from datasets import Dataset, Features, Value
 from datasets.exceptions import DatasetGenerationError
 from yacs.config import CfgNode
 
-from toast.fingerprint import file_fingerprint
+from runkit.fingerprint import file_fingerprint
 
 from .templates import sharegpt_role
 
@@ -152,7 +152,7 @@ def data_files(path_text: str) -> list[Path]:
 def files_stamp(files: list[Path]) -> str:
     """The identity of the files' current contents (path and content hash), which keys the Arrow cache: a file
     rewritten with the same size and its mtime restored (``cp -p``, ``rsync -t``) is read again. The hashes are
-    memoised by :mod:`toast.fingerprint`, so unchanged files are not re-read."""
+    memoised by :mod:`runkit.fingerprint`, so unchanged files are not re-read."""
     stamps = [(str(f.resolve()), file_fingerprint(f)) for f in files]
     return hashlib.sha256(json.dumps(stamps).encode()).hexdigest()[:16]
 

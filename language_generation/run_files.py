@@ -21,9 +21,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from toast.files import atomic_write_text, save_figure
-from toast.fingerprint import file_fingerprint
-from toast.runs import refuse_other_config, setup_logging, software_record
+from runkit.files import atomic_write_text, save_figure
+from runkit.fingerprint import file_fingerprint
+from runkit.runs import refuse_other_config, setup_logging, software_record
 
 from .checks import INPUTS
 from .config import read_run_config, run_config_text

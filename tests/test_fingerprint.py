@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from toast.fingerprint import changed_files, file_fingerprint, files_fingerprint
+from runkit.fingerprint import changed_files, file_fingerprint, files_fingerprint
 
 
 def test_same_size_rewrite_with_restored_mtime_changes_the_fingerprint(tmp_path):
@@ -45,7 +45,7 @@ def test_the_memo_never_changes_a_result_when_damaged(tmp_path, monkeypatch):
 def test_a_batch_reads_each_unchanged_file_once_and_keeps_one_memo_entry_per_path(tmp_path, monkeypatch):
     import json
 
-    import toast.fingerprint as fp
+    import runkit.fingerprint as fp
 
     memo = tmp_path / "memo.json"
     monkeypatch.setenv("TOAST_FINGERPRINT_INDEX", str(memo))

@@ -1,4 +1,4 @@
-"""toast.jobs: runs side by side in spawned processes, each after the jobs it waits for, one share of the cores."""
+"""experiments.jobs: runs side by side in spawned processes, each after the jobs it waits for, one share of the cores."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toast.jobs import Job, JobFailed, check_jobs, run_jobs
+from experiments.jobs import Job, JobFailed, check_jobs, run_jobs
 
 
 def stamp(folder: str, name: str, seconds: float = 0.0) -> dict:

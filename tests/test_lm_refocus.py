@@ -16,7 +16,7 @@ from language_generation.refocus.experiment import Setup, main_run
 from language_generation.refocus.methods import failed_run
 from language_generation.refocus.summary import paired_interval, verdict, write_report, write_summary
 from language_generation.refocus.tasks import FAMILIES, POOLS, make_split
-from toast.lr_grid import next_lr
+from runkit.lr_grid import next_lr
 
 
 def test_test_items_are_never_seen_in_training():

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from toast.lr_grid import choose, interior_grid
+from runkit.lr_grid import choose, interior_grid
 
 
 def _scorer(curve, calls):

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_wheel_carries_the_demo_configs_and_the_installed_demos_load_them(tmp_path):
     source = tmp_path / "src"  # setuptools builds inside the source tree: build a copy, never the checkout
-    for name in ("toast", "visual_classification", "language_generation", "experiments"):
+    for name in ("toast", "runkit", "visual_classification", "language_generation", "experiments"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)

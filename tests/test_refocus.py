@@ -267,7 +267,7 @@ def test_split_pools_are_disjoint_and_large_enough():
 
 
 def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp_path, monkeypatch, capsys):
-    """The new protocol's parts end to end on a tiny ViT, two runs at a time (``toast.jobs``): a -seq baseline
+    """The new protocol's parts end to end on a tiny ViT, two runs at a time (``experiments.jobs``): a -seq baseline
     starts from its own source run (one, shared by the grid and every seed, and finished before them), the grids
     are scored on val and may grow, the paired intervals and the budget curve are written with their charts."""
     import json

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from experiments.refocus_stats import best_on_val, collapsed, paired_difference, paired_table, t_quantile
-from toast.lr_grid import interior_grid
+from runkit.lr_grid import interior_grid
 
 
 def test_paired_interval_by_hand():

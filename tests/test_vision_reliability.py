@@ -24,7 +24,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from test_train import kill_in_epoch_2
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 from visual_classification.config import RANGES
 from visual_classification.data import build_task_data
 from visual_classification.engine import feature_cache as fc

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import load_file, save_file
 
-from .files import atomic_path, atomic_write_text
+from runkit.files import atomic_path, atomic_write_text
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

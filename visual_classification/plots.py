@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from toast.files import save_figure  # noqa: E402
+from runkit.files import save_figure  # noqa: E402
 
 
 def _head_lr_mult(run_dir: Path) -> float | None:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
-from toast.files import atomic_write_text, check_output_file
+from runkit.files import atomic_write_text, check_output_file
 
 from .engine.distributed import local_device
 from .trained_run import TrainedRun, load_trained_run

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 from .data.registry import VTAB_GROUPS, VTAB_TASKS
 from .plots import plot_group_bars

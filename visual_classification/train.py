@@ -26,7 +26,7 @@ logger = logging.getLogger("visual_classification.train")
 
 def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
     """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
-    from toast import config_files  # standard library only (toast's package imports torch when first used)
+    from runkit import config_files  # standard library only: config errors before torch loads
 
     cfg = config_files.load_config(get_cfg(), config_file, opts)
     if cfg.SEED is None:

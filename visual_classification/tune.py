@@ -28,7 +28,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
-from toast.lr_grid import choose
+from runkit.lr_grid import choose
 
 from .train import load_config, train
 
@@ -81,7 +81,7 @@ def _pct(x: float | None) -> str:
 def select(results: dict[tuple[float, float], float | None]) -> tuple[float, float]:
     """The (lr, wd) with the highest score; ties go to the smaller lr, then the smaller wd; ``None`` (diverged)
     never wins."""
-    best = choose(results, higher_is_better=True)  # the refocusing experiments' rule (toast.lr_grid)
+    best = choose(results, higher_is_better=True)  # the refocusing experiments' rule (runkit.lr_grid)
     if best is None:
         raise AllDiverged(f"every grid point diverged ({', '.join(f'lr {lr:g} wd {wd:g}' for lr, wd in results)})")
     return best

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from toast.files import save_figure  # noqa: E402
+from runkit.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
 from .models import TransferModel  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 from ..data import IGNORE_INDEX, alpaca_example, alpaca_prompt
 from ..model import attach_toast, build_tokenizer, load_base_model

@@ -17,7 +17,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 MIN_CHARS = 300
 PACKAGES = ("torch", "transformers", "datasets", "numpy")

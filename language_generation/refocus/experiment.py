@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from toast.files import atomic_write_text
-from toast.jobs import Job, run_jobs
-from toast.lr_grid import MAX_EXTENSIONS, interior_grid
+from experiments.jobs import Job, run_jobs
+from runkit.files import atomic_write_text
+from runkit.lr_grid import MAX_EXTENSIONS, interior_grid
 
 from ..model import attach_toast, build_tokenizer, load_base_model
 from ..pretune import PRETUNE_DEFAULTS
@@ -56,7 +56,7 @@ class Setup:
     corpus_val_fraction: float = 0.05
     val_blocks: int = 4  # 128-token blocks of the corpus val split scored per pre-tuning checkpoint
     grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
-    jobs: int = 1  # training runs side by side (toast.jobs: one process each, an equal share of the cores)
+    jobs: int = 1  # training runs side by side (experiments.jobs: one process each, an equal share of the cores)
     times: dict[str, float] = field(default_factory=dict)
 
 
@@ -263,7 +263,7 @@ def trained_scores(setup: Setup, method, lr, steps, seed, paths, splits, tokeniz
 
 def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
     """The grid on val (answer loss per token, first seed, the largest step count), grown past a winning edge
-    by the project's shared rule (``toast.lr_grid``: failed runs never win; every lr failing grows it down)."""
+    by the project's shared rule (``runkit.lr_grid``: failed runs never win; every lr failing grows it down)."""
     steps, seed = max(setup.steps), setup.seeds[0]
     grid = list(METHODS[method].grid)
     if setup.grid_size == 1:
@@ -338,7 +338,7 @@ def _record(setup: Setup):
 
 
 def main_run(setup: Setup) -> dict:
-    """Every stage, resumable; returns what the summary needs. Training runs are jobs (``toast.jobs``), up to
+    """Every stage, resumable; returns what the summary needs. Training runs are jobs (``experiments.jobs``), up to
     ``setup.jobs`` at a time: the pre-tuning, the LoRA control after it, each method's lr grid (after the
     run it starts from), each seed after its method's grid; then the budget curve's runs."""
     unknown = [m for m in setup.methods if m not in METHODS]

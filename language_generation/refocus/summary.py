@@ -8,7 +8,7 @@ import random
 import statistics
 from pathlib import Path
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 from .evaluate import per_family
 

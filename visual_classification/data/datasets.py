@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from toast.fingerprint import file_fingerprint
+from runkit.fingerprint import file_fingerprint
 
 from .layouts import Layout, get_layout
 from .registry import vtab_task_name
@@ -168,7 +168,7 @@ def resolve_num_classes(cfg: CfgNode, layout: Layout) -> int:
 
 
 def _file_digest(path: Path) -> str:
-    return file_fingerprint(path)  # memoised content hash (toast.fingerprint): the same 16 hex digits
+    return file_fingerprint(path)  # memoised content hash (runkit.fingerprint): the same 16 hex digits
 
 
 def task_num_classes(cfg: CfgNode) -> int:

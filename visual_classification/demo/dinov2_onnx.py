@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from toast.files import atomic_path
+from runkit.files import atomic_path
 
 logger = logging.getLogger(__name__)
 

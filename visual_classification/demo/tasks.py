@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 TASKS = {"digits": 10, "digits_clutter": 10, "faces": 2}
 # The pre-tuning source task: crops of scikit-image's photographs, one class per photograph. Its classes

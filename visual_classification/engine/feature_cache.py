@@ -7,7 +7,7 @@ without running the backbone at all. A cache is keyed by checksums of everything
 (backbone weights, crop size and transform, normalisation, the image list with each image's content hash,
 storage dtype), so every run of one ``tune`` grid and its seeds on the same task reuses it: in memory within
 one process, or as memory-mapped ``.npy`` files under ``DATA.CACHE_DIR`` across processes. Image hashes come
-from ``toast.fingerprint`` (memoised by path, size, mtime, ctime and inode: an image is read once, and a
+from ``runkit.fingerprint`` (memoised by path, size, mtime, ctime and inode: an image is read once, and a
 same-size rewrite with its mtime restored still changes the key). A cache file that cannot be read, has the
 wrong shape or dtype, or holds non-finite values is computed again with a warning naming it.
 """
@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode
 
-from toast.files import atomic_path
-from toast.fingerprint import files_fingerprint
+from runkit.files import atomic_path
+from runkit.fingerprint import files_fingerprint
 
 from ..config import check_protocol_keys
 from .distributed import barrier, is_main

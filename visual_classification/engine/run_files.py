@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from toast.files import atomic_path, atomic_write_text, write_failure
-from toast.runs import git_commit
+from runkit.files import atomic_path, atomic_write_text, write_failure
+from runkit.runs import git_commit
 
 CONFIG = "config.yaml"
 LOG = "log.txt"

@@ -1,6 +1,6 @@
 """What a run was trained from, by content: its weights files and the files that define its splits and labels.
 
-``inputs.json`` in the run folder records a content hash (``toast.fingerprint``, memoised, so a 14 GB file is
+``inputs.json`` in the run folder records a content hash (``runkit.fingerprint``, memoised, so a 14 GB file is
 hashed once) of ``MODEL.MODEL_ROOT``, ``MODEL.TOPDOWN_WEIGHTS``, ``MODEL.INIT_FROM`` and each split's file (VTAB ``.txt``, FGVC
 ``.json``) or, for an ImageFolder, its list of images and labels. A run that resumes, a run reported as
 finished, and ``predict`` compare it with the files as they are now, so a file replaced behind the same path
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
-from toast.files import read_json_record
-from toast.fingerprint import changed_files, files_fingerprint
+from runkit.files import read_json_record
+from runkit.fingerprint import changed_files, files_fingerprint
 
 INPUTS = "inputs.json"
 WEIGHT_KEYS = ("MODEL.MODEL_ROOT", "MODEL.TOPDOWN_WEIGHTS", "MODEL.INIT_FROM")

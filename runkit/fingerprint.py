@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from toast.files import atomic_write_text
+from runkit.files import atomic_write_text
 
 DIGEST_CHARS = 16  # 64 bits of SHA-256: plenty to tell two versions of one file apart
 _CHUNK = 1 << 20

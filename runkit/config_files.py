@@ -2,8 +2,8 @@
 ``KEY VALUE`` pairs, with errors that name the file or the key.
 
 It works on any yacs ``CfgNode`` handed to it (duck-typed, so this module imports no yacs) and reads YAML
-through PyYAML, imported when a file is read: ``import toast`` stays torch-only (DESIGN.md). A config
-loader is plumbing both halves need, like :mod:`toast.files`; keeping one copy here is what stops the two
+through PyYAML, imported when a file is read, so a CLI answers config errors before torch loads. A config
+loader is plumbing both halves need, like :mod:`runkit.files`; keeping one copy here is what stops the two
 halves from drifting (they had two loaders, only one of which knew ``_BASE_``).
 
 Beyond plain yacs: an integer is accepted for a float key (``GENERATE.TEMPERATURE 0``,
