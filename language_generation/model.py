@@ -14,7 +14,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from yacs.config import CfgNode
 
-from toast import parameter_summary
+from toast.summary import parameter_summary
 
 from .toast_install import ToastCausalLM, TwoPassCache, TwoPassDecoderForward, decoder_layers
 from .toast_policy import (

@@ -25,9 +25,11 @@ from transformers import PreTrainedModel
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from toast import TopDownModule, ValueSteering, load_adapter, run_two_passes, save_adapter, value_proj_target
+from toast.adapter import load_adapter, save_adapter
 from toast.folded import FoldedFeedback, folded_inference
-from toast.two_pass import first_tensor
+from toast.steering import ValueSteering, value_proj_target
+from toast.topdown import TopDownModule
+from toast.two_pass import first_tensor, run_two_passes
 
 from .two_pass_cache import TwoPassCache
 

@@ -15,16 +15,17 @@ import torch
 from transformers import PreTrainedModel
 from yacs.config import CfgNode
 
-from toast import (
-    TOP_DOWN_PARTS,
-    TopDownModule,
+from toast.adapter import (
     convert_original_top_down,
     is_original_top_down_key,
     load_top_down_state,
     read_adapter_top_down,
-    trains_top_down,
 )
-from toast.topdown import DECODER_INITS  # the vision half's choices too
+from toast.parts import TOP_DOWN_PARTS, trains_top_down
+from toast.topdown import (
+    DECODER_INITS,  # the vision half's choices too
+    TopDownModule,
+)
 
 from .toast_install import ToastCausalLM, decoder_layers
 

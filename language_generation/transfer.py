@@ -42,8 +42,8 @@ Builder = Callable[[PreTrainedModel, CfgNode], nn.Module]
 TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
 
 
-def register_transfer(method: TransferMethod, aliases: tuple[str, ...] = ()) -> TransferMethod:
-    return TRANSFER_METHODS.register(method.name, method, aliases)
+def register_transfer(method: TransferMethod) -> TransferMethod:
+    return TRANSFER_METHODS.register(method)
 
 
 def get_transfer_method(name: str) -> TransferMethod:
@@ -86,15 +86,23 @@ def _end2end(base: PreTrainedModel, cfg: CfgNode) -> nn.Module:
 
 _ADAPTER = ("adapter.safetensors",)
 # TOAST: the top-down path (MODEL.TOAST.TRAIN says which parts train) steering a frozen base.
-register_transfer(TransferMethod("toast", attach_toast, _ADAPTER))
+register_transfer(TransferMethod(name="toast", build=attach_toast, run_weights=_ADAPTER))
 # TOAST-Lite: rank-r updates of A_i and B_i, and p.
-register_transfer(TransferMethod("toast-lite", attach_toast, _ADAPTER))
+register_transfer(TransferMethod(name="toast-lite", build=attach_toast, run_weights=_ADAPTER))
 # LoRA through peft on MODEL.LORA.TARGETS.
-register_transfer(TransferMethod("lora", _lora, ("adapter_model.safetensors", "adapter_model.bin")))
+register_transfer(
+    TransferMethod(name="lora", build=_lora, run_weights=("adapter_model.safetensors", "adapter_model.bin"))
+)
 # IA3 through peft (k, v and the MLP's down projection): the other peft baseline users pick.
-register_transfer(TransferMethod("ia3", _ia3, ("adapter_model.safetensors", "adapter_model.bin")))
+register_transfer(
+    TransferMethod(name="ia3", build=_ia3, run_weights=("adapter_model.safetensors", "adapter_model.bin"))
+)
 # Full fine-tuning; "full" is the name earlier configs and runs use.
 register_transfer(
-    TransferMethod("end2end", _end2end, ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")),
-    aliases=("full",),
+    TransferMethod(
+        name="end2end",
+        build=_end2end,
+        run_weights=("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
+        aliases=("full",),
+    )
 )

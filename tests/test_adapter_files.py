@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toast import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter, save_adapter
+from toast.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter, save_adapter
 from visual_classification.models import TRANSFER_METHODS
 
 from conftest import build_tiny, images

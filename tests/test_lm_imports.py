@@ -28,4 +28,5 @@ def test_both_halves_share_one_transfer_method_shape():
 
     shared = [f.name for f in TransferMethod.__dataclass_fields__.values()]
     for half in (LanguageMethod, VisionMethod):
-        assert issubclass(half, TransferMethod) and list(half.__dataclass_fields__)[:2] == shared == ["name", "build"]
+        assert issubclass(half, TransferMethod) and list(half.__dataclass_fields__)[: len(shared)] == shared
+    assert shared[:2] == ["name", "build"]

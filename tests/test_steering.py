@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from toast import TopDownModule, ValueSteering, fused_qkv_target, value_proj_target
+from toast.steering import ValueSteering, fused_qkv_target, value_proj_target
+from toast.topdown import TopDownModule
 
 
 def _setup(double_bias=False):

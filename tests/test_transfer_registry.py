@@ -16,8 +16,10 @@ from language_generation.config import get_cfg as lm_cfg
 from language_generation.model import attach_toast, build_model
 from language_generation.transfer import TRANSFER_METHODS as LM_METHODS
 from language_generation.transfer import get_transfer_method as lm_method
-from toast import TopDownModule, parameter_summary, trains_top_down
-from toast.registry import Registry
+from toast.parts import trains_top_down
+from toast.registry import Registry, TransferMethod
+from toast.summary import parameter_summary
+from toast.topdown import TopDownModule
 from visual_classification.models import TRANSFER_METHODS as VISION_METHODS
 
 from conftest import build_tiny
@@ -27,16 +29,18 @@ from conftest import build_tiny
 
 def test_registry_looks_up_names_and_aliases_and_names_the_choices():
     registry = Registry("MODEL.TRANSFER_TYPE")
-    registry.register("end2end", "E", aliases=("full",))
-    registry.register("toast", "T")
+    end2end = registry.register(TransferMethod(name="end2end", build=print, aliases=("full",)))
+    toast = registry.register(TransferMethod(name="toast", build=print))
     assert (
-        registry.lookup("toast") == "T" and registry.lookup("full") == "E" and registry.canonical("full") == "end2end"
+        registry.lookup("toast") is toast
+        and registry.lookup("full") is end2end
+        and registry.canonical("full") == "end2end"
     )
     assert sorted(registry) == ["end2end", "toast"]  # aliases are not listed as methods
     with pytest.raises(ValueError, match=r"MODEL.TRANSFER_TYPE='adapterx' is unknown; .*\['end2end', 'toast'\].*full"):
         registry.lookup("adapterx")
     with pytest.raises(ValueError, match="'full' is registered twice"):
-        registry.register("full", "F")
+        registry.register(TransferMethod(name="full", build=print))
 
 
 def test_both_halves_declare_methods_in_one_registry():

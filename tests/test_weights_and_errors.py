@@ -90,7 +90,7 @@ def test_safetensors_file_and_position_embedding_resampling(tmp_path):
 
 
 def test_top_down_weights_from_an_adapter_folder(tmp_path):
-    from toast import save_adapter
+    from toast.adapter import save_adapter
 
     source = build_tiny("toast", seed=0)
     randomise_top_down(source)
@@ -102,7 +102,7 @@ def test_top_down_weights_from_an_adapter_folder(tmp_path):
 
 def test_top_down_weights_made_for_another_model_are_refused_by_name(tmp_path):
     """Same width and depth would load silently; another backbone, other weights or DOUBLE_BIAS are refused."""
-    from toast import save_adapter
+    from toast.adapter import save_adapter
 
     source = build_tiny("toast", seed=0)
     best = tmp_path / "pre" / "best"

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 DecoderInit = Literal["trunc_normal", "normal", "zero_to_value"]
-DECODER_INITS = ("trunc_normal", "normal", "zero_to_value")
+from .config_keys import DECODER_INITS  # noqa: E402  (the config's choices, torch-free)
 
 
 class DecoderLinear(nn.Module):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from yacs.config import CfgNode
 
-from toast import load_adapter
+from toast.adapter import load_adapter
 
 from .data import LAYOUTS, load_rgb, task_layout
 from .data.transforms import Normalize, normalization, pixel_transform

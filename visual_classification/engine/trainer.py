@@ -29,8 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from toast import load_adapter, save_adapter
-from toast.adapter import ADAPTER_WEIGHTS
+from toast.adapter import ADAPTER_WEIGHTS, load_adapter, save_adapter
 
 from ..data import TaskData
 from ..models import TransferModel

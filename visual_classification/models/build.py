@@ -11,8 +11,13 @@ from safetensors.torch import load_file
 from yacs.config import CfgNode
 
 from runkit.fingerprint import file_fingerprint
-from toast import convert_original_top_down, load_top_down_state, read_adapter_config, read_adapter_top_down
-from toast.adapter import ADAPTER_WEIGHTS
+from toast.adapter import (
+    ADAPTER_WEIGHTS,
+    convert_original_top_down,
+    load_top_down_state,
+    read_adapter_config,
+    read_adapter_top_down,
+)
 
 from .backbone import backbone_name, create_backbone, model_width
 from .head import build_head

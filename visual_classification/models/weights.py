@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from toast import is_original_top_down_key
+from toast.adapter import is_original_top_down_key
 
 logger = logging.getLogger(__name__)
 

@@ -25,4 +25,6 @@ def _build(backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: st
     return TransferModel(backbone, head, backbone_name=backbone_name, transfer_type="lora")
 
 
-register_transfer(TransferMethod("lora", _build, lambda name: "lora_" in name, ("vit_bottom_up",)))
+register_transfer(
+    TransferMethod(name="lora", build=_build, trains=lambda name: "lora_" in name, model_types=("vit_bottom_up",))
+)

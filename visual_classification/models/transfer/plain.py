@@ -24,6 +24,16 @@ def _end2end(backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: 
     return TransferModel(backbone, head, backbone_name=backbone_name, transfer_type="end2end")
 
 
-register_transfer(TransferMethod("linear", _plain("linear"), lambda name: False, ("vit_bottom_up",)))
-register_transfer(TransferMethod("end2end", _end2end, lambda name: True, ("vit_bottom_up", "vit_top_down")))
-register_transfer(TransferMethod("bias", _plain("bias"), lambda name: name.endswith(".bias"), ("vit_bottom_up",)))
+register_transfer(
+    TransferMethod(name="linear", build=_plain("linear"), trains=lambda name: False, model_types=("vit_bottom_up",))
+)
+register_transfer(
+    TransferMethod(
+        name="end2end", build=_end2end, trains=lambda name: True, model_types=("vit_bottom_up", "vit_top_down")
+    )
+)
+register_transfer(
+    TransferMethod(
+        name="bias", build=_plain("bias"), trains=lambda name: name.endswith(".bias"), model_types=("vit_bottom_up",)
+    )
+)

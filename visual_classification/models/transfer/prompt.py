@@ -78,4 +78,8 @@ def _build(backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: st
     )
 
 
-register_transfer(TransferMethod("prompt", _build, lambda name: name.startswith("prompt_"), ("vit_bottom_up",)))
+register_transfer(
+    TransferMethod(
+        name="prompt", build=_build, trains=lambda name: name.startswith("prompt_"), model_types=("vit_bottom_up",)
+    )
+)

@@ -41,7 +41,7 @@ TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
 
 
 def register_transfer(method: TransferMethod) -> TransferMethod:
-    return TRANSFER_METHODS.register(method.name, method)
+    return TRANSFER_METHODS.register(method)
 
 
 def get_transfer_method(name: str) -> TransferMethod:

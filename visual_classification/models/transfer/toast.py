@@ -9,9 +9,11 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from toast import TopDownModule, TwoPassOutput, ValueSteering, fused_qkv_target, run_two_passes, trains_in_model
 from toast.folded import FoldedFeedback, folded_inference
-from toast.topdown import DECODER_INITS
+from toast.parts import trains_in_model
+from toast.steering import ValueSteering, fused_qkv_target
+from toast.topdown import DECODER_INITS, TopDownModule
+from toast.two_pass import TwoPassOutput, run_two_passes
 
 from ..backbone import model_width
 from ..transfer_model import TransferModel
@@ -158,8 +160,20 @@ def _toast_lite(backbone, head, cfg, backbone_name):
 
 
 # toast: A_i, B_i and p train; T stays frozen (at identity or its pre-tuned value).
-register_transfer(TransferMethod("toast", _toast, lambda n: trains_in_model(n, TOAST_PARTS, False), ("vit_top_down",)))
+register_transfer(
+    TransferMethod(
+        name="toast",
+        build=_toast,
+        trains=lambda n: trains_in_model(n, TOAST_PARTS, False),
+        model_types=("vit_top_down",),
+    )
+)
 # toast-lite: rank-r updates of every A_i and B_i, p, and T train.
 register_transfer(
-    TransferMethod("toast-lite", _toast_lite, lambda n: trains_in_model(n, LITE_PARTS, True), ("vit_top_down",))
+    TransferMethod(
+        name="toast-lite",
+        build=_toast_lite,
+        trains=lambda n: trains_in_model(n, LITE_PARTS, True),
+        model_types=("vit_top_down",),
+    )
 )
