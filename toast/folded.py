@@ -1,29 +1,67 @@
-"""Folded feedback: the whole top-down path after the token mask as one matrix, for inference.
+"""Folded feedback: the whole top-down path after the token mask as one matrix.
 
 Once selected, the signal is linear all the way into the values: layer i's value receives
 ``s · T · A_{L-1}ᵀ ⋯ A_iᵀ · B_iᵀ · W_vᵢᵀ (+ b_v)`` with ``s = z ⊙ m`` (row vectors, ``Linear(x) = x Wᵀ``).
-With the top-down path frozen these products are fixed, so they are formed once, side by side in one
-``C × ΣCv`` matrix, and a token's value additions for every layer come from a single matmul instead of
-L chained ones plus L injections. Only the mask ``m = clamp(cos(z, p), 0, 1)`` stays per token.
+The products for every layer are formed side by side in one ``C × ΣCv`` matrix, and a token's value additions
+for every layer come from a single matmul instead of L chained ones plus L injections. Only the mask
+``m = clamp(cos(z, p), 0, 1)`` stays per token.
 
-Training never uses it (the product has no gradient path to A, B, p, T as trained). The fold is kept
-until one of the tensors it was made from changes (``load_state_dict``, an optimizer step): tensor
-version counters say when.
+- Inference (:class:`FoldedFeedback`): formed once in float64, kept until one of the tensors it was made from
+  changes (``load_state_dict``, an optimizer step: tensor version counters say when).
+- Training (:class:`TrainableFold`): formed again every step, with autograd through the products, so every
+  gradient is the layer-by-layer path's up to float rounding. Forming costs about ``L·C²·(C + 2·Cv)``
+  multiply-adds per step, applying it ``C·ΣCv`` per token; the layer-by-layer path costs ``C² (T) + Σ(C² + C·Cv)``
+  per token plus ``Σ C²·Cv`` per step. :func:`fold_pays` compares the two for a step's token count.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import torch
 
 from .steering import ValueSteering
 from .topdown import TopDownModule
 
+FoldMode = Literal["auto", "always", "never"]
+FOLD_MODES = ("auto", "always", "never")
+
+
+def fold_products(
+    top_down: TopDownModule, steering: ValueSteering, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    """``[M_0 | … | M_{L-1}]`` with ``M_i = T A_{L-1}ᵀ ⋯ A_iᵀ B_iᵀ W_vᵢᵀ``, formed in ``dtype`` (differentiable where
+    autograd is on), the value biases side by side when ``double_bias`` adds them again, and each layer's width."""
+    device = steering.targets[0].value_weight().device
+    chain = top_down.transform.to(device, dtype)
+    blocks: list[torch.Tensor] = [None] * top_down.num_layers
+    for i in range(top_down.num_layers - 1, -1, -1):
+        decoder = top_down.decoders[i]
+        chain = chain @ decoder.down.effective_weight().to(device, dtype).t()
+        value_weight = steering.targets[i].value_weight().to(dtype)
+        blocks[i] = chain @ (value_weight @ decoder.to_value.effective_weight().to(device, dtype)).t()
+    bias = None
+    if steering.double_bias:
+        bias = torch.cat([target.value_bias() for target in steering.targets])
+    return torch.cat(blocks, dim=1), bias, [block.shape[1] for block in blocks]
+
+
+def _additions(
+    top_down: TopDownModule, matrix: torch.Tensor, bias: torch.Tensor | None, widths: list[int], features: torch.Tensor
+) -> list[torch.Tensor]:
+    """Every layer's value addition (bottom layer first), each ``features.shape[:-1] + (Cv_i,)``."""
+    selected = features * top_down.token_mask(features)
+    flat = selected.reshape(-1, selected.shape[-1])
+    matrix = matrix.to(features.dtype)
+    values = flat @ matrix if bias is None else torch.addmm(bias.to(features.dtype), flat, matrix)
+    values = values.view(*features.shape[:-1], values.shape[-1])
+    return list(values.split(widths, dim=-1))
+
 
 class FoldedFeedback:
-    """``features → [W_v·B_i·u_i (+ b_v) for every layer]`` through one precomputed matrix.
+    """``features → [W_v·B_i·u_i (+ b_v) for every layer]`` through one precomputed matrix (inference).
 
     Args:
         top_down: the (frozen) top-down module.
@@ -34,7 +72,12 @@ class FoldedFeedback:
         self.top_down = top_down
         self.steering = steering
         self.key = _version_key(top_down, steering)
-        self.matrix, self.bias, self.widths = _fold(top_down, steering)
+        weight = steering.targets[0].value_weight()
+        wide = torch.float32 if weight.device.type == "mps" else torch.float64
+        with torch.no_grad():
+            matrix, bias, self.widths = fold_products(top_down, steering, wide)
+        self.matrix = matrix.to(weight.dtype)
+        self.bias = None if bias is None else bias.to(weight.dtype)
         if not torch.compiler.is_compiling():  # CUDA graphs then read the fold in place instead of copying it
             for tensor in (self.matrix, self.bias):
                 if tensor is not None:
@@ -45,16 +88,68 @@ class FoldedFeedback:
         return self.key == _version_key(self.top_down, self.steering)
 
     def __call__(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's value addition (bottom layer first), each ``features.shape[:-1] + (Cv_i,)``."""
-        selected = features * self.top_down.token_mask(features)
-        flat = selected.reshape(-1, selected.shape[-1])
-        matrix = self.matrix.to(features.dtype)
-        if self.bias is None:
-            values = flat @ matrix
-        else:
-            values = torch.addmm(self.bias.to(features.dtype), flat, matrix)
-        values = values.view(*features.shape[:-1], values.shape[-1])
-        return list(values.split(self.widths, dim=-1))
+        return _additions(self.top_down, self.matrix, self.bias, self.widths, features)
+
+
+class TrainableFold:
+    """The fold formed for one training step, in the top-down tensors' own precision (outside autocast) and with
+    autograd through every product: the loss and gradients of the layer-by-layer path, fewer products per token."""
+
+    def __init__(self, top_down: TopDownModule, steering: ValueSteering) -> None:
+        self.top_down = top_down
+        device_type = steering.targets[0].value_weight().device.type
+        with torch.autocast(device_type, enabled=False):
+            self.matrix, self.bias, self.widths = fold_products(top_down, steering, top_down.transform.dtype)
+
+    def __call__(self, features: torch.Tensor) -> list[torch.Tensor]:
+        return _additions(self.top_down, self.matrix, self.bias, self.widths, features)
+
+
+def fold_pays(tokens: int, dim: int, value_widths: Sequence[int]) -> bool:
+    """Whether folding costs fewer multiply-adds than the layer-by-layer path for a step of ``tokens`` tokens
+    (first-pass positions, padding included) on a path of width ``dim`` steering values of ``value_widths``.
+
+    Per step, folding saves ``tokens · C² · (L + 1)`` (T and every A_i per token, B_i·W_v becomes one product)
+    and costs ``C² · Σ (C + Cv_i)`` more (forming the chain and each ``M_i``, less the ``W_v·B_i`` products the
+    layer-by-layer path forms too); the backward pass scales both sides alike.
+    """
+    layers = len(value_widths)
+    return tokens * (layers + 1) > sum(dim + width for width in value_widths)
+
+
+def _sharded(top_down: TopDownModule, steering: ValueSteering) -> bool:
+    """Whether an engine partitions these tensors (FSDP2 DTensors, ZeRO-3 shards): read outside a module call they
+    are not whole, so the fold is not formed from them."""
+    return any(
+        hasattr(t, "ds_id") or type(t).__name__ == "DTensor" or t.numel() == 0
+        for t in _fold_inputs(top_down, steering)
+    )
+
+
+class FoldChoice:
+    """Chooses the top-down path for each forward: ``never`` the layer-by-layer path; ``always`` the fold;
+    ``auto`` the fold where :func:`fold_pays` for the call's token count. A reconstruction loss (which needs each
+    A_i on its own) and sharded tensors keep the layer-by-layer path. Without autograd (evaluation) the fold is
+    kept between calls until a tensor behind it changes; with autograd it is formed for each step."""
+
+    def __init__(self, mode: FoldMode = "auto") -> None:
+        if mode not in FOLD_MODES:
+            raise ValueError(f"fold mode must be one of {FOLD_MODES}, got {mode!r}")
+        self.mode = mode
+        self._inference: FoldedFeedback | None = None
+
+    def __call__(
+        self, top_down: TopDownModule, steering: ValueSteering, features: torch.Tensor, recon_coef: float
+    ) -> Callable[[torch.Tensor], list[torch.Tensor]] | None:
+        if self.mode == "never" or recon_coef != 0 or _sharded(top_down, steering):
+            return None
+        widths = [target.value_weight().shape[0] for target in steering.targets]
+        if self.mode == "auto" and not fold_pays(features.shape[:-1].numel(), top_down.dim, widths):
+            return None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in _fold_inputs(top_down, steering)):
+            return TrainableFold(top_down, steering)
+        self._inference = folded_feedback(self._inference, top_down, steering)
+        return self._inference
 
 
 def folded_feedback(
@@ -66,31 +161,14 @@ def folded_feedback(
     return FoldedFeedback(top_down, steering)
 
 
-@torch.no_grad()
-def _fold(top_down: TopDownModule, steering: ValueSteering) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
-    """``[M_0 | … | M_{L-1}]`` with ``M_i = T A_{L-1}ᵀ ⋯ A_iᵀ B_iᵀ W_vᵢᵀ``, formed in float64 and stored in the
-    value projections' dtype; the value biases side by side when ``double_bias`` adds them again."""
-    first_weight = steering.targets[0].value_weight()
-    device, dtype = first_weight.device, first_weight.dtype
-    wide = torch.float32 if device.type == "mps" else torch.float64
-    chain = top_down.transform.to(device, wide)
-    blocks: list[torch.Tensor] = [None] * top_down.num_layers
-    for i in range(top_down.num_layers - 1, -1, -1):
-        decoder = top_down.decoders[i]
-        chain = chain @ decoder.down.effective_weight().to(device, wide).t()
-        value_weight = steering.targets[i].value_weight().to(wide)
-        blocks[i] = chain @ (value_weight @ decoder.to_value.effective_weight().to(device, wide)).t()
-    widths = [block.shape[1] for block in blocks]
-    bias = None
-    if steering.double_bias:
-        bias = torch.cat([target.value_bias() for target in steering.targets]).to(dtype)
-    return torch.cat(blocks, dim=1).to(dtype), bias, widths
+def _fold_inputs(top_down: TopDownModule, steering: ValueSteering) -> list[torch.Tensor]:
+    """Every tensor a fold is made from: the top-down path and the value projections' weights and biases."""
+    tensors = list(top_down.parameters()) + [target.module.weight for target in steering.targets]
+    return tensors + [target.module.bias for target in steering.targets if target.module.bias is not None]
 
 
 def _version_key(top_down: TopDownModule, steering: ValueSteering) -> tuple:
-    tensors = list(top_down.parameters()) + [target.module.weight for target in steering.targets]
-    tensors += [target.module.bias for target in steering.targets if target.module.bias is not None]
-    return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+    return tuple((t.data_ptr(), t._version, t.dtype) for t in _fold_inputs(top_down, steering))
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .folded import FoldChoice
 from .steering import ValueSteering
 from .topdown import TopDownModule
 
@@ -66,6 +67,7 @@ def run_two_passes(
     recon_coef: float = 0.0,
     recon_token_weights: torch.Tensor | None = None,
     folded: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
+    fold: FoldChoice | None = None,
 ) -> TwoPassOutput:
     """Runs pass 1, the feedback, then pass 2 with every layer's value steered.
 
@@ -77,11 +79,15 @@ def run_two_passes(
         recon_coef: weight of the reconstruction loss; at 0 nothing is recorded or computed.
         recon_token_weights: per-token weights of the reconstruction loss (B×N; see
             :meth:`TopDownModule.reconstruction_loss`); ``None``: a mean over every position.
-        folded: for inference, a :class:`toast.folded.FoldedFeedback` of this path: every layer's value
+        folded: a fold of this path (:class:`toast.folded.FoldedFeedback` for inference): every layer's value
             addition from one matmul (never with a reconstruction loss, which trains A_i).
+        fold: chooses, for this call, between the folded path (:class:`toast.folded.FoldChoice`: where it costs
+            less, with autograd through the fold in training) and the layer-by-layer one; ignored with ``folded``.
     """
     with torch.set_grad_enabled(torch.is_grad_enabled() and first_pass_needs_grad):
         first = run_pass(0)
+    if folded is None and fold is not None:
+        folded = fold(top_down, steering, first, recon_coef)
     if folded is not None:
         if recon_coef != 0:
             raise ValueError("folded feedback is for inference; the reconstruction loss needs the unfolded path")
