@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from toast.folded import FoldChoice, TrainableFold, fold_pays
+from toast.folded import FoldChoice, TrainableFold
+from toast.folded_rule import fold_pays
 from toast.steering import ValueSteering, fused_qkv_target, value_proj_target
 from toast.topdown import TopDownModule
 from toast.two_pass import run_two_passes

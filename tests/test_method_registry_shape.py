@@ -7,7 +7,7 @@ from yacs.config import CfgNode
 
 from runkit.ranges import Range, range_problems
 from toast.config_keys import toast_config_keys
-from toast.registry import ConfigKey, Registry, TransferMethod, add_config_keys
+from toast.registry import ConfigKey, Registry, TransferMethod, add_config_keys, choice_problems
 
 
 def test_a_range_admits_its_interval_and_its_extra_values_and_names_the_rest():
@@ -47,3 +47,12 @@ def test_the_shared_toast_keys_take_each_half_s_decoder_init():
     assert "1.0 in pre-tuning" in keys["MODEL.TOAST.RECON_COEF"].help
     with pytest.raises(ValueError, match="decoder_init must be one of"):
         toast_config_keys("uniform", "")
+
+
+def test_a_string_key_with_choices_names_the_choices():
+    keys = toast_config_keys("trunc_normal", "")
+    cfg = CfgNode()
+    add_config_keys(cfg, keys)
+    assert choice_problems(cfg, keys) == []
+    cfg.MODEL.TOAST.FOLD = "sometimes"
+    assert choice_problems(cfg, keys) == ["MODEL.TOAST.FOLD='sometimes' must be one of ['auto', 'always', 'never']"]

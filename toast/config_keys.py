@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from runkit.ranges import Range
 
+from .folded_rule import FOLD_MODES
 from .registry import ConfigKey
 
 DECODER_INITS = ("trunc_normal", "normal", "zero_to_value")
@@ -21,6 +22,15 @@ def toast_config_keys(decoder_init: str, recon_coef_help: str) -> tuple[ConfigKe
             decoder_init,
             "fresh decoders: trunc_normal | normal (std 0.02) | zero_to_value (A_i as trunc_normal, every B_i = 0: "
             "no signal at the start); weights from MODEL.TOPDOWN_WEIGHTS replace any of them",
+            choices=DECODER_INITS,
+        ),
+        ConfigKey(
+            "MODEL.TOAST.FOLD",
+            "auto",
+            "the top-down path as one matrix per forward (toast.folded): auto (where it costs fewer multiply-adds "
+            "than the layer-by-layer path for the batch's token count) | always | never; the reconstruction loss "
+            "and sharded tensors (ZeRO-3, FSDP) keep the layer-by-layer path",
+            choices=FOLD_MODES,
         ),
         ConfigKey(
             "MODEL.TOAST.RECON_COEF",

@@ -11,22 +11,20 @@ for every layer come from a single matmul instead of L chained ones plus L injec
 - Training (:class:`TrainableFold`): formed again every step, with autograd through the products, so every
   gradient is the layer-by-layer path's up to float rounding. Forming costs about ``L·C²·(C + 2·Cv)``
   multiply-adds per step, applying it ``C·ΣCv`` per token; the layer-by-layer path costs ``C² (T) + Σ(C² + C·Cv)``
-  per token plus ``Σ C²·Cv`` per step. :func:`fold_pays` compares the two for a step's token count.
+  per token plus ``Σ C²·Cv`` per step. :func:`toast.folded_rule.fold_pays` compares the two for a step's
+  token count.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator
 
 import torch
 
+from .folded_rule import FOLD_MODES, FoldMode, fold_pays
 from .steering import ValueSteering
 from .topdown import TopDownModule
-
-FoldMode = Literal["auto", "always", "never"]
-FOLD_MODES = ("auto", "always", "never")
 
 
 def fold_products(
@@ -51,11 +49,17 @@ def fold_products(
 def _additions(
     top_down: TopDownModule, matrix: torch.Tensor, bias: torch.Tensor | None, widths: list[int], features: torch.Tensor
 ) -> list[torch.Tensor]:
-    """Every layer's value addition (bottom layer first), each ``features.shape[:-1] + (Cv_i,)``."""
-    selected = features * top_down.token_mask(features)
-    flat = selected.reshape(-1, selected.shape[-1])
-    matrix = matrix.to(features.dtype)
-    values = flat @ matrix if bias is None else torch.addmm(bias.to(features.dtype), flat, matrix)
+    """Every layer's value addition (bottom layer first), each ``features.shape[:-1] + (Cv_i,)``.
+
+    The mask is one number per token, so ``(z ⊙ m) M = m ⊙ (z M)``: with ``z`` from a pass without autograd,
+    the backward pass needs only ``M``'s gradient (``zᵀ g``) and an element-wise product for ``p``'s, not a
+    second product through ``M``.
+    """
+    flat = features.reshape(-1, features.shape[-1])
+    projected = flat @ matrix.to(features.dtype)
+    values = projected * top_down.token_mask(features).reshape(-1, 1)
+    if bias is not None:
+        values = values + bias.to(features.dtype)
     values = values.view(*features.shape[:-1], values.shape[-1])
     return list(values.split(widths, dim=-1))
 
@@ -103,18 +107,6 @@ class TrainableFold:
 
     def __call__(self, features: torch.Tensor) -> list[torch.Tensor]:
         return _additions(self.top_down, self.matrix, self.bias, self.widths, features)
-
-
-def fold_pays(tokens: int, dim: int, value_widths: Sequence[int]) -> bool:
-    """Whether folding costs fewer multiply-adds than the layer-by-layer path for a step of ``tokens`` tokens
-    (first-pass positions, padding included) on a path of width ``dim`` steering values of ``value_widths``.
-
-    Per step, folding saves ``tokens · C² · (L + 1)`` (T and every A_i per token, B_i·W_v becomes one product)
-    and costs ``C² · Σ (C + Cv_i)`` more (forming the chain and each ``M_i``, less the ``W_v·B_i`` products the
-    layer-by-layer path forms too); the backward pass scales both sides alike.
-    """
-    layers = len(value_widths)
-    return tokens * (layers + 1) > sum(dim + width for width in value_widths)
 
 
 def _sharded(top_down: TopDownModule, steering: ValueSteering) -> bool:

@@ -26,6 +26,7 @@ class ConfigKey:
     default: Any
     help: str
     range: Range | None = None
+    choices: tuple[str, ...] = ()  # the values a string key admits (empty: any)
 
     def __post_init__(self) -> None:
         if self.range is not None and self.range.key != self.key:
@@ -127,6 +128,17 @@ class Registry(Mapping[str, Method], Generic[Method]):
 
     def __len__(self) -> int:
         return len(self._methods)
+
+
+def choice_problems(cfg: Mapping, keys: Iterable[ConfigKey]) -> list[str]:
+    """``KEY='v' must be one of [...]`` for every key with choices whose value is not among them."""
+    from runkit.ranges import lookup
+
+    return [
+        f"{key.key}={lookup(cfg, key.key)!r} must be one of {list(key.choices)}"
+        for key in keys
+        if key.choices and lookup(cfg, key.key) not in key.choices
+    ]
 
 
 def add_config_keys(cfg: Any, keys: Iterable[ConfigKey]) -> None:
