@@ -200,34 +200,34 @@ def source_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: 
 def train_on_source(out: Path, weights: Path, size: int, transfer: str, args) -> Path:
     """``transfer`` trained on the source scenes for the pre-tuning's epochs, at the middle of its target grid
     (no source-side tuning; the best source-val epoch is kept, as pre-tuning keeps it): the run's best/."""
-    variant = next(v for v in METHODS.values() if v.transfer == transfer and v.source_stage)
+    method = next(m for m in METHODS.values() if m.transfer == transfer and m.source_stage)
     run = out / "source_runs" / transfer
     opts = {
         **source_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run),
         "MODEL.TRANSFER_TYPE": transfer,
-        "SOLVER.BASE_LR": variant.middle_lr,
-        **variant.opts,
+        "SOLVER.BASE_LR": method.middle_lr,
+        **method.opts,
     }
     train(load_config(str(CONFIG), as_overrides(opts) + args.opts))
     return run / "best"
 
 
-def variant_config(out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None):
-    """The target config of one variant (its lr still the config's), its runs under ``root``."""
-    variant = METHODS[name]
+def method_config(out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None):
+    """The target config of one method (its lr still the config's), its runs under ``root``."""
+    method = METHODS[name]
     opts = {
         **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, epochs or args.epochs),
-        "MODEL.TRANSFER_TYPE": variant.transfer,
+        "MODEL.TRANSFER_TYPE": method.transfer,
         "OUTPUT_DIR": str(root),
         "SEED": 0,
         # val at the last epoch only: the grid reads that one, and a final run's val200 is in its training set
         "SOLVER.EVAL_PERIOD": epochs or target_epochs(args),
-        **variant.opts,
+        **method.opts,
     }
-    if variant.pretuned:
+    if method.pretuned:
         opts["MODEL.TOPDOWN_WEIGHTS"] = str(starts["pretune"])
-    if variant.source_stage:
-        opts["MODEL.INIT_FROM"] = str(starts[variant.transfer])
+    if method.source_stage:
+        opts["MODEL.INIT_FROM"] = str(starts[method.transfer])
     return load_config(str(CONFIG), as_overrides(opts) + args.opts)
 
 
@@ -252,13 +252,13 @@ def _with_lr(cfg, lr: float):
     return cfg
 
 
-def choose_variant_lr(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
-    """The variant's lr grid on val (grown past an edge optimum; ``grid.json`` lists it), no final run:
+def choose_method_lr(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
+    """The method's lr grid on val (grown past an edge optimum; ``grid.json`` lists it), no final run:
     ``{"lr", "val", "grid": Grid | None}``. With ``--grid 1`` its middle lr, fixed (no val score)."""
-    variant = METHODS[name]
-    cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
+    method = METHODS[name]
+    cfg = method_config(out, weights, size, name, starts, args, out / "runs" / name)
     if args.grid == 1:  # no choice on val: the grid's middle lr, as given (a smoke test of the pipeline)
-        return {"lr": variant.middle_lr, "val": None, "grid": None}
+        return {"lr": method.middle_lr, "val": None, "grid": None}
     grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), start_grid(name, args.domain), higher_is_better=True)
     if grid.every_lr_failed:
         raise RuntimeError(f"{name}: every lr diverged on val, {grid.lrs} (the grid grew down {grid.extensions}x)")
@@ -271,9 +271,9 @@ def choose_variant_lr(out: Path, weights: Path, size: int, name: str, starts: di
 
 
 def final_run(out: Path, weights: Path, size: int, name: str, starts: dict, args, seed: int) -> None:
-    """One seed's run at the variant's chosen lr on train800val200 → test (re-selected by ``tune`` from the
-    grid's finished val runs, which ``choose_variant_lr`` left in ``grid.json``)."""
-    cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
+    """One seed's run at the method's chosen lr on train800val200 → test (re-selected by ``tune`` from the
+    grid's finished val runs, which ``choose_method_lr`` left in ``grid.json``)."""
+    cfg = method_config(out, weights, size, name, starts, args, out / "runs" / name)
     if args.grid == 1:
         tune(_with_lr(cfg, METHODS[name].middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
         return
@@ -283,7 +283,7 @@ def final_run(out: Path, weights: Path, size: int, name: str, starts: dict, args
 
 
 def final_test_scores(out: Path, name: str, root: Path | None = None) -> dict[int, float]:
-    """``{seed: final test top-1}`` of a variant's finished final runs (diverged runs have none)."""
+    """``{seed: final test top-1}`` of a method's finished final runs (diverged runs have none)."""
     runs = (root or out / "runs" / name) / "final" / TARGET / METHODS[name].transfer
     scores = {}
     for results in sorted(runs.glob("seed*/results.json")):
@@ -305,7 +305,7 @@ def budget_run(out: Path, weights: Path, size: int, name: str, lr: float, epochs
     """One seed of the budget curve: ``name`` at its lr (chosen at the main budget) for ``epochs`` target epochs,
     train800val200 → test, under ``out/budget/<name>/ep<epochs>``."""
     root = out / "budget" / name / f"ep{epochs}"
-    cfg = variant_config(out, weights, size, name, starts, args, root, epochs)
+    cfg = method_config(out, weights, size, name, starts, args, root, epochs)
     tune(_with_lr(cfg, lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
 
 
@@ -343,9 +343,9 @@ def target_epochs(args) -> int:
 
 
 def collect_finals(out: Path, names: list[str]) -> Path:
-    """``out/table/final/target/<variant>/seed<k>``: copies of each variant's final ``results.json`` and
+    """``out/table/final/target/<method>/seed<k>``: copies of each method's final ``results.json`` and
     ``config.yaml``, the layout in which ``summarize`` names a column by its folder (tune names it by the
-    transfer type, which several variants share)."""
+    transfer type, which several methods share)."""
     table = out / "table"
     for name in names:
         runs = out / "runs" / name / "final" / TARGET / METHODS[name].transfer
@@ -387,9 +387,9 @@ def training_jobs(out: Path, weights: Path, size: int, starts: dict, args) -> di
     for transfer in (t for t in starts if t != "pretune"):
         jobs[f"source {transfer}"] = Job(train_on_source, (out, weights, size, transfer, args))
     for name in args.methods:
-        variant = METHODS[name]
-        after = ("pretune",) if variant.pretuned else (f"source {variant.transfer}",) if variant.source_stage else ()
-        jobs[name] = Job(choose_variant_lr, (out, weights, size, name, starts, args), after)
+        method = METHODS[name]
+        after = ("pretune",) if method.pretuned else (f"source {method.transfer}",) if method.source_stage else ()
+        jobs[name] = Job(choose_method_lr, (out, weights, size, name, starts, args), after)
     for name in args.methods:
         for seed in args.seeds:
             jobs[f"{name} seed{seed}"] = Job(final_run, (out, weights, size, name, starts, args, seed), (name,))
