@@ -1,6 +1,6 @@
 """The language refocusing experiment's scorer against the straightforward one, on the real model and items.
 
-``language_generation.refocus.evaluate.score`` reads each prompt once (answer loss, first greedy token and the
+``experiments.lm_refocus.evaluate.score`` reads each prompt once (answer loss, first greedy token and the
 KV cache for decoding from one forward; the batch's shared prefix once for the batch). The straightforward
 scorer it replaced runs a teacher-forced pass over prompt + answer for the loss, then ``generate`` on the
 prompt alone (left-padded batches of 16 and 25). Both score the 300 test items of the experiment on
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from experiments.lm_refocus.evaluate import first_line, score  # noqa: E402
+from experiments.lm_refocus.tasks import FAMILIES, make_split  # noqa: E402
 from language_generation.data import IGNORE_INDEX, alpaca_example, alpaca_prompt  # noqa: E402
-from language_generation.refocus.evaluate import first_line, score  # noqa: E402
-from language_generation.refocus.tasks import FAMILIES, make_split  # noqa: E402
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Learning-rate grids whose optimum is interior: a grid whose best value sits at an edge grows past that edge.
 
-One rule for both sub-projects' refocusing experiments (``experiments.refocus`` scores val top-1, higher is
-better; ``language_generation.refocus`` scores val answer loss, lower is better):
+One rule for both sub-projects' refocusing experiments (``experiments.vision_refocus`` scores val top-1, higher
+is better; ``experiments.lm_refocus`` scores val answer loss, lower is better):
 
 - a *failed* lr (``None`` score: the run diverged or died) never wins;
 - the best lr is at an edge when it is the lowest (highest) lr tried and strictly better than its neighbour, or

@@ -6,7 +6,7 @@ usage() {
   cat <<'USAGE'
 usage: bash scripts/lm_refocus_experiment.sh
 
-Runs python -m language_generation.refocus: builds a real-text corpus (docstrings of the CPython standard
+Runs python -m experiments.lm_refocus: builds a real-text corpus (docstrings of the CPython standard
 library and of torch, transformers, datasets, numpy; deduplicated against the target answers), pre-tunes
 the top-down path on it through language_generation.pretune's recipe (length chosen on the corpus' val
 split), then tunes every method on exact-answer instruction families (test items unseen in training),
@@ -55,4 +55,4 @@ args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:
 [[ -n "${FAMILIES:-}" ]] && args+=(--families ${FAMILIES})
 [[ -n "${MODEL:-}" ]] && args+=(--model "$MODEL")
 [[ -n "${JOBS:-}" ]] && args+=(--jobs "$JOBS")
-exec python -m language_generation.refocus "${args[@]}"
+exec python -m experiments.lm_refocus "${args[@]}"

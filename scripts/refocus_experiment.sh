@@ -6,7 +6,7 @@ usage() {
   cat <<'USAGE'
 usage: bash scripts/refocus_experiment.sh [KEY VALUE ...]
 
-Runs python -m experiments.refocus: digit scenes among distractors on real textures (no MNIST image in two
+Runs python -m experiments.vision_refocus: digit scenes among distractors on real textures (no MNIST image in two
 splits, fragments included). Source digits (thousands of scenes) train TOAST's top-down path (pre-tuning)
 and, for the "-seq" baselines, each baseline itself, for the same epochs; target digits (disjoint classes)
 get VTAB-1k's shape (800 train / 200 val / 1,000 test). Input size chosen with a linear probe on val; every
@@ -38,7 +38,7 @@ environment:
                   nothing but the head)
   BUDGETS         target epochs of the budget curve (default: "2 6 20"; BUDGETS=none skips it)
   SIZES           candidate input sizes in px (default: "56 84"; 112 px costs 1.5x and probed no better)
-  EPOCHS          target epochs of the main table (default: experiments/configs/refocus.yaml's, 2)
+  EPOCHS          target epochs of the main table (default: experiments/vision_refocus/refocus.yaml's, 2)
   PRETUNE_EPOCHS  source epochs, of the pre-tuning and of every -seq method's source run (default: 8)
   SOURCE_TRAIN    source training scenes (default: 2000)
   TEST            target test scenes (default: 1000)
@@ -76,5 +76,5 @@ default_out=output/refocus
 [[ "$domain" != digits ]] && default_out="output/refocus_$domain"
 args+=(--domain "$domain" --out "${OUT:-$default_out}" --source-train "${SOURCE_TRAIN:-2000}" --test "${TEST:-1000}" --grid "${GRID:-3}")
 start=$(date +%s)
-python -m experiments.refocus "${args[@]}" "$@"
+python -m experiments.vision_refocus "${args[@]}" "$@"
 echo "refocus experiment: $(( $(date +%s) - start )) s in all (this invocation)"

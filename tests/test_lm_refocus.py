@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 from lm_helpers import save_tiny_llama
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 
-from language_generation.refocus import experiment, methods
-from language_generation.refocus.corpus import build_corpus
-from language_generation.refocus.experiment import Setup, main_run
-from language_generation.refocus.methods import failed_run
-from language_generation.refocus.summary import paired_interval, verdict, write_report, write_summary
-from language_generation.refocus.tasks import FAMILIES, POOLS, make_split
+from experiments.lm_refocus import experiment, methods
+from experiments.lm_refocus.corpus import build_corpus
+from experiments.lm_refocus.experiment import Setup, main_run
+from experiments.lm_refocus.methods import failed_run
+from experiments.lm_refocus.summary import paired_interval, write_report, write_summary
+from experiments.lm_refocus.tasks import FAMILIES, POOLS, make_split
+from experiments.stats import verdict
 from runkit.lr_grid import next_lr
 
 
@@ -82,8 +84,7 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
     text = " ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)
     for i in range(12):
         (src / f"m{i}.py").write_text(f'"""{text} {i}"""\n')
-    one_lr = {name: methods.Method(m.overrides, m.grid[1:2], m.pretuned_path, m.corpus_base)
-              for name, m in methods.METHODS.items()}  # fmt: skip
+    one_lr = {name: replace(m, lrs=m.lrs[1:2]) for name, m in methods.METHODS.items()}
     monkeypatch.setattr(experiment, "METHODS", one_lr)
     monkeypatch.setattr(experiment, "MAX_EXTENSIONS", 0)
     setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-r4"], families=("add", "upper"),
@@ -139,7 +140,7 @@ def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_p
 
 
 def test_compare_names_each_shared_scoring_and_its_differences(tmp_path):
-    from language_generation.refocus.compare import compare
+    from experiments.lm_refocus.compare import compare
 
     def scoring(out, name, answers, losses):
         path = out / "runs" / name / "scores_test.json"

@@ -9,8 +9,8 @@ from lm_helpers import tiny_base, tiny_toast
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from transformers import TrainingArguments
 
+from experiments.lm_refocus.evaluate import _batch, first_line, score
 from language_generation.data import IGNORE_INDEX, alpaca_example
-from language_generation.refocus.evaluate import _batch, first_line, score
 from language_generation.train import ToastTrainer, accepts_logits_to_keep, supervised_logits_only
 
 RECORDS = [

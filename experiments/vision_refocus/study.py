@@ -1,12 +1,12 @@
 """Why does pre-tuned TOAST trail BitFit and LoRA in the refocus experiment? Validation-only studies.
 
-``python -m experiments.refocus_study --experiment output/refocus --out output/refocus_study``
+``python -m experiments.vision_refocus.study --experiment output/refocus --out output/refocus_study``
 
 Reads the weights and the data that ``scripts/refocus_experiment.sh`` wrote under ``--experiment`` (run it
 first), trains on train800 and scores the **last epoch on val200**; the target test split is never read.
-Each study changes one thing of the experiment's first recipe (DINOv2 ViT-S/14, 84 px, batch 16, AdamW, 2 target
-epochs, 3 pre-tuning epochs at lr 1e-3); studies 1 and 3 led to the experiment's present pre-tuning (lr 3e-4,
-8 epochs), so a pre-tuning run with the experiment's own settings is read from ``--experiment``, not repeated:
+Each study changes one thing of a reference recipe (DINOv2 ViT-S/14, 84 px, batch 16, AdamW, 2 target epochs,
+3 pre-tuning epochs at lr 1e-3); studies 1 and 3 chose the experiment's pre-tuning (lr 3e-4, 8 epochs), so a
+pre-tuning run with the experiment's own settings is read from ``--experiment``, not repeated:
 
 1. pre-tuning lr (and gradient clipping): is the source run stable, and how well does it learn the source?
 2. the target lr of the pre-tuned path, for every pre-tuning run of study 1;
@@ -25,11 +25,14 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from experiments import refocus as experiment
+from experiments.methods import as_overrides
 from runkit.files import atomic_write_text
 from visual_classification.demo.dinov2_onnx import BACKBONE
 from visual_classification.pretune import main as pretune_main
 from visual_classification.train import load_config, train
+
+from . import experiment
+from .methods import METHODS
 
 SEEDS = (0, 1)  # two seeds where it is cheap: val200 alone has a binomial std of ~3.5 points near 40 %
 ONE_SEED = (0,)  # the longer and larger runs (studies 4 and 5) on the CPU budget
@@ -99,12 +102,12 @@ class Study:
             "SOLVER.GRAD_CLIP": clip,
         }
         if not (run / "results.json").is_file():
-            pretune_main(["--config-file", str(experiment.CONFIG), *experiment._flat(opts)])
+            pretune_main(["--config-file", str(experiment.CONFIG), *as_overrides(opts)])
         return run
 
     def target(self, variant: str, lr: float, seed: int, epochs: int = 2, size: int = 84, pretuned=None) -> float:
         """Last-epoch val top-1 of one target run (train800 → val200)."""
-        spec = experiment.VARIANTS[variant]
+        spec = METHODS[variant]
         tag = "none" if pretuned is None else pretuned.name
         if pretuned == self.experiment_dir / "pretune":  # its recipe may change between experiments: name it
             tag = f"experiment_{recipe(pretuned).slug}"
@@ -122,7 +125,7 @@ class Study:
         }
         if spec.pretuned:
             opts["MODEL.TOPDOWN_WEIGHTS"] = str(pretuned / "best")
-        return train(load_config(str(experiment.CONFIG), experiment._flat(opts)))["final_val_top1"]
+        return train(load_config(str(experiment.CONFIG), as_overrides(opts)))["final_val_top1"]
 
     def mean(self, *args, seeds: tuple[int, ...] = SEEDS, **kwargs) -> str:
         scores = [self.target(*args, seed=seed, **kwargs) for seed in seeds]
@@ -154,7 +157,7 @@ def pretune_row(run: Path) -> str:
     )  # fmt: skip
 
 
-RIVALS = {"bias": 1e-3, "lora": 3e-3}  # the lrs the experiment's first grid chose on val
+RIVALS = {"bias": 1e-3, "lora": 3e-3}  # the lrs a grid on val chose for them at the reference recipe
 
 
 def against_rivals(

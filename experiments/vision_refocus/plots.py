@@ -1,8 +1,7 @@
-"""The refocusing experiment's charts: test top-1 per method with every seed, the paired intervals, the budget curve."""
+"""The vision refocusing study's charts: test top-1 per method with every seed, the paired intervals, the budget curve."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,13 +10,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.stats import Paired, mean_std  # noqa: E402
 from runkit.files import save_figure  # noqa: E402
 
-from .refocus_stats import Paired  # noqa: E402
+from .methods import METHODS  # noqa: E402
 
 
-def _kind(method: str) -> str:
-    return "TOAST" if method.startswith("toast") else ("source → target" if method.endswith("-seq") else "target only")
+def _kind(name: str) -> str:
+    method = METHODS[name]
+    return "TOAST" if method.is_toast else ("source → target" if method.source_stage else "target only")
 
 
 COLOURS = {"TOAST": "tab:red", "source → target": "tab:blue", "target only": "tab:grey"}
@@ -29,8 +30,7 @@ def plot_methods(tests: Mapping[str, Mapping[int, float]], chance: float, out_pn
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(methods) + 1.4))
     for y, method in enumerate(methods):
         values = list(tests[method].values())
-        mean = statistics.fmean(values)
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        mean, std = mean_std(values)
         ax.barh(y, mean, xerr=std, color=COLOURS[_kind(method)], alpha=0.6, capsize=3)
         ax.plot(values, [y] * len(values), "k.", markersize=5)
     ax.set_yticks(range(len(methods)), methods)
@@ -68,8 +68,7 @@ def plot_budget(curves: Mapping[str, Mapping[int, list[float]]], out_png: Path) 
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for method, by_epochs in curves.items():
         epochs = sorted(by_epochs)
-        means = [statistics.fmean(by_epochs[e]) for e in epochs]
-        stds = [statistics.stdev(by_epochs[e]) if len(by_epochs[e]) > 1 else 0.0 for e in epochs]
+        means, stds = zip(*(mean_std(by_epochs[e]) for e in epochs))
         ax.errorbar(epochs, means, yerr=stds, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.minorticks_off()

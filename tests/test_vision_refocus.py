@@ -1,4 +1,4 @@
-"""The refocusing experiment's parts: the zero-start top-down path and the class-disjoint task generator."""
+"""The vision refocusing study's parts: the zero-start top-down path and the class-disjoint task generator."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+
+from experiments.vision_refocus.methods import METHODS, START_GRIDS, start_grid
 
 from conftest import build_tiny, images
 
@@ -71,7 +73,8 @@ def _read(task_dir, split):
 def test_clutter_class_tasks_are_disjoint_sized_and_seeded(tmp_path):
     import json
 
-    from visual_classification.demo.tasks import mnist_digits, write_clutter_classes
+    from experiments.vision_refocus.digit_tasks import write_clutter_classes
+    from visual_classification.demo.tasks import mnist_digits
 
     sizes = {"train800": 6, "val200": 3, "test": 4}
     source = write_clutter_classes(tmp_path / "a", "source", [0, 1, 2, 3, 4], {"train": 7, "val": 2}, seed=0)
@@ -103,14 +106,14 @@ def test_clutter_class_tasks_are_disjoint_sized_and_seeded(tmp_path):
 
 @pytest.mark.parametrize("classes", [[5, 5], [3, 10], []])
 def test_clutter_class_tasks_reject_bad_classes(tmp_path, classes):
-    from visual_classification.demo.tasks import write_clutter_classes
+    from experiments.vision_refocus.digit_tasks import write_clutter_classes
 
     with pytest.raises(ValueError, match="distinct digits"):
         write_clutter_classes(tmp_path, "t", classes, {"train": 1})
 
 
 def test_clutter_class_tasks_refuse_more_scenes_than_digits(tmp_path):
-    from visual_classification.demo.tasks import write_clutter_classes
+    from experiments.vision_refocus.digit_tasks import write_clutter_classes
 
     with pytest.raises(ValueError, match="holds 500 images"):
         write_clutter_classes(tmp_path, "t", [3], {"train": 400, "test": 101})
@@ -121,7 +124,7 @@ def tiny_refocus_backbone(tmp_path, monkeypatch) -> Path:
     import timm
     from safetensors.torch import save_file
 
-    from experiments import refocus
+    from experiments.vision_refocus import experiment as refocus
 
     backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0)
     weights = tmp_path / "tiny.safetensors"
@@ -135,7 +138,7 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     """The whole driver on a tiny random ViT and a few scenes: every method's final run, the table, the grid."""
     import csv
 
-    from experiments import refocus
+    from experiments.vision_refocus import experiment as refocus
 
     tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
@@ -147,7 +150,7 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     refocus.main(argv)
     with open(out / "summary.csv", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["task"] == "target"]
-    assert sorted(r["method"] for r in rows) == sorted(refocus.VARIANTS)  # one column each, not merged by type
+    assert sorted(r["method"] for r in rows) == sorted(METHODS)  # one column each, not merged by type
     assert all(r["n"] == "1" for r in rows)
     assert (out / "summary.png").stat().st_size > 0 and (out / "refocus_grid_0.png").stat().st_size > 0
     report = (out / "report.md").read_text(encoding="utf-8")
@@ -161,7 +164,7 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
 
 
 def test_refocus_experiment_refuses_overlapping_classes_before_running(tmp_path):
-    from experiments import refocus
+    from experiments.vision_refocus import experiment as refocus
 
     argv = ["--out", str(tmp_path), "--source-classes", "0", "1", "5", "--target-classes", "5", "6", "--test", "0"]
     with pytest.raises(SystemExit, match=r"disjoint; both hold \[5\].*--test must be >= 1"):
@@ -173,7 +176,7 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
     """Every run of the why-does-TOAST-trail study trains on train800 and scores val200, or uses the source."""
     from safetensors.torch import save_file
 
-    from experiments import refocus_study
+    from experiments.vision_refocus import study as refocus_study
 
     experiment = tmp_path / "refocus"
     for part in ("data/source", "data/target", "weights"):
@@ -222,7 +225,7 @@ def test_refocus_study_never_reads_the_target_test_split(tmp_path, monkeypatch):
 
 
 def test_refocus_study_names_a_missing_experiment(tmp_path):
-    from experiments import refocus_study
+    from experiments.vision_refocus import study as refocus_study
 
     with pytest.raises(FileNotFoundError, match="run bash scripts/refocus_experiment.sh first"):
         refocus_study.main(["--experiment", str(tmp_path / "nothing"), "--out", str(tmp_path / "study")])
@@ -234,7 +237,7 @@ def test_no_mnist_image_in_two_splits_labelled_or_fragment(tmp_path):
     import json
     from argparse import Namespace
 
-    from experiments import refocus
+    from experiments.vision_refocus import experiment as refocus
 
     args = Namespace(
         source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=60, source_val=20,
@@ -256,7 +259,7 @@ def test_no_mnist_image_in_two_splits_labelled_or_fragment(tmp_path):
 def test_split_pools_are_disjoint_and_large_enough():
     import numpy as np
 
-    from visual_classification.demo.tasks import split_pools
+    from experiments.vision_refocus.digit_tasks import split_pools
 
     sizes = {"train800": 800, "val200": 200, "test": 1000}
     pools = split_pools(np.arange(2500), sizes, np.random.default_rng(0))
@@ -267,14 +270,14 @@ def test_split_pools_are_disjoint_and_large_enough():
 
 
 def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp_path, monkeypatch, capsys):
-    """The new protocol's parts end to end on a tiny ViT, two runs at a time (``experiments.jobs``): a -seq baseline
+    """The protocol's parts end to end on a tiny ViT, two runs at a time (``experiments.jobs``): a -seq baseline
     starts from its own source run (one, shared by the grid and every seed, and finished before them), the grids
     are scored on val and may grow, the paired intervals and the budget curve are written with their charts."""
     import json
 
     import yaml
 
-    from experiments import refocus
+    from experiments.vision_refocus import experiment as refocus
 
     tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
@@ -312,7 +315,7 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     for name in ("linear", "bias-seq", "toast"):
         grid = json.loads((out / "runs" / name / "grid.json").read_text())
         assert len(grid["lrs"]) == 3 + grid["extensions"] and grid["best"] in grid["lrs"]
-        assert set(refocus.start_grid(name, "digits")) <= set(grid["lrs"])  # the domain's start, then growth
+        assert set(start_grid(name, "digits")) <= set(grid["lrs"])  # the domain's start, then growth
         row = next(line for line in report.splitlines() if line.startswith(f"| {name} | "))
         assert all(f"{lr:g}: " in row for lr in grid["lrs"])
         assert ("optimum still at an edge" in row) == grid["at_edge"]
@@ -328,23 +331,6 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
         assert (out / chart).stat().st_size > 0
 
 
-def test_refocus_refuses_data_from_the_old_generator(tmp_path):
-    import json
-    from argparse import Namespace
-
-    from experiments import refocus
-
-    (tmp_path / "source").mkdir()
-    old = {"digit_of_label": [0, 1, 2, 3, 4], "seed": 1, "mnist_index": {"train": [1], "val": [2]}}
-    (tmp_path / "source" / "provenance.json").write_text(json.dumps(old))
-    args = Namespace(
-        source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=1, source_val=1,
-        target_train=1, target_val=1, test=1, domain="digits",
-    )  # fmt: skip
-    with pytest.raises(ValueError, match="source was written by the old generator"):
-        refocus.write_data(tmp_path, args)
-
-
 def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_path):
     """DOMAIN photos: every crop (labelled patch and fragment) of a split lies in that split's band of its
     photograph, so no two splits share a pixel; source and target photographs differ; the data is refused
@@ -352,8 +338,8 @@ def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_p
     import json
     from argparse import Namespace
 
-    from experiments import refocus
-    from visual_classification.demo.photo_tasks import PHOTO_CLASSES
+    from experiments.vision_refocus import experiment as refocus
+    from experiments.vision_refocus.photo_tasks import PHOTO_CLASSES
 
     args = Namespace(
         source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], source_train=30, source_val=10,
@@ -382,12 +368,12 @@ def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_p
 def test_start_grids_are_three_ascending_lrs_at_the_grids_spacing_for_known_variants():
     """Each domain's start grid (centred on the lr chosen on val in its five-seed run) is three lrs, each x3 or
     x10/3 above the last, for a variant that exists; a domain without one starts at the variant's own grid."""
-    from experiments import refocus
+    from experiments.vision_refocus import experiment as refocus
 
-    for domain, grids in refocus.START_GRIDS.items():
-        assert domain in refocus.DOMAINS and set(grids) == set(refocus.VARIANTS)
+    for domain, grids in START_GRIDS.items():
+        assert domain in refocus.DOMAINS and set(grids) == set(METHODS)
         for name, lrs in grids.items():
             assert len(lrs) == 3, (domain, name)
             assert all(2.9 < hi / lo < 3.4 for lo, hi in zip(lrs, lrs[1:])), (domain, name, lrs)
-    assert refocus.start_grid("bias", "elsewhere") == refocus.VARIANTS["bias"].lrs
-    assert refocus.start_grid("bias", "photos") != refocus.VARIANTS["bias"].lrs  # photos chose 3e-3 on val
+    assert start_grid("bias", "elsewhere") == METHODS["bias"].lrs
+    assert start_grid("bias", "photos") != METHODS["bias"].lrs  # photos chose 3e-3 on val

@@ -2,7 +2,7 @@
 steps and seed), whether each item's greedy answer is the same and the largest answer-loss gap. This is how
 a change to the scorer or the training loss is shown not to move a result.
 
-    python -m language_generation.refocus.compare output/lm_refocus output/lm_fast
+    python -m experiments.lm_refocus.compare output/lm_refocus output/lm_fast
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..data import IGNORE_INDEX, alpaca_example
+from language_generation.data import IGNORE_INDEX, alpaca_example
 
 
 def _eos_ids(model) -> set[int]:

@@ -1,23 +1,18 @@
-"""The refocusing experiment's written results: ``summary.md`` (table, paired intervals, budget curve, charts)
+"""The vision refocusing study's written results: ``summary.md`` (table, paired intervals, budget curve, charts)
 and ``report.md`` (input size, every lr grid with its val scores and flags, time per stage)."""
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from experiments.stats import best_on_val, collapsed, mean_std, paired_difference
 from runkit.files import atomic_write_text
 
-from .refocus_plots import plot_budget, plot_methods, plot_paired
-from .refocus_stats import best_on_val, collapsed, paired_difference, paired_table
+from .methods import METHODS
+from .plots import plot_budget, plot_methods, plot_paired
 
-TOAST_PREFIX = "toast"
 PHRASES = {"wins": "wins against", "loses": "loses against", "tie": "ties", "no interval": "has no interval against"}
-
-
-def _is_toast(name: str) -> bool:
-    return name.startswith(TOAST_PREFIX)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -25,7 +20,19 @@ def _mean_std(values: list[float]) -> str:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.1f} (n=1)"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
+    mean, std = mean_std(values)
+    return f"{mean:.1f} ± {std:.1f} (n={len(values)})"
+
+
+def paired_table(best: str, tests: Mapping[str, Mapping[int, float]], baselines: Sequence[str]) -> tuple[str, dict]:
+    """Markdown rows ``best - baseline`` per baseline, and the ``Paired`` results by baseline name."""
+    results = {b: paired_difference(tests[best], tests[b]) for b in baselines if b in tests}
+    lines = [
+        f"| {best} − baseline | n | mean difference [95 % t interval] (test top-1 points) | verdict |",
+        "|---|---:|---|---|",
+    ]
+    lines += [f"| {best} − {b} | {p.n} | {p.cell()} | {p.verdict} |" for b, p in results.items()]
+    return "\n".join(lines) + "\n", results
 
 
 def collapses(selected: Mapping[str, dict], tests: Mapping[str, Mapping[int, float]], chance: float) -> list[str]:
@@ -71,8 +78,8 @@ def write_summary(
     flags = collapses(selected, tests, chance)
     lines += ["", *flags] if flags else []
     plot_methods({n: tests[n] for n in names}, chance, out / "summary.png")
-    toasts = [n for n in names if _is_toast(n)]
-    baselines = [n for n in names if not _is_toast(n)]
+    toasts = [n for n in names if METHODS[n].is_toast]
+    baselines = [n for n in names if not METHODS[n].is_toast]
     val = {n: selected[n]["val"] for n in names if selected[n].get("val") is not None}
     if toasts and baselines:
         best = best_on_val(val, toasts) if any(n in val for n in toasts) else toasts[0]

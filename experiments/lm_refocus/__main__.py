@@ -1,4 +1,4 @@
-"""``python -m language_generation.refocus``: the language refocusing experiment (see ``experiment.py``).
+"""``python -m experiments.lm_refocus``: the language refocusing study (see ``experiment.py``).
 
 Writes ``OUT/summary.md``, ``summary.csv``, ``summary.png`` and ``report.md``; re-running resumes.
 """
@@ -16,7 +16,11 @@ from .tasks import FAMILIES
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.lm_refocus",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", default="output/lm_refocus")
     parser.add_argument("--model", default="", help="a from_pretrained folder (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.model:
         model = Path(args.model)
     else:
-        from ..demo.smollm2 import cached_model
+        from language_generation.demo.smollm2 import cached_model
 
         model = cached_model(out / "model")
     setup = Setup(

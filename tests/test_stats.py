@@ -1,4 +1,4 @@
-"""The refocusing experiment's statistics and grid growth, on hand-made numbers."""
+"""The refocusing studies' statistics and grid growth, on hand-made numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from experiments.refocus_stats import best_on_val, collapsed, paired_difference, paired_table, t_quantile
+from experiments.stats import best_on_val, collapsed, paired_difference, t_quantile
+from experiments.vision_refocus.report import paired_table
 from runkit.lr_grid import interior_grid
 
 
@@ -97,7 +98,7 @@ def test_interior_optimum_needs_no_extension_and_diverged_never_wins():
 
 
 def test_summary_names_the_budget_the_verdicts_and_a_collapsed_run(tmp_path):
-    from experiments.refocus_report import write_summary
+    from experiments.vision_refocus.report import write_summary
 
     selected = {n: {"lr": 1e-3, "val": v} for n, v in (("toast-pretuned", 55.0), ("toast", 40.0), ("lora", 45.0))}
     selected["bias-seq"] = {"lr": 3e-4, "val": 50.0}

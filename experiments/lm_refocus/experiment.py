@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 
 from experiments.jobs import Job, run_jobs
+from language_generation.model import attach_toast, build_tokenizer, load_base_model
+from language_generation.pretune import PRETUNE_DEFAULTS
+from language_generation.run_files import read_metrics
+from language_generation.train import load_config, train
 from runkit.files import atomic_write_text
 from runkit.lr_grid import MAX_EXTENSIONS, interior_grid
 
-from ..model import attach_toast, build_tokenizer, load_base_model
-from ..pretune import PRETUNE_DEFAULTS
-from ..run_files import read_metrics
-from ..train import load_config, train
 from .corpus import build_corpus
 from .evaluate import score
 from .methods import METHODS, failed_run
@@ -217,7 +217,7 @@ def run_folder(setup: Setup, method: str, lr: float, steps: int, seed: int) -> P
 
 def tune_cfg(setup: Setup, method: str, lr: float, steps: int, seed: int, paths: dict):
     spec = METHODS[method]
-    model = paths["lora_corpus"] if spec.corpus_base else setup.model
+    model = paths["lora_corpus"] if spec.source_stage else setup.model
     opts = [
         "MODEL.NAME_OR_PATH", str(model), "MODEL.DTYPE", "float32", "SEED", str(seed), *spec.overrides,
         "DATA.FORMAT", "alpaca", "DATA.PATH", str(setup.out / "data" / "train_alpaca.json"), "DATA.MAX_LENGTH", "192",
@@ -227,7 +227,7 @@ def tune_cfg(setup: Setup, method: str, lr: float, steps: int, seed: int, paths:
         "TRAIN.SAVE_STRATEGY", "no", "TRAIN.USE_CPU", "True",
         "OUTPUT_DIR", str(run_folder(setup, method, lr, steps, seed)),
     ]  # fmt: skip
-    if spec.pretuned_path:
+    if spec.pretuned:
         opts += ["MODEL.TOPDOWN_WEIGHTS", paths["pretuned"]]
     return load_config("", opts)
 
@@ -265,7 +265,7 @@ def choose_lr(setup: Setup, method: str, paths, splits, tokenizer) -> dict:
     """The grid on val (answer loss per token, first seed, the largest step count), grown past a winning edge
     by the project's shared rule (``runkit.lr_grid``: failed runs never win; every lr failing grows it down)."""
     steps, seed = max(setup.steps), setup.seeds[0]
-    grid = list(METHODS[method].grid)
+    grid = list(METHODS[method].lrs)
     if setup.grid_size == 1:
         grid = grid[len(grid) // 2 : len(grid) // 2 + 1]
     losses: dict[float, float] = {}
@@ -349,13 +349,13 @@ def main_run(setup: Setup) -> dict:
         splits = make_data(setup)
         provenance = corpus(setup, splits)
     jobs: dict[str, Job] = {}
-    if any(METHODS[m].pretuned_path or METHODS[m].corpus_base for m in setup.methods):
+    if any(METHODS[m].pretuned or METHODS[m].source_stage for m in setup.methods):
         jobs["pretune"] = Job(pretune_job, (setup,))
-    if any(METHODS[m].corpus_base for m in setup.methods):
+    if any(METHODS[m].source_stage for m in setup.methods):
         jobs["lora corpus"] = Job(lora_corpus_job, (setup,), ("pretune",))
     for method in setup.methods:
         spec = METHODS[method]
-        after = ("lora corpus",) if spec.corpus_base else ("pretune",) if spec.pretuned_path else ()
+        after = ("lora corpus",) if spec.source_stage else ("pretune",) if spec.pretuned else ()
         jobs[f"lr {method}"] = Job(lr_job, (setup, method), after)
     for method in setup.methods:
         for seed in setup.seeds:

@@ -1,57 +1,29 @@
-"""The experiment's tables, paired interval, figure and report, from :func:`.experiment.main_run`'s result."""
+"""The language refocusing study's tables, paired interval, figure and report, from :func:`.experiment.main_run`'s
+result."""
 
 from __future__ import annotations
 
 import csv
 import io
-import random
 import statistics
 from pathlib import Path
 
+from experiments.stats import BOOTSTRAP, mean_std, paired_bootstrap, verdict
 from runkit.files import atomic_write_text
 
 from .evaluate import per_family
-
-BOOTSTRAP = 10_000
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+from .methods import METHODS
 
 
 def paired_interval(a: dict, b: dict, key: str, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``a - b`` over (seed, test item) pairs and its 95 % percentile bootstrap interval, resampling
-    seeds and, within each, items (exact match in percentage points, or answer loss per token)."""
-    seeds = sorted(a)
+    """Mean of ``a - b`` over (seed, test item) pairs and its 95 % bootstrap interval (``paired_bootstrap``), in
+    exact match (percentage points) or answer loss per token."""
 
     def item_value(item):
         return 100.0 * item["exact"] if key == "exact" else item["loss"] / max(1, item["tokens"])
 
-    diffs = {s: [item_value(x) - item_value(y) for x, y in zip(a[s]["items"], b[s]["items"])] for s in seeds}
-    point = statistics.fmean(d for s in seeds for d in diffs[s])
-    rng = random.Random(seed)
-    means = []
-    for _ in range(BOOTSTRAP):
-        total = count = 0
-        for s in (rng.choice(seeds) for _ in seeds):
-            values = diffs[s]
-            picks = [values[rng.randrange(len(values))] for _ in values]
-            total += sum(picks)
-            count += len(picks)
-        means.append(total / count)
-    means.sort()
-    return point, means[int(0.025 * BOOTSTRAP)], means[int(0.975 * BOOTSTRAP) - 1]
-
-
-def verdict(low: float, high: float, higher_is_better: bool, missing: tuple[str, ...] = ()) -> str:
-    """Win, loss or tie by the paired interval; ``missing`` names the controls the run lacked (an lr not chosen
-    on val, a single seed), and then the sign is stated without a ranking."""
-    if low <= 0 <= high:
-        return "tie (the interval includes 0)"
-    ahead = (low > 0) == higher_is_better
-    if missing:
-        return f"{'TOAST' if ahead else 'the baseline'} ahead in this run, not a ranking ({', '.join(missing)})"
-    return "TOAST wins" if ahead else "TOAST loses"
+    diffs = {s: [item_value(x) - item_value(y) for x, y in zip(a[s]["items"], b[s]["items"])] for s in sorted(a)}
+    return paired_bootstrap(diffs, seed)
 
 
 def missing_controls(setup) -> tuple[str, ...]:
@@ -145,7 +117,12 @@ def _figure(path: Path, result: dict, setup, table: dict, methods: list[str]) ->
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     means = [table[("all", m, "exact_match")][0] for m in methods]
     stds = [table[("all", m, "exact_match")][1] for m in methods]
-    left.bar(range(len(methods)), means, yerr=stds, color=["tab:red" if "toast" in m else "tab:blue" for m in methods])
+    left.bar(
+        range(len(methods)),
+        means,
+        yerr=stds,
+        color=["tab:red" if METHODS[m].is_toast else "tab:blue" for m in methods],
+    )
     left.set_xticks(range(len(methods)), methods, rotation=40, ha="right")
     left.set_ylabel("test exact match (%), all families")
     left.set_title(f"{max(setup.steps)} steps, {len(setup.seeds)} seed(s)")
