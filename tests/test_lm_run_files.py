@@ -103,7 +103,7 @@ def test_base_chain_and_malformed_yaml_are_named(tmp_path):
         load_config(str(tmp_path / "typo.yaml"), [])
 
 
-@pytest.mark.parametrize("method", ["toast", "toast-lite", "lora", "full"])
+@pytest.mark.parametrize("method", ["toast", "toast-lite", "lora", "end2end"])
 def test_llama7b_configs_are_the_base_plus_one_key(method):
     folder = REPO / "configs" / "alpaca"
     child = load_config(str(folder / f"llama7b_{method}.yaml"), [])
