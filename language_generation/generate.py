@@ -94,7 +94,7 @@ def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) ->
     """The rendered prompts, checked against the positions of the model at ``source`` (its config only: before
     the weights load): see :func:`.prompts.fit_prompts`."""
     template = resolve_template(cfg)
-    texts = [render_prompt(tokenizer, record, template) for record in prompts]
+    texts = [render_prompt(tokenizer, record, template.name) for record in prompts]
     config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
     return fit_prompts(
         texts,
@@ -102,7 +102,7 @@ def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) ->
         model_positions(config),
         cfg.GENERATE.MAX_NEW_TOKENS,
         cfg.GENERATE.TOO_LONG,
-        add_special_tokens=template != "chat",
+        add_special_tokens=not template.own_special_tokens,
         labels=[record["instruction"] for record in prompts],
     )
 
@@ -119,7 +119,7 @@ def generate_all(
         raise ValueError(f"GENERATE.BATCH_SIZE={batch_size} must be at least 1")
     tokenizer.padding_side = "left"
     if texts is None:
-        texts = [render_prompt(tokenizer, record, template) for record in prompts]
+        texts = [render_prompt(tokenizer, record, template.name) for record in prompts]
     limits = {}
     if max_prompt_tokens is not None:
         tokenizer.truncation_side = "left"
@@ -129,7 +129,9 @@ def generate_all(
     starts = range(0, len(texts), batch_size)
     for start in starts if stream else tqdm(starts, desc=f"generating ({batch_size} prompts a batch)"):
         chunk = texts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=template != "chat", **limits)
+        enc = tokenizer(
+            chunk, return_tensors="pt", padding=True, add_special_tokens=not template.own_special_tokens, **limits
+        )
         enc = {k: v.to(model.device) for k, v in enc.items()}
         if stream:
             print(f"\n### {prompts[start]['instruction']}\n", flush=True)
