@@ -122,10 +122,10 @@ def input_changes(recorded: dict, current: dict, parts=tuple(_LABELS)) -> list[s
 
 def check_run_inputs(out: Path, cfg: CfgNode) -> None:
     """Refuses to resume (or to report as finished) a run whose inputs changed by content since it started;
-    a run made before inputs were recorded is let through with a warning."""
+    a run folder without ``inputs.json`` is let through with a warning."""
     recorded = read_inputs(out)
     if recorded is None:
-        logger.warning("%s has no %s (made before inputs were recorded): its inputs cannot be checked", out, INPUTS)
+        logger.warning("%s has no %s: its inputs cannot be checked", out, INPUTS)
         return
     changes = input_changes(recorded, run_inputs(cfg))
     if changes:
@@ -139,8 +139,8 @@ def check_run_inputs(out: Path, cfg: CfgNode) -> None:
 
 def check_adapter_base(run_dir: Path, cfg: CfgNode) -> bool:
     """True when ``MODEL.NAME_OR_PATH`` holds, by content, the base model the run in ``run_dir`` was trained on
-    (whatever its path); raises naming the files that differ. False when it cannot tell (a run made before
-    inputs were recorded, or a hub model not in the cache): the adapter's own check of the model's name applies."""
+    (whatever its path); raises naming the files that differ. False when it cannot tell (a run folder without
+    ``inputs.json``, or a hub model not in the cache): the adapter's own check of the model's name applies."""
     recorded = read_inputs(run_dir)
     if recorded is None:
         logger.warning("%s has no %s: the base model is checked by name only", run_dir, INPUTS)

@@ -368,7 +368,7 @@ def test_bf16_base_trains_fp32_tensors_so_small_steps_land(tmp_path, transfer):
     assert all(p.dtype == torch.bfloat16 for p in frozen)
     assert _fraction_moved(model) > 0.99
     if transfer in ("toast", "end2end"):  # (low-rank updates start with a zero factor: bf16 is fine there)
-        cfg.MODEL.TRAINABLE_DTYPE = "base"  # the memory-saving choice: the old behaviour, and why it matters
+        cfg.MODEL.TRAINABLE_DTYPE = "base"  # the memory-saving choice, and why it matters
         pure = build_model(cfg).train()
         assert all(p.dtype == torch.bfloat16 for p in pure.parameters() if p.requires_grad)
         assert _fraction_moved(pure) < 0.5
@@ -432,7 +432,7 @@ def test_reconstruction_loss_is_computed_whenever_a_loss_is_with_a_positive_coef
 
 def test_a_toast_lite_run_as_top_down_weights_keeps_its_low_rank_updates(tmp_path):
     """A TOAST-Lite adapter given as MODEL.TOPDOWN_WEIGHTS starts the next run from its *tuned* path: the
-    low-rank updates are merged into A_i / B_i (they were dropped silently), so the logits match the Lite
+    low-rank updates are merged into A_i / B_i so the logits match the Lite
     model's; an adapter whose scale is not recorded is refused by name."""
     import json
 

@@ -134,7 +134,7 @@ def _two_ranks_start_a_run(rank: int, folder: str, port: int, answers) -> None:
         rf.start_run(cfg)
     except FileExistsError as err:  # rank 0 refuses; rank 1 gets the same error instead of going on
         answers.put((rank, "refused", "different config" in str(err)))
-    status = rf.start_run(cfg, overwrite=True)  # rank 0 clears the old run; rank 1 waits for it
+    status = rf.start_run(cfg, overwrite=True)  # rank 0 clears the other run; rank 1 waits for it
     answers.put((rank, status, sorted(p.name for p in Path(folder).iterdir())))
     answers.put((rank, "resume", main_decides(lambda: rf.resume_point(Path(folder)))))
     dist.destroy_process_group()
