@@ -20,7 +20,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from runkit.files import atomic_write_text, save_figure
+from runkit.files import atomic_write_text, read_jsonl, save_figure
 from runkit.runs import refuse_other_config, setup_logging, software_record
 
 from .config import read_run_config, run_config_text
@@ -221,10 +221,8 @@ def check_run_files(folder: Path) -> None:
 
 
 def read_metrics(out: Path) -> list[dict]:
-    path = out / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The run's ``metrics.jsonl`` records (``[]`` before the first log)."""
+    return read_jsonl(Path(out) / METRICS)
 
 
 def truncate_metrics(out: Path, step: int) -> None:
@@ -258,17 +256,17 @@ class MetricsCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and read_metrics(self.out):
-            plot_curves(self.out / METRICS, self.out / CURVES)
+            plot_curves(self.out)
 
 
-def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
-    """Train and eval loss, and learning rate, per step, from a run's ``metrics.jsonl``."""
+def plot_curves(out: Path) -> Path:
+    """``curves.png``: train and eval loss, and learning rate, per step, from the run's ``metrics.jsonl``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
+    records = read_metrics(out)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for key, label in (("loss", "train"), ("eval_loss", "eval")):
         points = [(r["step"], r[key]) for r in records if key in r]
@@ -285,7 +283,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return save_figure(fig, out_png)
+    return save_figure(fig, Path(out) / CURVES)
 
 
 def run_record(cfg: CfgNode) -> dict:
