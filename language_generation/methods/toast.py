@@ -36,8 +36,11 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
     """The TOAST method ``MODEL.TRANSFER_TYPE`` names installed into an already loaded ``base`` (experiments and
     tests that load the base themselves)."""
     method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
-    if method.build not in (_toast, _toast_lite):
-        raise ValueError(f"MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r} is not a TOAST method (toast, toast-lite)")
+    if not method.has_top_down:
+        with_path = [m.name for m in TRANSFER_METHODS.in_table_order() if m.has_top_down]
+        raise ValueError(
+            f"MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r} has no top-down path; choose one of {with_path}"
+        )
     return method.build(base, cfg)
 
 
