@@ -127,8 +127,8 @@ def check_engine_config(cfg: CfgNode) -> None:
     if TRANSFER_METHODS.lookup(transfer).own_tensors is not None:
         if int(fsdp.get("version", 2)) != 2:
             raise ValueError(
-                f"TRAIN.FSDP_CONFIG={cfg.TRAIN.FSDP_CONFIG!r}: version {fsdp['version']!r}; {transfer} gathers its tensors "
-                'from FSDP2 DTensor shards: set "version": 2 (or leave it out; 2 is transformers\' default)'
+                f"TRAIN.FSDP_CONFIG={cfg.TRAIN.FSDP_CONFIG!r}: version {fsdp['version']!r}; {transfer} gathers its "
+                'tensors from FSDP2 DTensor shards: set "version": 2 (or leave it out; 2 is transformers\' default)'
             )
         return
     ds = read_json_option("TRAIN.DEEPSPEED", cfg.TRAIN.DEEPSPEED) if cfg.TRAIN.DEEPSPEED else {}

@@ -4,8 +4,9 @@
     python -m language_generation.generate --adapter RUN_DIR --prompts-file FILE --output answers.json
 
 ``--adapter`` takes any run folder ``train`` (or ``pretune``) wrote, for every registered transfer type
-(:mod:`.methods`), loaded as :mod:`.trained_run` loads it: the base model, transfer type, template (``DATA.TEMPLATE``) and dtype come from the
-run's ``config.yaml``; ``--config-file`` and ``KEY VALUE`` pairs override them. Without ``--adapter`` the
+(:mod:`.methods`), loaded as :mod:`.trained_run` loads it: the base model, transfer type, template
+(``DATA.TEMPLATE``) and dtype come from the run's ``config.yaml``; ``--config-file`` and ``KEY VALUE`` pairs
+override them. Without ``--adapter`` the
 model is built from the config alone (``MODEL.NAME_OR_PATH``).
 
 Prompts: ``--prompt`` (with ``--input`` for an Alpaca input), or ``--prompts-file``: a JSON list or JSONL of

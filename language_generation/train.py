@@ -4,9 +4,9 @@
         MODEL.NAME_OR_PATH meta-llama/Llama-2-7b-hf DATA.PATH alpaca_data.json OUTPUT_DIR output/alpaca
     torchrun --nproc_per_node=4 -m language_generation.train ... TRAIN.BF16 True TRAIN.FSDP "full_shard auto_wrap"
 
-Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets what the transfer method saves (the
-TOAST adapter, the peft adapter of LoRA/IA3, the whole end2end model), the tokenizer and the run files of :mod:`.run_files` (``config.yaml``,
-``log.txt``, ``metrics.jsonl``, ``curves.png``, ``results.json``); re-running resumes from the newest complete
+Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets what the transfer method saves
+(the TOAST adapter, the peft adapter of LoRA/IA3, the whole end2end model), the tokenizer and the run files
+of :mod:`.run_files` (``config.yaml``, ``log.txt``, ``metrics.jsonl``, ``curves.png``, ``results.json``); re-running resumes from the newest complete
 ``checkpoint-*`` folder, and a folder holding another config is refused unless ``--overwrite``.
 """
 
