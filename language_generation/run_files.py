@@ -39,7 +39,7 @@ INPUTS = "inputs.json"  # the content hashes of the base model, data and top-dow
 TRAINING_ARGS = "training_args.bin"
 TOKENIZER_CONFIG = "tokenizer_config.json"  # a run that saved its tokenizer holds this (and the tokenizer's files)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# what every run writes at the top of OUTPUT_DIR, beside its method's files (run_files())
+# what every run writes at the top of OUTPUT_DIR, beside its method's files (run_file_names())
 COMMON_FILES = (CONFIG, LOG, METRICS, RESULTS, CURVES, TRAINER_STATE, INPUTS, TRAINING_ARGS)
 PACKAGES = (
     "torch",
@@ -54,7 +54,7 @@ PACKAGES = (
 )
 
 
-def run_files() -> tuple[str, ...]:
+def run_file_names() -> tuple[str, ...]:
     """What a run writes at the top of OUTPUT_DIR (removed by --overwrite, with the checkpoint folders): the
     common files and every registered method's (:func:`.methods.method_files`)."""
     return (*COMMON_FILES, *method_files())
@@ -103,7 +103,7 @@ def nothing_trained(out: Path) -> bool:
 
 def clear_run(out: Path, keep: tuple[str, ...] = ()) -> None:
     """Removes a run's files (but ``keep``) and checkpoints from ``out`` (nothing else in it)."""
-    for name in run_files():
+    for name in run_file_names():
         if name not in keep:
             (out / name).unlink(missing_ok=True)
     for folder in checkpoint_dirs(out):

@@ -176,7 +176,7 @@ def test_the_registration_gives_the_config_key_its_range_and_the_run_files():
     assert get_cfg().MODEL.VALUE_SCALE.INIT == 1.0
     with pytest.raises(ValueError, match=r"MODEL.VALUE_SCALE.INIT=0.0 must be > 0"):
         load_config("", ["MODEL.TRANSFER_TYPE", NAME, "MODEL.VALUE_SCALE.INIT", "0"])
-    assert SCALES in rf.run_files() and NAME in [m.name for m in TRANSFER_METHODS.in_table_order()]
+    assert SCALES in rf.run_file_names() and NAME in [m.name for m in TRANSFER_METHODS.in_table_order()]
 
 
 def test_train_writes_the_methods_file_and_only_the_scales_train(one_process):
