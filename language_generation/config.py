@@ -15,6 +15,10 @@ from pathlib import Path
 from yacs.config import CfgNode as CN
 
 from runkit import config_files
+from runkit.ranges import Range, lookup, range_problems
+from toast.registry import add_config_keys
+
+from .methods import TRANSFER_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ _C.SEED = 42  # seeds torch, numpy and python (and the held-out split)
 # ---------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.NAME_OR_PATH = ""  # Hugging Face hub name or local folder of an AutoModelForCausalLM
-_C.MODEL.TRANSFER_TYPE = "toast"  # toast | toast-lite | lora | ia3 | end2end (alias: full); see transfer.py
+_C.MODEL.TRANSFER_TYPE = "toast"  # a registered method (language_generation/methods/): toast, lora, end2end, ...
 _C.MODEL.DTYPE = "float32"  # float32 | bfloat16 | float16: the dtype the base model is loaded in
 _C.MODEL.TOPDOWN_WEIGHTS = ""  # top-down init: an adapter folder (e.g. a pretune run) or an original-release file
 _C.MODEL.TRUST_REMOTE_CODE = False  # passed to from_pretrained; only for models you trust
@@ -43,26 +47,8 @@ _C.MODEL.ATTN_IMPLEMENTATION = ""  # "" = transformers' default (sdpa); eager | 
 # means fp32 master weights (the whole model) with TRAIN.BF16 / TRAIN.FP16 autocast; base means pure bf16 / fp16.
 _C.MODEL.TRAINABLE_DTYPE = "float32"
 
-_C.MODEL.TOAST = CN()
-# What trains: any of to_value (B_i), down (A_i), prompt (p), transform (T); toast-lite trains the low-rank
-# updates of the decoder parts named. ["auto"]: toast with MODEL.TOPDOWN_WEIGHTS trains B_i and p (the original's
-# recipe for a pre-tuned path); toast without them trains A_i, B_i and p (a fresh frozen A_i learns nothing);
-# toast-lite trains the updates of A_i and B_i, and p (the original's). The run log says which set and why.
-_C.MODEL.TOAST.TRAIN = ["auto"]
-# normal: A_i, B_i ~ N(0, 0.02) (the original LLaMA); trunc_normal: the same truncated (the vision default);
-# zero_to_value: B_i = 0, so the model starts exactly as the base (A_i normal, p as before). The choices are
-# toast.topdown.DECODER_INITS, the vision half's. Weights from MODEL.TOPDOWN_WEIGHTS replace any of them.
-_C.MODEL.TOAST.DECODER_INIT = "normal"
-_C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight: 0 in tuning (original), 1.0 in pre-tuning
-_C.MODEL.TOAST.RECON_SCALE = 10.0  # both operands divided by this (the original LLaMA's /10)
-_C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i
-_C.MODEL.TOAST.LITE_ALPHA = 1.0  # toast-lite: update scale = alpha / rank (loralib's alpha 1)
-
-_C.MODEL.LORA = CN()
-_C.MODEL.LORA.RANK = 4  # the original's LoRA baseline: rank 4 on q/k/v/o
-_C.MODEL.LORA.ALPHA = 1.0  # scale alpha / rank
-_C.MODEL.LORA.DROPOUT = 0.0  # dropout on the LoRA input
-_C.MODEL.LORA.TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # module-name suffixes (peft target_modules)
+# MODEL.<METHOD>.* (MODEL.TOAST, MODEL.LORA, ...): each transfer method's own keys, with their defaults, help
+# and ranges, come from its registration (language_generation/methods/); get_cfg adds them.
 
 # ---------------------------------------------------------------------------
 # Data
@@ -91,9 +77,7 @@ _C.GENERATE.BATCH_SIZE = 1  # prompts per generate call (left padding); 1 stream
 # a prompt that leaves fewer than MAX_NEW_TOKENS of the model's positions: raise (stop, naming it) | truncate
 # (keep its last tokens, with a warning)
 _C.GENERATE.TOO_LONG = "raise"
-_C.register_renamed_key(
-    "GENERATE.CHAT_TEMPLATE", "DATA.TEMPLATE", "GENERATE.CHAT_TEMPLATE True is now DATA.TEMPLATE chat"
-)
+GENERATE_TOO_LONG = ("raise", "truncate")
 
 
 def training_arguments_defaults() -> CN:
@@ -136,9 +120,82 @@ _C.TRAIN.LOGGING_STEPS = 10.0
 _C.TRAIN.EVAL_STRATEGY = "steps"  # eval loss every EVAL_STEPS (LOGGING_STEPS when unset) if there is a held-out split
 
 
+# ---------------------------------------------------------------------------
+# Value ranges (checked at load time, before anything loads); each method's own come from its registration
+# ---------------------------------------------------------------------------
+RANGES = (
+    Range("GENERATE.TEMPERATURE", low=0.0, note="0 is greedy"),
+    Range("GENERATE.TOP_P", low=0.0, high=1.0, low_open=True),
+    Range("GENERATE.TOP_K", low=0, note="0 keeps every token"),
+    Range("GENERATE.MAX_NEW_TOKENS", low=1),
+    Range("GENERATE.BATCH_SIZE", low=1),
+    Range("TRAIN.LEARNING_RATE", low=0.0, note="a negative rate climbs the loss"),
+    Range("TRAIN.WEIGHT_DECAY", low=0.0),
+    Range("TRAIN.WARMUP_STEPS", low=0.0, note="below 1: a fraction of the steps"),
+    Range("TRAIN.MAX_GRAD_NORM", low=0.0, note="0: no clipping"),
+    Range("TRAIN.NUM_TRAIN_EPOCHS", low=0.0),
+    Range("TRAIN.ADAM_BETA1", low=0.0, high=1.0, high_open=True),
+    Range("TRAIN.ADAM_BETA2", low=0.0, high=1.0, high_open=True),
+    Range("TRAIN.ADAM_EPSILON", low=0.0),
+    Range("TRAIN.LABEL_SMOOTHING_FACTOR", low=0.0, high=1.0, high_open=True),
+    Range("TRAIN.NEFTUNE_NOISE_ALPHA", low=0.0),
+    Range("TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", low=1),
+    Range("TRAIN.PER_DEVICE_EVAL_BATCH_SIZE", low=1),
+    Range("TRAIN.GRADIENT_ACCUMULATION_STEPS", low=1),
+    Range("TRAIN.MAX_STEPS", low=1, also=(-1,), note="-1: train TRAIN.NUM_TRAIN_EPOCHS"),
+    Range("TRAIN.SAVE_STEPS", low=0.0, low_open=True, note="below 1: a fraction of the steps"),
+    Range("TRAIN.LOGGING_STEPS", low=0.0, low_open=True, note="below 1: a fraction of the steps"),
+    Range("TRAIN.EVAL_STEPS", low=0.0, low_open=True, note="below 1: a fraction of the steps"),
+)
+
+
 def get_cfg() -> CN:
-    """A fresh copy of the defaults."""
-    return _C.clone()
+    """A fresh copy of the defaults, with every registered method's keys."""
+    cfg = _C.clone()
+    add_config_keys(cfg, TRANSFER_METHODS.config_keys())
+    return cfg
+
+
+def config_problems(cfg: CN) -> list[str]:
+    """``KEY=value must be ...`` for every value out of its range (the general ones and the methods')."""
+    problems = range_problems(cfg, (*RANGES, *TRANSFER_METHODS.ranges()))
+    too_long = lookup(cfg, "GENERATE.TOO_LONG")
+    if too_long is not None and too_long not in GENERATE_TOO_LONG:
+        problems.append(f"GENERATE.TOO_LONG={too_long!r} must be one of {GENERATE_TOO_LONG}")
+    return problems
+
+
+def check_ranges(cfg: CN) -> None:
+    problems = config_problems(cfg)
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def holds_fp32_master_weights(cfg: CN) -> bool:
+    """A method that trains the whole model (full fine-tuning) on a bf16/fp16 base with
+    ``MODEL.TRAINABLE_DTYPE float32``: every weight is held and updated in fp32 (mixed precision's master
+    weights) while the ``Trainer``'s autocast (``TRAIN.BF16`` / ``TRAIN.FP16``) computes in half precision. Held
+    in bf16, an AdamW step of 2e-5 on a 0.02-sized weight is below half a bf16 step and rounds away (the handicap
+    of pure-bf16 full fine-tuning)."""
+    return (
+        TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).whole_model
+        and cfg.MODEL.DTYPE != "float32"
+        and cfg.MODEL.TRAINABLE_DTYPE == "float32"
+    )
+
+
+def check_precision(cfg: CN) -> None:
+    """Before training (not when a finished run is read back): fp32 master weights on a half-precision base
+    compute in half precision only under the Trainer's autocast; without ``TRAIN.BF16`` / ``TRAIN.FP16`` the run
+    would silently train in fp32 (twice the activation memory and time ``MODEL.DTYPE`` asks for)."""
+    flag = {"bfloat16": "TRAIN.BF16", "float16": "TRAIN.FP16"}.get(cfg.MODEL.DTYPE)
+    if flag is None or not holds_fp32_master_weights(cfg) or lookup(cfg, flag):
+        return
+    raise ValueError(
+        f"MODEL.TRANSFER_TYPE {cfg.MODEL.TRANSFER_TYPE} on MODEL.DTYPE {cfg.MODEL.DTYPE} holds fp32 master weights "
+        f"(MODEL.TRAINABLE_DTYPE float32) and computes in {cfg.MODEL.DTYPE} through the Trainer's autocast: set "
+        f"{flag} True, or MODEL.TRAINABLE_DTYPE base to train every weight in {cfg.MODEL.DTYPE} itself"
+    )
 
 
 def _numeric_kind(annotation) -> type | None:
@@ -191,8 +248,6 @@ def load_config(config_file: str | None, opts: list[str], freeze: bool = True, d
     config_files.merge_overrides(cfg, list(defaults))
     cfg = config_files.load_config(cfg, config_file, opts)
     check_training_numbers(cfg)
-    from .checks import check_ranges  # (torch and transformers load there; this module stays light)
-
     check_ranges(cfg)
     if freeze:
         cfg.freeze()

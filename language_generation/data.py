@@ -28,7 +28,7 @@ from datasets import Dataset
 from yacs.config import CfgNode
 
 from .records import load_records
-from .templates import ALPACA_PROMPTS, alpaca_prompt, check_chat_template, resolve_template, segments
+from .templates import ALPACA_PROMPTS, TEMPLATES, alpaca_prompt, resolve_template, segments
 
 __all__ = ["ALPACA_PROMPTS", "IGNORE_INDEX", "alpaca_prompt", "build_datasets", "describe_example"]
 
@@ -137,7 +137,7 @@ def _tokenize_batch(
     """Templated, tokenised examples after the length policy (one pass over the records)."""
     records = [dict(zip(batch, values)) for values in zip(*batch.values())]
     examples = [segments(record, fmt, template, tokenizer) for record in records]
-    tokens = tokenize_segments(tokenizer, examples, prefix, eos=template != "chat")
+    tokens = tokenize_segments(tokenizer, examples, prefix, eos=not TEMPLATES[template].own_special_tokens)
     return _length_policy_batch(tokens, indices, max_length, policy)
 
 
@@ -225,9 +225,9 @@ def tokenize_records(cfg: CfgNode, records: Dataset, tokenizer, source: str) -> 
             desc=f"tokenising and grouping into {cfg.DATA.BLOCK_SIZE}-token blocks",
         )
     template = resolve_template(cfg)
-    if template == "chat":
-        check_chat_template(tokenizer)
-        prefix = []  # the chat template writes its own leading tokens
+    template.check(tokenizer)
+    if template.own_special_tokens:
+        prefix = []  # the template writes its own leading tokens
     max_length, policy = cfg.DATA.MAX_LENGTH, cfg.DATA.TOO_LONG
     examples = records.map(
         _tokenize_batch,
@@ -238,12 +238,12 @@ def tokenize_records(cfg: CfgNode, records: Dataset, tokenizer, source: str) -> 
         fn_kwargs={
             "tokenizer": tokenizer,
             "fmt": cfg.DATA.FORMAT,
-            "template": template,
+            "template": template.name,
             "prefix": prefix,
             "max_length": max_length,
             "policy": policy,
         },
-        desc=f"tokenising ({template} template; {policy} at {max_length} tokens)",
+        desc=f"tokenising ({template.name} template; {policy} at {max_length} tokens)",
     )
     total = len(examples)
     drops = Counter(examples["drop"])

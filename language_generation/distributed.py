@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,20 +20,23 @@ import torch
 import torch.distributed as dist
 from yacs.config import CfgNode
 
+from .methods import TRANSFER_METHODS
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 GATHER_KEY = "zero_optimization.stage3_gather_16bit_weights_on_model_save"
-# what saves only the tensors a method adds or trains, gathered on its own (ToastTrainer.save_model)
-ADAPTER_TYPES = ("toast", "toast-lite")
 
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process: the one that checks, writes and logs. Asked before the
+    process group starts too (torchrun's ``RANK``)."""
+    rank = dist.get_rank() if is_distributed() else int(os.environ.get("RANK", "0"))
+    return rank == 0
 
 
 def barrier() -> None:
@@ -48,7 +52,7 @@ def main_decides(decide: Callable[[], T]) -> T:
     if not is_distributed():
         return decide()
     box: list = [None]
-    if rank() == 0:
+    if is_main_process():
         try:
             box[0] = ("value", decide())
         except Exception as err:  # noqa: BLE001  (handed to every process, raised there)
@@ -82,14 +86,14 @@ def _whole(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True)
 
 
-def gathered_adapter_state(model) -> dict[str, torch.Tensor]:
-    """The model's adapter tensors, whole, on the CPU, in every process (all of them must call this).
+def gathered_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` (a method's own, :attr:`.methods.OwnTensors.state`), whole, on the CPU, in every process (all
+    of them must call this).
 
-    Only the adapter's tensors are gathered (``deepspeed.zero.GatheredParameters`` for ZeRO-3 partitions,
+    Only these tensors are gathered (``deepspeed.zero.GatheredParameters`` for ZeRO-3 partitions,
     ``full_tensor`` for FSDP2 ``DTensor`` shards), so no ZeRO-3 setting about gathering the whole model
     (``stage3_gather_16bit_weights_on_model_save``) matters.
     """
-    tensors = model.adapter_state_dict()
     partitioned = [t for t in tensors.values() if hasattr(t, "ds_id")]
     if not partitioned:
         return {name: _whole(t) for name, t in tensors.items()}
@@ -107,9 +111,9 @@ def gathered_adapter_state(model) -> dict[str, torch.Tensor]:
 def check_engine_config(cfg: CfgNode) -> None:
     """Refuses, before the model loads, an engine config under which the run could not save its result.
 
-    TOAST gathers its own adapter (:func:`gathered_adapter_state`) under any ZeRO-3 setting and FSDP2 (not
-    FSDP1, whose flat parameters are not ``DTensor``s). LoRA
-    and full fine-tuning are saved by the ``Trainer`` from the whole gathered model: under ZeRO-3 without
+    A method that saves its own tensors (TOAST) gathers them (:func:`gathered_state`) under any ZeRO-3
+    setting and FSDP2 (not FSDP1, whose flat parameters are not ``DTensor``s). The others (LoRA, full
+    fine-tuning) are saved by the ``Trainer`` from the whole gathered model: under ZeRO-3 without
     ``stage3_gather_16bit_weights_on_model_save`` it writes only DeepSpeed's partitioned checkpoint, and
     under FSDP with a sharded state dict no model file at all, so the run folder would hold no weights
     ``generate --adapter`` can read.
@@ -120,11 +124,11 @@ def check_engine_config(cfg: CfgNode) -> None:
         if cfg.TRAIN.FSDP and cfg.TRAIN.FSDP_CONFIG
         else {}
     )
-    if transfer in ADAPTER_TYPES:
+    if TRANSFER_METHODS.lookup(transfer).own_tensors is not None:
         if int(fsdp.get("version", 2)) != 2:
             raise ValueError(
-                f"TRAIN.FSDP_CONFIG={cfg.TRAIN.FSDP_CONFIG!r}: version {fsdp['version']!r}; TOAST gathers its adapter "
-                'from FSDP2 DTensor shards: set "version": 2 (or leave it out; 2 is transformers\' default)'
+                f"TRAIN.FSDP_CONFIG={cfg.TRAIN.FSDP_CONFIG!r}: version {fsdp['version']!r}; {transfer} gathers its "
+                'tensors from FSDP2 DTensor shards: set "version": 2 (or leave it out; 2 is transformers\' default)'
             )
         return
     ds = read_json_option("TRAIN.DEEPSPEED", cfg.TRAIN.DEEPSPEED) if cfg.TRAIN.DEEPSPEED else {}

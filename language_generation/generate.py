@@ -3,9 +3,10 @@
     python -m language_generation.generate --adapter RUN_DIR --prompt TEXT [--input TEXT] [KEY VALUE ...]
     python -m language_generation.generate --adapter RUN_DIR --prompts-file FILE --output answers.json
 
-``--adapter`` takes any run folder ``train`` (or ``pretune``) wrote, for every transfer type (toast,
-toast-lite, lora, full): the base model, transfer type, template (``DATA.TEMPLATE``) and dtype come from the
-run's ``config.yaml``; ``--config-file`` and ``KEY VALUE`` pairs override them. Without ``--adapter`` the
+``--adapter`` takes any run folder ``train`` (or ``pretune``) wrote, for every registered transfer type
+(:mod:`.methods`), loaded as :mod:`.trained_run` loads it: the base model, transfer type, template
+(``DATA.TEMPLATE``) and dtype come from the run's ``config.yaml``; ``--config-file`` and ``KEY VALUE`` pairs
+override them. Without ``--adapter`` the
 model is built from the config alone (``MODEL.NAME_OR_PATH``).
 
 Prompts: ``--prompt`` (with ``--input`` for an Alpaca input), or ``--prompts-file``: a JSON list or JSONL of
@@ -27,86 +28,14 @@ from tqdm import tqdm
 from transformers import AutoConfig, TextStreamer
 from yacs.config import CfgNode
 
-from runkit import config_files
 from runkit.files import atomic_write_text, check_output_file
 
-from . import run_files as rf
-from .checks import check_adapter_base, check_ranges, fit_prompts, model_positions
-from .config import check_model_name, load_config, read_run_config
-from .model import ToastCausalLM, build_model, build_tokenizer, load_base_model
+from .config import check_model_name, load_config
+from .model import build_tokenizer
+from .prompts import fit_prompts, model_positions
 from .records import checked_record, read_raw
 from .templates import render_prompt, resolve_template
-from .transfer import get_transfer_method
-
-# ---------------------------------------------------------------------------------------------------
-# Config and model from a run folder
-# ---------------------------------------------------------------------------------------------------
-
-
-def run_config(run_dir: Path, config_file: str, opts: list[str]) -> CfgNode:
-    """The run's ``config.yaml`` ← ``config_file`` ← ``opts``; stops (before any model loads) when
-    ``run_dir`` is not a run folder or its weights cannot be read back."""
-    saved = run_dir / rf.CONFIG
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"--adapter {run_dir} does not exist (give the OUTPUT_DIR of a train run)")
-    if not saved.is_file():
-        raise ValueError(f"--adapter {run_dir} is not a run folder: it has no {rf.CONFIG} (written by train)")
-    cfg = read_run_config(saved)  # TRAIN.* fields of another transformers version are named and left out
-    if config_file:
-        config_files.merge_yaml(cfg, config_file)
-    config_files.merge_overrides(cfg, opts)
-    check_ranges(cfg)
-    transfer = cfg.MODEL.TRANSFER_TYPE
-    expected = get_transfer_method(transfer).run_weights
-    if not any((run_dir / name).is_file() for name in expected):
-        raise ValueError(f"--adapter {run_dir}: a {transfer} run, but none of {list(expected)} is there (unfinished?)")
-    rf.check_run_files(run_dir)
-    cfg.MODEL.TOPDOWN_WEIGHTS = ""  # the run's adapter holds the whole top-down path
-    cfg.freeze()
-    return cfg
-
-
-def with_model_path(cfg: CfgNode, path: Path) -> CfgNode:
-    """A copy of ``cfg`` that loads from ``path`` (a run folder holding a tokenizer or a full model)."""
-    local = cfg.clone()
-    local.defrost()
-    local.MODEL.NAME_OR_PATH = str(path)
-    return local
-
-
-def tokenizer_source(cfg: CfgNode, run_dir: Path | None) -> CfgNode:
-    """The run's own tokenizer files when it saved them (they hold the pad token training used)."""
-    if run_dir is None or not (run_dir / "tokenizer_config.json").is_file():
-        return cfg
-    return with_model_path(cfg, run_dir)
-
-
-def model_source(cfg: CfgNode, run_dir: Path | None) -> str:
-    """Where the model's weights (and config) load from: the run folder for end2end, else the base model."""
-    if run_dir is not None and get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name == "end2end":
-        return str(run_dir)
-    return cfg.MODEL.NAME_OR_PATH
-
-
-def load_model(cfg: CfgNode, run_dir: Path | None, check_base_name: bool = True) -> torch.nn.Module:
-    """The configured model, with the run's adapter (toast, toast-lite, lora) or weights (end2end, alias full).
-    ``check_base_name`` False: the base model was matched by content (:func:`.checks.check_adapter_base`), so
-    the adapter's own check of its name is not needed (a copy elsewhere is the same model)."""
-    transfer = get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name  # "full" is "end2end"
-    if run_dir is None:
-        return build_model(cfg)
-    if transfer == "end2end":
-        return load_base_model(with_model_path(cfg, run_dir))
-    if transfer in ("lora", "ia3"):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(load_base_model(cfg), str(run_dir))
-    model = build_model(cfg)
-    if not isinstance(model, ToastCausalLM):
-        raise ValueError(f"MODEL.TRANSFER_TYPE {transfer!r} built a {type(model).__name__}, not a TOAST model")
-    model.load_adapter(run_dir, check_base_name=check_base_name)
-    return model
-
+from .trained_run import base_matched, load_model, model_source, run_config, tokenizer_source
 
 # ---------------------------------------------------------------------------------------------------
 # Prompts
@@ -164,9 +93,9 @@ def end_token_ids(model, tokenizer) -> list[int]:
 
 def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) -> tuple[list[str], int | None]:
     """The rendered prompts, checked against the positions of the model at ``source`` (its config only: before
-    the weights load): see :func:`.checks.fit_prompts`."""
+    the weights load): see :func:`.prompts.fit_prompts`."""
     template = resolve_template(cfg)
-    texts = [render_prompt(tokenizer, record, template) for record in prompts]
+    texts = [render_prompt(tokenizer, record, template.name) for record in prompts]
     config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
     return fit_prompts(
         texts,
@@ -174,7 +103,7 @@ def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) ->
         model_positions(config),
         cfg.GENERATE.MAX_NEW_TOKENS,
         cfg.GENERATE.TOO_LONG,
-        add_special_tokens=template != "chat",
+        add_special_tokens=not template.own_special_tokens,
         labels=[record["instruction"] for record in prompts],
     )
 
@@ -191,7 +120,7 @@ def generate_all(
         raise ValueError(f"GENERATE.BATCH_SIZE={batch_size} must be at least 1")
     tokenizer.padding_side = "left"
     if texts is None:
-        texts = [render_prompt(tokenizer, record, template) for record in prompts]
+        texts = [render_prompt(tokenizer, record, template.name) for record in prompts]
     limits = {}
     if max_prompt_tokens is not None:
         tokenizer.truncation_side = "left"
@@ -201,7 +130,9 @@ def generate_all(
     starts = range(0, len(texts), batch_size)
     for start in starts if stream else tqdm(starts, desc=f"generating ({batch_size} prompts a batch)"):
         chunk = texts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=template != "chat", **limits)
+        enc = tokenizer(
+            chunk, return_tensors="pt", padding=True, add_special_tokens=not template.own_special_tokens, **limits
+        )
         enc = {k: v.to(model.device) for k, v in enc.items()}
         if stream:
             print(f"\n### {prompts[start]['instruction']}\n", flush=True)
@@ -243,12 +174,10 @@ def main(argv: list[str] | None = None) -> None:
             cfg = load_config(args.config_file, args.opts)
         check_model_name(cfg)
         resolve_template(cfg)
-        base_matched = False
-        if run_dir is not None and get_transfer_method(cfg.MODEL.TRANSFER_TYPE).name != "end2end":
-            base_matched = check_adapter_base(run_dir, cfg)
+        matched = base_matched(cfg, run_dir)
         tokenizer = build_tokenizer(tokenizer_source(cfg, run_dir))
         texts, max_prompt_tokens = fitted_prompts(cfg, tokenizer, prompts, model_source(cfg, run_dir))
-        model = load_model(cfg, run_dir, check_base_name=not base_matched).eval()
+        model = load_model(cfg, run_dir, matched).eval()
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if torch.cuda.is_available():

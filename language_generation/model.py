@@ -1,13 +1,14 @@
-"""The language model from a config: base weights, the transfer method (:mod:`.transfer`), tokenizer.
+"""The language model from a config: base weights, the transfer method (:mod:`.methods`), tokenizer.
 
-TOAST's policy (which top-down tensors train, where its weights start, :func:`attach_toast`) is
-:mod:`.toast_policy`, its installation into the model (the two-pass forward, its caches, adapter files)
-:mod:`.toast_install`; their names are re-exported here.
+TOAST's policy (which top-down tensors train, where its weights start) is :mod:`.toast_policy`, its
+installation into the model (the two-pass forward, its caches, adapter files) :mod:`.toast_install`; their
+names, and :func:`attach_toast` (:mod:`.methods.toast`), are re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ from yacs.config import CfgNode
 
 from toast.summary import parameter_summary
 
+from .config import holds_fp32_master_weights
+from .methods import TRANSFER_METHODS
+from .methods.toast import attach_toast
 from .toast_install import ToastCausalLM, TwoPassCache, TwoPassDecoderForward, decoder_layers
 from .toast_policy import (
     DECODER_INITS,
@@ -23,12 +27,10 @@ from .toast_policy import (
     ORIGINAL_TUNING_SET,
     TRAINABLE_DTYPES,
     TRAINABLE_PARTS,
-    attach_toast,
     read_top_down_weights,
     toast_cfg_problems,
     trained_parts,
 )
-from .transfer import TRANSFER_METHODS
 
 __all__ = [
     "DECODER_INITS",
@@ -47,6 +49,7 @@ __all__ = [
     "load_base_model",
     "read_top_down_weights",
     "trained_parts",
+    "with_model_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,18 +72,6 @@ def _check_cfg(cfg: CfgNode) -> None:
         raise ValueError("bad language config: " + "; ".join(problems))
 
 
-def holds_fp32_master_weights(cfg: CfgNode) -> bool:
-    """Full fine-tuning on a bf16/fp16 base with ``MODEL.TRAINABLE_DTYPE float32``: every weight trains, so every
-    weight is held and updated in fp32 (mixed precision's master weights) while the ``Trainer``'s autocast
-    (``TRAIN.BF16`` / ``TRAIN.FP16``) computes in half precision. Held in bf16, an AdamW step of 2e-5 on a
-    0.02-sized weight is below half a bf16 step and rounds away (the handicap of pure-bf16 full fine-tuning)."""
-    return (
-        TRANSFER_METHODS.canonical(cfg.MODEL.TRANSFER_TYPE) == "end2end"
-        and cfg.MODEL.DTYPE != "float32"
-        and cfg.MODEL.TRAINABLE_DTYPE == "float32"
-    )
-
-
 def load_base_model(cfg: CfgNode, dtype: torch.dtype | None = None) -> PreTrainedModel:
     """The base model in ``MODEL.DTYPE`` (or ``dtype``)."""
     kwargs = {"dtype": dtype or DTYPES[cfg.MODEL.DTYPE], "trust_remote_code": cfg.MODEL.TRUST_REMOTE_CODE}
@@ -89,17 +80,26 @@ def load_base_model(cfg: CfgNode, dtype: torch.dtype | None = None) -> PreTraine
     return AutoModelForCausalLM.from_pretrained(cfg.MODEL.NAME_OR_PATH, **kwargs)
 
 
+def with_model_path(cfg: CfgNode, path: str | Path) -> CfgNode:
+    """A copy of ``cfg`` that loads from ``path`` (a run folder holding a tokenizer or a whole model)."""
+    local = cfg.clone()
+    local.defrost()
+    local.MODEL.NAME_OR_PATH = str(path)
+    return local
+
+
 def build_model(cfg: CfgNode) -> nn.Module:
-    """The configured model: the base model, then the method ``MODEL.TRANSFER_TYPE`` names in :mod:`.transfer`
-    (a :class:`ToastCausalLM`, a ``peft`` LoRA model, or the whole model fine-tuned)."""
+    """The configured model: the base model, then the method ``MODEL.TRANSFER_TYPE`` names in :mod:`.methods`
+    (a :class:`ToastCausalLM`, a ``peft`` model, the whole model fine-tuned, or one registered elsewhere)."""
     _check_cfg(cfg)
     method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
     master = holds_fp32_master_weights(cfg)
     model = method.build(load_base_model(cfg, torch.float32 if master else None), cfg)
     if master:
         logger.info(
-            "end2end on a %s base: weights held and updated in float32, computed in %s under "
+            "%s on a %s base: weights held and updated in float32, computed in %s under "
             "the Trainer's autocast (MODEL.TRAINABLE_DTYPE float32)",
+            method.name,
             cfg.MODEL.DTYPE,
             cfg.MODEL.DTYPE,
         )

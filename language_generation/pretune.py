@@ -16,7 +16,6 @@ from .train import main as train_main
 # checkpoint every 2000 steps. Not defaults here: bf16 / tf32 (GPU-only; add TRAIN.BF16 True TRAIN.TF32 True)
 # and DeepSpeed (TRAIN.DEEPSPEED configs/deepspeed/...).
 PRETUNE_DEFAULTS = [
-    "MODEL.TRANSFER_TYPE", "toast",
     "MODEL.TOAST.TRAIN", "['down', 'to_value', 'prompt']",
     "MODEL.TOAST.RECON_COEF", "1.0",
     "DATA.FORMAT", "text",
@@ -36,7 +35,7 @@ PRETUNE_DEFAULTS = [
 
 
 def main(argv: list[str] | None = None) -> None:
-    train_main(argv, defaults=PRETUNE_DEFAULTS, require_toast=True, description=__doc__)
+    train_main(argv, defaults=PRETUNE_DEFAULTS, require_top_down=True, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import zipfile
@@ -21,13 +20,12 @@ from pathlib import Path
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from runkit.files import atomic_write_text, save_figure
-from runkit.fingerprint import file_fingerprint
+from runkit.files import atomic_write_text, read_jsonl, save_figure
 from runkit.runs import refuse_other_config, setup_logging, software_record
 
-from .checks import INPUTS
 from .config import read_run_config, run_config_text
-from .distributed import main_decides
+from .distributed import is_main_process, main_decides
+from .methods import method_files, weight_files
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +35,12 @@ METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 CURVES = "curves.png"
 TRAINER_STATE = "trainer_state.json"
+INPUTS = "inputs.json"  # the content hashes of the base model, data and top-down weights (:mod:`.run_inputs`)
+TRAINING_ARGS = "training_args.bin"
+TOKENIZER_CONFIG = "tokenizer_config.json"  # a run that saved its tokenizer holds this (and the tokenizer's files)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# what a run writes at the top of OUTPUT_DIR (removed by --overwrite, with the checkpoint folders)
-RUN_FILES = (
-    CONFIG, LOG, METRICS, RESULTS, CURVES, TRAINER_STATE, INPUTS, "training_args.bin", "adapter.safetensors",
-    "adapter_config.json", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
-    "config.json", "generation_config.json",
-)  # fmt: skip
-WEIGHT_FILES = (
-    "adapter.safetensors", "adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
-    "pytorch_model.bin", "adapter_model.bin",
-)  # fmt: skip
+# what every run writes at the top of OUTPUT_DIR, beside its method's files (run_file_names())
+COMMON_FILES = (CONFIG, LOG, METRICS, RESULTS, CURVES, TRAINER_STATE, INPUTS, TRAINING_ARGS)
 PACKAGES = (
     "torch",
     "transformers",
@@ -61,9 +54,10 @@ PACKAGES = (
 )
 
 
-def is_main_process() -> bool:
-    """Rank 0 of a torchrun launch (or a plain process): the one that checks, writes and logs."""
-    return int(os.environ.get("RANK", "0")) == 0
+def run_file_names() -> tuple[str, ...]:
+    """What a run writes at the top of OUTPUT_DIR (removed by --overwrite, with the checkpoint folders): the
+    common files and every registered method's (:func:`.methods.method_files`)."""
+    return (*COMMON_FILES, *method_files())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -104,12 +98,12 @@ def nothing_trained(out: Path) -> bool:
     corrected command may take it over, as the vision side treats such a folder as empty."""
     if (out / RESULTS).is_file() or checkpoint_dirs(out):
         return False
-    return not any((out / name).is_file() for name in WEIGHT_FILES)
+    return not any((out / name).is_file() for name in weight_files())
 
 
 def clear_run(out: Path, keep: tuple[str, ...] = ()) -> None:
     """Removes a run's files (but ``keep``) and checkpoints from ``out`` (nothing else in it)."""
-    for name in RUN_FILES:
+    for name in run_file_names():
         if name not in keep:
             (out / name).unlink(missing_ok=True)
     for folder in checkpoint_dirs(out):
@@ -182,8 +176,9 @@ def incomplete_reason(folder: Path) -> str | None:
     """Why a checkpoint folder cannot be resumed from, or None when it is complete."""
     if not (folder / TRAINER_STATE).is_file():
         return f"no {TRAINER_STATE} (the run was stopped while writing it)"
-    if not any((folder / name).is_file() for name in WEIGHT_FILES) and not any(folder.glob("global_step*")):
-        return "no weights file (" + ", ".join(WEIGHT_FILES[:3]) + ", ...)"
+    weights = weight_files()
+    if not any((folder / name).is_file() for name in weights) and not any(folder.glob("global_step*")):
+        return "no weights file (" + ", ".join(weights[:3]) + ", ...)"
     for path in sorted(folder.iterdir()):
         if path.is_file():
             problem = damaged_file(path)
@@ -212,7 +207,7 @@ def resume_point(out: Path) -> str | None:
 
 def check_run_files(folder: Path) -> None:
     """Stops with the file's name when a saved run's weights or config cannot be read back."""
-    for name in (CONFIG, *WEIGHT_FILES, "adapter_config.json", "config.json"):
+    for name in (CONFIG, *method_files()):
         path = folder / name
         if path.is_file():
             problem = damaged_file(path)
@@ -226,10 +221,8 @@ def check_run_files(folder: Path) -> None:
 
 
 def read_metrics(out: Path) -> list[dict]:
-    path = out / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The run's ``metrics.jsonl`` records (``[]`` before the first log)."""
+    return read_jsonl(Path(out) / METRICS)
 
 
 def truncate_metrics(out: Path, step: int) -> None:
@@ -263,17 +256,17 @@ class MetricsCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and read_metrics(self.out):
-            plot_curves(self.out / METRICS, self.out / CURVES)
+            plot_curves(self.out)
 
 
-def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
-    """Train and eval loss, and learning rate, per step, from a run's ``metrics.jsonl``."""
+def plot_curves(out: Path) -> Path:
+    """``curves.png``: train and eval loss, and learning rate, per step, from the run's ``metrics.jsonl``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
+    records = read_metrics(out)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for key, label in (("loss", "train"), ("eval_loss", "eval")):
         points = [(r["step"], r[key]) for r in records if key in r]
@@ -290,25 +283,15 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return save_figure(fig, out_png)
-
-
-def data_checksum(cfg: CfgNode) -> dict:
-    """SHA-256 (first 16 hex digits) of every data file ``DATA.PATH`` names, or the hub dataset's name."""
-    from .records import data_files
-
-    files = data_files(cfg.DATA.PATH)
-    if not files:
-        return {"hub_dataset": cfg.DATA.PATH}
-    return {str(path): file_fingerprint(path) for path in files}
+    return save_figure(fig, Path(out) / CURVES)
 
 
 def run_record(cfg: CfgNode) -> dict:
-    """Versions, code commit, device and data checksum, stored in ``results.json``."""
+    """Versions, code commit and device, stored in ``results.json`` (the inputs' content is its ``inputs``)."""
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and not cfg.TRAIN.USE_CPU else "cpu"
-    return {**software_record(PACKAGES), "device": device, "data_sha256_16": data_checksum(cfg)}
+    return {**software_record(PACKAGES), "device": device}
 
 
 def write_results(out: Path, results: dict) -> None:

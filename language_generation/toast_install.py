@@ -253,6 +253,12 @@ class ToastCausalLM(nn.Module):
         self.base.gradient_checkpointing_disable()
         self._checkpointing_replays_signal = False
 
+    @property
+    def needs_tokens_in_step(self) -> bool:
+        """The ``Trainer`` passes the optimizer step's real-token count (``tokens_in_step``) to a model with a
+        reconstruction loss, which divides that loss by it."""
+        return bool(self.recon_coef)
+
     def _first_pass_needs_grad(self) -> bool:
         return any(p.requires_grad for p in self.base.parameters())
 

@@ -1,8 +1,8 @@
 """TOAST's policy for a language model: which top-down tensors train (the part sets, ``MODEL.TOAST.TRAIN``),
-where the top-down weights start from, and :func:`attach_toast`, which installs TOAST into a loaded base model
-with those choices.
+where the top-down weights start from, and :func:`install_toast`, which installs TOAST (or TOAST-Lite) into a
+loaded base model with those choices.
 
-Imports run one way: :mod:`.model` builds from the registry in :mod:`.transfer`, whose TOAST methods build
+Imports run one way: :mod:`.model` builds from the registry in :mod:`.methods`, whose TOAST methods build
 through this module, which installs through :mod:`.toast_install`.
 """
 
@@ -35,7 +35,7 @@ __all__ = [
     "ORIGINAL_TUNING_SET",
     "TRAINABLE_DTYPES",
     "TRAINABLE_PARTS",
-    "attach_toast",
+    "install_toast",
     "read_top_down_weights",
     "toast_cfg_problems",
     "trained_parts",
@@ -91,19 +91,19 @@ def read_top_down_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
     return top_down, str(source)
 
 
-def trained_parts(cfg: CfgNode) -> list[str]:
+def trained_parts(cfg: CfgNode, low_rank: bool) -> list[str]:
     """The top-down parts that train: ``MODEL.TOAST.TRAIN``, or for ``['auto']`` a set that learns.
 
     With pre-tuned weights (``MODEL.TOPDOWN_WEIGHTS``) ``toast`` trains B_i and p, the original's final
     recipe. Without them A_i is random: its chain of L random maps carries almost nothing to the lower
-    layers, and frozen it never learns to (measured: loss flat), so A_i trains too. ``toast-lite`` trains
-    the low-rank updates of A_i and B_i, and p, as the original's ``mark_only_lora_as_trainable`` + prompt.
+    layers, and frozen it never learns to (measured: loss flat), so A_i trains too. ``low_rank`` (TOAST-Lite)
+    trains the low-rank updates of A_i and B_i, and p, as the original's ``mark_only_lora_as_trainable`` + prompt.
     """
     parts = list(cfg.MODEL.TOAST.TRAIN)
     if parts != ["auto"]:
         logger.info("top-down parts trained: %s (MODEL.TOAST.TRAIN)", parts)
         return parts
-    if cfg.MODEL.TRANSFER_TYPE == "toast-lite":
+    if low_rank:
         why = "toast-lite: the low-rank updates of A_i and B_i, and p, as the original"
         parts = FRESH_PATH_SET
     elif cfg.MODEL.TOPDOWN_WEIGHTS:
@@ -116,8 +116,8 @@ def trained_parts(cfg: CfgNode) -> list[str]:
     return parts
 
 
-def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
-    """Installs TOAST (or TOAST-Lite) into ``base`` and sets the trainable tensors of ``cfg``.
+def install_toast(base: PreTrainedModel, cfg: CfgNode, low_rank: bool) -> ToastCausalLM:
+    """Installs TOAST (``low_rank``: TOAST-Lite) into ``base`` and sets the trainable tensors of ``cfg``.
 
     Trainable top-down tensors are held in fp32 on a bf16/fp16 base (``MODEL.TRAINABLE_DTYPE float32``,
     as ``peft`` holds LoRA), so that small updates are not rounded away; the frozen ones take the base's
@@ -143,16 +143,15 @@ def attach_toast(base: PreTrainedModel, cfg: CfgNode) -> ToastCausalLM:
         state, source = read_top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
         load_top_down_state(top_down, state, source)
         logger.info("loaded the top-down path from %s", source)
-    lite = cfg.MODEL.TRANSFER_TYPE == "toast-lite"
-    if lite:
+    if low_rank:
         top_down.add_low_rank(toast_cfg.LITE_RANK, toast_cfg.LITE_ALPHA)
     requires_grad = {name: p.requires_grad for name, p in base.named_parameters()}  # unload() restores it
     for p in base.parameters():
         p.requires_grad_(False)
-    parts = set(trained_parts(cfg))
+    parts = set(trained_parts(cfg, low_rank))
     trainable_dtype = torch.float32 if cfg.MODEL.TRAINABLE_DTYPE == "float32" else base.dtype
     for name, p in top_down.named_parameters():
-        trains = trains_top_down(name, parts, low_rank=lite)
+        trains = trains_top_down(name, parts, low_rank=low_rank)
         p.requires_grad_(trains)
         p.data = p.data.to(device=base.device, dtype=trainable_dtype if trains else base.dtype)
     return ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF, base_requires_grad=requires_grad)

@@ -4,9 +4,9 @@
         MODEL.NAME_OR_PATH meta-llama/Llama-2-7b-hf DATA.PATH alpaca_data.json OUTPUT_DIR output/alpaca
     torchrun --nproc_per_node=4 -m language_generation.train ... TRAIN.BF16 True TRAIN.FSDP "full_shard auto_wrap"
 
-Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets the adapter (TOAST), the peft
-adapter (LoRA) or the model (full), the tokenizer and the run files of :mod:`.run_files` (``config.yaml``,
-``log.txt``, ``metrics.jsonl``, ``curves.png``, ``results.json``); re-running resumes from the newest complete
+Every ``TrainingArguments`` field is ``TRAIN.<FIELD>``. The run folder gets what the transfer method saves
+(the TOAST adapter, the peft adapter of LoRA/IA3, the whole end2end model), the tokenizer and the run files
+of :mod:`.run_files` (``config.yaml``, ``log.txt``, ``metrics.jsonl``, ``curves.png``, ``results.json``); re-running resumes from the newest complete
 ``checkpoint-*`` folder, and a folder holding another config is refused unless ``--overwrite``.
 """
 
@@ -29,20 +29,13 @@ from yacs.config import CfgNode
 from toast.summary import parameter_summary
 
 from . import run_files as rf
-from .checks import (
-    FiniteLossMixin,
-    InputsChanged,
-    NonFiniteGuard,
-    NonFiniteTrainingError,
-    check_precision,
-    check_run_inputs,
-    read_inputs,
-    record_inputs,
-)
-from .config import check_model_name, load_config, training_arguments_defaults
+from .config import check_model_name, check_precision, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
-from .distributed import barrier, check_engine_config, end_processes, gathered_adapter_state, main_decides
-from .model import ToastCausalLM, build_model, build_tokenizer
+from .distributed import barrier, check_engine_config, end_processes, gathered_state, is_main_process, main_decides
+from .methods import TRANSFER_METHODS, TransferMethod
+from .model import build_model, build_tokenizer
+from .nonfinite import FiniteLossMixin, NonFiniteGuard, NonFiniteTrainingError
+from .run_inputs import InputsChanged, check_run_inputs, read_inputs, record_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -69,35 +62,45 @@ def start_distributed_world(args: TrainingArguments) -> None:
 
 
 class ToastTrainer(FiniteLossMixin, Trainer):
-    """Saves and resumes a TOAST model as its adapter only (the base model is never copied)."""
+    """The ``Trainer`` for any registered method: a method that saves its own tensors (``own_tensors``, as TOAST
+    its adapter) is saved and resumed through them, never as a copy of the base model; the others as the
+    ``Trainer`` saves a model.
+
+    Args:
+        method: the transfer method of the model that trains.
+    """
+
+    def __init__(self, *args, method: TransferMethod, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.method = method
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """A TOAST model is saved as its adapter, gathered by every process from whatever the engine holds
-        (ZeRO-3 partitions, FSDP2 shards: only the adapter's own tensors, so no engine setting about
-        gathering the whole model matters) and written by the main process alone; every process returns once the
-        files exist, so that none reads the folder (a reload, a resume) while the main process is writing it."""
-        model = self.accelerator.unwrap_model(self.model)
-        if not isinstance(model, ToastCausalLM):
+        """A method's own tensors are gathered by every process from whatever the engine holds (ZeRO-3 partitions,
+        FSDP2 shards: only these tensors, so no engine setting about gathering the whole model matters) and
+        written by the main process alone; every process returns once the files exist, so that none reads the
+        folder (a reload, a resume) while the main process is writing it."""
+        if self.method.own_tensors is None:
             return super().save_model(output_dir, _internal_call)
-        state = gathered_adapter_state(model)
-        if self.args.should_save:
-            self._write_adapter(model, output_dir or self.args.output_dir, state)
+        self._save_own_tensors(output_dir)
         barrier()
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        model = self.accelerator.unwrap_model(self.model)
-        if not isinstance(model, ToastCausalLM):
+        if self.method.own_tensors is None:
             return super()._save(output_dir, state_dict)
-        state = gathered_adapter_state(model)  # every process, as save_model
-        if self.args.should_save:
-            self._write_adapter(model, output_dir or self.args.output_dir, state)
+        self._save_own_tensors(output_dir)
 
-    def _write_adapter(self, model: ToastCausalLM, output_dir: str, state: dict[str, torch.Tensor]) -> None:
+    def _save_own_tensors(self, output_dir: str | None) -> None:
+        """Every process gathers (a collective), the main process writes."""
+        model = self.accelerator.unwrap_model(self.model)
+        state = gathered_state(self.method.own_tensors.state(model))
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
-        model.save_adapter(output_dir, state_dict=state)
+        self.method.own_tensors.write(model, Path(output_dir), state)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        torch.save(self.args, os.path.join(output_dir, rf.TRAINING_ARGS))
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """The library's, plus the real (unpadded) tokens of the whole optimizer step, over all processes as
@@ -116,27 +119,24 @@ class ToastTrainer(FiniteLossMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The head runs only where a label is supervised (:func:`supervised_logits_only`). In training
-        (``num_items_in_batch`` given), a TOAST model with a reconstruction loss also gets the step's real-token
-        count (``tokens_in_step``)."""
+        (``num_items_in_batch`` given), a model that asks for it (``needs_tokens_in_step``: TOAST with a
+        reconstruction loss) also gets the step's real-token count (``tokens_in_step``)."""
         unwrapped = self.accelerator.unwrap_model(model)
         if not return_outputs and accepts_logits_to_keep(unwrapped):
             inputs = supervised_logits_only(inputs)
         tokens = getattr(self, "_tokens_in_step", None)
-        if num_items_in_batch is not None and tokens is not None and isinstance(unwrapped, ToastCausalLM):
-            if unwrapped.recon_coef:
-                inputs = {**inputs, "tokens_in_step": tokens}
+        if num_items_in_batch is not None and tokens is not None and getattr(unwrapped, "needs_tokens_in_step", False):
+            inputs = {**inputs, "tokens_in_step": tokens}
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        """The adapter back into the model: plain tensors, or FSDP2's ``DTensor`` shards (through
-        ``torch.distributed.checkpoint.state_dict``, see :func:`toast.load_adapter`)."""
-        target = self.accelerator.unwrap_model(model or self.model)
-        if isinstance(target, ToastCausalLM):
-            target.load_adapter(resume_from_checkpoint)
-        else:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        """A method's own tensors back into the model (TOAST: plain tensors, or FSDP2's ``DTensor`` shards
+        through ``torch.distributed.checkpoint.state_dict``, see :func:`toast.load_adapter`)."""
+        if self.method.own_tensors is None:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self.method.own_tensors.read(self.accelerator.unwrap_model(model or self.model), Path(resume_from_checkpoint))
 
 
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
@@ -212,10 +212,11 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
         args = training_arguments(cfg, has_eval_split=False)
     set_seed(args.seed)  # before the model: a fresh top-down path is the same in every process and run
     model = build_model(cfg)
-    if last is None and rf.is_main_process():  # training starts from scratch: on these inputs
+    if last is None and is_main_process():  # training starts from scratch: on these inputs
         record_inputs(out, cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     trainer = ToastTrainer(
+        method=TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE),
         model=model,
         args=args,
         train_dataset=train_set,
@@ -252,9 +253,13 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
 
 
 def main(
-    argv: list[str] | None = None, defaults: list[str] = (), require_toast: bool = False, description: str = __doc__
+    argv: list[str] | None = None,
+    defaults: list[str] = (),
+    require_top_down: bool = False,
+    description: str = __doc__,
 ) -> None:
-    """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
+    """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's) and
+    ``require_top_down`` (a method with a top-down path)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="")
     parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
@@ -264,8 +269,12 @@ def main(
         cfg = load_config(args.config_file, args.opts, defaults=defaults)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    if require_toast and cfg.MODEL.TRANSFER_TYPE not in ("toast", "toast-lite"):
-        sys.exit(f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r}")
+    if require_top_down and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).has_top_down:
+        with_path = [m.name for m in TRANSFER_METHODS.in_table_order() if m.has_top_down]
+        sys.exit(
+            f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r} has none "
+            f"(choose one of {with_path})"
+        )
     try:
         results = train(cfg, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:

@@ -106,3 +106,11 @@ def read_json_record(path: str | os.PathLike):
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); delete it to skip the input check") from err
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file (``metrics.jsonl``), blank lines skipped; ``[]`` when there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -12,7 +12,7 @@ Otherwise trains with python -m language_generation.train (torchrun when NPROC >
 environment:
   MODEL       hub name or local folder of the base model (e.g. meta-llama/Llama-2-7b-hf)
   DATA        Alpaca/ShareGPT JSON(L) file, folder or hub dataset name
-  METHOD      toast (default) | toast-lite | lora | end2end (alias: full)
+  METHOD      toast (default) | toast-lite | lora | end2end
   CONFIG      YAML config (default: configs/alpaca/llama7b_<METHOD>.yaml when it exists)
   OUTPUT_DIR  run folder (default: output/alpaca_<METHOD>)
   NPROC       GPUs (default: 1)
@@ -32,9 +32,7 @@ fi
 
 METHOD="${METHOD:-toast}"
 OUTPUT_DIR="${OUTPUT_DIR:-output/alpaca_${METHOD}}"
-recipe="$METHOD"
-[[ "$METHOD" == end2end ]] && recipe=full  # the recipe file keeps the alias's name
-CONFIG="${CONFIG:-configs/alpaca/llama7b_${recipe}.yaml}"
+CONFIG="${CONFIG:-configs/alpaca/llama7b_${METHOD}.yaml}"
 config_args=()
 [[ -f "$CONFIG" ]] && config_args=(--config-file "$CONFIG")
 extra=()

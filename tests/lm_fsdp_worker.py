@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from language_generation.config import load_config  # noqa: E402
 from language_generation.data import IGNORE_INDEX, build_datasets  # noqa: E402
 from language_generation.distributed import end_processes  # noqa: E402
+from language_generation.methods import TRANSFER_METHODS  # noqa: E402
 from language_generation.model import build_model, build_tokenizer, decoder_layers  # noqa: E402
 from language_generation.train import ToastTrainer, training_arguments  # noqa: E402
 
@@ -115,7 +116,12 @@ def run(out: Path, opts: list[str], steps: int, save_steps: int = 0, stop_after:
     model = build_model(cfg)
     if world > 1:
         shard(model)
-    trainer = ToastTrainer(model=model, args=training_arguments(cfg, has_eval_split=False), processing_class=tokenizer)
+    trainer = ToastTrainer(
+        method=TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE),
+        model=model,
+        args=training_arguments(cfg, has_eval_split=False),
+        processing_class=tokenizer,
+    )
     optimizer = torch.optim.SGD(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.TRAIN.LEARNING_RATE, momentum=0.9
     )
@@ -137,10 +143,12 @@ def run(out: Path, opts: list[str], steps: int, save_steps: int = 0, stop_after:
         set_seed(cfg.SEED + 1)
         fresh = build_model(cfg)
         shard(fresh)
-        ToastTrainer(model=fresh, args=trainer.args, processing_class=tokenizer)._load_from_checkpoint(str(out))
-        from language_generation.distributed import gathered_adapter_state
+        ToastTrainer(
+            method=trainer.method, model=fresh, args=trainer.args, processing_class=tokenizer
+        )._load_from_checkpoint(str(out))
+        from language_generation.distributed import gathered_state
 
-        mine, back = gathered_adapter_state(model), gathered_adapter_state(fresh)
+        mine, back = gathered_state(model.adapter_state_dict()), gathered_state(fresh.adapter_state_dict())
         result["reload_max_gap"] = max((mine[n] - back[n]).abs().max().item() for n in mine)
     if rank == 0:
         (out / "result.json").write_text(json.dumps(result))

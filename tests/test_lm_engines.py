@@ -9,6 +9,7 @@ import torch
 
 from language_generation.config import load_config
 from language_generation.distributed import GATHER_KEY, check_engine_config
+from language_generation.methods import TRANSFER_METHODS
 from toast.summary import parameter_summary
 
 
@@ -23,7 +24,11 @@ def _cfg(tmp_path, transfer: str, zero: dict | None = None, fsdp: dict | None = 
     return load_config("", opts)
 
 
-@pytest.mark.parametrize("transfer", ["lora", "end2end"])
+SAVED_BY_TRAINER = sorted(name for name, m in TRANSFER_METHODS.items() if m.own_tensors is None)
+SAVES_OWN_TENSORS = sorted(name for name, m in TRANSFER_METHODS.items() if m.own_tensors is not None)
+
+
+@pytest.mark.parametrize("transfer", SAVED_BY_TRAINER)
 def test_a_zero3_config_that_cannot_save_the_model_is_refused_naming_the_key(tmp_path, transfer):
     with pytest.raises(ValueError, match=GATHER_KEY):
         check_engine_config(_cfg(tmp_path, transfer, zero={"stage": 3}))
@@ -31,10 +36,10 @@ def test_a_zero3_config_that_cannot_save_the_model_is_refused_naming_the_key(tmp
     check_engine_config(_cfg(tmp_path, transfer, zero={"stage": 2}))
 
 
-def test_toast_saves_its_adapter_under_any_zero3_or_fsdp_setting(tmp_path):
-    for transfer in ("toast", "toast-lite"):
-        check_engine_config(_cfg(tmp_path, transfer, zero={"stage": 3}))
-        check_engine_config(_cfg(tmp_path, transfer, fsdp={"state_dict_type": "SHARDED_STATE_DICT"}))
+@pytest.mark.parametrize("transfer", SAVES_OWN_TENSORS)
+def test_a_method_that_saves_its_own_tensors_runs_under_any_zero3_or_fsdp_setting(tmp_path, transfer):
+    check_engine_config(_cfg(tmp_path, transfer, zero={"stage": 3}))
+    check_engine_config(_cfg(tmp_path, transfer, fsdp={"state_dict_type": "SHARDED_STATE_DICT"}))
 
 
 def test_fsdp1_is_refused_for_toast_naming_the_key(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
-from language_generation import generate
+from language_generation import generate, trained_run
+from language_generation.methods import TRANSFER_METHODS, TransferMethod
 from language_generation.train import load_config, train
 
 
@@ -37,9 +38,13 @@ def generate_records(run, tmp_path, *args):
     return json.loads(output.read_text())
 
 
-@pytest.mark.parametrize("transfer", ["toast", "toast-lite", "lora", "full", "end2end"])
-def test_generate_loads_any_run_without_naming_the_base_model(local_model, tmp_path, transfer):  # noqa: F811
+@pytest.mark.parametrize("transfer", sorted(TRANSFER_METHODS))
+def test_every_method_trains_and_generates_from_its_run_folder(local_model, tmp_path, transfer):  # noqa: F811
+    """train → generate from the run folder alone (the base model, method and template come from its config),
+    for every registered method; the run folder holds the method's files."""
     run = run_of(local_model, tmp_path, transfer)
+    method = TRANSFER_METHODS[transfer]
+    assert any((run / name).is_file() for name in method.run_weights)
     records = generate_records(run, tmp_path, "--prompt", "add 2 and 3", "--input", "hello")
     assert records[0]["instruction"] == "add 2 and 3" and records[0]["input"] == "hello"
     assert isinstance(records[0]["output"], str)
@@ -77,8 +82,9 @@ def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch):
         raise AssertionError("loaded a model or tokenizer")
 
     monkeypatch.setattr(generate, "build_tokenizer", must_not_load)
-    monkeypatch.setattr(generate, "load_base_model", must_not_load)
-    monkeypatch.setattr(generate, "build_model", must_not_load)
+    monkeypatch.setattr(trained_run, "build_tokenizer", must_not_load)
+    monkeypatch.setattr(trained_run, "build_model", must_not_load)
+    monkeypatch.setattr(TransferMethod, "load_run", must_not_load)
     with pytest.raises(SystemExit, match="is not a run folder: it has no config.yaml"):
         generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
     with pytest.raises(SystemExit, match="does not exist"):
@@ -104,5 +110,3 @@ def test_prompts_are_rendered_in_the_runs_template(tokenizer):  # noqa: F811
     assert render_prompt(chat_tok, record, "chat") == "user: add 2 and 3\n\nhello </s> assistant: "
     assert render_prompt(chat_tok, record, "vicuna").endswith("USER: add 2 and 3\n\nhello ASSISTANT:")
     assert render_prompt(chat_tok, record, "alpaca").endswith("### Input:\nhello\n\n### Response:")
-    with pytest.raises(ValueError, match="is now DATA.TEMPLATE chat"):
-        load_config("", ["GENERATE.CHAT_TEMPLATE", "True"])

@@ -1,5 +1,5 @@
-"""The language modules import one way: model → transfer → toast_policy → toast_install (no cycle); both
-halves' transfer methods have one shape."""
+"""The language modules import one way: model → methods → toast_policy → toast_install (no cycle), and the
+config (with every method's keys) loads without the model; both halves' transfer methods have one shape."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ def _loaded_after(module: str) -> set[str]:
 
 
 def test_imports_run_one_way():
-    assert not {"language_generation.model", "language_generation.transfer"} & _loaded_after(
+    assert not {"language_generation.model", "language_generation.methods"} & _loaded_after(
         "language_generation.toast_policy"
     )
-    after_transfer = _loaded_after("language_generation.transfer")
-    assert "language_generation.toast_policy" in after_transfer and "language_generation.model" not in after_transfer
+    after_methods = _loaded_after("language_generation.methods")
+    assert "language_generation.toast_policy" in after_methods and "language_generation.model" not in after_methods
+    after_config = _loaded_after("language_generation.config")
+    assert not {"language_generation.model", "language_generation.run_files"} & after_config
 
 
 def test_both_halves_share_one_transfer_method_shape():
-    from language_generation.transfer import TransferMethod as LanguageMethod
+    from language_generation.methods import TransferMethod as LanguageMethod
     from toast.registry import TransferMethod
     from visual_classification.models.transfer.registry import TransferMethod as VisionMethod
 

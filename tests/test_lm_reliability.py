@@ -16,7 +16,6 @@ from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
 from language_generation import generate
 from language_generation import run_files as rf
-from language_generation.checks import INPUTS
 from language_generation.config import get_cfg
 from language_generation.data import build_datasets
 from language_generation.records import load_records
@@ -90,7 +89,7 @@ def test_a_resume_on_a_replaced_data_file_is_refused_naming_it(local_model, tmp_
     folder, data = local_model
     out = tmp_path / "run"
     run(local_model, out, 4)
-    assert json.loads((out / INPUTS).read_text())["data"]["files"] == {"alpaca.json": _hash(data)}
+    assert json.loads((out / rf.INPUTS).read_text())["data"]["files"] == {"alpaca.json": _hash(data)}
     assert json.loads((out / "results.json").read_text())["run"]["inputs"]["base_model"]["files"]
     (out / "results.json").unlink()  # as if killed after checkpoint-2
     shutil.rmtree(out / "checkpoint-4")
@@ -301,7 +300,7 @@ def test_pretuning_on_an_empty_corpus_names_the_file_and_key(local_model, tmp_pa
 
 
 def test_changed_top_down_weights_and_hub_names_in_the_inputs_check(local_model, tmp_path):  # noqa: F811
-    from language_generation.checks import InputsChanged, check_run_inputs, record_inputs
+    from language_generation.run_inputs import InputsChanged, check_run_inputs, record_inputs
 
     folder, data = local_model
     weights = tmp_path / "topdown.bin"

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from language_generation import run_files as rf
 from language_generation.config import load_config, read_run_config, run_config_text
-from language_generation.generate import run_config
+from language_generation.trained_run import run_config
 
 OPTS = ["MODEL.NAME_OR_PATH", "m", "TRAIN.MAX_STEPS", "7", "TRAIN.LEARNING_RATE", "0.01"]
 

@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 
 from experiments.lm_refocus.evaluate import _batch, first_line, score
 from language_generation.data import IGNORE_INDEX, alpaca_example
+from language_generation.methods import TRANSFER_METHODS
 from language_generation.train import ToastTrainer, accepts_logits_to_keep, supervised_logits_only
 
 RECORDS = [
@@ -121,7 +122,8 @@ def test_trainer_loss_and_gradients_equal_the_full_heads(kind, tmp_path):
     )
     head.register_forward_hook(lambda m, args, out: heads.append(args[0].shape[1]))
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    kept = ToastTrainer(model=model, args=args).compute_loss(model, inputs)
+    method = TRANSFER_METHODS[{"base": "end2end"}.get(kind, kind)]
+    kept = ToastTrainer(method=method, model=model, args=args).compute_loss(model, inputs)
     kept.backward()
     assert heads == [6]  # the positions whose next token some row supervises: 4, 5 (row 1), 7-9 (row 0), 10 (row 2)
     assert float(kept) == pytest.approx(float(full), rel=1e-5)

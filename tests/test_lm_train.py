@@ -83,7 +83,7 @@ def test_toast_training_writes_the_adapter_and_run_files(local_model, tmp_path):
     assert all("learning_rate" in m for m in metrics if "loss" in m)
     run = json.loads((out / "results.json").read_text())["run"]
     assert run["packages"]["transformers"] and "git_commit" in run
-    assert run["data_sha256_16"] == {str(data): hashlib.sha256(data.read_bytes()).hexdigest()[:16]}
+    assert run["inputs"]["data"]["files"] == {data.name: hashlib.sha256(data.read_bytes()).hexdigest()[:16]}
     assert train(load_config("", opts(folder, data, out, 2))) == first  # the same command: reported, not rerun
 
 
@@ -99,7 +99,7 @@ def test_unknown_training_argument_is_named():
 
 
 @pytest.mark.parametrize(
-    "name", ["llama7b_toast", "llama7b_toast-lite", "llama7b_lora", "llama7b_full", "demo_smollm2"]
+    "name", ["llama7b_toast", "llama7b_toast-lite", "llama7b_lora", "llama7b_end2end", "demo_smollm2"]
 )
 def test_shipped_language_configs_load_into_training_arguments(name):
     from pathlib import Path

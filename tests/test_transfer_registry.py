@@ -1,5 +1,5 @@
 """One way to declare a transfer method on both halves: the shared registry, the "which top-down tensors
-train" filter, the parameter summary; ``end2end`` and its alias ``full`` on the language side."""
+train" filter, the parameter summary."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import logging
 import re
 
 import pytest
-import torch
 from lm_helpers import tiny_base
 from torch import nn
 
 from language_generation.config import get_cfg as lm_cfg
+from language_generation.methods import TRANSFER_METHODS as LM_METHODS
+from language_generation.methods import get_transfer_method as lm_method
 from language_generation.model import attach_toast, build_model
-from language_generation.transfer import TRANSFER_METHODS as LM_METHODS
-from language_generation.transfer import get_transfer_method as lm_method
 from toast.parts import trains_top_down
 from toast.registry import Registry, TransferMethod
 from toast.summary import parameter_summary
@@ -46,7 +45,6 @@ def test_registry_looks_up_names_and_aliases_and_names_the_choices():
 def test_both_halves_declare_methods_in_one_registry():
     assert isinstance(VISION_METHODS, Registry) and isinstance(LM_METHODS, Registry)
     assert sorted(LM_METHODS) == ["end2end", "ia3", "lora", "toast", "toast-lite"]
-    assert lm_method("full") is lm_method("end2end")
     with pytest.raises(
         ValueError, match=r"unknown; choose one of \['end2end', 'ia3', 'lora', 'toast', 'toast-lite'\]"
     ):
@@ -61,35 +59,14 @@ def test_an_unknown_lm_method_stops_before_any_weights_load():
         build_model(cfg)
 
 
-def test_end2end_and_full_build_the_same_model(tmp_path):
-    tiny_base("llama").save_pretrained(tmp_path / "tiny")
-    ids = torch.randint(3, 96, (1, 5), generator=torch.Generator().manual_seed(0))
-    built = {}
-    for name in ("end2end", "full"):
-        cfg = lm_cfg()
-        cfg.MODEL.NAME_OR_PATH = str(tmp_path / "tiny")
-        cfg.MODEL.TRANSFER_TYPE = name
-        model = build_model(cfg)
-        built[name] = (
-            {n: p.requires_grad for n, p in model.named_parameters()},
-            model.state_dict(),
-            model(input_ids=ids).logits,
-            type(model),
-        )
-    (trains_a, state_a, logits_a, type_a), (trains_b, state_b, logits_b, type_b) = built.values()
-    assert type_a is type_b and trains_a == trains_b and all(trains_a.values())
-    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-    assert torch.equal(logits_a, logits_b)
-
-
 # -- which top-down tensors train ---------------------------------------------------------------------------
 
-# The filters each half used before the shared one, kept here as the reference.
+# Each half's filter written out on its own, as the reference the shared one must match.
 _VISION_TOAST = re.compile(r"^top_down\.(prompt|decoders\.\d+\.(down|to_value)\.weight)$")
 _VISION_LITE = re.compile(r"^top_down\.(prompt|transform|decoders\.\d+\.(down|to_value)\.lora_[ab])$")
 
 
-def _lm_rule_before(name: str, parts: set[str], lite: bool) -> bool:
+def _lm_reference_rule(name: str, parts: set[str], lite: bool) -> bool:
     part = name.split(".")[-2] if name.startswith("decoders.") else name
     if lite and name.startswith("decoders."):
         return "lora_" in name and part in parts
@@ -104,14 +81,14 @@ def _lm_rule_before(name: str, parts: set[str], lite: bool) -> bool:
         ("toast", _VISION_TOAST, {"MODEL.BACKBONE": "convnext_atto"}),
     ],
 )
-def test_vision_trains_the_same_top_down_tensors_as_before(transfer, reference, overrides):
+def test_vision_trains_the_reference_top_down_tensors(transfer, reference, overrides):
     model = build_tiny(transfer, **overrides)
     chosen = {n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")}
     expected = {n for n, _ in model.named_parameters() if reference.match(n)}
     assert chosen == expected and any("decoders" in n for n in chosen)
 
 
-def test_lm_filter_chooses_as_before_for_every_set_of_parts():
+def test_lm_filter_chooses_as_the_reference_for_every_set_of_parts():
     top_down = TopDownModule(8, 2)
     top_down.add_low_rank(2, 4.0)
     names = [n for n, _ in top_down.named_parameters()]
@@ -119,7 +96,7 @@ def test_lm_filter_chooses_as_before_for_every_set_of_parts():
     for size, lite in itertools.product(range(len(parts) + 1), (False, True)):
         for chosen in itertools.combinations(parts, size):
             got = [n for n in names if trains_top_down(n, chosen, lite)]
-            assert got == [n for n in names if _lm_rule_before(n, set(chosen), lite)], (chosen, lite)
+            assert got == [n for n in names if _lm_reference_rule(n, set(chosen), lite)], (chosen, lite)
     with pytest.raises(ValueError, match=r"unknown top-down parts \['bias'\]"):
         trains_top_down("prompt", ["bias"], False)
 

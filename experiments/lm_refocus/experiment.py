@@ -23,6 +23,7 @@ from language_generation.model import attach_toast, build_tokenizer, load_base_m
 from language_generation.pretune import PRETUNE_DEFAULTS
 from language_generation.run_files import read_metrics
 from language_generation.train import load_config, train
+from language_generation.trained_run import load_model
 from runkit.files import atomic_write_text
 from runkit.lr_grid import MAX_EXTENSIONS, interior_grid
 
@@ -233,18 +234,8 @@ def tune_cfg(setup: Setup, method: str, lr: float, steps: int, seed: int, paths:
 
 
 def load_tuned(cfg, run: Path):
-    kind = cfg.MODEL.TRANSFER_TYPE
-    if kind in ("lora", "ia3"):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(load_base_model(cfg), str(run))
-    if kind in ("end2end", "full"):
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(str(run), dtype=torch.float32)
-    model = attach_toast(load_base_model(cfg), cfg)
-    model.load_adapter(run)
-    return model
+    """The finished run, loaded as its method's registration says (``language_generation.trained_run``)."""
+    return load_model(cfg, run)
 
 
 def trained_scores(setup: Setup, method, lr, steps, seed, paths, splits, tokenizer, split: str) -> dict:

@@ -2,7 +2,7 @@
 their lr grids.
 
 ``ia3`` is ``peft``'s IA3 on k/v/down projections, a transfer method of the project
-(``language_generation/transfer.py``).
+(``language_generation/methods/``).
 """
 
 from __future__ import annotations
