@@ -19,7 +19,7 @@ from visual_classification.config import changed_keys, flat, get_cfg
 from visual_classification.data import build_task_data, load_rgb
 from visual_classification.data.transforms import normalization
 from visual_classification.engine.optim import build_optimizer
-from visual_classification.models import build_model
+from visual_classification.models.build import build_model
 from visual_classification.models.weights import load_backbone_state
 from visual_classification.train import load_config
 
@@ -229,9 +229,9 @@ def test_fgvc_json_errors_name_the_line(tmp_path):
 @pytest.mark.parametrize(
     ("opts", "pattern"),
     [
-        (["SOLVER.TOTAL_EPOCH", "0"], r"SOLVER.TOTAL_EPOCH must be >= 1, got 0"),
-        (["DATA.BATCH_SIZE", "0"], r"DATA.BATCH_SIZE must be >= 1, got 0"),
-        (["DATA.VAL_FRACTION", "1.5"], r"DATA.VAL_FRACTION must be in \[0, 1\)"),
+        (["SOLVER.TOTAL_EPOCH", "0"], r"SOLVER.TOTAL_EPOCH=0 must be >= 1"),
+        (["DATA.BATCH_SIZE", "0"], r"DATA.BATCH_SIZE=0 must be >= 1"),
+        (["DATA.VAL_FRACTION", "1.5"], r"DATA.VAL_FRACTION=1.5 must be in \[0, 1\)"),
         (["DATA.NORMALIZE", "clip"], r"DATA.NORMALIZE must be one of \['backbone', 'imagenet', 'inception'\]"),
     ],
 )

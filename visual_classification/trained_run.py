@@ -20,7 +20,8 @@ from .data import LAYOUTS, load_rgb, task_layout
 from .data.transforms import Normalize, normalization, pixel_transform
 from .engine import run_files as rf
 from .engine.run_inputs import check_weights_unchanged
-from .models import TransferModel, build_model
+from .models.build import build_model
+from .models.transfer_model import TransferModel
 from .train import load_config
 
 logger = logging.getLogger(__name__)

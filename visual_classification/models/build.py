@@ -22,7 +22,8 @@ from toast.adapter import (
 from .backbone import backbone_name, create_backbone, model_width
 from .head import build_head
 from .transfer import get_transfer_method
-from .transfer_model import HEAD_PREFIX, TransferModel
+from .transfer.registry import HEAD_PREFIX
+from .transfer_model import TransferModel
 from .weights import load_backbone_state, load_npz, read_state_dict, split_top_down
 
 logger = logging.getLogger(__name__)
