@@ -1,4 +1,4 @@
-"""Issue 18, vision half: faults a new user or a shared machine produces, each reproduced on tiny data.
+"""Vision reliability: faults a new user or a shared machine produces, each reproduced on tiny data.
 
 A diverged grid point, inputs changed behind the same path (same size, mtime restored), caches keyed by
 content, damaged cache files, predict's --output and damaged run files, out-of-range keys, a full disk.

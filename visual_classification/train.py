@@ -103,6 +103,8 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     import timm
     import torch
 
+    from runkit.runs import setup_logging
+
     from .data import build_task_data, task_num_classes
     from .engine import Trainer, seed_everything
     from .engine import run_files as rf
@@ -110,7 +112,7 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     from .engine.distributed import barrier, is_main
     from .models.build import build_model
 
-    rf.setup_logging(out, is_main())
+    setup_logging(out / rf.LOG, is_main())
     logger.info("torch %s, timm %s, device %s, world size %d", torch.__version__, timm.__version__, device, world)
     # the console shows what differs from the defaults, not all ~80 lines
     changed = "".join(f"\n  {key}: {value}" for key, value in changed_keys(cfg).items())

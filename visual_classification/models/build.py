@@ -13,6 +13,7 @@ from yacs.config import CfgNode
 from runkit.fingerprint import file_fingerprint
 from toast.adapter import (
     ADAPTER_WEIGHTS,
+    check_fit,
     convert_original_top_down,
     load_top_down_state,
     read_adapter_config,
@@ -116,14 +117,7 @@ def init_from_run(model: TransferModel, cfg: CfgNode, backbone: str) -> None:
     if not own:
         raise ValueError(f"{key}: transfer type {model.transfer_type!r} trains nothing but the head; nothing to load")
     saved = {n: t for n, t in load_file(str(folder / ADAPTER_WEIGHTS)).items() if not n.startswith(HEAD_PREFIX)}
-    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"{key} does not fit this model: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
-        )
-    for n, tensor in saved.items():
-        if tensor.shape != own[n].shape:
-            raise ValueError(f"{key}: tensor {n} has shape {tuple(tensor.shape)}, this model's {tuple(own[n].shape)}")
+    check_fit(own, saved, "MODEL.INIT_FROM", repr(str(folder)))
     with torch.no_grad():
         for n, tensor in saved.items():
             own[n].copy_(tensor)
