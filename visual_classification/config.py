@@ -103,8 +103,7 @@ _C.SOLVER.LOG_EVERY_N = 50  # log the running loss every N iterations
 # ---------------------------------------------------------------------------
 _C.SOLVER.TEST_PERIOD = 0  # 0: test once at the end (last epoch, and the best-val adapter); k > 0: also every k epochs
 _C.SOLVER.EVAL_PERIOD = 1  # validate every k epochs (and at the last); the best epoch is chosen among these
-# the frozen backbone runs once per image and the head trains on its pre-logits (a method whose cache is pre-logits)
-_C.DATA.CACHE_FEATURES = False
+# DATA.CACHE_FEATURES, MODEL.TOAST.CACHE_FIRST_PASS: each cache's key comes with the methods that can use it
 _C.DATA.CACHE_DIR = (
     ""  # "" = caches live in memory (shared by the runs of one process); a folder = memory-mapped files
 )
@@ -131,7 +130,7 @@ def check_protocol_keys(cfg: CN) -> None:
         raise ValueError(
             "SOLVER.OPTIMIZER lbfgs solves the linear probe in full batch on cached features: it needs a method "
             f"whose cache is {PRE_LOGITS.name} and {PRE_LOGITS.config_key} True "
-            f"(got {cfg.MODEL.TRANSFER_TYPE!r}, {cfg.DATA.CACHE_FEATURES})"
+            f"(got {cfg.MODEL.TRANSFER_TYPE!r}, {lookup(cfg, PRE_LOGITS.config_key)})"
         )
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import timm
@@ -31,6 +32,9 @@ from runkit.files import atomic_path
 from runkit.fingerprint import files_fingerprint
 
 from .distributed import barrier, is_main
+
+if TYPE_CHECKING:
+    from .frozen_prefix import PrefixStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +128,17 @@ def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast
 
 
 def compute_features(
-    model: nn.Module, dataset: Dataset, strategy, batch: int, workers: int, device: torch.device, autocast, dtype
+    model: nn.Module,
+    dataset: Dataset,
+    strategy: PrefixStrategy,
+    batch: int,
+    workers: int,
+    device: torch.device,
+    autocast,
+    dtype,
 ) -> torch.Tensor:
-    """Runs the frozen backbone over ``dataset`` in order, in eval mode, computing what ``strategy`` (a
-    ``frozen_prefix.PrefixStrategy``) caches; returns the features on the CPU."""
+    """Runs the frozen backbone over ``dataset`` in order, in eval mode, computing what ``strategy`` caches;
+    returns the features on the CPU."""
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, generator=torch.Generator())
@@ -144,11 +155,11 @@ def compute_features(
 
 @dataclass
 class CacheComputation:
-    """How a missing cache is computed: the model whose backbone runs, the ``frozen_prefix.PrefixStrategy`` that
-    says what it computes, and the loader settings."""
+    """How a missing cache is computed: the model whose backbone runs, the strategy that says what it computes,
+    and the loader settings."""
 
     model: nn.Module
-    strategy: object
+    strategy: PrefixStrategy
     dtype: torch.dtype
     batch: int
     workers: int
