@@ -141,8 +141,7 @@ def test_a_method_registered_outside_the_package_runs_through_every_command(
         "lr0.0078125_wd0",
     ]  # the registration's grid, × batch 4 / 256
     assert '"test_top1": [' in capsys.readouterr().out
-    linear = [*opts[: opts.index("MODEL.TRANSFER_TYPE")], *opts[opts.index("MODEL.TRANSFER_TYPE") + 2 :]]
-    tune_main(["--fixed", "--seeds=1", *linear, "MODEL.TRANSFER_TYPE", "linear"])
+    tune_main(["--fixed", "--seeds=1", *opts, "MODEL.TRANSFER_TYPE", "linear"])  # the last value of a key wins
     markdown, rows, _bars = summarize(tmp_path / "tuned")
     assert [row[:2] for row in rows[1:3]] == [["dtd", "linear"], ["dtd", "value-scale"]]  # table_order 10, then 35
     assert "| task | linear | value-scale |" in markdown
