@@ -23,6 +23,7 @@ def test_selection_prefers_score_then_smaller_lr():
     assert select({(0.1, 0.0): 50.0, (0.01, 0.0): 60.0}) == (0.01, 0.0)
     assert select({(0.1, 0.0): 60.0, (0.01, 0.001): 60.0}) == (0.01, 0.001)
     assert TRANSFER_METHODS["toast"].lr_grid[0] == 1.0 and len(TRANSFER_METHODS["prompt"].lr_grid) == 10
+    assert TRANSFER_METHODS.canonical("topdown") == "toast" and TRANSFER_METHODS.canonical("finetune") == "end2end"
 
 
 def test_tune_runs_the_grid_then_seeded_finals_and_resumes(tmp_path, capsys):
