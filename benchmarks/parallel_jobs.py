@@ -32,7 +32,7 @@ def vision_job(steps: int, seed: int) -> float:
     import torch.nn.functional as F
 
     from visual_classification.config import get_cfg
-    from visual_classification.models import build_model
+    from visual_classification.models.build import build_model
 
     start = time.time()
     torch.manual_seed(seed)

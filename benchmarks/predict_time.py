@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from timing import interleaved_medians  # noqa: E402
 
 from visual_classification.config import get_cfg  # noqa: E402
-from visual_classification.models import build_model  # noqa: E402
+from visual_classification.models.build import build_model  # noqa: E402
 
 
 def _build(args, transfer: str):

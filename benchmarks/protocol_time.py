@@ -45,7 +45,7 @@ from timing import interleaved_medians  # noqa: E402
 
 from visual_classification.config import get_cfg  # noqa: E402
 from visual_classification.engine import feature_cache  # noqa: E402
-from visual_classification.models import build_model  # noqa: E402
+from visual_classification.models.build import build_model  # noqa: E402
 from visual_classification.train import load_config, train  # noqa: E402
 
 CLASSES = 10

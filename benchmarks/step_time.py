@@ -27,7 +27,8 @@ import torch.nn.functional as F  # noqa: E402
 from timing import current_peak_mib, in_fresh_process, interleaved_medians  # noqa: E402
 
 from visual_classification.config import get_cfg  # noqa: E402
-from visual_classification.models import TRANSFER_METHODS, build_model  # noqa: E402
+from visual_classification.models import TRANSFER_METHODS  # noqa: E402
+from visual_classification.models.build import build_model  # noqa: E402
 
 FLOOR = "floor"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from visual_classification.config import get_cfg
-from visual_classification.models import build_model
+from visual_classification.models.build import build_model
 
 TINY_BACKBONE = "vit_tiny_patch16_224"  # 12 blocks, width 192; at 32 px it has 4 patches + CLS
 TINY_SIZE = 32

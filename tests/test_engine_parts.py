@@ -131,16 +131,16 @@ def test_roc_auc_equals_the_pairwise_definition_with_many_ties():
 
 def test_one_frozen_prefix_strategy_names_what_every_adapter_shares():
     """Training, evaluation and the last/best sweep ask one object; it says what the frozen prefix is."""
-    from visual_classification.engine import feature_cache as fc
-    from visual_classification.engine.frozen_prefix import FrozenPrefix
+    from visual_classification.engine.frozen_prefix import FrozenPrefix, strategy_for
+    from visual_classification.models.transfer.registry import FIRST_PASS, PRE_LOGITS
 
     toast, linear, lora = build_tiny("toast"), build_tiny("linear"), build_tiny("lora")
-    assert FrozenPrefix.of(toast, None).kind == fc.FIRST_PASS and not FrozenPrefix.of(toast, None).cached
-    assert FrozenPrefix.of(linear, None).kind == fc.PRE_LOGITS
-    assert FrozenPrefix.of(lora, None).kind is None  # LoRA changes the backbone: nothing is shared
-    assert FrozenPrefix.of(linear, fc.PRE_LOGITS).cached
+    assert FrozenPrefix.of(toast, None).strategy.kind == FIRST_PASS and not FrozenPrefix.of(toast, None).cached
+    assert FrozenPrefix.of(linear, None).strategy.kind == PRE_LOGITS
+    assert FrozenPrefix.of(lora, None).strategy is None  # LoRA changes the backbone: nothing is shared
+    assert FrozenPrefix.of(linear, strategy_for(PRE_LOGITS)).cached
     toast.backbone.blocks[0].attn.qkv.weight.requires_grad_(True)  # a backbone that trains has no frozen prefix
-    assert FrozenPrefix.of(toast, None).kind is None
+    assert FrozenPrefix.of(toast, None).strategy is None
     batch = (images(2), torch.tensor([0, 1]))
     strategy = FrozenPrefix.of(linear, None)
     linear.eval()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from visual_classification.config import get_cfg
-from visual_classification.models import TRANSFER_METHODS, build_model
+from visual_classification.models import TRANSFER_METHODS
+from visual_classification.models.build import build_model
 
 C, L, K = 768, 12, 100
 HEAD = C * K + K

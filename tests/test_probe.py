@@ -60,6 +60,7 @@ def test_a_probe_run_with_lbfgs_trains_on_cached_features_to_a_lower_loss_than_m
 
 def test_lbfgs_is_refused_where_there_is_no_cached_probe():
     with pytest.raises(
-        ValueError, match="SOLVER.OPTIMIZER lbfgs .* needs MODEL.TRANSFER_TYPE linear and DATA.CACHE_FEATURES True"
+        ValueError,
+        match="SOLVER.OPTIMIZER lbfgs .* needs a method whose cache is pre_logits and DATA.CACHE_FEATURES True",
     ):
         load_config("", ["SOLVER.OPTIMIZER", "lbfgs", "MODEL.TRANSFER_TYPE", "toast"])

@@ -18,6 +18,7 @@ from test_train import kill_in_epoch_2, run_opts
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine import run_files as rf
 from visual_classification.engine.trainer import resolve_workers
+from visual_classification.models.transfer.registry import PRE_LOGITS
 from visual_classification.train import load_config, main, train
 
 TIMING = ("train_images_per_s", "peak_mem_mib")
@@ -74,7 +75,7 @@ def test_test_period_and_eval_period(toy, tmp_path):
     records = rf.read_metrics(out)
     assert [r["epoch"] for r in records if r["val"]] == [3, 4]
     assert {2, 4} <= {r["epoch"] for r in records if r["test"]}
-    with pytest.raises(ValueError, match="SOLVER.EVAL_PERIOD must be >= 1"):
+    with pytest.raises(ValueError, match="SOLVER.EVAL_PERIOD=0 must be >= 1"):
         load_config("", ["SOLVER.EVAL_PERIOD", "0"])
 
 
@@ -140,7 +141,7 @@ def test_cache_on_disk_is_memory_mapped_by_the_next_process(toy, tmp_path, monke
 
 def test_cache_keys_change_with_weights_crop_and_image_list(toy, tmp_path):
     from visual_classification.data import build_task_data
-    from visual_classification.models import build_model
+    from visual_classification.models.build import build_model
 
     def key(crop=32, split="val200", perturb=False, name="vit_tiny_patch16_224"):
         cfg = load_config(
@@ -153,7 +154,7 @@ def test_cache_keys_change_with_weights_crop_and_image_list(toy, tmp_path):
                 model.backbone.blocks[3].mlp.fc1.weight[0, 0] += 1e-3
         dataset = build_task_data(cfg, (0.5,) * 3, (0.5,) * 3).test
         digest = fc.weights_digest(model.backbone)
-        return fc.cache_key(fc.PRE_LOGITS, digest, crop, dataset, "float16", False, model_name=name)
+        return fc.cache_key(PRE_LOGITS.name, digest, crop, dataset, "float16", False, model_name=name)
 
     reference = key()
     assert key() == reference  # deterministic
@@ -177,7 +178,7 @@ def test_caches_are_refused_with_augmentation_and_for_other_methods(tmp_path):
     opts = run_opts(tmp_path / "folder", tmp_path / "run", "toast", **{"DATA.NAME": "", "DATA.NUMBER_CLASSES": 2})
     with pytest.raises(ValueError, match="CACHE_FIRST_PASS needs a deterministic training transform.*RandomCrop"):
         train(load_config("", [*opts, "MODEL.TOAST.CACHE_FIRST_PASS", "True"]))
-    with pytest.raises(ValueError, match="DATA.CACHE_FEATURES is for the linear probe"):
+    with pytest.raises(ValueError, match=r"DATA.CACHE_FEATURES is for linear \(it caches the pooled features"):
         load_config("", ["MODEL.TRANSFER_TYPE", "lora", "DATA.CACHE_FEATURES", "True"])
     with pytest.raises(ValueError, match="CACHE_FIRST_PASS is for toast and toast-lite"):
         load_config("", ["MODEL.TRANSFER_TYPE", "prompt", "MODEL.TOAST.CACHE_FIRST_PASS", "True"])
@@ -203,7 +204,7 @@ def test_cli_answers_help_and_config_errors_before_importing_torch():
 
 
 def test_data_is_checked_before_the_model_is_built(toy, tmp_path, monkeypatch):
-    import visual_classification.models as models
+    import visual_classification.models.build as models
 
     monkeypatch.setattr(models, "build_model", lambda cfg: pytest.fail("the model was built before the data check"))
     (toy / "toy" / "test.txt").write_text("images/missing.png 0\n")

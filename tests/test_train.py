@@ -210,7 +210,7 @@ def test_pretune_lowers_the_reconstruction_loss_and_starts_tuning(tmp_path):
     from safetensors.torch import load_file
 
     pre = load_file(str(out / rf.BEST / "adapter.safetensors"))
-    from visual_classification.models import build_model
+    from visual_classification.models.build import build_model
 
     tuned = build_model(
         load_config("", run_opts(tmp_path, tmp_path / "t", "toast", **{"MODEL.TOPDOWN_WEIGHTS": str(out / rf.BEST)}))

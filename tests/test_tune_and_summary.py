@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from datasets_on_disk import write_vtab_task
 
+from visual_classification.models import TRANSFER_METHODS
 from visual_classification.summarize import main as summarize_main
 from visual_classification.summarize import summarize
 from visual_classification.train import load_config
-from visual_classification.tune import LR_GRIDS, select, tune
+from visual_classification.tune import select, tune
 
 from conftest import TINY_BACKBONE
 
@@ -21,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_selection_prefers_score_then_smaller_lr():
     assert select({(0.1, 0.0): 50.0, (0.01, 0.0): 60.0}) == (0.01, 0.0)
     assert select({(0.1, 0.0): 60.0, (0.01, 0.001): 60.0}) == (0.01, 0.001)
-    assert LR_GRIDS["toast"][0] == 1.0 and len(LR_GRIDS["prompt"]) == 10
+    assert TRANSFER_METHODS["toast"].lr_grid[0] == 1.0 and len(TRANSFER_METHODS["prompt"].lr_grid) == 10
+    assert TRANSFER_METHODS.canonical("topdown") == "toast" and TRANSFER_METHODS.canonical("finetune") == "end2end"
 
 
 def test_tune_runs_the_grid_then_seeded_finals_and_resumes(tmp_path, capsys):

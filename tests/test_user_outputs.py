@@ -1,4 +1,4 @@
-"""What a user reads after training on their own folder (issue 12): predictions with class names, summaries of
+"""What a user reads after training on their own folder: predictions with class names, summaries of
 any runs, curves, refocusing grids."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from visual_classification.models import build_model
+from visual_classification.models.build import build_model
 
 from conftest import build_tiny, images, randomise_top_down, tiny_cfg
 

@@ -125,20 +125,26 @@ def load_adapter(
         raise FileNotFoundError(f"{weights} is missing (the folder has {ADAPTER_CONFIG} but no weights)")
     saved = load_file(str(weights))
     own = _adapter_tensors(model)
+    check_fit(own, saved, "adapter", str(weights))
+    _copy_into(model, own, saved)
+    return config
+
+
+def check_fit(own: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor], kind: str, source: str) -> None:
+    """The strict-load check: ``saved`` must hold exactly ``own``'s names with ``own``'s shapes; anything else is
+    an error naming ``kind`` (what is loaded), ``source`` and every missing, unexpected or mis-shaped tensor."""
     missing = sorted(set(own) - set(saved))
     unexpected = sorted(set(saved) - set(own))
     if missing or unexpected:
         raise ValueError(
-            f"adapter {weights} does not fit this model: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
+            f"{kind} {source} does not fit this model: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
         )
     for name, tensor in saved.items():
         if tensor.shape != own[name].shape:
             raise ValueError(
-                f"adapter tensor {name} has shape {tuple(tensor.shape)} in {weights}, "
+                f"{kind} tensor {name} has shape {tuple(tensor.shape)} in {source}, "
                 f"but the model expects {tuple(own[name].shape)}"
             )
-    _copy_into(model, own, saved)
-    return config
 
 
 def _copy_into(model: Any, own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
@@ -194,16 +200,5 @@ def convert_original_top_down(state_dict: Mapping[str, torch.Tensor], prefix: st
 def load_top_down_state(top_down: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Strictly loads converted top-down weights, naming any missing, unexpected or mis-shaped tensor."""
     own = {k: v for k, v in top_down.state_dict().items() if "lora_" not in k}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"top-down weights in {source} do not fit: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
-        )
-    for key, tensor in state.items():
-        if tensor.shape != own[key].shape:
-            raise ValueError(
-                f"top-down tensor {key} in {source} has shape {tuple(tensor.shape)}, "
-                f"the model expects {tuple(own[key].shape)}"
-            )
+    check_fit(own, state, "top-down weights", source)
     top_down.load_state_dict(dict(state), strict=False)

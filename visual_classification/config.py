@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from runkit.ranges import Range, lookup, range_problems
+from toast.registry import add_config_keys
+
+from .models.transfer import TRANSFER_METHODS
+from .models.transfer.registry import CACHE_KINDS, PRE_LOGITS, CacheKind
+
 _C = CN()
 NORMALIZE_CHOICES = ("backbone", "imagenet", "inception")  # DATA.NORMALIZE
 
@@ -38,7 +44,7 @@ _C.MODEL.TOPDOWN_WEIGHTS = (
 # optional: another run's adapter folder (RUN/best) of the same transfer type, backbone and weights; every tensor
 # it adapted except the head starts from there (sequential transfer: source task, then this task)
 _C.MODEL.INIT_FROM = ""
-_C.MODEL.TRANSFER_TYPE = "toast"  # linear | end2end | prompt | lora | bias | toast | toast-lite
+_C.MODEL.TRANSFER_TYPE = "toast"  # a registered transfer method: linear | end2end | prompt | lora | bias | toast | ...
 _C.MODEL.TYPE = ""  # original's key, accepted for its command lines: vit_top_down | vit_bottom_up | vit ("" = any)
 _C.MODEL.SIZE = ""  # original's key: base | large picks vit_{base,large}_patch16_224 when BACKBONE is left at default
 _C.MODEL.DROP_PATH_RATE = 0.1  # stochastic depth, linear 0 -> rate over the blocks (active in both TOAST passes)
@@ -48,28 +54,7 @@ _C.MODEL.MLP_NUM = 0  # hidden layers in the task head (0 = a single Linear, as 
 _C.MODEL.HEAD_INIT = "trunc_normal"
 _C.MODEL.HEAD_DROPOUT = 0.1  # dropout after each hidden head layer (original: 0.1); unused when MLP_NUM = 0
 
-_C.MODEL.TOAST = CN()
-_C.MODEL.TOAST.DOUBLE_BIAS = (
-    True  # add the value bias again with the signal, as the original ViT (v = W_v(a+td) + 2 b_v)
-)
-_C.MODEL.TOAST.RECON_COEF = 0.0  # reconstruction-loss weight (0 in TOAST tuning, 0.1 for pre-tuning); 0 skips the work
-_C.MODEL.TOAST.BOTH_PASSES_CE = False  # pre-tuning option: mean cross-entropy of both passes' logits (AbSViT)
-# fresh decoders: trunc_normal | normal (std 0.02) | zero_to_value (A_i trunc_normal, B_i = 0: pass 2 starts as
-# pass 1, plus b_v once more with DOUBLE_BIAS True)
-_C.MODEL.TOAST.DECODER_INIT = "trunc_normal"
-_C.MODEL.TOAST.LITE_RANK = 4  # toast-lite: rank of the update on every A_i and B_i
-_C.MODEL.TOAST.LITE_ALPHA = 1.0  # toast-lite: update scale = alpha / rank (loralib's default alpha 1, as the original)
-
-_C.MODEL.PROMPT = CN()
-_C.MODEL.PROMPT.NUM_TOKENS = 100  # VPT prompt tokens per layer
-_C.MODEL.PROMPT.DEEP = True  # VPT-deep: new prompt tokens before every block (False = VPT-shallow)
-_C.MODEL.PROMPT.DROPOUT = 0.0  # dropout on the prompt tokens
-
-_C.MODEL.LORA = CN()
-_C.MODEL.LORA.RANK = 4  # LoRA rank (original: 4)
-_C.MODEL.LORA.ALPHA = 1.0  # LoRA scale = alpha / rank (original loralib alpha 1 -> 0.25)
-_C.MODEL.LORA.DROPOUT = 0.0  # dropout on the LoRA input
-_C.MODEL.LORA.TARGETS = ["qkv"]  # module-name suffixes that get LoRA (peft target_modules)
+# MODEL.TOAST, MODEL.PROMPT, MODEL.LORA, ...: each transfer method's own keys, from its registration (get_cfg)
 
 # ---------------------------------------------------------------------------
 # Data
@@ -114,62 +99,55 @@ _C.SOLVER.GRAD_CLIP = 0.0  # max gradient norm; 0 = no clipping
 _C.SOLVER.LOG_EVERY_N = 50  # log the running loss every N iterations
 
 # ---------------------------------------------------------------------------
-# Protocol and caches (vis-protocol: issue 11)
+# Protocol and caches
 # ---------------------------------------------------------------------------
 _C.SOLVER.TEST_PERIOD = 0  # 0: test once at the end (last epoch, and the best-val adapter); k > 0: also every k epochs
 _C.SOLVER.EVAL_PERIOD = 1  # validate every k epochs (and at the last); the best epoch is chosen among these
-_C.DATA.CACHE_FEATURES = (
-    False  # linear probe: the frozen backbone runs once per image; the head trains on its pre-logits
-)
-_C.MODEL.TOAST.CACHE_FIRST_PASS = (
-    False  # TOAST: pass 1's tokens (eval mode: no stochastic depth) computed once per image
-)
+# DATA.CACHE_FEATURES, MODEL.TOAST.CACHE_FIRST_PASS: each cache's key comes with the methods that can use it
 _C.DATA.CACHE_DIR = (
     ""  # "" = caches live in memory (shared by the runs of one process); a folder = memory-mapped files
 )
 _C.DATA.CACHE_DTYPE = "float32"  # float32 | float16 | bfloat16: storage of cached tokens/features (float32: exact)
 CACHE_DTYPES = ("float16", "bfloat16", "float32")
-FIRST_PASS_TYPES = ("toast", "toast-lite")  # transfer types with a frozen first pass
 
 
 def check_protocol_keys(cfg: CN) -> None:
     """Values of the protocol and cache keys, checked with the config (before torch is imported)."""
-    if cfg.SOLVER.TEST_PERIOD < 0:
-        raise ValueError(
-            f"SOLVER.TEST_PERIOD must be >= 0 (0 = test after the last epoch only), got {cfg.SOLVER.TEST_PERIOD}"
-        )
-    if cfg.SOLVER.EVAL_PERIOD < 1:
-        raise ValueError(f"SOLVER.EVAL_PERIOD must be >= 1, got {cfg.SOLVER.EVAL_PERIOD}")
-    if cfg.DATA.NUM_WORKERS < -1:
-        raise ValueError(f"DATA.NUM_WORKERS must be >= 0, or -1 for the machine's CPUs; got {cfg.DATA.NUM_WORKERS}")
     if cfg.DATA.CACHE_DTYPE not in CACHE_DTYPES:
         raise ValueError(f"DATA.CACHE_DTYPE must be one of {list(CACHE_DTYPES)}, got {cfg.DATA.CACHE_DTYPE!r}")
-    transfer = cfg.MODEL.TRANSFER_TYPE
-    if cfg.MODEL.TOAST.CACHE_FIRST_PASS and cfg.DATA.CACHE_FEATURES:
-        raise ValueError("set MODEL.TOAST.CACHE_FIRST_PASS (TOAST) or DATA.CACHE_FEATURES (linear), not both")
-    if cfg.MODEL.TOAST.CACHE_FIRST_PASS and transfer not in FIRST_PASS_TYPES:
+    method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
+    asked = cache_asked(cfg)
+    if len(asked) > 1:
+        raise ValueError(f"set {' or '.join(kind.config_key for kind in asked)}, not both")
+    if asked and method.cache != asked[0]:
+        kind = asked[0]
+        able = sorted(m.name for m in TRANSFER_METHODS.values() if m.cache == kind)
         raise ValueError(
-            f"MODEL.TOAST.CACHE_FIRST_PASS is for {' and '.join(FIRST_PASS_TYPES)} (a frozen first pass); "
-            f"MODEL.TRANSFER_TYPE is {transfer!r}"
+            f"{kind.config_key} is for {' and '.join(able)} (it caches {kind.what}); "
+            f"MODEL.TRANSFER_TYPE is {cfg.MODEL.TRANSFER_TYPE!r}"
         )
-    if cfg.SOLVER.OPTIMIZER == "lbfgs" and not (transfer == "linear" and cfg.DATA.CACHE_FEATURES):
+    if cfg.SOLVER.OPTIMIZER == "lbfgs" and asked != [PRE_LOGITS]:
         raise ValueError(
-            "SOLVER.OPTIMIZER lbfgs solves the linear probe in full batch on cached features: it needs "
-            f"MODEL.TRANSFER_TYPE linear and DATA.CACHE_FEATURES True (got {transfer!r}, {cfg.DATA.CACHE_FEATURES})"
+            "SOLVER.OPTIMIZER lbfgs solves the linear probe in full batch on cached features: it needs a method "
+            f"whose cache is {PRE_LOGITS.name} and {PRE_LOGITS.config_key} True "
+            f"(got {cfg.MODEL.TRANSFER_TYPE!r}, {lookup(cfg, PRE_LOGITS.config_key)})"
         )
-    if cfg.DATA.CACHE_FEATURES and transfer != "linear":
-        raise ValueError(
-            f"DATA.CACHE_FEATURES is for the linear probe (a frozen backbone); MODEL.TRANSFER_TYPE is {transfer!r} "
-            "(TOAST has MODEL.TOAST.CACHE_FIRST_PASS)"
-        )
+
+
+def cache_asked(cfg: CN) -> list[CacheKind]:
+    """The caches the config turns on (a method's key that is absent turns nothing on)."""
+    return [kind for kind in CACHE_KINDS if lookup(cfg, kind.config_key)]
 
 
 # ---------------------------------------------------------------------------
 
 
 def get_cfg() -> CN:
-    """A fresh copy of the defaults, to merge a YAML file and ``KEY VALUE`` overrides into."""
-    return _C.clone()
+    """A fresh copy of the defaults, with every registered method's keys, to merge a YAML file and ``KEY VALUE``
+    overrides into."""
+    cfg = _C.clone()
+    add_config_keys(cfg, TRANSFER_METHODS.config_keys())
+    return cfg
 
 
 def flat(node: CN, prefix: str = "") -> dict:
@@ -185,57 +163,36 @@ def flat(node: CN, prefix: str = "") -> dict:
 
 def changed_keys(cfg: CN) -> dict:
     """``{KEY: value}`` for every key that differs from the defaults (what a config file and overrides set)."""
-    defaults = flat(_C)
+    defaults = flat(get_cfg())
     return {key: value for key, value in flat(cfg).items() if defaults.get(key, object()) != value}
 
 
-# (key, lowest, highest, highest included): values outside train wrongly without an error (a negative head lr
-# ascends the loss, a negative decay grows the weights) or fail only mid-training (stochastic depth of 2.0).
+# Values outside these train wrongly without an error (a negative head lr ascends the loss, a negative decay grows
+# the weights) or fail only mid-training (stochastic depth of 2.0); each method adds the ranges of its own keys.
 RANGES = (
-    ("SOLVER.BASE_LR", 0.0, None, True),
-    ("SOLVER.HEAD_LR_MULT", 0.0, None, True),
-    ("SOLVER.WEIGHT_DECAY", 0.0, None, True),
-    ("SOLVER.WARMUP_EPOCH", 0.0, None, True),
-    ("SOLVER.MOMENTUM", 0.0, 1.0, False),
-    ("SOLVER.GRAD_CLIP", 0.0, None, True),
-    ("SOLVER.LOG_EVERY_N", 1, None, True),
-    ("DATA.VAL_FRACTION", 0.0, 1.0, False),
-    ("MODEL.DROP_PATH_RATE", 0.0, 1.0, False),
-    ("MODEL.HEAD_DROPOUT", 0.0, 1.0, False),
-    ("MODEL.MLP_NUM", 0, None, True),
-    ("MODEL.PROMPT.DROPOUT", 0.0, 1.0, False),
-    ("MODEL.LORA.DROPOUT", 0.0, 1.0, False),
-    ("MODEL.LORA.RANK", 1, None, True),
-    ("MODEL.TOAST.LITE_RANK", 1, None, True),
-    ("MODEL.TOAST.RECON_COEF", 0.0, None, True),
+    Range("SOLVER.BASE_LR", low=0.0),
+    Range("SOLVER.HEAD_LR_MULT", low=0.0),
+    Range("SOLVER.WEIGHT_DECAY", low=0.0),
+    Range("SOLVER.WARMUP_EPOCH", low=0.0),
+    Range("SOLVER.MOMENTUM", low=0.0, high=1.0, high_open=True),
+    Range("SOLVER.GRAD_CLIP", low=0.0),
+    Range("SOLVER.LOG_EVERY_N", low=1),
+    Range("SOLVER.TOTAL_EPOCH", low=1),
+    Range("SOLVER.TEST_PERIOD", low=0, note="0 = test after the last epoch only"),
+    Range("SOLVER.EVAL_PERIOD", low=1),
+    Range("DATA.BATCH_SIZE", low=1),
+    Range("DATA.CROPSIZE", low=1),
+    Range("DATA.NUM_WORKERS", low=0, also=(-1,), note="-1 = the machine's CPUs"),
+    Range("DATA.VAL_FRACTION", low=0.0, high=1.0, high_open=True),
+    Range("MODEL.DROP_PATH_RATE", low=0.0, high=1.0, high_open=True),
+    Range("MODEL.HEAD_DROPOUT", low=0.0, high=1.0, high_open=True),
+    Range("MODEL.MLP_NUM", low=0),
 )
-
-
-def range_problems(cfg: CN) -> list[str]:
-    """``KEY must be in [lo, hi), got v`` for every numeric key of ``RANGES`` outside its range."""
-    problems = []
-    values = flat(cfg)
-    for key, low, high, high_included in RANGES:
-        value = values[key]
-        if value != value or value in (float("inf"), float("-inf")):
-            problems.append(f"{key} must be a finite number, got {value}")
-        elif value < low or (high is not None and (value > high or (value == high and not high_included))):
-            allowed = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}{']' if high_included else ')'}"
-            problems.append(f"{key} must be {allowed}, got {value}")
-    return problems
 
 
 def check_config(cfg: CN) -> None:
     """Value checks yacs' type checks cannot make; each problem names the key and what is allowed."""
-    problems = []
-    for key, value, least in (
-        ("SOLVER.TOTAL_EPOCH", cfg.SOLVER.TOTAL_EPOCH, 1),
-        ("DATA.BATCH_SIZE", cfg.DATA.BATCH_SIZE, 1),
-        ("DATA.CROPSIZE", cfg.DATA.CROPSIZE, 1),
-    ):
-        if value < least:
-            problems.append(f"{key} must be >= {least}, got {value}")
-    problems += range_problems(cfg)
+    problems = range_problems(cfg, [*RANGES, *TRANSFER_METHODS.ranges()])
     if cfg.DATA.NORMALIZE not in NORMALIZE_CHOICES:
         problems.append(f"DATA.NORMALIZE must be one of {list(NORMALIZE_CHOICES)}, got {cfg.DATA.NORMALIZE!r}")
     if problems:

@@ -10,11 +10,12 @@ B_i and p trained (T at identity) with cross-entropy on the second pass plus 0.1
 
 from __future__ import annotations
 
+from .models.transfer import TRANSFER_METHODS
 from .train import main as train_main
 
 PRETUNE_DEFAULTS = [
     "MODEL.TRANSFER_TYPE",
-    "toast",
+    next(m.name for m in TRANSFER_METHODS.in_table_order() if m.pretunes),  # the method whose path pre-tuning trains
     "MODEL.TOAST.RECON_COEF",
     "0.1",
     "DATA.FORMAT",
@@ -25,7 +26,7 @@ PRETUNE_DEFAULTS = [
 
 
 def main(argv: list[str] | None = None) -> None:
-    train_main(argv, defaults=PRETUNE_DEFAULTS, require_toast=True, description=__doc__)
+    train_main(argv, defaults=PRETUNE_DEFAULTS, pretuning=True, description=__doc__)
 
 
 if __name__ == "__main__":

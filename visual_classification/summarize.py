@@ -25,9 +25,9 @@ import yaml
 from runkit.files import atomic_write_text
 
 from .data.registry import VTAB_GROUPS, VTAB_TASKS
+from .models.transfer import TRANSFER_METHODS
 from .plots import plot_group_bars
 
-METHOD_ORDER = ["linear", "bias", "prompt", "lora", "end2end", "toast-lite", "toast"]
 TUNE_GRID = re.compile(r"(?:^|/)val/[^/]+/[^/]+/lr[^/]+_wd[^/]+/results\.json$")  # tune's tuning runs: left out
 TUNE_FINAL = re.compile(r"(?:^|/)final/(?P<task>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>[^/]+)/results\.json$")
 
@@ -104,16 +104,19 @@ def _task_order(tasks) -> list[str]:
     return registered + sorted(t for t in tasks if t not in VTAB_TASKS)
 
 
+def _method_order(method: str) -> tuple:
+    """Registered methods in their ``table_order``, then any other name a run folder gives (a demo's variant)."""
+    registered = method in TRANSFER_METHODS
+    return (not registered, TRANSFER_METHODS[method].table_order if registered else 0, method)
+
+
 def summarize(root: Path, metric: str = "final_test_top1") -> tuple[str, list[list], dict]:
     """(markdown table, numeric CSV rows ``task, method, mean, std, n``, ``{group: {method: mean}}`` for the chart)."""
     table = collect(root, metric)
     if not table:
         raise FileNotFoundError(f"no finished runs under {root}: no results.json with {metric!r} set")
     tasks = _task_order(table)
-    methods = sorted(
-        {m for per in table.values() for m in per},
-        key=lambda m: (m not in METHOD_ORDER, METHOD_ORDER.index(m) if m in METHOD_ORDER else 0, m),
-    )
+    methods = sorted({m for per in table.values() for m in per}, key=_method_order)
     header = ["task", *methods]
     rows = [[task, *(cell(table[task][m]) if m in table[task] else "-" for m in methods)] for task in tasks]
     csv_rows: list[list] = [["task", "method", "mean", "std", "n"]]

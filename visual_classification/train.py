@@ -20,6 +20,7 @@ from pathlib import Path
 from yacs.config import CfgNode
 
 from .config import changed_keys, check_config, check_protocol_keys, get_cfg
+from .models.transfer import TRANSFER_METHODS
 
 logger = logging.getLogger("visual_classification.train")
 
@@ -102,14 +103,16 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     import timm
     import torch
 
+    from runkit.runs import setup_logging
+
     from .data import build_task_data, task_num_classes
     from .engine import Trainer, seed_everything
     from .engine import run_files as rf
     from .engine import run_inputs as ri
     from .engine.distributed import barrier, is_main
-    from .models import build_model
+    from .models.build import build_model
 
-    rf.setup_logging(out, is_main())
+    setup_logging(out / rf.LOG, is_main())
     logger.info("torch %s, timm %s, device %s, world size %d", torch.__version__, timm.__version__, device, world)
     # the console shows what differs from the defaults, not all ~80 lines
     changed = "".join(f"\n  {key}: {value}" for key, value in changed_keys(cfg).items())
@@ -169,9 +172,10 @@ def _pct(value) -> str:
 
 
 def main(
-    argv: list[str] | None = None, defaults: list[str] = (), require_toast: bool = False, description: str = __doc__
+    argv: list[str] | None = None, defaults: list[str] = (), pretuning: bool = False, description: str = __doc__
 ) -> None:
-    """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's)."""
+    """The CLI; ``pretune`` reuses it with its own ``KEY VALUE`` defaults (applied before the user's) and
+    ``pretuning`` (the method must be one whose registration says that pre-tuning trains it)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="", help="YAML config merged over the defaults")
     parser.add_argument(
@@ -185,8 +189,12 @@ def main(
         cfg = load_config(args.config_file, [*defaults, *args.opts])
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    if require_toast and cfg.MODEL.TRANSFER_TYPE != "toast":
-        sys.exit(f"error: pre-tuning trains A_i, B_i and p (transfer type toast), not {cfg.MODEL.TRANSFER_TYPE!r}")
+    if pretuning and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).pretunes:
+        able = sorted(m.name for m in TRANSFER_METHODS.values() if m.pretunes)
+        sys.exit(
+            f"error: pre-tuning trains A_i, B_i and p (transfer type {' or '.join(able)}), "
+            f"not {cfg.MODEL.TRANSFER_TYPE!r}"
+        )
     from .engine.run_files import RunLocked
 
     try:

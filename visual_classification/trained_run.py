@@ -20,7 +20,8 @@ from .data import LAYOUTS, load_rgb, task_layout
 from .data.transforms import Normalize, normalization, pixel_transform
 from .engine import run_files as rf
 from .engine.run_inputs import check_weights_unchanged
-from .models import TransferModel, build_model
+from .models.build import build_model
+from .models.transfer_model import TransferModel
 from .train import load_config
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def _num_classes(adapter_config: Path) -> int:
 
 
 def _preprocessing(cfg: CfgNode, model: TransferModel, results: dict) -> dict:
-    """The run's record, or (runs from before it was recorded) the config's layout and normalisation."""
+    """The run's record, or (a run not finished yet: no results.json) the config's layout and normalisation."""
     if "preprocessing" in results:
         return results["preprocessing"]
     layout = LAYOUTS[cfg.DATA.FORMAT] if cfg.DATA.FORMAT in LAYOUTS else type(task_layout(cfg))
@@ -99,7 +100,7 @@ def load_trained_run(run_dir: Path, opts: list[str] = ()) -> TrainedRun:
     load_adapter(model, run_dir / rf.BEST, expect={"backbone": model.backbone_name})
     classes = results.get("classes")
     if not classes:
-        logger.warning("%s records no class names (a run from before they were saved): labels are numbers", run_dir)
+        logger.warning("%s records no class names (it has not finished: no results.json): labels are numbers", run_dir)
         classes = [str(i) for i in range(num_classes)]
     if len(classes) != num_classes:
         raise ValueError(f"{run_dir / rf.RESULTS} lists {len(classes)} classes, the adapter has {num_classes}")

@@ -3,14 +3,15 @@
     python -m visual_classification.tune --config-file configs/vtab/dtd.yaml OUTPUT_DIR output/vtab \\
         DATA.DATAPATH /data/vtab-1k MODEL.TRANSFER_TYPE toast
 
-1. Tuning: every (lr, wd) of the method's grid (the original's grids; lr scaled by batch/256) trains on
+1. Tuning: every (lr, wd) of the method's grid (its registration's ``lr_grid``: the original's grids; lr scaled
+   by batch/256) trains on
    train800 and is scored on val200 at its last epoch; the best pair wins (ties: the smaller lr).
 2. Final runs: the best pair on train800val200 with each seed, scored on test.
 
 Runs live in ``OUTPUT_DIR/val/<task>/<method>/lr*_wd*`` and ``OUTPUT_DIR/final/<task>/<method>/seed*``;
 finished runs are skipped, so the command resumes, and several copies of it can share the work (a run
 folder's lock keeps two copies out of one run: each skips what another holds and collects it at the end).
-With ``DATA.CACHE_FEATURES`` (linear) or ``MODEL.TOAST.CACHE_FIRST_PASS`` the frozen backbone's output is
+With the method's cache on (``DATA.CACHE_FEATURES``, ``MODEL.TOAST.CACHE_FIRST_PASS``) the frozen backbone's output is
 computed once per split and reused by every run of the grid and every seed (see ``engine.feature_cache``).
 FGVC and ImageFolder tasks use train → val for tuning and train → val/test for the final runs.
 A grid point (or a seed) whose loss goes non-finite is scored as failed, logged, and skipped by the selection
@@ -30,23 +31,13 @@ from yacs.config import CfgNode
 
 from runkit.lr_grid import choose
 
+from .models.transfer import TRANSFER_METHODS
 from .train import load_config, train
 
 logger = logging.getLogger("visual_classification.tune")
 
-# The original tune_vtab.py grids (before the batch/256 scaling).
-LR_GRIDS = {
-    "toast": [1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01],
-    "lora": [1.0, 0.5, 0.25, 0.1, 0.05, 0.025, 0.01],
-    "prompt": [50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05],
-    "end2end": [0.005, 0.001, 0.0005, 0.0001],
-}
-LR_GRIDS["toast-lite"] = LR_GRIDS["toast"]
-LR_GRIDS["linear"] = LR_GRIDS["bias"] = LR_GRIDS["lora"]  # not tuned in the original; the PEFT grid
 WD_GRID = [0.01, 0.001, 0.0001, 0.0]
 SEEDS = [42, 44, 82, 100, 800]
-# The original's --grid-search-type names.
-GRID_ALIASES = {"topdown": "toast", "finetune": "end2end"}
 
 
 def _splits(cfg: CfgNode) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
@@ -132,7 +123,7 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
 
     root = Path(cfg.OUTPUT_DIR)
     task = cfg.DATA.NAME or task_folder(cfg).name
-    method = cfg.MODEL.TRANSFER_TYPE
+    method = TRANSFER_METHODS.canonical(cfg.MODEL.TRANSFER_TYPE)
     (tr, va, te), (ftr, fva, fte) = _splits(cfg)
     scale = cfg.DATA.BATCH_SIZE / 256
     scores: dict[tuple[float, float], float] = {}
@@ -214,7 +205,9 @@ def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[in
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="")
-    parser.add_argument("--grid-search-type", default="", help="original names: topdown | lora | prompt | finetune")
+    parser.add_argument(
+        "--grid-search-type", default="", help="MODEL.TRANSFER_TYPE, or the original's names: topdown | finetune"
+    )
     parser.add_argument("--lrs", type=float, nargs="+", help="learning rates before batch scaling (default: grid)")
     parser.add_argument("--fixed", action="store_true", help="no grid: the config's BASE_LR and WEIGHT_DECAY as given")
     parser.add_argument("--wds", type=float, nargs="+", default=WD_GRID, help="weight decays")
@@ -222,16 +215,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     opts = list(args.opts)
-    if args.grid_search_type:
-        opts += ["MODEL.TRANSFER_TYPE", GRID_ALIASES.get(args.grid_search_type, args.grid_search_type)]
     try:
+        if args.grid_search_type:  # an alias stands for its method, in the run's config too
+            opts += ["MODEL.TRANSFER_TYPE", TRANSFER_METHODS.canonical(args.grid_search_type)]
         cfg = load_config(args.config_file, opts)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
-    method = cfg.MODEL.TRANSFER_TYPE
-    if not args.fixed and args.lrs is None and method not in LR_GRIDS:
-        sys.exit(f"error: no learning-rate grid for {method!r}; pass --lrs")
-    lrs = None if args.fixed else (args.lrs or LR_GRIDS[method])
+    method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
+    if not args.fixed and args.lrs is None and not method.lr_grid:
+        sys.exit(f"error: no learning-rate grid for {method.name!r}; pass --lrs")
+    lrs = None if args.fixed else (args.lrs or list(method.lr_grid))
     try:
         result = tune(cfg, lrs, args.wds, args.seeds)
     except (AllDiverged, FileExistsError) as err:  # FileExistsError: a run on another config or other inputs

@@ -29,7 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 from runkit.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
-from .models import TransferModel  # noqa: E402
+from .models.transfer_model import TransferModel  # noqa: E402
 from .trained_run import load_trained_run  # noqa: E402
 
 

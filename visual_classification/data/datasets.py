@@ -148,12 +148,6 @@ def task_layout(cfg: CfgNode) -> Layout:
     return get_layout(task_folder(cfg), cfg)
 
 
-def detect_layout(folder: Path, requested: str) -> str:
-    """The layout name for ``folder`` (kept for callers that only need the name)."""
-    probe = CfgNode({"DATA": CfgNode({"FORMAT": requested})})
-    return get_layout(folder, probe).name
-
-
 def resolve_num_classes(cfg: CfgNode, layout: Layout) -> int:
     """DATA.NUMBER_CLASSES, or the layout's count (registry, class folders); when both exist they must agree."""
     registered = layout.registered_num_classes()

@@ -22,7 +22,7 @@ CONFIG = Path(__file__).resolve().parent / "vtab_demo.yaml"  # package data: fou
 SIZES = {"train800": 160, "val200": 80, "test": 200}
 SIZES_FACES = {"train800": 80, "val200": 40, "test": 80}  # the LFW subset holds 200 images
 # Per-method learning rates (AdamW). The top-down path takes 1e-4 with the head at 1e-2: a fresh path at
-# 1e-3 collapsed on the small-object task while planning (issue 3).
+# 1e-3 collapses on the small-object task.
 # The demo's tasks only resize and its config has no stochastic depth, so the caches change nothing but the
 # time: the linear probe trains on cached features, TOAST reuses its first pass (stored as float32 here).
 FEATURES = {"DATA.CACHE_FEATURES": True, "DATA.CACHE_DTYPE": "float32"}

@@ -1,9 +1,9 @@
-"""Caches of what a frozen backbone computes once per image: TOAST's first pass and the linear probe's features.
+"""Caches of what a frozen backbone computes once per image (a method's frozen prefix, see ``frozen_prefix``).
 
 Without augmentation (VTAB resizes only) the frozen backbone maps each image to the same tokens every
 epoch. ``MODEL.TOAST.CACHE_FIRST_PASS`` keeps pass 1's tokens (after the final norm, in eval mode, so
 without stochastic depth); ``DATA.CACHE_FEATURES`` keeps the linear probe's pre-logits, so its head trains
-without running the backbone at all. A cache is keyed by checksums of everything its content depends on
+without running the backbone at all. What a cache holds is its strategy's ``compute``. A cache is keyed by checksums of everything its content depends on
 (backbone weights, crop size and transform, normalisation, the image list with each image's content hash,
 storage dtype), so every run of one ``tune`` grid and its seeds on the same task reuses it: in memory within
 one process, or as memory-mapped ``.npy`` files under ``DATA.CACHE_DIR`` across processes. Image hashes come
@@ -19,6 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import timm
@@ -30,22 +31,16 @@ from yacs.config import CfgNode
 from runkit.files import atomic_path
 from runkit.fingerprint import files_fingerprint
 
-from ..config import check_protocol_keys
 from .distributed import barrier, is_main
+
+if TYPE_CHECKING:
+    from .frozen_prefix import PrefixStrategy
 
 logger = logging.getLogger(__name__)
 
-FIRST_PASS = "first_pass"  # TOAST: all tokens of pass 1 (B×N×C)
-PRE_LOGITS = "pre_logits"  # linear probe: the pooled features the head reads (B×C)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 _MEMORY: dict[str, torch.Tensor] = {}  # key → features, shared by the runs of one process (tune's grid and seeds)
-
-
-def cache_kind(cfg: CfgNode) -> str | None:
-    """Which cache the config asks for (``None``: none); a config that cannot use it is refused by name."""
-    check_protocol_keys(cfg)
-    return FIRST_PASS if cfg.MODEL.TOAST.CACHE_FIRST_PASS else PRE_LOGITS if cfg.DATA.CACHE_FEATURES else None
 
 
 def random_steps(dataset) -> list[str] | None:
@@ -132,18 +127,18 @@ def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast
     return f"{kind}-{_digest(json.dumps(description, sort_keys=True))[:24]}"
 
 
-@torch.no_grad()
-def frozen_features(model: nn.Module, images: torch.Tensor, kind: str) -> torch.Tensor:
-    """What the frozen backbone gives every adapter alike: all tokens after the final norm (``FIRST_PASS``,
-    TOAST's pass 1) or the pooled pre-logits (``PRE_LOGITS``, the linear probe's input)."""
-    tokens = model.backbone.forward_features(images)
-    return model.backbone.forward_head(tokens, pre_logits=True) if kind == PRE_LOGITS else tokens
-
-
 def compute_features(
-    model: nn.Module, dataset: Dataset, kind: str, batch: int, workers: int, device: torch.device, autocast, dtype
+    model: nn.Module,
+    dataset: Dataset,
+    strategy: PrefixStrategy,
+    batch: int,
+    workers: int,
+    device: torch.device,
+    autocast,
+    dtype,
 ) -> torch.Tensor:
-    """Runs the frozen backbone over ``dataset`` in order, in eval mode; returns the features on the CPU."""
+    """Runs the frozen backbone over ``dataset`` in order, in eval mode, computing what ``strategy`` caches;
+    returns the features on the CPU."""
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, generator=torch.Generator())
@@ -151,7 +146,7 @@ def compute_features(
     try:
         for images, _labels in loader:
             with autocast:
-                features = frozen_features(model, images.to(device), kind)
+                features = strategy.compute(model, images.to(device))
             parts.append(features.to("cpu", dtype))
     finally:
         model.train(was_training)
@@ -160,10 +155,11 @@ def compute_features(
 
 @dataclass
 class CacheComputation:
-    """How a missing cache is computed: the model whose backbone runs, and the loader settings."""
+    """How a missing cache is computed: the model whose backbone runs, the strategy that says what it computes,
+    and the loader settings."""
 
     model: nn.Module
-    kind: str
+    strategy: PrefixStrategy
     dtype: torch.dtype
     batch: int
     workers: int
@@ -172,7 +168,7 @@ class CacheComputation:
 
     def __call__(self, dataset: Dataset) -> torch.Tensor:
         return compute_features(
-            self.model, dataset, self.kind, self.batch, self.workers, self.device, self.autocast, self.dtype
+            self.model, dataset, self.strategy, self.batch, self.workers, self.device, self.autocast, self.dtype
         )
 
     @torch.no_grad()
@@ -181,31 +177,32 @@ class CacheComputation:
         backbone, was_training = self.model.backbone, self.model.backbone.training
         backbone.eval()  # no stochastic depth: the global RNG does not move
         try:
-            tokens = backbone.forward_features(torch.zeros(1, 3, crop, crop, device=self.device))
-            if self.kind == PRE_LOGITS:
-                tokens = backbone.forward_head(tokens, pre_logits=True)
+            row = self.strategy.compute(self.model, torch.zeros(1, 3, crop, crop, device=self.device))
         finally:
             backbone.train(was_training)
-        return tuple(tokens.shape[1:])
+        return tuple(row.shape[1:])
 
 
 def cached_splits(data, cfg: CfgNode, compute: CacheComputation, autocast_on: bool) -> dict[str, torch.Tensor]:
     """The cache of every split of ``data`` (``train``, ``val``, ``test`` when present), found or computed.
 
-    Refused by name when the training transform is random, or the model has no cacheable first pass.
+    Refused by name when the training transform is random, or the model cannot give what the cache holds.
     """
-    name = "MODEL.TOAST.CACHE_FIRST_PASS" if compute.kind == FIRST_PASS else "DATA.CACHE_FEATURES"
+    kind = compute.strategy.kind
+    name = kind.config_key
     check_deterministic(data.train, name)
     warn_stochastic_depth(cfg, name)
-    if compute.kind == FIRST_PASS and not getattr(compute.model, "accepts_first_pass", False):
-        raise ValueError(f"{name}: {type(compute.model).__name__} has no cacheable first pass (ViT TOAST only)")
+    if not compute.strategy.available(compute.model):
+        raise ValueError(
+            f"{name}: {type(compute.model).__name__} cannot take {kind.what} from a cache (the ViT models only)"
+        )
     backbone = weights_digest(compute.model.backbone)
     caches = {}
     for split in ("train", "val", "test"):
         dataset = getattr(data, split)
         if dataset is not None:
             key = cache_key(
-                compute.kind,
+                kind.name,
                 backbone,
                 cfg.DATA.CROPSIZE,
                 dataset,

@@ -7,9 +7,8 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 from yacs.config import CfgNode
 
+from ..models.transfer.registry import HEAD_PREFIX
 from .probe import build_lbfgs
-
-HEAD_PREFIX = "head."
 
 
 def _decays(name: str, param: torch.Tensor, prior_decay: bool) -> bool:

@@ -10,18 +10,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import platform
 import shutil
-import sys
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
 from runkit.files import atomic_path, atomic_write_text, write_failure
-from runkit.runs import git_commit
+from runkit.runs import refuse_other_config, software_record
 
 CONFIG = "config.yaml"
 LOG = "log.txt"
@@ -63,11 +60,8 @@ def check_output_dir(out: Path, config_text: str, overwrite: bool) -> str:
     if not saved.is_file():
         return "new"
     if saved.read_text(encoding="utf-8") != config_text:
-        if has_finished_epoch(out) and not overwrite:
-            raise FileExistsError(
-                f"OUTPUT_DIR {out} holds a run with a different config ({saved}); choose another OUTPUT_DIR "
-                "or pass --overwrite to replace it"
-            )
+        if has_finished_epoch(out):
+            refuse_other_config(out, CONFIG, config_text, overwrite)
         return "new"
     if (out / RESULTS).is_file():
         return "finished"
@@ -119,23 +113,6 @@ def wait_for_lock(out: Path) -> None:
         return
     with open(out / LOCK, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-
-
-def setup_logging(out: Path, main: bool) -> None:
-    """Log lines to stdout and log.txt on rank 0; warnings only elsewhere."""
-    root = logging.getLogger()
-    root.setLevel(logging.INFO if main else logging.WARNING)
-    for handler in list(root.handlers):
-        if getattr(handler, "_toast_run", False):
-            root.removeHandler(handler)
-    fmt = logging.Formatter("[%(asctime)s %(name)s] %(message)s", "%m/%d %H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if main:
-        handlers.append(logging.FileHandler(out / LOG, encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        handler._toast_run = True
-        root.addHandler(handler)
 
 
 def append_metrics(out: Path, record: dict) -> None:
@@ -199,17 +176,9 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def run_record(split_files: dict[str, str], device: torch.device) -> dict:
-    """Versions, code commit and split-file checksums: enough to tell later what produced a number."""
-    versions = {}
-    for package in ("torch", "torchvision", "timm", "peft", "safetensors", "yacs", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    """Versions, code commit, device and split-file checksums: enough to tell later what produced a number."""
     return {
-        "python": platform.python_version(),
-        "packages": versions,
-        "git_commit": git_commit(),
+        **software_record(("torch", "torchvision", "timm", "peft", "safetensors", "yacs", "numpy")),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "split_sha256_16": split_files,
     }

@@ -83,7 +83,7 @@ def write_inputs(out: Path, inputs: dict) -> None:
 
 
 def recorded_inputs(out: Path) -> dict | None:
-    """The run's record, or ``None`` for a run from before it was kept (nothing can be compared then)."""
+    """The run's record (every run writes it when it starts), or ``None`` when the folder lacks it."""
     return read_json_record(out / INPUTS)
 
 
@@ -97,7 +97,10 @@ def check_unchanged(out: Path, current: dict, what: str) -> None:
     """Raises :class:`InputsChanged` naming every input of the run in ``out`` that changed by content."""
     recorded = recorded_inputs(out)
     if recorded is None:
-        return
+        raise InputsChanged(
+            f"OUTPUT_DIR {out} holds a {what} run without {INPUTS} (its record of the input files); choose another "
+            "OUTPUT_DIR, or pass --overwrite to train again"
+        )
     changed = changed_inputs(recorded, current)
     if changed:
         raise InputsChanged(
@@ -111,7 +114,9 @@ def check_weights_unchanged(run_dir: Path, cfg: CfgNode) -> None:
     """``predict``/``visualize``: the run's backbone (and top-down) weights are still the files it trained on."""
     recorded = recorded_inputs(run_dir)
     if recorded is None:
-        return
+        raise FileNotFoundError(
+            f"{run_dir / INPUTS} is missing (the run's record of its input files); train the run again"
+        )
     recorded = {k: v for k, v in recorded.items() if k.startswith(WEIGHT_KEYS)}
     changed = changed_inputs(recorded, weights_inputs(cfg))
     if changed:

@@ -32,12 +32,12 @@ from yacs.config import CfgNode
 from toast.adapter import ADAPTER_WEIGHTS, load_adapter, save_adapter
 
 from ..data import TaskData
-from ..models import TransferModel
+from ..models.transfer_model import TransferModel
 from ..plots import plot_curves
 from . import feature_cache as fc
 from . import run_files as rf
 from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
-from .frozen_prefix import FrozenPrefix
+from .frozen_prefix import FrozenPrefix, cache_strategy
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
 from .probe import ITERS_PER_EPOCH, full_batch_epoch
@@ -143,7 +143,7 @@ class Trainer:
             if device.type == "cuda" and cfg.AMP
             else contextlib.nullcontext()
         )
-        self.prefix = FrozenPrefix.of(model, fc.cache_kind(cfg))  # what every adapter computes alike, and how
+        self.prefix = FrozenPrefix.of(model, cache_strategy(cfg))  # what every adapter computes alike, and how
         self.module: torch.nn.Module = model  # what a batch runs through: the model, or its head on cached features
         if self.prefix.cached:
             data = self._use_cache(data, world)
@@ -152,8 +152,8 @@ class Trainer:
             if world > 1
             else self.module
         )
-        cached_features = self.prefix.cached and self.prefix.kind == fc.PRE_LOGITS
-        self.loaders = build_loaders(data, cfg, rank, world, workers=0 if cached_features else None)
+        workers = self.prefix.strategy.loader_workers if self.prefix.cached else None
+        self.loaders = build_loaders(data, cfg, rank, world, workers=workers)
         self.optimizer = build_optimizer(model, cfg)
         self.full_batch = cfg.SOLVER.OPTIMIZER == "lbfgs"  # the probe's solver: no mini-batches, no lr schedule
         if self.full_batch and world > 1:
@@ -171,10 +171,10 @@ class Trainer:
     # -- caches ----------------------------------------------------------------------------------------
     def _use_cache(self, data: TaskData, world: int) -> TaskData:
         """Computes (or finds) the configured cache for every split and swaps the splits' datasets for it."""
-        cfg = self.cfg
+        cfg, strategy = self.cfg, self.prefix.strategy
         compute = fc.CacheComputation(
             self.model,
-            self.prefix.kind,
+            strategy,
             fc.DTYPES[cfg.DATA.CACHE_DTYPE],
             max(1, cfg.DATA.BATCH_SIZE // world),
             resolve_workers(cfg.DATA.NUM_WORKERS),
@@ -182,13 +182,11 @@ class Trainer:
             self.autocast,
         )
         splits = fc.cached_splits(data, cfg, compute, autocast_on=self.device.type == "cuda" and cfg.AMP)
-        if self.prefix.kind == fc.PRE_LOGITS:
-            self.module = fc.HeadOnly(self.model.head)
-            return dataclasses.replace(
-                data, **{s: fc.FeatureDataset(f, getattr(data, s).labels) for s, f in splits.items()}
-            )
+        self.module = strategy.cached_module(self.model)
         self.prefix.rows = splits
-        return dataclasses.replace(data, **{s: fc.RowsDataset(getattr(data, s)) for s in splits})
+        return dataclasses.replace(
+            data, **{s: strategy.cached_dataset(getattr(data, s), f) for s, f in splits.items()}
+        )
 
     def _logits(self, module: torch.nn.Module, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Runs one batch (images, cached features, or images with cached pass-1 rows) through ``module``."""
@@ -365,7 +363,7 @@ class Trainer:
             if improved or (self.loaders.val is None and epoch == total):
                 self.best = {"val_top1": val["top1"] if val else math.nan, "epoch": epoch}
             test = None
-            if epoch == total and self._best_needs_test(epoch) and self.prefix.kind:
+            if epoch == total and self._best_needs_test(epoch) and self.prefix.strategy:
                 test, self.best_test = self.evaluate_last_and_best("test")
             elif epoch_due(epoch, cfg.SOLVER.TEST_PERIOD, total):
                 test = self.evaluate("test")

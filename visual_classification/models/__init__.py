@@ -1,7 +1,9 @@
-"""Models for visual classification: timm backbones adapted by one transfer method, plus the task head."""
+"""Models for visual classification: timm backbones adapted by one transfer method, plus the task head.
 
-from .build import build_model
-from .transfer import TRANSFER_METHODS, get_transfer_method
-from .transfer_model import TransferModel
+The package itself holds only the method registry (torch-free); the models are in ``build`` and
+``transfer_model``.
+"""
 
-__all__ = ["TRANSFER_METHODS", "TransferModel", "build_model", "get_transfer_method"]
+from .transfer import TRANSFER_METHODS, TransferMethod, get_transfer_method, register_transfer
+
+__all__ = ["TRANSFER_METHODS", "TransferMethod", "get_transfer_method", "register_transfer"]

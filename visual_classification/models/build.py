@@ -13,6 +13,7 @@ from yacs.config import CfgNode
 from runkit.fingerprint import file_fingerprint
 from toast.adapter import (
     ADAPTER_WEIGHTS,
+    check_fit,
     convert_original_top_down,
     load_top_down_state,
     read_adapter_config,
@@ -22,7 +23,8 @@ from toast.adapter import (
 from .backbone import backbone_name, create_backbone, model_width
 from .head import build_head
 from .transfer import get_transfer_method
-from .transfer_model import HEAD_PREFIX, TransferModel
+from .transfer.registry import HEAD_PREFIX
+from .transfer_model import TransferModel
 from .weights import load_backbone_state, load_npz, read_state_dict, split_top_down
 
 logger = logging.getLogger(__name__)
@@ -115,14 +117,7 @@ def init_from_run(model: TransferModel, cfg: CfgNode, backbone: str) -> None:
     if not own:
         raise ValueError(f"{key}: transfer type {model.transfer_type!r} trains nothing but the head; nothing to load")
     saved = {n: t for n, t in load_file(str(folder / ADAPTER_WEIGHTS)).items() if not n.startswith(HEAD_PREFIX)}
-    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"{key} does not fit this model: missing {missing or 'none'}; unexpected {unexpected or 'none'}"
-        )
-    for n, tensor in saved.items():
-        if tensor.shape != own[n].shape:
-            raise ValueError(f"{key}: tensor {n} has shape {tuple(tensor.shape)}, this model's {tuple(own[n].shape)}")
+    check_fit(own, saved, "MODEL.INIT_FROM", repr(str(folder)))
     with torch.no_grad():
         for n, tensor in saved.items():
             own[n].copy_(tensor)

@@ -11,17 +11,15 @@ from torch import nn
 
 from toast.summary import parameter_summary
 
-HEAD_PREFIX = "head."
+from .transfer.registry import TRANSFER_METHODS
 
 
 class TransferModel(nn.Module):
     """A backbone transferred by one method; ``model.head`` is the task head.
 
-    Subclasses override :meth:`forward_features` where the method changes the forward (VPT, TOAST)
-    and :attr:`added_prefixes` to name the tensors the method adds to the backbone.
+    Subclasses override :meth:`forward_features` where the method changes the forward (VPT, TOAST); which
+    tensors the method adds is its registration's answer (``TransferMethod.added``).
     """
-
-    added_prefixes: tuple[str, ...] = (HEAD_PREFIX,)
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, backbone_name: str, transfer_type: str) -> None:
         super().__init__()
@@ -44,7 +42,7 @@ class TransferModel(nn.Module):
 
     def is_added(self, name: str) -> bool:
         """Whether a tensor is added by the transfer method (not part of the pretrained backbone)."""
-        return name.startswith(self.added_prefixes) or "lora_" in name
+        return TRANSFER_METHODS.lookup(self.transfer_type).is_added(name)
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """What an adapter file holds: tensors the method added, and every tensor that trains."""

@@ -1,48 +1,107 @@
-"""Transfer methods are registered by name; each says how to build its model and which tensors train."""
+"""The vision method registration: everything the rest of the vision code asks about a transfer method.
+
+Torch-free, so that ``train --help`` and the config (keys, defaults, ranges) answer before torch loads: a
+method file keeps torch, timm and peft inside its ``build``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
-from yacs.config import CfgNode
+from typing import TYPE_CHECKING
 
 from toast.registry import Registry
 from toast.registry import TransferMethod as SharedTransferMethod
 
-from ..transfer_model import HEAD_PREFIX, TransferModel
+if TYPE_CHECKING:
+    from torch import nn
+    from yacs.config import CfgNode
 
-# Builds the method's model from a loaded backbone and a fresh head.
-Builder = Callable[[nn.Module, nn.Module, CfgNode, str], TransferModel]
+    from ..transfer_model import TransferModel
+
+    # Builds the method's model from a loaded backbone and a fresh head.
+    Builder = Callable[[nn.Module, nn.Module, CfgNode, str], TransferModel]
+
+HEAD_PREFIX = "head."  # the task head's tensors: they always train and are always saved
 
 
 @dataclass(frozen=True)
-class TransferMethod(SharedTransferMethod):
-    """One transfer type (the shape the language half shares, :class:`toast.registry.TransferMethod`, plus
-    what only the vision half needs).
+class CacheKind:
+    """A frozen prefix that one forward of the frozen backbone gives every adapter alike, so it can be cached.
 
     Attributes:
-        name: the ``MODEL.TRANSFER_TYPE`` value.
-        build: ``build(backbone, head, cfg, backbone_name) -> TransferModel`` (a :data:`Builder`).
+        name: how caches and logs name it (the first part of a cache's key).
+        config_key: the boolean config key that turns its cache on.
+        what: what it is, for error messages.
+    """
+
+    name: str
+    config_key: str
+    what: str
+
+
+PRE_LOGITS = CacheKind("pre_logits", "DATA.CACHE_FEATURES", "the pooled features the head reads")
+FIRST_PASS = CacheKind(
+    "first_pass", "MODEL.TOAST.CACHE_FIRST_PASS", "all tokens of a first pass, after the final norm"
+)
+CACHE_KINDS = (PRE_LOGITS, FIRST_PASS)
+
+
+def _adds_nothing(name: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferMethod(SharedTransferMethod):
+    """One transfer type: the shape both halves share (:class:`toast.registry.TransferMethod`), plus what only the
+    vision half needs.
+
+    Attributes:
+        build: ``build(backbone, head, cfg, backbone_name) -> TransferModel`` (a ``Builder``).
         trains: ``trains(param_name) -> bool`` for parameters outside the head (the head always trains).
+        added: ``added(tensor_name) -> bool`` for tensors outside the head that the method adds to the backbone:
+            saved in the adapter whether they train or not.
         model_types: the original's ``MODEL.TYPE`` values this method may be combined with.
+        cache: the frozen prefix its runs can cache (``None``: its backbone's output depends on what trains).
+        pretunes: ``pretune`` trains this method's top-down path.
     """
 
     trains: Callable[[str], bool]
-    model_types: tuple[str, ...]
+    added: Callable[[str], bool] = _adds_nothing
+    model_types: tuple[str, ...] = ("vit_bottom_up",)
+    cache: CacheKind | None = None
+    pretunes: bool = False
 
-    def mark_trainable(self, model: TransferModel) -> None:
+    def mark_trainable(self, model: nn.Module) -> None:
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith(HEAD_PREFIX) or self.trains(name))
+
+    def is_added(self, name: str) -> bool:
+        """Whether tensor ``name`` is not part of the pretrained backbone (the head, or what the method adds)."""
+        return name.startswith(HEAD_PREFIX) or self.added(name)
+
+
+def backbone_as_is(transfer_type: str) -> Builder:
+    """A builder for methods that leave the backbone's forward as it is and only choose what trains."""
+
+    def build(backbone: nn.Module, head: nn.Module, cfg: CfgNode, backbone_name: str) -> TransferModel:
+        from ..transfer_model import TransferModel
+
+        return TransferModel(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
+
+    return build
 
 
 TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
 
 
 def register_transfer(method: TransferMethod) -> TransferMethod:
+    """Makes ``method`` a ``MODEL.TRANSFER_TYPE`` choice of every vision command."""
+    if not isinstance(method, TransferMethod):
+        raise TypeError(f"register_transfer takes a vision TransferMethod, got {type(method).__name__}")
     return TRANSFER_METHODS.register(method)
 
 
 def get_transfer_method(name: str) -> TransferMethod:
+    """The method registered as ``name`` (or its alias); an unknown name stops, listing the choices."""
     return TRANSFER_METHODS.lookup(name)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from timm.models.convnext import ConvNeXt
 from torch import nn
 
-from ..transfer_model import TransferModel
+from .transfer_model import TransferModel
 
 
 class ConvTopDownDecoder(nn.Module):
@@ -56,8 +56,6 @@ class ConvTopDownModule(nn.Module):
 
 
 class TopDownConvNeXt(TransferModel):
-    added_prefixes = ("head.", "top_down.")
-
     def __init__(self, backbone: ConvNeXt, head: nn.Module, *, backbone_name: str, transfer_type: str) -> None:
         super().__init__(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
         dims = [stage.blocks[-1].conv_dw.out_channels for stage in backbone.stages]
