@@ -16,7 +16,7 @@ from yacs.config import CfgNode as CN
 
 from runkit import config_files
 from runkit.ranges import Range, lookup, range_problems
-from toast.registry import add_config_keys
+from toast.registry import add_config_keys, choice_problems
 
 from .methods import TRANSFER_METHODS
 
@@ -159,6 +159,7 @@ def get_cfg() -> CN:
 def config_problems(cfg: CN) -> list[str]:
     """``KEY=value must be ...`` for every value out of its range (the general ones and the methods')."""
     problems = range_problems(cfg, (*RANGES, *TRANSFER_METHODS.ranges()))
+    problems += choice_problems(cfg, TRANSFER_METHODS.config_keys())
     too_long = lookup(cfg, "GENERATE.TOO_LONG")
     if too_long is not None and too_long not in GENERATE_TOO_LONG:
         problems.append(f"GENERATE.TOO_LONG={too_long!r} must be one of {GENERATE_TOO_LONG}")

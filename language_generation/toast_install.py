@@ -26,7 +26,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from toast.adapter import load_adapter, save_adapter
-from toast.folded import FoldedFeedback, folded_inference
+from toast.folded import FoldChoice, FoldedFeedback, folded_inference
 from toast.steering import ValueSteering, value_proj_target
 from toast.topdown import TopDownModule
 from toast.two_pass import first_tensor, run_two_passes
@@ -74,6 +74,8 @@ class ToastCausalLM(nn.Module):
         recon_coef: weight of ``Σ_i MSE(A_i(out_i)/s, in_i/s)`` added to the loss when labels are given.
         base_requires_grad: ``requires_grad`` of the base's parameters before the transfer type froze them,
             given back by :meth:`unload`.
+        fold: when the top-down path runs folded into one matrix outside generation (``MODEL.TOAST.FOLD``;
+            default: where it costs less, :class:`toast.folded.FoldChoice`).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class ToastCausalLM(nn.Module):
         top_down: TopDownModule,
         recon_coef: float = 0.0,
         base_requires_grad: dict[str, bool] | None = None,
+        fold: FoldChoice | None = None,
     ) -> None:
         super().__init__()
         layers = decoder_layers(base)
@@ -102,6 +105,7 @@ class ToastCausalLM(nn.Module):
         self._zero3_reads = _register_zero3_reads(top_down, targets) if is_deepspeed_zero3_enabled() else []
         self._folded: FoldedFeedback | None = None  # the fold of the path, kept while its tensors are unchanged
         self._fold_in_use = False  # True inside generate: the two-pass forward then uses the fold
+        self.fold_choice = fold if fold is not None else FoldChoice()
         inner = base.model
         inner.forward = TwoPassDecoderForward(self, inner)
 
@@ -433,6 +437,7 @@ class TwoPassDecoderForward:
             recon_coef=recon_coef,
             recon_token_weights=recon_token_weights,
             folded=fold,
+            fold=wrapper.fold_choice,
         )
         out = outputs[1]
         return TwoPassModelOutput(

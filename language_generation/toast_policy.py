@@ -21,6 +21,7 @@ from toast.adapter import (
     load_top_down_state,
     read_adapter_top_down,
 )
+from toast.folded import FoldChoice
 from toast.parts import TOP_DOWN_PARTS, trains_top_down
 from toast.topdown import (
     DECODER_INITS,  # the vision half's choices too
@@ -154,4 +155,10 @@ def install_toast(base: PreTrainedModel, cfg: CfgNode, low_rank: bool) -> ToastC
         trains = trains_top_down(name, parts, low_rank=low_rank)
         p.requires_grad_(trains)
         p.data = p.data.to(device=base.device, dtype=trainable_dtype if trains else base.dtype)
-    return ToastCausalLM(base, top_down, recon_coef=toast_cfg.RECON_COEF, base_requires_grad=requires_grad)
+    return ToastCausalLM(
+        base,
+        top_down,
+        recon_coef=toast_cfg.RECON_COEF,
+        base_requires_grad=requires_grad,
+        fold=FoldChoice(toast_cfg.FOLD),
+    )

@@ -105,3 +105,25 @@ def test_the_rule_folds_only_where_it_pays_and_never_with_a_reconstruction_loss(
         assert choice(top_down, steering, large, 0.0) is not first
     with pytest.raises(ValueError, match="fold mode must be one of"):
         FoldChoice("sometimes")
+
+
+def _lm_loss_and_grads(family: str, transfer: str, fold: str):
+    from lm_helpers import tiny_toast
+
+    model = tiny_toast(family, transfer=transfer, FOLD=fold).double().train()
+    ids = torch.randint(3, 96, (2, 7), generator=torch.Generator().manual_seed(0))
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = {n: p.grad for n, p in model.top_down.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])  # Qwen2: value bias, grouped-query values
+@pytest.mark.parametrize("transfer", ["toast", "toast-lite"])
+def test_the_language_model_trains_alike_folded_and_layer_by_layer(family, transfer):
+    layered_loss, layered = _lm_loss_and_grads(family, transfer, "never")
+    folded_loss, folded = _lm_loss_and_grads(family, transfer, "always")
+    assert set(folded) == set(layered) and len(layered) >= 2
+    torch.testing.assert_close(folded_loss, layered_loss, rtol=1e-10, atol=1e-10)
+    for name in layered:
+        torch.testing.assert_close(folded[name], layered[name], rtol=1e-10, atol=1e-10, msg=name)

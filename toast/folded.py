@@ -18,6 +18,7 @@ for every layer come from a single matmul instead of L chained ones plus L injec
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -102,8 +103,9 @@ class TrainableFold:
     def __init__(self, top_down: TopDownModule, steering: ValueSteering) -> None:
         self.top_down = top_down
         device_type = steering.targets[0].value_weight().device.type
-        with torch.autocast(device_type, enabled=False):
-            self.matrix, self.bias, self.widths = fold_products(top_down, steering, top_down.transform.dtype)
+        dtype = functools.reduce(torch.promote_types, (p.dtype for p in top_down.parameters()))
+        with torch.autocast(device_type, enabled=False):  # fp32 trainable tensors on a bf16 base: formed in fp32
+            self.matrix, self.bias, self.widths = fold_products(top_down, steering, dtype)
 
     def __call__(self, features: torch.Tensor) -> list[torch.Tensor]:
         return _additions(self.top_down, self.matrix, self.bias, self.widths, features)
