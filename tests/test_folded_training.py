@@ -127,3 +127,34 @@ def test_the_language_model_trains_alike_folded_and_layer_by_layer(family, trans
     torch.testing.assert_close(folded_loss, layered_loss, rtol=1e-10, atol=1e-10)
     for name in layered:
         torch.testing.assert_close(folded[name], layered[name], rtol=1e-10, atol=1e-10, msg=name)
+
+
+def _vit_loss_and_grads(transfer: str, fold: str, double_bias: bool, cached: bool):
+    from conftest import build_tiny, images, randomise_top_down
+
+    model = build_tiny(transfer, **{"MODEL.TOAST.FOLD": fold, "MODEL.TOAST.DOUBLE_BIAS": double_bias}).double()
+    randomise_top_down(model)
+    model.train()
+    images = images(3).double()
+    first_pass = None
+    if cached:
+        with torch.no_grad():
+            first_pass = model.backbone.eval().forward_features(images)
+        model.train()
+    torch.manual_seed(1)  # the same stochastic depth draws on both paths
+    logits = model(images, first_pass=first_pass)
+    loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1, 0]))
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("transfer", ["toast", "toast-lite"])
+@pytest.mark.parametrize("double_bias", [True, False])
+@pytest.mark.parametrize("cached", [False, True])
+def test_the_vit_trains_alike_folded_and_layer_by_layer(transfer, double_bias, cached):
+    layered_loss, layered = _vit_loss_and_grads(transfer, "never", double_bias, cached)
+    folded_loss, folded = _vit_loss_and_grads(transfer, "always", double_bias, cached)
+    assert set(folded) == set(layered) and any(n.startswith("top_down.") for n in layered)
+    torch.testing.assert_close(folded_loss, layered_loss, rtol=1e-10, atol=1e-10)
+    for name in layered:
+        torch.testing.assert_close(folded[name], layered[name], rtol=1e-10, atol=1e-10, msg=name)

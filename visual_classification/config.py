@@ -9,7 +9,7 @@ from __future__ import annotations
 from yacs.config import CfgNode as CN
 
 from runkit.ranges import Range, lookup, range_problems
-from toast.registry import add_config_keys
+from toast.registry import add_config_keys, choice_problems
 
 from .models.transfer import TRANSFER_METHODS
 from .models.transfer.registry import CACHE_KINDS, PRE_LOGITS, CacheKind
@@ -193,6 +193,7 @@ RANGES = (
 def check_config(cfg: CN) -> None:
     """Value checks yacs' type checks cannot make; each problem names the key and what is allowed."""
     problems = range_problems(cfg, [*RANGES, *TRANSFER_METHODS.ranges()])
+    problems += choice_problems(cfg, TRANSFER_METHODS.config_keys())
     if cfg.DATA.NORMALIZE not in NORMALIZE_CHOICES:
         problems.append(f"DATA.NORMALIZE must be one of {list(NORMALIZE_CHOICES)}, got {cfg.DATA.NORMALIZE!r}")
     if problems:

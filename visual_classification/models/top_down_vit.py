@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from toast.folded import FoldedFeedback, folded_inference
+from toast.folded import FoldChoice, FoldedFeedback, folded_inference
 from toast.steering import ValueSteering, fused_qkv_target
-from toast.topdown import DECODER_INITS, TopDownModule
+from toast.topdown import TopDownModule
 from toast.two_pass import TwoPassOutput, run_two_passes
 
 from .backbone import model_width
@@ -39,6 +39,7 @@ class TopDownViT(TransferModel):
         double_bias: bool = True,
         recon_coef: float = 0.0,
         both_passes_ce: bool = False,
+        fold: FoldChoice | None = None,
     ) -> None:
         super().__init__(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
         self.top_down = top_down
@@ -50,6 +51,7 @@ class TopDownViT(TransferModel):
         self.first_pass_logits: torch.Tensor | None = None
         self._folded: FoldedFeedback | None = None  # kept while the tensors it was folded from are unchanged
         self._fold_in_use = False
+        self.fold_choice = fold if fold is not None else FoldChoice()  # the folded path where it costs less
 
     @contextlib.contextmanager
     def folded_feedback(self) -> Iterator[None]:
@@ -87,6 +89,7 @@ class TopDownViT(TransferModel):
             layers=list(self.backbone.blocks),
             recon_coef=0.0 if folded is not None else self.recon_coef,  # prediction needs no reconstruction loss
             folded=folded,
+            fold=self.fold_choice,
         )
 
     def forward_features(self, images: torch.Tensor, first_pass: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,10 +124,6 @@ def build_top_down(
         from .top_down_convnext import TopDownConvNeXt
 
         return TopDownConvNeXt(backbone, head, backbone_name=backbone_name, transfer_type=transfer_type)
-    if cfg.MODEL.TOAST.DECODER_INIT not in DECODER_INITS:
-        raise ValueError(
-            f"MODEL.TOAST.DECODER_INIT must be one of {', '.join(DECODER_INITS)}; got {cfg.MODEL.TOAST.DECODER_INIT!r}"
-        )
     top_down = TopDownModule(
         model_width(backbone),
         len(backbone.blocks),
@@ -141,4 +140,5 @@ def build_top_down(
         double_bias=cfg.MODEL.TOAST.DOUBLE_BIAS,
         recon_coef=cfg.MODEL.TOAST.RECON_COEF,
         both_passes_ce=cfg.MODEL.TOAST.BOTH_PASSES_CE,
+        fold=FoldChoice(cfg.MODEL.TOAST.FOLD),
     )
