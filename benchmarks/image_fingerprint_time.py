@@ -35,7 +35,7 @@ def write_images(folder: Path, count: int, size: int) -> list[tuple[Path, int]]:
 
 
 def stat_key(samples: list[tuple[Path, int]]) -> str:
-    """The key before issue 18: path, size and mtime of each image."""
+    """A key from path, size and mtime of each image (what a cheaper, content-blind memo would use)."""
     lines = []
     for path, _ in samples:
         st = Path(path).stat()

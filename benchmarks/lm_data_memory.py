@@ -5,7 +5,7 @@
 
 Each preparation runs in a fresh process (peak resident set, VmHWM): ``build_datasets`` as training uses
 it (records streamed into Arrow on disk, batched ``map`` tokenisation, ``run_clm``-style blocks), and, for
-comparison, the in-memory way this project used before (every record in a Python list, one Python token
+comparison, the in-memory way (every record in a Python list, one Python token
 list, ``Dataset.from_list``). The corpus is synthetic words and the tokenizer a word-level one built
 offline, so nothing is downloaded; both are written to a temporary folder.
 """

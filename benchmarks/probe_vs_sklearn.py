@@ -1,4 +1,4 @@
-"""The linear probe's solvers against scikit-learn on the same frozen features (issue 19, point 4).
+"""The linear probe's solvers against scikit-learn on the same frozen features (the converged probe against the reference solver).
 
 ``python benchmarks/probe_vs_sklearn.py [--out output/probe_vs_sklearn]``: a 10-class folder of real digits
 (``visual_classification.demo.image_folder``: 160 train / 80 val / 200 test), the demo's DINOv2 ViT-S/14 at
@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
+from visual_classification.config import load_config  # noqa: E402
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights  # noqa: E402
 from visual_classification.demo.image_folder import write_digit_folder  # noqa: E402
 from visual_classification.engine import feature_cache as fc  # noqa: E402
-from visual_classification.train import load_config, train  # noqa: E402
+from visual_classification.train import train  # noqa: E402
 
 GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 

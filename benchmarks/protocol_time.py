@@ -43,10 +43,13 @@ import torch.nn.functional as F  # noqa: E402
 from step_time import _floor_step  # noqa: E402
 from timing import interleaved_medians  # noqa: E402
 
-from visual_classification.config import get_cfg  # noqa: E402
+from visual_classification.config import (
+    get_cfg,  # noqa: E402
+    load_config,  # noqa: E402
+)
 from visual_classification.engine import feature_cache  # noqa: E402
 from visual_classification.models.build import build_model  # noqa: E402
-from visual_classification.train import load_config, train  # noqa: E402
+from visual_classification.train import train  # noqa: E402
 
 CLASSES = 10
 COMPARED = ("best_val_top1", "best_epoch", "test_top1", "final_val_top1", "final_test_top1")

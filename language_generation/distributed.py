@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +18,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 from yacs.config import CfgNode
+
+from runkit.runs import is_main_process
 
 from .methods import TRANSFER_METHODS
 
@@ -30,13 +31,6 @@ GATHER_KEY = "zero_optimization.stage3_gather_16bit_weights_on_model_save"
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a torchrun launch, or a plain process: the one that checks, writes and logs. Asked before the
-    process group starts too (torchrun's ``RANK``)."""
-    rank = dist.get_rank() if is_distributed() else int(os.environ.get("RANK", "0"))
-    return rank == 0
 
 
 def barrier() -> None:

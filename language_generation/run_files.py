@@ -21,10 +21,10 @@ from transformers import TrainerCallback
 from yacs.config import CfgNode
 
 from runkit.files import atomic_write_text, read_jsonl, save_figure
-from runkit.runs import refuse_other_config, setup_logging, software_record
+from runkit.runs import is_main_process, refuse_other_config, setup_logging, software_record
 
 from .config import read_run_config, run_config_text
-from .distributed import is_main_process, main_decides
+from .distributed import main_decides
 from .methods import method_files, weight_files
 
 logger = logging.getLogger(__name__)

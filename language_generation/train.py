@@ -26,12 +26,13 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 from yacs.config import CfgNode
 
+from runkit.runs import is_main_process
 from toast.summary import parameter_summary
 
 from . import run_files as rf
 from .config import check_model_name, check_precision, load_config, training_arguments_defaults
 from .data import IGNORE_INDEX, build_datasets
-from .distributed import barrier, check_engine_config, end_processes, gathered_state, is_main_process, main_decides
+from .distributed import barrier, check_engine_config, end_processes, gathered_state, main_decides
 from .methods import TRANSFER_METHODS, TransferMethod
 from .model import build_model, build_tokenizer
 from .nonfinite import FiniteLossMixin, NonFiniteGuard, NonFiniteTrainingError

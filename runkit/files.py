@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -97,8 +98,8 @@ def check_output_file(path: str | os.PathLike, example: str = "output.txt") -> N
 
 
 def read_json_record(path: str | os.PathLike):
-    """A run's JSON record (``inputs.json``, ...), or ``None`` when the run predates it; a damaged one is an
-    error naming the file and how to get past it."""
+    """A run's JSON record (``inputs.json``, ...), or ``None`` when the run has none; a damaged one is an error
+    naming the file and how to get past it."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -109,8 +110,27 @@ def read_json_record(path: str | os.PathLike):
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a JSON-lines file (``metrics.jsonl``), blank lines skipped; ``[]`` when there is no file."""
+    """The records of a JSON-lines file (``metrics.jsonl``), blank lines skipped; ``[]`` when there is no file.
+
+    A run killed while appending leaves a last line without its newline: that line is left out with a warning
+    (a resumed run writes it again). A damaged line anywhere else stops, naming the file and the line.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            if number == len(lines):  # no newline after it: the write was cut short
+                logging.getLogger(__name__).warning(
+                    "%s: its last line is incomplete (a write cut short); left out", path
+                )
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON record ({err}); remove the line to go on") from err
+    return records

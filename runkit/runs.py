@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain process: the one that checks, writes and logs. Asked the same way
+    on both halves, before the process group starts too (torchrun's ``RANK``); torch is not imported here."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def setup_logging(log_file: Path | None, main: bool = True) -> None:

@@ -136,7 +136,8 @@ def tiny(tmp_path_factory, tokenizer):  # noqa: F811
 @pytest.fixture(scope="module")
 def one_process(tiny):
     """The uninterrupted 1-process run, through ``language_generation.train``."""
-    from language_generation.train import load_config, train
+    from language_generation.config import load_config
+    from language_generation.train import train
 
     folder, corpus = tiny
     out = folder.parent / "one"
@@ -188,7 +189,8 @@ def test_train_writes_the_methods_file_and_only_the_scales_train(one_process):
 
 
 def test_a_killed_run_resumes_to_what_the_uninterrupted_run_trains(tiny, one_process, tmp_path):
-    from language_generation.train import load_config, train
+    from language_generation.config import load_config
+    from language_generation.train import train
 
     folder, corpus = tiny
     out = tmp_path / "killed"

@@ -32,8 +32,9 @@ from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import _corpus
 from transformers import set_seed
 
+from language_generation.config import load_config
 from language_generation.model import build_model
-from language_generation.train import load_config, train
+from language_generation.train import train
 
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[1]

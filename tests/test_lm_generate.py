@@ -9,8 +9,9 @@ from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
 from language_generation import generate, trained_run
+from language_generation.config import load_config
 from language_generation.methods import TRANSFER_METHODS, TransferMethod
-from language_generation.train import load_config, train
+from language_generation.train import train
 
 
 def run_of(local_model, tmp_path, transfer, *extra):  # noqa: F811

@@ -1,4 +1,4 @@
-"""Issue 18, language half: faults and bad inputs a new user's mistakes or a shared machine produce, each
+"""Language half: faults and bad inputs a new user's mistakes or a shared machine produce, each
 reproduced on tiny data: a diverging run, inputs changed behind the same path, the Arrow cache, prompt
 limits, ShareGPT roles, generate's --output, a run that failed on its data, and out-of-range values."""
 
@@ -16,10 +16,10 @@ from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
 from language_generation import generate
 from language_generation import run_files as rf
-from language_generation.config import get_cfg
+from language_generation.config import get_cfg, load_config
 from language_generation.data import build_datasets
 from language_generation.records import load_records
-from language_generation.train import load_config, main, train
+from language_generation.train import main, train
 
 
 def run(local_model, out, steps=2, *extra):  # noqa: F811

@@ -50,7 +50,7 @@ def _older_transformers_config(tmp_path, cfg) -> None:
 def test_a_run_written_by_another_transformers_resumes(tmp_path, caplog):
     cfg = load_config("", [*OPTS, "OUTPUT_DIR", str(tmp_path)])
     _older_transformers_config(tmp_path, cfg)
-    (tmp_path / "checkpoint-4").mkdir()  # it trained: a folder that trained nothing is taken over (issue 18)
+    (tmp_path / "checkpoint-4").mkdir()  # it trained (a folder that trained nothing is taken over)
     with caplog.at_level(logging.WARNING):
         assert rf.check_output_dir(tmp_path, run_config_text(cfg), overwrite=False) == "resume"
     assert "TRAIN.FIELD_OF_ANOTHER_VERSION" in caplog.text

@@ -13,8 +13,9 @@ from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
 from language_generation import run_files as rf
+from language_generation.config import load_config
 from language_generation.methods import TRANSFER_METHODS
-from language_generation.train import load_config, main, train
+from language_generation.train import main, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +76,7 @@ def test_training_numbers_and_model_name_are_checked_before_loading(tmp_path):
 
 
 def test_int_for_float_keys_on_both_halves(tmp_path):
-    from visual_classification.train import load_config as vision_config
+    from visual_classification.config import load_config as vision_config
 
     lm = load_config("", ["GENERATE.TEMPERATURE", "0", "MODEL.TOAST.RECON_COEF", "1"])
     assert lm.GENERATE.TEMPERATURE == 0.0 and isinstance(lm.GENERATE.TEMPERATURE, float)

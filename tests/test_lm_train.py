@@ -10,7 +10,8 @@ import torch
 from lm_helpers import save_tiny_llama
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 
-from language_generation.train import load_config, train
+from language_generation.config import load_config
+from language_generation.train import train
 
 
 @pytest.fixture

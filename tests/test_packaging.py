@@ -30,7 +30,7 @@ def test_the_wheel_carries_the_demo_configs_and_the_installed_demos_load_them(tm
     elsewhere.mkdir()
     check = (
         "import visual_classification.demo.__main__ as v, language_generation.demo.__main__ as l\n"
-        "from visual_classification.train import load_config as lv\n"
+        "from visual_classification.config import load_config as lv\n"
         "from language_generation.config import load_config as ll\n"
         f"assert str(v.CONFIG).startswith({str(site)!r}), v.CONFIG\n"
         "print(lv(str(v.CONFIG), []).MODEL.BACKBONE, ll(str(l.CONFIG), ['OUTPUT_DIR', 'x']).MODEL.TRANSFER_TYPE)\n"

@@ -9,10 +9,11 @@ import torch
 from datasets_on_disk import write_vtab_task
 from test_train import run_opts
 
+from visual_classification.config import load_config
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine.optim import build_optimizer
 from visual_classification.engine.probe import full_batch_epoch
-from visual_classification.train import load_config, train
+from visual_classification.train import train
 
 from conftest import tiny_cfg
 

@@ -15,11 +15,12 @@ import torch
 from datasets_on_disk import write_image_folder, write_vtab_task
 from test_train import kill_in_epoch_2, run_opts
 
+from visual_classification.config import load_config
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine import run_files as rf
 from visual_classification.engine.trainer import resolve_workers
 from visual_classification.models.transfer.registry import PRE_LOGITS
-from visual_classification.train import load_config, main, train
+from visual_classification.train import main, train
 
 TIMING = ("train_images_per_s", "peak_mem_mib")
 

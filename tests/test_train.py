@@ -9,9 +9,10 @@ import pytest
 import torch
 from datasets_on_disk import write_vtab_task
 
+from visual_classification.config import load_config
 from visual_classification.engine import run_files as rf
 from visual_classification.engine.trainer import Trainer
-from visual_classification.train import load_config, main, train
+from visual_classification.train import main, train
 
 from conftest import TINY_BACKBONE
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from datasets_on_disk import write_vtab_task
 
+from visual_classification.config import load_config
 from visual_classification.models import TRANSFER_METHODS
 from visual_classification.summarize import main as summarize_main
 from visual_classification.summarize import summarize
-from visual_classification.train import load_config
 from visual_classification.tune import select, tune
 
 from conftest import TINY_BACKBONE

@@ -15,13 +15,12 @@ from datasets_on_disk import write_fgvc, write_image_folder, write_vtab_task
 from PIL import Image
 from safetensors.torch import save_file
 
-from visual_classification.config import changed_keys, flat, get_cfg
+from visual_classification.config import changed_keys, flat, get_cfg, load_config
 from visual_classification.data import build_task_data, load_rgb
 from visual_classification.data.transforms import normalization
 from visual_classification.engine.optim import build_optimizer
 from visual_classification.models.build import build_model
 from visual_classification.models.weights import load_backbone_state
-from visual_classification.train import load_config
 
 from conftest import build_tiny, images, tiny_cfg
 

@@ -12,12 +12,13 @@ import pytest
 from datasets_on_disk import write_image_folder, write_vtab_task
 from PIL import Image
 
+from visual_classification.config import load_config
 from visual_classification.engine import run_files as rf
 from visual_classification.plots import best_val_epoch, plot_curves
 from visual_classification.predict import main as predict_main
 from visual_classification.summarize import main as summarize_main
 from visual_classification.summarize import summarize
-from visual_classification.train import load_config, train
+from visual_classification.train import train
 from visual_classification.visualize import main as visualize_main
 from visual_classification.visualize import spread_over_classes
 

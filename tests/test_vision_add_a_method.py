@@ -15,12 +15,13 @@ from torch import nn
 
 from runkit.ranges import Range
 from toast.registry import ConfigKey
+from visual_classification.config import load_config
 from visual_classification.engine import run_files as rf
 from visual_classification.models import TRANSFER_METHODS, TransferMethod, register_transfer
 from visual_classification.models.transfer_model import TransferModel
 from visual_classification.predict import main as predict_main
 from visual_classification.summarize import summarize
-from visual_classification.train import load_config, train
+from visual_classification.train import train
 from visual_classification.tune import main as tune_main
 
 # -- the new method: a learned per-channel scale on every block's attention values -------------------------------

@@ -60,8 +60,10 @@ def test_zero_to_value_trains_b_first_as_lora_trains_its_b():
 
 
 def test_unknown_decoder_init_names_the_key():
-    with pytest.raises(ValueError, match="MODEL.TOAST.DECODER_INIT.*zero_to_value"):
-        build_tiny("toast", **{"MODEL.TOAST.DECODER_INIT": "zeros"})
+    from visual_classification.config import load_config
+
+    with pytest.raises(ValueError, match="MODEL.TOAST.DECODER_INIT='zeros' must be one of .*zero_to_value"):
+        load_config("", ["MODEL.TOAST.DECODER_INIT", "zeros"])
 
 
 def _read(task_dir, split):

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from test_train import kill_in_epoch_2
 
 from runkit.files import atomic_write_text
-from visual_classification.config import RANGES
+from visual_classification.config import RANGES, load_config
 from visual_classification.data import build_task_data
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine import run_files as rf
@@ -33,7 +33,7 @@ from visual_classification.engine import run_inputs as ri
 from visual_classification.engine.frozen_prefix import cache_strategy
 from visual_classification.models.build import build_model
 from visual_classification.predict import main as predict_main
-from visual_classification.train import load_config, train
+from visual_classification.train import train
 from visual_classification.tune import tune
 
 from conftest import TINY_BACKBONE

@@ -164,16 +164,16 @@ class ValueSteering:
     def checkpoint_contexts(self) -> tuple:
         """``context_fn`` for ``torch.utils.checkpoint`` (non-reentrant): the recomputation of a checkpointed
         layer in the backward pass sees the same signal its forward saw (the original's LLaMA lost it)."""
-        return contextlib.nullcontext(), self._replay(self._chained)
+        return contextlib.nullcontext(), self._replay(self._chained, self._ready)
 
     @contextlib.contextmanager
-    def _replay(self, chained: Sequence[torch.Tensor] | None) -> Iterator[None]:
-        previous = self._chained
-        self._chained = chained
+    def _replay(self, chained: Sequence[torch.Tensor] | None, ready: bool) -> Iterator[None]:
+        previous = self._chained, self._ready
+        self._chained, self._ready = chained, ready
         try:
             yield
         finally:
-            self._chained = previous
+            self._chained, self._ready = previous
 
     def remove(self) -> None:
         """Detaches the hooks, leaving the backbone as it was."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from yacs.config import CfgNode as CN
 
+from runkit import config_files
 from runkit.ranges import Range, lookup, range_problems
 from toast.registry import add_config_keys, choice_problems
 
@@ -198,3 +199,14 @@ def check_config(cfg: CN) -> None:
         problems.append(f"DATA.NORMALIZE must be one of {list(NORMALIZE_CHOICES)}, got {cfg.DATA.NORMALIZE!r}")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def load_config(config_file: str | None, opts: list[str]) -> CN:
+    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
+    cfg = config_files.load_config(get_cfg(), config_file, opts)
+    if cfg.SEED is None:
+        raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
+    check_config(cfg)  # values: epochs, batch size, fractions, choices
+    check_protocol_keys(cfg)
+    cfg.freeze()
+    return cfg

@@ -19,23 +19,12 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
-from .config import changed_keys, check_config, check_protocol_keys, get_cfg
+from runkit.runs import is_main_process
+
+from .config import changed_keys, load_config
 from .models.transfer import TRANSFER_METHODS
 
 logger = logging.getLogger("visual_classification.train")
-
-
-def load_config(config_file: str | None, opts: list[str]) -> CfgNode:
-    """Defaults ← YAML file (and its ``_BASE_``) ← ``KEY VALUE`` pairs, through the loader both halves share."""
-    from runkit import config_files  # standard library only: config errors before torch loads
-
-    cfg = config_files.load_config(get_cfg(), config_file, opts)
-    if cfg.SEED is None:
-        raise ValueError("SEED must be an integer (runs are seeded so that they can be resumed exactly)")
-    check_config(cfg)  # values: epochs, batch size, fractions, choices
-    check_protocol_keys(cfg)
-    cfg.freeze()
-    return cfg
 
 
 def train(cfg: CfgNode, overwrite: bool = False) -> dict:
@@ -45,7 +34,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     """
     from .engine import run_files as rf
     from .engine import run_inputs as ri
-    from .engine.distributed import broadcast_object, init_distributed, is_main, local_device
+    from .engine.distributed import broadcast_object, init_distributed, local_device
 
     device = local_device(cfg.DEVICE)
     rank, world = init_distributed(device)
@@ -56,7 +45,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     refusals["ValueError"] = ValueError
     with contextlib.ExitStack() as lock:
         status, refusal = None, None
-        if is_main():  # one process locks the folder, decides, and clears what an earlier attempt left
+        if is_main_process():  # one process locks the folder, decides, and clears what an earlier attempt left
             try:
                 lock.enter_context(rf.run_lock(out))  # one live run per folder
                 status = _status(out, cfg, overwrite)
@@ -109,10 +98,10 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     from .engine import Trainer, seed_everything
     from .engine import run_files as rf
     from .engine import run_inputs as ri
-    from .engine.distributed import barrier, is_main
+    from .engine.distributed import barrier
     from .models.build import build_model
 
-    setup_logging(out / rf.LOG, is_main())
+    setup_logging(out / rf.LOG, is_main_process())
     logger.info("torch %s, timm %s, device %s, world size %d", torch.__version__, timm.__version__, device, world)
     # the console shows what differs from the defaults, not all ~80 lines
     changed = "".join(f"\n  {key}: {value}" for key, value in changed_keys(cfg).items())
@@ -122,9 +111,9 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     seed_everything(cfg.SEED)
     num_classes = task_num_classes(cfg)
     data = build_task_data(cfg, *_normalization(cfg), world=world)  # folders, splits, labels, before the model
-    if is_main() and status == "new":
+    if is_main_process() and status == "new":
         ri.write_inputs(out, ri.run_inputs(cfg))  # content hashes of weights and splits, checked on resume
-    if is_main():
+    if is_main_process():
         (out / rf.CONFIG).write_text(cfg.dump(), encoding="utf-8")  # the run starts here
     barrier()
     model_cfg = cfg.clone()
@@ -138,10 +127,10 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     try:
         results = trainer.fit()
     except FloatingPointError as err:  # recorded, so that a re-run (tune's) reports it instead of retraining
-        if is_main():
+        if is_main_process():
             rf.write_json(out / rf.DIVERGED, {"error": str(err)})
         raise
-    if is_main():
+    if is_main_process():
         results["run"] = rf.run_record(data.split_files, device)
         results["classes"] = data.classes  # names indexed by label, for predict and visualize
         results["preprocessing"] = data.preprocessing

@@ -16,13 +16,13 @@ from yacs.config import CfgNode
 
 from toast.adapter import load_adapter
 
+from .config import load_config
 from .data import LAYOUTS, load_rgb, task_layout
 from .data.transforms import Normalize, normalization, pixel_transform
 from .engine import run_files as rf
 from .engine.run_inputs import check_weights_unchanged
 from .models.build import build_model
 from .models.transfer_model import TransferModel
-from .train import load_config
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,9 @@ from yacs.config import CfgNode
 
 from runkit.lr_grid import choose
 
+from .config import load_config
 from .models.transfer import TRANSFER_METHODS
-from .train import load_config, train
+from .train import train
 
 logger = logging.getLogger("visual_classification.tune")
 

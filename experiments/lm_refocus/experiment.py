@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from experiments.jobs import Job, run_jobs
+from language_generation.config import load_config
 from language_generation.model import attach_toast, build_tokenizer, load_base_model
 from language_generation.pretune import PRETUNE_DEFAULTS
 from language_generation.run_files import read_metrics
-from language_generation.train import load_config, train
+from language_generation.train import train
 from language_generation.trained_run import load_model
 from runkit.files import atomic_write_text
 from runkit.lr_grid import MAX_EXTENSIONS, interior_grid

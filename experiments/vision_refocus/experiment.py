@@ -36,10 +36,11 @@ from experiments.jobs import Job, default_workers, run_jobs
 from experiments.methods import as_overrides
 from runkit.files import atomic_write_text
 from runkit.lr_grid import interior_grid
+from visual_classification.config import load_config
 from visual_classification.demo.dinov2_onnx import BACKBONE, cached_weights
 from visual_classification.pretune import main as pretune_main
 from visual_classification.summarize import main as summarize_main
-from visual_classification.train import load_config, train
+from visual_classification.train import train
 from visual_classification.tune import tune
 from visual_classification.visualize import main as visualize_main
 

@@ -27,9 +27,10 @@ from typing import NamedTuple
 
 from experiments.methods import as_overrides
 from runkit.files import atomic_write_text
+from visual_classification.config import load_config
 from visual_classification.demo.dinov2_onnx import BACKBONE
 from visual_classification.pretune import main as pretune_main
-from visual_classification.train import load_config, train
+from visual_classification.train import train
 
 from . import experiment
 from .methods import METHODS

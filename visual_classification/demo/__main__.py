@@ -11,9 +11,10 @@ import argparse
 import time
 from pathlib import Path
 
+from ..config import load_config
 from ..pretune import main as pretune_main
 from ..summarize import main as summarize_main
-from ..train import load_config, train
+from ..train import train
 from ..visualize import main as visualize_main
 from .dinov2_onnx import BACKBONE, cached_weights
 from .tasks import SOURCE_TASK, TASKS, write_task

@@ -31,10 +31,6 @@ def local_device(requested: str) -> torch.device:
     return torch.device("cuda", index)
 
 
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def dist_world() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 

@@ -30,8 +30,9 @@ from yacs.config import CfgNode
 
 from runkit.files import atomic_path
 from runkit.fingerprint import files_fingerprint
+from runkit.runs import is_main_process
 
-from .distributed import barrier, is_main
+from .distributed import barrier
 
 if TYPE_CHECKING:
     from .frozen_prefix import PrefixStrategy
@@ -295,12 +296,12 @@ def cached_features(key: str, folder: str, dtype: torch.dtype, compute, expected
         logger.info("feature cache %s: computed, %.1f MiB in memory", key, _MEMORY[key].nbytes / 2**20)
         return _MEMORY[key]
     path = Path(folder) / f"{key}.npy"
-    if is_main() and path.is_file() and expected_shape is not None:
+    if is_main_process() and path.is_file() and expected_shape is not None:
         problem = cache_file_problem(path, dtype, expected_shape())
         if problem:
             logger.warning("feature cache file %s %s; computing it again", path, problem)
             path.unlink()
-    if not path.is_file() and is_main():
+    if not path.is_file() and is_main_process():
         features = _computed(key, compute)
         _save(path, features)
         logger.info("feature cache %s: computed, %.1f MiB written to %s", key, features.nbytes / 2**20, path)

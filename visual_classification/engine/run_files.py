@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from runkit.files import atomic_path, atomic_write_text, write_failure
+from runkit.files import atomic_path, atomic_write_text, read_jsonl, write_failure
 from runkit.runs import refuse_other_config, software_record
 
 CONFIG = "config.yaml"
@@ -127,10 +127,8 @@ def append_metrics(out: Path, record: dict) -> None:
 
 
 def read_metrics(out: Path) -> list[dict]:
-    path = out / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The run's ``metrics.jsonl`` records (``[]`` before the first epoch)."""
+    return read_jsonl(out / METRICS)
 
 
 def truncate_metrics(out: Path, epochs: int) -> None:

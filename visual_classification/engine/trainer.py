@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from runkit.runs import is_main_process
 from toast.adapter import ADAPTER_WEIGHTS, load_adapter, save_adapter
 
 from ..data import TaskData
@@ -36,7 +37,7 @@ from ..models.transfer_model import TransferModel
 from ..plots import plot_curves
 from . import feature_cache as fc
 from . import run_files as rf
-from .distributed import all_reduce_mean, barrier, dist_world, gather_concat, is_main
+from .distributed import all_reduce_mean, barrier, dist_world, gather_concat
 from .frozen_prefix import FrozenPrefix, cache_strategy
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
@@ -219,7 +220,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.start_epoch = state["epoch"]
         self.best = {"val_top1": state["best_val_top1"], "epoch": state["best_epoch"]}
-        if is_main():
+        if is_main_process():
             rf.truncate_metrics(self.out, self.start_epoch)
         logger.info("resumed from %s after epoch %d", self.out / rf.LAST, self.start_epoch)
 
@@ -236,7 +237,7 @@ class Trainer:
             self.loaders.train,
             desc=f"epoch {epoch + 1}/{self.cfg.SOLVER.TOTAL_EPOCH}",
             leave=False,
-            disable=not is_main(),
+            disable=not is_main_process(),
             dynamic_ncols=True,
         )
         for it, batch in enumerate(bar):
@@ -379,7 +380,7 @@ class Trainer:
             }
             if self.device.type == "cuda":
                 record["peak_mem_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
-            if is_main():
+            if is_main_process():
                 logger.info("epoch %d: train loss %.4f | val %s | test %s", epoch, train_loss, _fmt(val), _fmt(test))
                 rf.append_metrics(out, record)
                 if self.best["epoch"] == epoch:
@@ -404,7 +405,7 @@ class Trainer:
             load_adapter(self.model, self.out / rf.BEST)  # every rank reads it (written by rank 0 before a barrier)
             test = self.evaluate("test")
         logger.info("best-validation adapter (epoch %d): test %s", best, _fmt(test))
-        if is_main():
+        if is_main_process():
             history = rf.read_metrics(self.out)
             for record in history:
                 if record["epoch"] == best:
@@ -414,7 +415,7 @@ class Trainer:
         barrier()
 
     def _results(self, seconds: float) -> dict:
-        history = rf.read_metrics(self.out) if is_main() else []
+        history = rf.read_metrics(self.out) if is_main_process() else []
         best_epoch = self.best["epoch"]
         at_best = next((r for r in history if r["epoch"] == best_epoch), None)
         last = history[-1] if history else None
