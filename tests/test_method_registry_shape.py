@@ -56,3 +56,13 @@ def test_a_string_key_with_choices_names_the_choices():
     assert choice_problems(cfg, keys) == []
     cfg.MODEL.TOAST.FOLD = "sometimes"
     assert choice_problems(cfg, keys) == ["MODEL.TOAST.FOLD='sometimes' must be one of ['auto', 'always', 'never']"]
+
+
+def test_a_registry_takes_only_its_half_s_registrations():
+    from language_generation.methods import TRANSFER_METHODS as LANGUAGE
+    from visual_classification.models.transfer import TRANSFER_METHODS as VISION
+
+    with pytest.raises(TypeError, match="takes a .*language_generation.*got TransferMethod"):
+        LANGUAGE.register(VISION.lookup("lora"))
+    with pytest.raises(TypeError, match="takes a .*visual_classification.*got TransferMethod"):
+        VISION.register(LANGUAGE.lookup("lora"))

@@ -61,15 +61,20 @@ class Registry(Mapping[str, Method], Generic[Method]):
 
     Args:
         key: the config key that names a method, for error messages (e.g. ``MODEL.TRANSFER_TYPE``).
+        method_type: the registration class this registry takes (a half's :class:`TransferMethod` subclass).
     """
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, method_type: type[TransferMethod] = TransferMethod) -> None:
         self.key = key
+        self.method_type = method_type
         self._methods: dict[str, Method] = {}
         self._aliases: dict[str, str] = {}
 
     def register(self, method: Method) -> Method:
         """Adds ``method`` under its name and aliases; a name taken twice, or a config key given two defaults, stops."""
+        if not isinstance(method, self.method_type):
+            kind = f"{self.method_type.__module__}.{self.method_type.__name__}"
+            raise TypeError(f"{self.key}: this registry takes a {kind}, got {type(method).__name__}")
         for taken in (method.name, *method.aliases):
             if taken in self._methods or taken in self._aliases:
                 raise ValueError(f"{self.key} {taken!r} is registered twice")

@@ -7,7 +7,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from yacs.config import CfgNode
 
-from .peft_runs import PEFT_FILES, PEFT_WEIGHTS, load_peft_run, trainable_dtype_is_fp32
+from .peft_runs import PEFT_RUN_FIELDS, trainable_dtype_is_fp32
 from .registry import TransferMethod, register_transfer
 
 
@@ -27,8 +27,6 @@ register_transfer(
         lr_grid=(9e-2, 3e-2, 1e-2),
         table_order=4,
         description="IA3 through peft on the k, v and down projections",
-        run_weights=PEFT_WEIGHTS,
-        run_files=PEFT_FILES,
-        load=load_peft_run,
+        **PEFT_RUN_FIELDS,
     )
 )

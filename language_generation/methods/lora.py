@@ -10,7 +10,7 @@ from yacs.config import CfgNode
 from runkit.ranges import Range
 from toast.registry import ConfigKey
 
-from .peft_runs import PEFT_FILES, PEFT_WEIGHTS, load_peft_run, trainable_dtype_is_fp32
+from .peft_runs import PEFT_RUN_FIELDS, trainable_dtype_is_fp32
 from .registry import TransferMethod, register_transfer
 
 
@@ -57,8 +57,6 @@ register_transfer(
         lr_grid=(3e-2, 1e-2, 3e-3),
         table_order=3,
         description="LoRA through peft on MODEL.LORA.TARGETS",
-        run_weights=PEFT_WEIGHTS,
-        run_files=PEFT_FILES,
-        load=load_peft_run,
+        **PEFT_RUN_FIELDS,
     )
 )

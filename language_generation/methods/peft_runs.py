@@ -24,3 +24,7 @@ def load_peft_run(cfg: CfgNode, run_dir: Path, base_matched: bool) -> nn.Module:
     from ..model import load_base_model
 
     return PeftModel.from_pretrained(load_base_model(cfg), str(run_dir))
+
+
+# The registration fields every peft method shares: its run files and how a run of it loads back.
+PEFT_RUN_FIELDS = {"run_weights": PEFT_WEIGHTS, "run_files": PEFT_FILES, "load": load_peft_run}

@@ -84,19 +84,13 @@ class TransferMethod(SharedTransferMethod):
         return model
 
 
-TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
+TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE", TransferMethod)
 
 
-def register_transfer(method: TransferMethod) -> TransferMethod:
-    """Adds ``method`` to :data:`TRANSFER_METHODS`; a name or alias taken twice stops."""
-    if not isinstance(method, TransferMethod):
-        raise TypeError(f"register_transfer takes a language_generation.methods TransferMethod, got {type(method)}")
-    return TRANSFER_METHODS.register(method)
-
-
-def get_transfer_method(name: str) -> TransferMethod:
-    """The method named ``name`` (or an alias); unknown names list the choices."""
-    return TRANSFER_METHODS.lookup(name)
+# Makes a method a ``MODEL.TRANSFER_TYPE`` choice of every command of this half; a name taken twice stops.
+register_transfer = TRANSFER_METHODS.register
+# The method registered under a name or alias; an unknown name stops, listing the choices.
+get_transfer_method = TRANSFER_METHODS.lookup
 
 
 def weight_files() -> tuple[str, ...]:

@@ -92,16 +92,10 @@ def backbone_as_is(transfer_type: str) -> Builder:
     return build
 
 
-TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE")
+TRANSFER_METHODS: Registry[TransferMethod] = Registry("MODEL.TRANSFER_TYPE", TransferMethod)
 
 
-def register_transfer(method: TransferMethod) -> TransferMethod:
-    """Makes ``method`` a ``MODEL.TRANSFER_TYPE`` choice of every vision command."""
-    if not isinstance(method, TransferMethod):
-        raise TypeError(f"register_transfer takes a vision TransferMethod, got {type(method).__name__}")
-    return TRANSFER_METHODS.register(method)
-
-
-def get_transfer_method(name: str) -> TransferMethod:
-    """The method registered as ``name`` (or its alias); an unknown name stops, listing the choices."""
-    return TRANSFER_METHODS.lookup(name)
+# Makes a method a ``MODEL.TRANSFER_TYPE`` choice of every command of this half; a name taken twice stops.
+register_transfer = TRANSFER_METHODS.register
+# The method registered under a name or alias; an unknown name stops, listing the choices.
+get_transfer_method = TRANSFER_METHODS.lookup
