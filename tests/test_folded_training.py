@@ -158,3 +158,39 @@ def test_the_vit_trains_alike_folded_and_layer_by_layer(transfer, double_bias, c
     torch.testing.assert_close(folded_loss, layered_loss, rtol=1e-10, atol=1e-10)
     for name in layered:
         torch.testing.assert_close(folded[name], layered[name], rtol=1e-10, atol=1e-10, msg=name)
+
+
+def _ddp_gradients(rank: int, world: int, port: int, fold: str, out: str) -> None:
+    """One rank's DDP step on its half of the batch; rank 0 saves the averaged top-down gradients."""
+    import os
+
+    from conftest import build_tiny, images, randomise_top_down
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    model = build_tiny("toast", **{"MODEL.TOAST.FOLD": fold}).double()
+    randomise_top_down(model)
+    ddp = nn.parallel.DistributedDataParallel(model.train())
+    share = slice(rank * 4 // world, (rank + 1) * 4 // world)
+    loss = nn.functional.cross_entropy(ddp(images(4).double()[share]), torch.tensor([0, 1, 2, 3])[share])
+    loss.backward()
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.named_parameters() if p.grad is not None}, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_under_ddp_folded_and_layer_by_layer_give_the_one_process_gradients(tmp_path):
+    from conftest import build_tiny, images, randomise_top_down
+
+    model = build_tiny("toast", **{"MODEL.TOAST.FOLD": "never"}).double()
+    randomise_top_down(model)
+    nn.functional.cross_entropy(model.train()(images(4).double()), torch.tensor([0, 1, 2, 3])).backward()
+    one = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    for port, fold in ((29561, "never"), (29562, "always")):
+        out = tmp_path / f"{fold}.pt"
+        torch.multiprocessing.spawn(_ddp_gradients, args=(2, port, fold, str(out)), nprocs=2, join=True)
+        two = torch.load(out, weights_only=True)
+        assert set(two) == set(one) and any(n.startswith("top_down.") for n in one)
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], rtol=1e-9, atol=1e-12, msg=f"{fold}: {name}")
