@@ -64,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     from language_generation.config import get_cfg
     from language_generation.demo.smollm2 import cached_model
-    from language_generation.model import attach_toast, build_tokenizer, load_base_model
+    from language_generation.methods.toast import attach_toast
+    from language_generation.model import build_tokenizer, load_base_model
 
     cfg = get_cfg()
     cfg.MODEL.NAME_OR_PATH, cfg.MODEL.DTYPE = str(cached_model(Path(args.out) / "model")), "float32"

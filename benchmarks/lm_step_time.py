@@ -34,7 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from transformers import AutoModelForCausalLM, CompileConfig, LlamaConfig, LlamaForCausalLM, StaticCache  # noqa: E402
 
 from language_generation.config import get_cfg  # noqa: E402
-from language_generation.model import ORIGINAL_TUNING_SET, attach_toast  # noqa: E402
+from language_generation.methods.toast import attach_toast  # noqa: E402
+from language_generation.toast_policy import ORIGINAL_TUNING_SET  # noqa: E402
 from language_generation.two_pass_cache import TwoPassCache  # noqa: E402
 
 FLOOR = "floor"

@@ -57,7 +57,7 @@ def lm_job(steps: int, seed: int) -> float:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from language_generation.config import get_cfg
-    from language_generation.model import attach_toast
+    from language_generation.methods.toast import attach_toast
 
     start = time.time()
     torch.manual_seed(seed)

@@ -19,38 +19,7 @@ from toast.summary import parameter_summary
 
 from .config import holds_fp32_master_weights
 from .methods import TRANSFER_METHODS
-from .methods.toast import attach_toast
-from .toast_install import ToastCausalLM, TwoPassCache, TwoPassDecoderForward, decoder_layers
-from .toast_policy import (
-    DECODER_INITS,
-    FRESH_PATH_SET,
-    ORIGINAL_TUNING_SET,
-    TRAINABLE_DTYPES,
-    TRAINABLE_PARTS,
-    read_top_down_weights,
-    toast_cfg_problems,
-    trained_parts,
-)
-
-__all__ = [
-    "DECODER_INITS",
-    "FRESH_PATH_SET",
-    "ORIGINAL_TUNING_SET",
-    "TRAINABLE_DTYPES",
-    "TRAINABLE_PARTS",
-    "ToastCausalLM",
-    "TwoPassCache",
-    "TwoPassDecoderForward",
-    "attach_toast",
-    "build_model",
-    "build_tokenizer",
-    "decoder_layers",
-    "holds_fp32_master_weights",
-    "load_base_model",
-    "read_top_down_weights",
-    "trained_parts",
-    "with_model_path",
-]
+from .toast_policy import toast_cfg_problems
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,8 @@ from language_generation.config import load_config  # noqa: E402
 from language_generation.data import IGNORE_INDEX, build_datasets  # noqa: E402
 from language_generation.distributed import end_processes  # noqa: E402
 from language_generation.methods import TRANSFER_METHODS  # noqa: E402
-from language_generation.model import build_model, build_tokenizer, decoder_layers  # noqa: E402
+from language_generation.model import build_model, build_tokenizer  # noqa: E402
+from language_generation.toast_install import decoder_layers  # noqa: E402
 from language_generation.train import ToastTrainer, training_arguments  # noqa: E402
 
 GLOBAL_BATCH = 4

@@ -6,7 +6,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from language_generation.config import get_cfg
-from language_generation.model import attach_toast
+from language_generation.methods.toast import attach_toast
 
 SIZES = dict(
     vocab_size=96,

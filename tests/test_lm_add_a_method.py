@@ -31,7 +31,7 @@ from transformers import PreTrainedModel
 from yacs.config import CfgNode
 
 from language_generation.methods import TRANSFER_METHODS, OwnTensors, TransferMethod, register_transfer
-from language_generation.model import decoder_layers
+from language_generation.toast_install import decoder_layers
 from runkit.ranges import Range
 from toast.registry import ConfigKey
 

@@ -11,7 +11,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from language_generation.config import get_cfg
 from language_generation.methods import TRANSFER_METHODS
-from language_generation.model import attach_toast
+from language_generation.methods.toast import attach_toast
 
 
 def explicit_decoder(base, ids, signals=None):

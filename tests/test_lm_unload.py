@@ -10,7 +10,7 @@ from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from language_generation import toast_install
 from language_generation.config import get_cfg
 from language_generation.generate import end_token_ids, generate_all
-from language_generation.model import attach_toast
+from language_generation.methods.toast import attach_toast
 
 
 def _toast(base):

@@ -14,7 +14,8 @@ from torch import nn
 from language_generation.config import get_cfg as lm_cfg
 from language_generation.methods import TRANSFER_METHODS as LM_METHODS
 from language_generation.methods import get_transfer_method as lm_method
-from language_generation.model import attach_toast, build_model
+from language_generation.methods.toast import attach_toast
+from language_generation.model import build_model
 from toast.parts import trains_top_down
 from toast.registry import Registry, TransferMethod
 from toast.summary import parameter_summary

@@ -20,7 +20,8 @@ import torch
 
 from experiments.jobs import Job, run_jobs
 from language_generation.config import load_config
-from language_generation.model import attach_toast, build_tokenizer, load_base_model
+from language_generation.methods.toast import attach_toast
+from language_generation.model import build_tokenizer, load_base_model
 from language_generation.pretune import PRETUNE_DEFAULTS
 from language_generation.run_files import read_metrics
 from language_generation.train import train

@@ -21,7 +21,8 @@ from runkit.files import atomic_write_text
 
 from ..config import load_config
 from ..data import IGNORE_INDEX, alpaca_example, alpaca_prompt
-from ..model import attach_toast, build_tokenizer, load_base_model
+from ..methods.toast import attach_toast
+from ..model import build_tokenizer, load_base_model
 from ..train import train
 from .smollm2 import cached_model
 from .tasks import FAMILIES, make_split
