@@ -36,7 +36,7 @@ from visual_classification.predict import main as predict_main
 from visual_classification.train import train
 from visual_classification.tune import tune
 
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, refused
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"train800": 6, "val200": 3, "test": 3}
@@ -190,7 +190,7 @@ def copy_run(run: Path, dest: Path, weights: Path | None = None) -> Path:
     return dest
 
 
-def test_predict_refuses_a_backbone_changed_by_content(finished, tmp_path):
+def test_predict_refuses_a_backbone_changed_by_content(finished, tmp_path, capsys):
     root, run, weights = finished
     copied = shutil.copy2(weights, tmp_path / "backbone.safetensors")
     copy = copy_run(run, tmp_path / "run", Path(copied))
@@ -198,13 +198,13 @@ def test_predict_refuses_a_backbone_changed_by_content(finished, tmp_path):
     predict_main(["--adapter", str(copy), "--images", image, "--output", str(tmp_path / "ok.csv")])
     assert (tmp_path / "ok.csv").is_file()  # a byte-identical copy elsewhere is the same backbone
     replace_weights(Path(copied), seed=1, tmp=tmp_path)
-    with pytest.raises(SystemExit, match=f"changed by content .*MODEL.MODEL_ROOT \\({copied}\\)"):
+    with refused(capsys, f"changed by content .*MODEL.MODEL_ROOT \\({copied}\\)"):
         predict_main(["--adapter", str(copy), "--images", image, "--output", str(tmp_path / "p.csv")])
 
 
 # -- class 8: predict checks --output first ----------------------------------------------------------------
 @pytest.mark.parametrize("where", ["folder", "under_a_file"])
-def test_predict_checks_output_before_any_work(finished, tmp_path, monkeypatch, where):
+def test_predict_checks_output_before_any_work(finished, tmp_path, monkeypatch, where, capsys):
     root, run, _ = finished
     (tmp_path / "a_file").write_text("x")
     output = tmp_path if where == "folder" else tmp_path / "a_file" / "sub" / "p.csv"
@@ -212,27 +212,27 @@ def test_predict_checks_output_before_any_work(finished, tmp_path, monkeypatch, 
         "visual_classification.predict.load_trained_run", lambda *a: pytest.fail("loaded the run first")
     )
     expected = "is a folder" if where == "folder" else "a_file is a file, not a folder"
-    with pytest.raises(SystemExit, match=expected):
+    with refused(capsys, expected):
         predict_main(["--adapter", str(run), "--images", str(root / "data"), "--output", str(output)])
 
 
 # -- class 13: damaged run files name the file -------------------------------------------------------------
-def test_predict_names_a_results_json_that_is_not_json(finished, tmp_path):
+def test_predict_names_a_results_json_that_is_not_json(finished, tmp_path, capsys):
     root, run, _ = finished
     copy = copy_run(run, tmp_path / "run")
     (copy / rf.RESULTS).write_text('{"classes": [\n')
-    with pytest.raises(SystemExit, match=f"{copy / rf.RESULTS} is not valid JSON"):
+    with refused(capsys, f"{copy / rf.RESULTS} is not valid JSON"):
         predict_main(["--adapter", str(copy), "--images", str(root / "data"), "--output", str(tmp_path / "p.csv")])
 
 
-def test_predict_names_an_adapter_config_without_num_classes(finished, tmp_path):
+def test_predict_names_an_adapter_config_without_num_classes(finished, tmp_path, capsys):
     root, run, _ = finished
     copy = copy_run(run, tmp_path / "run")
     config = copy / rf.BEST / "adapter_config.json"
     saved = json.loads(config.read_text())
     del saved["num_classes"]
     config.write_text(json.dumps(saved))
-    with pytest.raises(SystemExit, match=f"{config} lacks the key 'num_classes'"):
+    with refused(capsys, f"{config} lacks the key 'num_classes'"):
         predict_main(["--adapter", str(copy), "--images", str(root / "data"), "--output", str(tmp_path / "p.csv")])
 
 
@@ -363,3 +363,155 @@ def test_a_text_write_failing_with_enospc_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_text", other)
     with pytest.raises(PermissionError):  # any other failure is raised as it is
         atomic_write_text(target, "{}")
+
+
+# -- one rule for every CLI: a user's mistake is one error: line and exit status 2 ------------------------
+def damage_header(path: Path) -> None:
+    """A safetensors file whose header length points past the end of the file (a copy cut short, say)."""
+    path.write_bytes((10**9).to_bytes(8, "little") + b"{}")
+
+
+def adapter_copy(run: Path, dest: Path, **config) -> Path:
+    """A copy of the run's best/ folder, its adapter config changed by ``config``."""
+    shutil.copytree(run / rf.BEST, dest)
+    saved = json.loads((dest / "adapter_config.json").read_text())
+    (dest / "adapter_config.json").write_text(json.dumps({**saved, **config}))
+    return dest
+
+
+def _cli_mistakes(finished, tmp_path, monkeypatch):
+    """(entry point, argv, text the error line must hold) for every vision CLI, each given a user's mistake."""
+    from visual_classification.data.prepare_vtab import main as prepare_main
+    from visual_classification.demo.__main__ import main as demo_main
+    from visual_classification.pretune import main as pretune_main
+    from visual_classification.summarize import main as summarize_main
+    from visual_classification.train import main as train_main
+    from visual_classification.tune import main as tune_main
+    from visual_classification.visualize import main as visualize_main
+
+    root, run, weights = finished
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    base = opts(root / "data", a_file / "run", **{"MODEL.MODEL_ROOT": weights})
+    damaged = copy_run(run, tmp_path / "damaged")
+    damage_header(damaged / rf.BEST / "adapter.safetensors")
+    other = adapter_copy(run, tmp_path / "other", backbone="vit_small_patch16_224")
+    init = adapter_copy(run, tmp_path / "init", transfer_type="bias")
+    damage_header(init / "adapter.safetensors")
+    killed = copy_run(run, tmp_path / "killed")
+    (killed / rf.RESULTS).unlink()
+    (killed / rf.LAST).write_bytes(b"not a checkpoint")
+    (killed / rf.CONFIG).write_text((killed / rf.CONFIG).read_text().replace(str(run), str(killed)))
+    monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # not installed
+    good = opts(root / "data", tmp_path / "run", **{"MODEL.MODEL_ROOT": weights})
+    image = str(root / "data/toy/images/test_0.png")
+    return {
+        "train, OUTPUT_DIR under a file": (train_main, base, "a_file"),
+        "train, resume from an unreadable checkpoint": (
+            train_main,
+            [*opts(root / "data", killed, **{"MODEL.MODEL_ROOT": weights})],
+            f"cannot resume from {killed / rf.LAST}",
+        ),
+        "train, another backbone's top-down path": (
+            train_main,
+            [*good, "MODEL.TRANSFER_TYPE", "toast", "MODEL.TOPDOWN_WEIGHTS", str(other)],
+            "was trained on backbone 'vit_small_patch16_224'",
+        ),
+        "train, INIT_FROM with a damaged header": (
+            train_main,
+            [*good, "MODEL.TRANSFER_TYPE", "bias", "MODEL.INIT_FROM", str(init)],
+            f"{init / 'adapter.safetensors'} is not a readable safetensors file",
+        ),
+        "tune, OUTPUT_DIR under a file": (tune_main, ["--seeds", "1", "--fixed", *base], "a_file"),
+        "pretune, a method pre-tuning does not train": (pretune_main, good, "pre-tuning trains"),
+        "predict, a damaged adapter header": (
+            predict_main,
+            ["--adapter", str(damaged), "--images", image, "--output", str(tmp_path / "p.csv")],
+            f"{damaged / rf.BEST / 'adapter.safetensors'} is not a readable safetensors file",
+        ),
+        "predict, --top-k 0": (
+            predict_main,
+            ["--adapter", str(run), "--images", image, "--top-k", "0"],
+            "--top-k 0",
+        ),
+        "visualize, a damaged adapter header": (
+            visualize_main,
+            ["--adapter", str(damaged), "--images", image],
+            "is not a readable safetensors file",
+        ),
+        "summarize, a folder without runs": (summarize_main, [str(tmp_path / "none")], "no finished runs"),
+        "demo, an override out of range": (
+            demo_main,
+            ["--out", str(tmp_path / "demo"), "SOLVER.BASE_LR", "-1"],
+            "SOLVER.BASE_LR",
+        ),
+        "prepare_vtab, without tensorflow-datasets": (
+            prepare_main,
+            ["--tfds-dir", str(tmp_path), "--out", str(tmp_path / "vtab")],
+            "pip install tensorflow",
+        ),
+    }
+
+
+CLI_MISTAKES = [
+    "train, OUTPUT_DIR under a file",
+    "train, resume from an unreadable checkpoint",
+    "train, another backbone's top-down path",
+    "train, INIT_FROM with a damaged header",
+    "tune, OUTPUT_DIR under a file",
+    "pretune, a method pre-tuning does not train",
+    "predict, a damaged adapter header",
+    "predict, --top-k 0",
+    "visualize, a damaged adapter header",
+    "summarize, a folder without runs",
+    "demo, an override out of range",
+    "prepare_vtab, without tensorflow-datasets",
+]
+
+
+def assert_one_error_line(call, argv: list[str], said: str, capsys) -> None:
+    for handler in [h for h in logging.getLogger().handlers if getattr(h, "_toast_run", False)]:
+        logging.getLogger().removeHandler(handler)  # an earlier run's console handler writes to a closed capture
+    with pytest.raises(SystemExit) as stop:
+        call(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    last = err.rstrip("\n").split("\n")[-1].split("\r")[-1]  # after a progress bar's last frame, if any
+    assert "Traceback" not in err and err.count("error: ") == 1 and last.startswith("error: "), err
+    assert said in err
+
+
+@pytest.mark.parametrize("mistake", CLI_MISTAKES)
+def test_every_vision_cli_answers_a_users_mistake_with_one_error_line(
+    finished, tmp_path, monkeypatch, capsys, mistake
+):
+    call, argv, said = _cli_mistakes(finished, tmp_path, monkeypatch)[mistake]
+    assert_one_error_line(call, argv, said, capsys)
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_error_line_naming_the_cause(
+    finished, tmp_path, monkeypatch, capsys
+):
+    from visual_classification.train import main as train_main
+
+    root, _, weights = finished
+
+    def full_disk(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 4416 vs 4312")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    run = opts(root / "data", tmp_path / "run", **{"MODEL.MODEL_ROOT": weights})
+    assert_one_error_line(train_main, run, "most likely the disk (or quota) is full", capsys)
+
+
+def test_train_vtab_sh_names_an_unknown_task_and_the_close_name(tmp_path):
+    env = {
+        **os.environ,
+        "VTAB_ROOT": str(tmp_path),
+        "PATH": f"{Path(__import__('sys').executable).parent}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["bash", "scripts/train_vtab.sh", "DTD", "SEED", "1"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "unknown task 'DTD'" in done.stderr and "did you mean: dtd?" in done.stderr
+    assert "===" not in done.stdout  # no task was launched

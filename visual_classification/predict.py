@@ -15,7 +15,6 @@ import contextlib
 import csv
 import io
 import logging
-import sys
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
+from runkit.cli import UserError, user_errors
 from runkit.files import atomic_write_text, check_output_file
 
 from .engine.distributed import local_device
@@ -136,25 +136,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers")
     parser.add_argument("--device", default="auto", help="auto | cuda | cpu")
     args = parser.parse_args(argv)
-    if args.top_k < 1 or args.batch_size < 1:
-        sys.exit("error: --top-k and --batch-size must be >= 1")
-    try:
+    with user_errors():
+        if args.top_k < 1 or args.batch_size < 1:
+            raise UserError(f"--top-k {args.top_k} and --batch-size {args.batch_size} must both be >= 1")
         check_output_file(args.output, "predictions.csv")  # before the model loads and the images run
         run = load_trained_run(Path(args.adapter))
         paths = image_paths(args.images)
         rows, skipped = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        sys.exit(f"error: {err}")
-    output = Path(args.output)
-    stale = skipped_path(output)
-    if not rows:
-        atomic_write_text(stale, skipped_csv(skipped))
-        sys.exit(f"error: none of the {len(skipped)} image(s) could be read; reasons in {stale}")
-    atomic_write_text(output, to_csv(rows))
-    if skipped:
-        atomic_write_text(stale, skipped_csv(skipped))
-    elif stale.is_file():
-        stale.unlink()  # from an earlier run over other images: it no longer describes this CSV
+        output = Path(args.output)
+        stale = skipped_path(output)
+        if not rows:
+            atomic_write_text(stale, skipped_csv(skipped))
+            raise UserError(f"none of the {len(skipped)} image(s) could be read; reasons in {stale}")
+        atomic_write_text(output, to_csv(rows))
+        if skipped:
+            atomic_write_text(stale, skipped_csv(skipped))
+        elif stale.is_file():
+            stale.unlink()  # from an earlier run over other images: it no longer describes this CSV
     print(
         f"written: {args.output} ({len(rows)} images, top-{min(args.top_k, len(run.classes))} of {len(run.classes)} classes)"
         + (f"; {len(skipped)} unreadable image(s) skipped, listed in {stale}" if skipped else "")

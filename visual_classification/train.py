@@ -19,6 +19,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
+from runkit.cli import UserError, user_errors
 from runkit.runs import is_main_process
 
 from .config import changed_keys, load_config
@@ -174,22 +175,20 @@ def main(
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 0.01")
     args = parser.parse_args(pop_flag(list(sys.argv[1:] if argv is None else argv), "--overwrite"))
-    try:
+    with user_errors():
         cfg = load_config(args.config_file, [*defaults, *args.opts])
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if pretuning and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).pretunes:
-        able = sorted(m.name for m in TRANSFER_METHODS.values() if m.pretunes)
-        sys.exit(
-            f"error: pre-tuning trains A_i, B_i and p (transfer type {' or '.join(able)}), "
-            f"not {cfg.MODEL.TRANSFER_TYPE!r}"
-        )
-    from .engine.run_files import RunLocked
+        if pretuning and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).pretunes:
+            able = sorted(m.name for m in TRANSFER_METHODS.values() if m.pretunes)
+            raise UserError(
+                f"pre-tuning trains A_i, B_i and p (transfer type {' or '.join(able)}), "
+                f"not {cfg.MODEL.TRANSFER_TYPE!r}"
+            )
+        from .engine.run_files import RunLocked
 
-    try:
-        train(cfg, overwrite=args.overwrite)
-    except (RunLocked, FileExistsError, FloatingPointError) as err:
-        sys.exit(f"error: {err}")
+        try:
+            train(cfg, overwrite=args.overwrite)
+        except (RunLocked, FloatingPointError) as err:  # another live run in the folder; a diverged run
+            raise UserError(str(err)) from err
 
 
 def pop_flag(argv: list[str], flag: str) -> list[str]:

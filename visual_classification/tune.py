@@ -24,11 +24,11 @@ import argparse
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 from yacs.config import CfgNode
 
+from runkit.cli import UserError, user_errors
 from runkit.lr_grid import choose
 
 from .config import load_config
@@ -216,20 +216,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     opts = list(args.opts)
-    try:
+    with user_errors():
         if args.grid_search_type:  # an alias stands for its method, in the run's config too
             opts += ["MODEL.TRANSFER_TYPE", TRANSFER_METHODS.canonical(args.grid_search_type)]
         cfg = load_config(args.config_file, opts)
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
-    if not args.fixed and args.lrs is None and not method.lr_grid:
-        sys.exit(f"error: no learning-rate grid for {method.name!r}; pass --lrs")
-    lrs = None if args.fixed else (args.lrs or list(method.lr_grid))
-    try:
-        result = tune(cfg, lrs, args.wds, args.seeds)
-    except (AllDiverged, FileExistsError) as err:  # FileExistsError: a run on another config or other inputs
-        sys.exit(f"error: {err}")
+        method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
+        if not args.fixed and args.lrs is None and not method.lr_grid:
+            raise UserError(f"no learning-rate grid for {method.name!r}; pass --lrs")
+        lrs = None if args.fixed else (args.lrs or list(method.lr_grid))
+        try:
+            result = tune(cfg, lrs, args.wds, args.seeds)
+        except AllDiverged as err:
+            raise UserError(str(err)) from err
     print(
         json.dumps(
             {"lr": result["lr"], "wd": result["wd"], "test_top1": [r.get("final_test_top1") for r in result["final"]]}

@@ -15,7 +15,6 @@ Grids go to ``<RUN_DIR>/visualize/``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from runkit.cli import user_errors  # noqa: E402
 from runkit.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the run's config")
     args = parser.parse_args(argv)
     run_dir = Path(args.adapter)
-    try:
+    with user_errors():
         run = load_trained_run(run_dir, args.opts)
         runs = [(run.model.transfer_type, run)]
         if args.compare:
@@ -192,24 +192,22 @@ def main(argv: list[str] | None = None) -> None:
             data = build_task_data(listing, (0.0,) * 3, (1.0,) * 3)
             source = data.test or data.val or data.train
             chosen = spread_over_classes(source.samples, args.count)
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if not hasattr(run.model, "top_down"):
-        print("note: this run has no top-down path; only its attention is drawn")
-    out_dir = run_dir / "visualize"
-    for i, (path, label) in enumerate(chosen):
-        pixels = run.pixels(path)
-        rows = []
-        for name, each in runs:
-            batch = each.normalize(each.pixels(path)).unsqueeze(0)
-            found = analyse(each.model, batch)
-            with torch.no_grad():
-                probs = each.model(batch).float().softmax(-1)[0]
-            top = int(probs.argmax())
-            rows.append((f"{name}\npredicts {each.classes[top]} ({probs[top]:.2f})", found))
-        truth = f"true class: {run.classes[label]}" if label is not None else "true class: unknown"
-        written = draw(pixels.permute(1, 2, 0).numpy(), rows, out_dir / f"image_{i}.png", f"{path.name} | {truth}")
-        print(f"written: {written}  ({path}; {truth})")
+        if not hasattr(run.model, "top_down"):
+            print("note: this run has no top-down path; only its attention is drawn")
+        out_dir = run_dir / "visualize"
+        for i, (path, label) in enumerate(chosen):
+            pixels = run.pixels(path)
+            rows = []
+            for name, each in runs:
+                batch = each.normalize(each.pixels(path)).unsqueeze(0)
+                found = analyse(each.model, batch)
+                with torch.no_grad():
+                    probs = each.model(batch).float().softmax(-1)[0]
+                top = int(probs.argmax())
+                rows.append((f"{name}\npredicts {each.classes[top]} ({probs[top]:.2f})", found))
+            truth = f"true class: {run.classes[label]}" if label is not None else "true class: unknown"
+            written = draw(pixels.permute(1, 2, 0).numpy(), rows, out_dir / f"image_{i}.png", f"{path.name} | {truth}")
+            print(f"written: {written}  ({path}; {truth})")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,10 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"cannot resume from {path}: {err}; delete it to start the run again") from err
+        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"cannot resume from {path}: not a checkpoint torch can read ({why}); delete it to start the run again"
+        ) from err
 
 
 def run_record(split_files: dict[str, str], device: torch.device) -> dict:

@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from yacs.config import CfgNode
 
 from runkit.runs import is_main_process
-from toast.adapter import ADAPTER_WEIGHTS, load_adapter, save_adapter
+from toast.adapter import ADAPTER_WEIGHTS, load_adapter, read_tensors, save_adapter
 
 from ..data import TaskData
 from ..models.transfer_model import TransferModel
@@ -309,7 +308,7 @@ class Trainer:
         self.model.eval()
         own = self.model.adapter_state_dict()
         last = {name: t.detach().clone() for name, t in own.items()}
-        best = load_file(str(self.out / rf.BEST / ADAPTER_WEIGHTS), device=str(self.device))
+        best = read_tensors(self.out / rf.BEST / ADAPTER_WEIGHTS, device=str(self.device))
         if set(best) != set(own):
             raise ValueError(f"{self.out / rf.BEST} does not match this model's trainable tensors")
         logits: dict[str, list] = {"last": [], "best": []}
