@@ -19,14 +19,15 @@ import numpy as np
 import pytest
 import timm
 import torch
-from datasets_on_disk import write_vtab_task
+from datasets_on_disk import write_image_folder, write_vtab_task
 from PIL import Image
 from safetensors.torch import save_file
 from test_train import kill_in_epoch_2
 
+from runkit.cli import UserError
 from runkit.files import atomic_write_text
 from visual_classification.config import RANGES, load_config
-from visual_classification.data import build_task_data
+from visual_classification.data import build_task_data, task_num_classes
 from visual_classification.engine import feature_cache as fc
 from visual_classification.engine import run_files as rf
 from visual_classification.engine import run_inputs as ri
@@ -515,3 +516,97 @@ def test_train_vtab_sh_names_an_unknown_task_and_the_close_name(tmp_path):
     )
     assert done.returncode == 2 and "unknown task 'DTD'" in done.stderr and "did you mean: dtd?" in done.stderr
     assert "===" not in done.stdout  # no task was launched
+
+
+# -- silent wrong or meaningless results from an image folder -----------------------------------------------
+def folder_cfg(root: Path, **extra) -> list[str]:
+    values = {"DATA.DATAPATH": str(root), "DATA.FORMAT": "imagefolder", "DATA.CROPSIZE": 32, **extra}
+    return [str(x) for kv in values.items() for x in kv]
+
+
+def read_folder(root: Path, **extra):
+    return build_task_data(load_config("", folder_cfg(root, **extra)), (0.0,) * 3, (1.0,) * 3)
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_an_evaluation_split_repeating_training_images_by_content_is_refused_unless_allowed(tmp_path, split, caplog):
+    root = write_image_folder(tmp_path / "images", per_class=4)
+    for image in (root / "train").rglob("*.png"):  # the same files under other names: a copy, not a protocol
+        target = root / split / image.parent.name / f"copy_{image.name}"
+        shutil.copy(image, target)
+    with pytest.raises(
+        UserError, match=f"8 of the 16 images of split '{split}' repeat .*DATA.ALLOW_SPLIT_OVERLAP True"
+    ):
+        read_folder(root)
+    with caplog.at_level(logging.WARNING):
+        read_folder(root, **{"DATA.ALLOW_SPLIT_OVERLAP": True})
+    assert f"8 of the 16 images of split '{split}' repeat" in caplog.text
+
+
+def test_a_few_repeated_images_are_warned_with_counts(tmp_path, caplog):
+    root = write_image_folder(tmp_path / "images", per_class=30)
+    shutil.copy(root / "train/cat/0.png", root / "test/cat/copy.png")
+    with caplog.at_level(logging.WARNING):
+        read_folder(root)
+    assert "1 of the 61 images of split 'test' repeat an image of the training split 'train'" in caplog.text
+
+
+def test_a_one_class_task_is_refused(tmp_path):
+    root = write_image_folder(tmp_path / "images", classes=("cat",))
+    with pytest.raises(UserError, match="has 1 class: a 1-way softmax .* at least two classes"):
+        read_folder(root)
+    with pytest.raises(UserError, match="at least two classes"):
+        task_num_classes(load_config("", folder_cfg(root)))
+
+
+def test_images_of_other_formats_are_read_and_other_files_reported_by_count_and_extension(tmp_path, caplog):
+    root = write_image_folder(tmp_path / "images")
+    Image.new("RGB", (20, 20), (200, 0, 0)).save(root / "train/cat/more.gif")
+    Image.new("RGB", (20, 20), (200, 0, 0)).save(root / "train/cat/more.jfif", format="JPEG")
+    for name in ("a.heic", "b.heic", "notes.txt"):
+        (root / "train/dog" / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING):
+        data = read_folder(root)
+    paths = {path.name for path, _ in data.train.samples}
+    assert {"more.gif", "more.jfif"} <= paths
+    assert "left out 3 file(s) that are not images this project reads (2 .heic, 1 .txt)" in caplog.text
+
+
+def exif_rotated_photo(path: Path) -> None:
+    """A JPEG stored 40 wide and 20 high with EXIF orientation 6 (a viewer turns it 90° clockwise): stored left
+    half red, right half blue, so upright it is 20 wide and 40 high, red on top."""
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = (255, 0, 0)
+    pixels[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+
+def test_camera_jpegs_reach_the_model_upright_in_training_predict_and_visualize(finished, tmp_path):
+    from visual_classification.data import load_rgb
+    from visual_classification.trained_run import load_trained_run
+
+    exif_rotated_photo(tmp_path / "photo.jpg")
+    upright = np.asarray(load_rgb(tmp_path / "photo.jpg"))
+    assert upright.shape[:2] == (40, 20)  # 20 wide, 40 high, as a viewer shows it
+    assert upright[2, 10, 0] > 200 and upright[-3, 10, 2] > 200  # red on top, blue below
+    run = load_trained_run(finished[1])  # predict and visualize read pixels through the run
+    run.preprocessing = {**run.preprocessing, "transform": "resize", "crop": 32}
+    pixels = run.pixels(tmp_path / "photo.jpg")
+    assert pixels[0, 2, 16] > 200 and pixels[2, -3, 16] > 200
+
+
+def test_class_folders_differing_only_by_unicode_normalisation(tmp_path):
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    root = write_image_folder(tmp_path / "images", classes=(nfc, "dog"))
+    (root / "val" / nfc).rename(root / "val" / nfd)  # val/ written on macOS
+    data = read_folder(root)
+    assert data.classes == [nfc, "dog"] and sorted(data.val.labels) == [0, 0, 0, 1, 1, 1]
+    shutil.copytree(root / "train" / nfc, root / "train" / nfd)
+    with pytest.raises(
+        UserError, match=f"class folders '{nfd}' and '{nfc}'|'{nfc}' and '{nfd}'.*Unicode normalisation"
+    ):
+        read_folder(root)

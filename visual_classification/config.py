@@ -73,6 +73,7 @@ _C.DATA.CROPSIZE = (
 )
 _C.DATA.VAL_FRACTION = 0.1  # ImageFolder without val/: this share of train/ (per class, seeded by SEED) validates
 _C.DATA.NORMALIZE = "backbone"  # backbone (timm pretrained_cfg mean/std) | imagenet (the original's) | inception (0.5)
+_C.DATA.ALLOW_SPLIT_OVERLAP = False  # True: run although val/test repeat over 5 % of the training images by content
 _C.DATA.VERIFY_IMAGES = True  # open every image of every split before training (in parallel) and list bad ones
 _C.DATA.AUGMENT = True  # False: train with the evaluation transform (no random crop/flip), e.g. a cached linear probe
 _C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks

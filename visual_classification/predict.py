@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
 from runkit.cli import UserError, user_errors
 from runkit.files import atomic_write_text, check_output_file
 
+from .data.splits import IMAGE_EXTENSIONS, is_hidden, report_left_out
 from .engine.distributed import local_device
 from .trained_run import TrainedRun, load_trained_run
 
@@ -32,19 +32,16 @@ logger = logging.getLogger(__name__)
 
 
 def image_paths(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded (recursively, sorted, hidden folders skipped); missing paths are errors."""
+    """Files as given, folders expanded (recursively, sorted, hidden folders skipped, other files reported by
+    extension); missing paths are errors."""
     paths: list[Path] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            found = sorted(
-                p
-                for p in given.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in IMG_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(given).parts)
-            )
+            files = sorted(p for p in given.rglob("*") if p.is_file() and not is_hidden(p, given))
+            found = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
             if not found:
-                raise FileNotFoundError(f"{given} holds no images ({', '.join(IMG_EXTENSIONS)})")
+                raise FileNotFoundError(f"{given} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            report_left_out(given, [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS])
             paths += found
         elif given.is_file():
             paths.append(given)

@@ -29,6 +29,7 @@ from runkit.cli import user_errors  # noqa: E402
 from runkit.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
+from .data.splits import class_name  # noqa: E402
 from .models.transfer_model import TransferModel  # noqa: E402
 from .trained_run import load_trained_run  # noqa: E402
 
@@ -163,7 +164,8 @@ def spread_over_classes(samples: list[tuple[Path, int]], count: int) -> list[tup
 
 def _true_label(path: Path, classes: list[str]) -> int | None:
     """An ImageFolder path's class folder, when it names one of the run's classes."""
-    return classes.index(path.parent.name) if path.parent.name in classes else None
+    name = class_name(path.parent.name)
+    return classes.index(name) if name in classes else None
 
 
 def main(argv: list[str] | None = None) -> None:
