@@ -610,3 +610,46 @@ def test_class_folders_differing_only_by_unicode_normalisation(tmp_path):
         UserError, match=f"class folders '{nfd}' and '{nfc}'|'{nfc}' and '{nfd}'.*Unicode normalisation"
     ):
         read_folder(root)
+
+
+# -- no network or code from a folder someone sent ----------------------------------------------------------
+def run_asking_for_hub_weights(run: Path, dest: Path) -> Path:
+    """A copy of the run whose config.yaml asks for timm hub weights (MODEL.PRETRAINED True, no local file)."""
+    copy = copy_run(run, dest)
+    config = copy / rf.CONFIG
+    text = re.sub(r"(?m)^  MODEL_ROOT: .*$", "  MODEL_ROOT: ''", config.read_text())
+    config.write_text(text.replace("  PRETRAINED: false", "  PRETRAINED: true"))
+    return copy
+
+
+def test_a_run_folder_asking_for_hub_weights_is_refused_unless_the_command_line_asks(
+    finished, tmp_path, monkeypatch, capsys
+):
+    from visual_classification.visualize import main as visualize_main
+
+    root, run, _ = finished
+    sent = run_asking_for_hub_weights(run, tmp_path / "sent")
+    monkeypatch.setattr(
+        "visual_classification.trained_run.check_weights_unchanged", lambda *a: None
+    )  # the recorded weights file is not used
+
+    from visual_classification.trained_run import build_model as real_build
+
+    def built(cfg):  # stops where the hub download would start
+        if cfg.MODEL.PRETRAINED:
+            raise RuntimeError("the model was built with MODEL.PRETRAINED True")
+        return real_build(cfg)
+
+    monkeypatch.setattr("visual_classification.trained_run.build_model", built)
+    image = str(root / "data/toy/images/test_0.png")
+    predict = ["--adapter", str(sent), "--images", image, "--output", str(tmp_path / "p.csv")]
+    with refused(capsys, r"config.yaml sets MODEL.PRETRAINED True .*timm hub.*pass MODEL.PRETRAINED True"):
+        predict_main(predict)
+    with refused(capsys, "sets MODEL.PRETRAINED True"):
+        visualize_main(["--adapter", str(sent), "--images", image])
+    with refused(capsys, "sets MODEL.PRETRAINED True"):  # the run to compare with is a folder read as well
+        visualize_main(["--adapter", str(run), "--images", image, "--compare", str(sent)])
+    with pytest.raises(RuntimeError, match="built with MODEL.PRETRAINED True"):  # asked here: honoured
+        predict_main([*predict, "--set", "MODEL.PRETRAINED", "True"])
+    with pytest.raises(RuntimeError, match="built with MODEL.PRETRAINED True"):
+        visualize_main(["--images", image, "--adapter", str(sent), "MODEL.PRETRAINED", "True"])

@@ -3,8 +3,9 @@
 
 PATHs are image files or folders (searched recursively for images). The backbone, its weights, the adapter
 (``best/``), the class names and the preprocessing all come from the run's own record (``config.yaml``,
-``results.json``). Images go through the model in batches with a progress bar; the CSV has one row per
-image: its path, then the top-k class names and softmax scores, best first. An image that cannot be read is
+``results.json``); a run config that asks for hub weights (``MODEL.PRETRAINED True``) is refused unless this
+command line asks too (``--set MODEL.PRETRAINED True``): a folder someone sent does not reach the network.
+Images go through the model in batches with a progress bar; the CSV has one row per image: its path, then the top-k class names and softmax scores, best first. An image that cannot be read is
 skipped, named in the log and listed with its error in ``<output stem>.skipped.csv``; the rest are written.
 """
 
@@ -132,12 +133,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers")
     parser.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    parser.add_argument(
+        "--set",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="override the run's config (repeatable); settings that reach the network, such as MODEL.PRETRAINED "
+        "True, are honoured only when given here",
+    )
     args = parser.parse_args(argv)
     with user_errors():
         if args.top_k < 1 or args.batch_size < 1:
             raise UserError(f"--top-k {args.top_k} and --batch-size {args.batch_size} must both be >= 1")
         check_output_file(args.output, "predictions.csv")  # before the model loads and the images run
-        run = load_trained_run(Path(args.adapter))
+        run = load_trained_run(Path(args.adapter), [x for pair in args.set for x in pair])
         paths = image_paths(args.images)
         rows, skipped = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)
         output = Path(args.output)

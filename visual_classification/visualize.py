@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         run = load_trained_run(run_dir, args.opts)
         runs = [(run.model.transfer_type, run)]
         if args.compare:
-            baseline = load_trained_run(Path(args.compare))
+            baseline = load_trained_run(Path(args.compare), allow=args.opts[0::2])
             runs.append((f"{baseline.model.transfer_type} (compare)", baseline))
         if args.images:
             chosen = [(Path(p), _true_label(Path(p), run.classes)) for p in args.images]
