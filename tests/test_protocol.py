@@ -202,7 +202,7 @@ def test_cli_answers_help_and_config_errors_before_importing_torch():
         "print('torch' in sys.modules, 'timm' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path.cwd())
-    assert "Non-existent key: SOLVER.BASE_LRR" in out.stdout
+    assert "error: command-line override: Non-existent key: SOLVER.BASE_LRR" in out.stderr and "exit 2" in out.stdout
     assert out.stdout.strip().endswith("False False")
 
 

@@ -56,7 +56,10 @@ def test_paper_configs_merge_to_the_papers_recipe(path):
 
 def test_defaults_start_sanely_for_a_few_classes():
     cfg = tiny_cfg("linear", **{"DATA.NUMBER_CLASSES": 3})
-    assert (cfg.SOLVER.OPTIMIZER, cfg.MODEL.HEAD_INIT) == ("adamw", "trunc_normal")
+    assert (cfg.SOLVER.OPTIMIZER, cfg.MODEL.HEAD_INIT) == (
+        "auto",
+        "trunc_normal",
+    )  # adamw, but linear's own-data probe
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     with torch.no_grad():

@@ -34,7 +34,7 @@ from visual_classification.engine import run_inputs as ri
 from visual_classification.engine.frozen_prefix import cache_strategy
 from visual_classification.models.build import build_model
 from visual_classification.predict import main as predict_main
-from visual_classification.train import train
+from visual_classification.train import resolve_optimizer, train
 from visual_classification.tune import tune
 
 from conftest import TINY_BACKBONE, refused
@@ -653,3 +653,25 @@ def test_a_run_folder_asking_for_hub_weights_is_refused_unless_the_command_line_
         predict_main([*predict, "--set", "MODEL.PRETRAINED", "True"])
     with pytest.raises(RuntimeError, match="built with MODEL.PRETRAINED True"):
         visualize_main(["--images", image, "--adapter", str(sent), "MODEL.PRETRAINED", "True"])
+
+
+# -- a user's folder gets a converged probe by default ------------------------------------------------------
+def test_linear_on_an_image_folder_is_the_converged_probe_by_default(tmp_path, caplog):
+    root = write_image_folder(tmp_path / "images", per_class=4)
+    common = {"MODEL.BACKBONE": TINY_BACKBONE, "MODEL.TRANSFER_TYPE": "linear", "DATA.NUM_WORKERS": 0}
+    common |= {"SOLVER.TOTAL_EPOCH": 1, "DATA.BATCH_SIZE": 4}
+    with caplog.at_level(logging.INFO):
+        results = train(load_config("", folder_cfg(root, OUTPUT_DIR=tmp_path / "probe", **common)))
+    ran = load_config(str(tmp_path / "probe" / rf.CONFIG), [])
+    assert (ran.SOLVER.OPTIMIZER, ran.DATA.AUGMENT, ran.DATA.CACHE_FEATURES) == ("lbfgs", False, True)
+    assert "probe L2 strength chosen on val" in caplog.text
+    assert results["weight_decay"] in ran.SOLVER.PROBE_DECAYS
+    # the user's choice wins; the paper protocols keep theirs
+    mine = load_config("", folder_cfg(root, OUTPUT_DIR=tmp_path / "mine", **common, **{"SOLVER.OPTIMIZER": "adamw"}))
+    train(mine)
+    assert load_config(str(tmp_path / "mine" / rf.CONFIG), []).SOLVER.OPTIMIZER == "adamw"
+    for protocol in ("configs/vtab/dtd.yaml", "configs/fgvc/cub.yaml"):
+        assert load_config(str(REPO / protocol), []).SOLVER.OPTIMIZER == "sgd"
+    toy = write_vtab_task(tmp_path / "vtab", per_split=SMALL)
+    vtab, _ = resolve_optimizer(load_config("", opts(toy.parent, tmp_path / "v", **{"SOLVER.OPTIMIZER": "auto"})))
+    assert (vtab.SOLVER.OPTIMIZER, vtab.DATA.AUGMENT) == ("adamw", True)  # not a user's own folder

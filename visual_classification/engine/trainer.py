@@ -40,7 +40,7 @@ from .distributed import all_reduce_mean, barrier, dist_world, gather_concat
 from .frozen_prefix import FrozenPrefix, cache_strategy
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
-from .probe import ITERS_PER_EPOCH, full_batch_epoch
+from .probe import ITERS_PER_EPOCH, choose_decay, full_batch_epoch
 
 logger = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 10.0  # an epoch's train loss this many times the lowest so far: warn that the run diverges
@@ -161,6 +161,7 @@ class Trainer:
                 "SOLVER.OPTIMIZER lbfgs runs in one process (a full-batch probe takes seconds); drop torchrun"
             )
         self.schedule = None if self.full_batch else Schedule(self.optimizer, cfg, len(self.loaders.train))
+        self.weight_decay = self._probe_decay() if self.full_batch else cfg.SOLVER.WEIGHT_DECAY
         self.start_epoch = 0
         self.lr_factor = 0.0
         self.best = {"val_top1": -math.inf, "epoch": 0}  # epoch counted from 1; 0 = none yet
@@ -270,17 +271,41 @@ class Trainer:
         self.recon_mean = all_reduce_mean(recon_total / max(count, 1)) if recon_total else None
         return all_reduce_mean(total / max(count, 1))
 
+    def _probe_decay(self) -> float:
+        """``SOLVER.PROBE_DECAYS``: the L2 strength chosen on val before training (the probe's features are
+        cached, so each candidate is a few seconds); ``SOLVER.WEIGHT_DECAY`` when there is no list or no val."""
+        decays, val = list(self.cfg.SOLVER.PROBE_DECAYS), self.loaders.val
+        if not decays or val is None:
+            if decays:
+                logger.warning(
+                    "SOLVER.PROBE_DECAYS needs a val split; SOLVER.WEIGHT_DECAY %g is used",
+                    self.cfg.SOLVER.WEIGHT_DECAY,
+                )
+            return self.cfg.SOLVER.WEIGHT_DECAY
+
+        def rows(loader) -> tuple[torch.Tensor, torch.Tensor]:
+            dataset = loader.dataset
+            dataset = getattr(dataset, "dataset", dataset)  # val: one process's shard of the cached rows (all of them)
+            return dataset.features.to(self.device, torch.float32), torch.as_tensor(dataset.labels, device=self.device)
+
+        best, scores = choose_decay(
+            self.module, decays, rows(self.loaders.train), rows(val), self.cfg.SOLVER.TOTAL_EPOCH
+        )
+        listing = ", ".join(f"{decay:g}: {score:.2f}" for decay, score in scores.items())
+        logger.info("probe L2 strength chosen on val: %g (val top-1 by strength: %s)", best, listing)
+        return best
+
     def _full_batch_epoch(self, epoch: int) -> float:
         """``SOLVER.OPTIMIZER lbfgs``: the probe's L-BFGS iterations on every cached training row at once."""
         started = time.perf_counter()
         train = self.loaders.train.dataset
         features = train.features.to(self.device, torch.float32)
         labels = torch.as_tensor(train.labels, device=self.device)
-        loss = full_batch_epoch(self.module, self.optimizer, features, labels, self.cfg.SOLVER.WEIGHT_DECAY)
+        loss = full_batch_epoch(self.module, self.optimizer, features, labels, self.weight_decay)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"the probe's loss became {loss} at epoch {epoch + 1}; check the cached features for "
-                f"non-finite values or raise SOLVER.WEIGHT_DECAY (now {self.cfg.SOLVER.WEIGHT_DECAY})"
+                f"non-finite values or raise SOLVER.WEIGHT_DECAY (now {self.weight_decay})"
             )
         self.lr_factor, self.recon_mean = 1.0, None
         self.images_per_second = len(labels) * ITERS_PER_EPOCH / (time.perf_counter() - started)
@@ -437,6 +462,7 @@ class Trainer:
             "total_params": total,
             "seconds": round(seconds, 1),
             "epochs": len(history),
+            "weight_decay": self.weight_decay,  # SOLVER.WEIGHT_DECAY, or the probe's strength chosen on val
         }
 
 
