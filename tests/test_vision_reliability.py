@@ -384,6 +384,7 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
     """(entry point, argv, text the error line must hold) for every vision CLI, each given a user's mistake."""
     from visual_classification.data.prepare_vtab import main as prepare_main
     from visual_classification.demo.__main__ import main as demo_main
+    from visual_classification.demo.image_folder import main as image_folder_main
     from visual_classification.pretune import main as pretune_main
     from visual_classification.summarize import main as summarize_main
     from visual_classification.train import main as train_main
@@ -446,6 +447,7 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
             ["--out", str(tmp_path / "demo"), "SOLVER.BASE_LR", "-1"],
             "SOLVER.BASE_LR",
         ),
+        "demo.image_folder, a file where the folder goes": (image_folder_main, [str(a_file)], "a_file"),
         "prepare_vtab, without tensorflow-datasets": (
             prepare_main,
             ["--tfds-dir", str(tmp_path), "--out", str(tmp_path / "vtab")],
@@ -466,6 +468,7 @@ CLI_MISTAKES = [
     "visualize, a damaged adapter header",
     "summarize, a folder without runs",
     "demo, an override out of range",
+    "demo.image_folder, a file where the folder goes",
     "prepare_vtab, without tensorflow-datasets",
 ]
 
@@ -503,6 +506,15 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_error_line_naming_the_caus
     monkeypatch.setattr(torch, "save", full_disk)
     run = opts(root / "data", tmp_path / "run", **{"MODEL.MODEL_ROOT": weights})
     assert_one_error_line(train_main, run, "most likely the disk (or quota) is full", capsys)
+
+
+def test_a_safetensors_write_on_a_full_disk_names_the_file_and_the_cause(tmp_path):
+    from runkit.files import atomic_path
+
+    target = tmp_path / "best" / "adapter.safetensors"
+    rust = 'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+    with pytest.raises(OSError, match=f"writing {target} failed: most likely the disk"), atomic_path(target):
+        raise Exception(rust)  # (safetensors' own error type derives from Exception)
 
 
 def test_train_vtab_sh_names_an_unknown_task_and_the_close_name(tmp_path):
