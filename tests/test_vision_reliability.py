@@ -441,6 +441,11 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
             ["--adapter", str(damaged), "--images", image],
             "is not a readable safetensors file",
         ),
+        "visualize, an image that is not there": (
+            visualize_main,
+            ["--adapter", str(run), "--images", str(tmp_path / "nowhere.jpg")],
+            "nowhere.jpg",
+        ),
         "summarize, a folder without runs": (summarize_main, [str(tmp_path / "none")], "no finished runs"),
         "demo, an override out of range": (
             demo_main,
@@ -456,7 +461,7 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
     }
 
 
-CLI_MISTAKES = [
+CLI_MISTAKES = [  # the keys of _cli_mistakes
     "train, OUTPUT_DIR under a file",
     "train, resume from an unreadable checkpoint",
     "train, another backbone's top-down path",
@@ -466,6 +471,7 @@ CLI_MISTAKES = [
     "predict, a damaged adapter header",
     "predict, --top-k 0",
     "visualize, a damaged adapter header",
+    "visualize, an image that is not there",
     "summarize, a folder without runs",
     "demo, an override out of range",
     "demo.image_folder, a file where the folder goes",
@@ -489,7 +495,9 @@ def assert_one_error_line(call, argv: list[str], said: str, capsys) -> None:
 def test_every_vision_cli_answers_a_users_mistake_with_one_error_line(
     finished, tmp_path, monkeypatch, capsys, mistake
 ):
-    call, argv, said = _cli_mistakes(finished, tmp_path, monkeypatch)[mistake]
+    table = _cli_mistakes(finished, tmp_path, monkeypatch)
+    assert sorted(table) == sorted(CLI_MISTAKES)  # every case runs
+    call, argv, said = table[mistake]
     assert_one_error_line(call, argv, said, capsys)
 
 

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from runkit.cli import user_errors  # noqa: E402
+from runkit.cli import UserError, user_errors  # noqa: E402
 from runkit.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
@@ -198,7 +198,10 @@ def main(argv: list[str] | None = None) -> None:
             print("note: this run has no top-down path; only its attention is drawn")
         out_dir = run_dir / "visualize"
         for i, (path, label) in enumerate(chosen):
-            pixels = run.pixels(path)
+            try:
+                pixels = run.pixels(path)
+            except OSError as err:  # load_rgb names the file and the decoder's reason
+                raise UserError(f"{err}; --images takes image files that Pillow reads") from err
             rows = []
             for name, each in runs:
                 batch = each.normalize(each.pixels(path)).unsqueeze(0)
