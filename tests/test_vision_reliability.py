@@ -404,6 +404,10 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
     (killed / rf.RESULTS).unlink()
     (killed / rf.LAST).write_bytes(b"not a checkpoint")
     (killed / rf.CONFIG).write_text((killed / rf.CONFIG).read_text().replace(str(run), str(killed)))
+    partial = copy_run(run, tmp_path / "partial")
+    (partial / rf.RESULTS).unlink()
+    torch.save({"epoch": 1}, partial / rf.LAST)  # a torch file, but not a whole checkpoint
+    (partial / rf.CONFIG).write_text((partial / rf.CONFIG).read_text().replace(str(run), str(partial)))
     monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # not installed
     good = opts(root / "data", tmp_path / "run", **{"MODEL.MODEL_ROOT": weights})
     image = str(root / "data/toy/images/test_0.png")
@@ -413,6 +417,11 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
             train_main,
             [*opts(root / "data", killed, **{"MODEL.MODEL_ROOT": weights})],
             f"cannot resume from {killed / rf.LAST}",
+        ),
+        "train, resume from a checkpoint that lacks a key": (
+            train_main,
+            opts(root / "data", partial, **{"MODEL.MODEL_ROOT": weights}),
+            f"cannot resume from {partial / rf.LAST}: it lacks 'adapter'",
         ),
         "train, another backbone's top-down path": (
             train_main,
@@ -464,6 +473,7 @@ def _cli_mistakes(finished, tmp_path, monkeypatch):
 CLI_MISTAKES = [  # the keys of _cli_mistakes
     "train, OUTPUT_DIR under a file",
     "train, resume from an unreadable checkpoint",
+    "train, resume from a checkpoint that lacks a key",
     "train, another backbone's top-down path",
     "train, INIT_FROM with a damaged header",
     "tune, OUTPUT_DIR under a file",

@@ -44,6 +44,10 @@ def _high_bit_depth_to_rgb(image: Image.Image, path: Path) -> Image.Image:
     return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
 
 
+# How load_rgb turns a file into pixels; part of every feature cache's key, so a cache is never reused across rules.
+DECODING = "8-bit RGB, EXIF orientation applied, high bit depths scaled"
+
+
 def load_rgb(path: Path) -> Image.Image:
     """The image as 8-bit RGB, upright (a camera JPEG's EXIF orientation applied, as a photo viewer shows it); high
     bit depths are scaled, anything unreadable names the file. Training, predict and visualize all open images

@@ -207,7 +207,19 @@ class Trainer:
         }
 
     def resume(self) -> None:
+        """Continues from ``last.pt``; one that lacks what a resume needs is an error naming it and the key."""
         state = rf.load_checkpoint(self.out / rf.LAST)
+        try:
+            self._restore(state)
+        except KeyError as err:
+            raise ValueError(
+                f"cannot resume from {self.out / rf.LAST}: it lacks {err}; delete it to start the run again"
+            ) from err
+        if is_main_process():
+            rf.truncate_metrics(self.out, self.start_epoch)
+        logger.info("resumed from %s after epoch %d", self.out / rf.LAST, self.start_epoch)
+
+    def _restore(self, state: dict) -> None:
         own = self.model.adapter_state_dict()
         if set(state["adapter"]) != set(own):
             raise ValueError(f"{self.out / rf.LAST} does not match this model's trainable tensors")
@@ -220,9 +232,6 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.start_epoch = state["epoch"]
         self.best = {"val_top1": state["best_val_top1"], "epoch": state["best_epoch"]}
-        if is_main_process():
-            rf.truncate_metrics(self.out, self.start_epoch)
-        logger.info("resumed from %s after epoch %d", self.out / rf.LAST, self.start_epoch)
 
     # -- loops -----------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float:
