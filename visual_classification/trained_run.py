@@ -16,6 +16,7 @@ import torch
 from yacs.config import CfgNode
 
 from runkit.cli import UserError
+from runkit.ranges import lookup
 from toast.adapter import load_adapter
 
 from .config import load_config
@@ -92,17 +93,10 @@ def check_folder_settings(cfg: CfgNode, source: Path, given: Iterable[str]) -> N
     if asked:
         key, what = next(iter(asked.items()))
         raise UserError(
-            f"{source} sets {key} {cfg_value(cfg, key)} (it {what}); a folder being read does not choose what reaches "
-            f"the network or runs code: pass {key} {cfg_value(cfg, key)} on this command line to allow it "
+            f"{source} sets {key} {lookup(cfg, key)} (it {what}); a folder being read does not choose what reaches "
+            f"the network or runs code: pass {key} {lookup(cfg, key)} on this command line to allow it "
             "(predict: --set KEY VALUE), or MODEL.MODEL_ROOT FILE for local weights"
         )
-
-
-def cfg_value(cfg: CfgNode, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def load_trained_run(run_dir: Path, opts: list[str] = (), allow: Iterable[str] = ()) -> TrainedRun:
