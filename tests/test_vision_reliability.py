@@ -705,3 +705,12 @@ def test_linear_on_an_image_folder_is_the_converged_probe_by_default(tmp_path, c
     toy = write_vtab_task(tmp_path / "vtab", per_split=SMALL)
     vtab, _ = resolve_optimizer(load_config("", opts(toy.parent, tmp_path / "v", **{"SOLVER.OPTIMIZER": "auto"})))
     assert (vtab.SOLVER.OPTIMIZER, vtab.DATA.AUGMENT) == ("adamw", True)  # not a user's own folder
+
+
+def test_tune_runs_no_grid_for_the_probe_that_chooses_its_decay_on_val(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "images", per_class=4)
+    extra = {"MODEL.BACKBONE": TINY_BACKBONE, "MODEL.TRANSFER_TYPE": "linear", "DATA.NUM_WORKERS": 0}
+    cfg = load_config("", folder_cfg(root, OUTPUT_DIR=tmp_path / "out", **extra, **{"SOLVER.TOTAL_EPOCH": 1}))
+    result = tune(cfg, lrs=[0.1, 0.01], wds=[1e-3, 1e-2], seeds=[1])
+    assert "no lr x wd grid" in capsys.readouterr().out and not (tmp_path / "out" / "val").exists()
+    assert result["final"][0]["weight_decay"] in (1e-4, 1e-3, 1e-2, 1e-1)

@@ -33,7 +33,7 @@ from runkit.lr_grid import choose
 
 from .config import load_config
 from .models.transfer import TRANSFER_METHODS
-from .train import train
+from .train import resolve_optimizer, train
 
 logger = logging.getLogger("visual_classification.tune")
 
@@ -118,10 +118,18 @@ class AllDiverged(RuntimeError):
 
 
 def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[int]) -> dict:
-    """Grid, selection and final runs; with ``lrs=None`` the config's own lr and wd are used, untuned."""
+    """Grid, selection and final runs; with ``lrs=None`` the config's own lr and wd are used, untuned.
+
+    A probe that chooses its own L2 strength on val (``SOLVER.PROBE_DECAYS``, the own-data default for
+    ``linear``) has nothing left for a grid (L-BFGS takes no learning rate): it goes straight to the final runs.
+    """
     from .data.datasets import task_folder
     from .engine import run_files as rf
 
+    cfg, note = resolve_optimizer(cfg)
+    if lrs is not None and cfg.SOLVER.OPTIMIZER == "lbfgs" and cfg.SOLVER.PROBE_DECAYS:
+        print(f"[tune] {note or 'SOLVER.PROBE_DECAYS chooses the L2 strength on val in each run'}: no lr x wd grid")
+        lrs = None
     root = Path(cfg.OUTPUT_DIR)
     task = cfg.DATA.NAME or task_folder(cfg).name
     method = TRANSFER_METHODS.canonical(cfg.MODEL.TRANSFER_TYPE)
