@@ -587,6 +587,16 @@ def test_a_one_class_task_is_refused(tmp_path):
         read_folder(root)
     with pytest.raises(UserError, match="at least two classes"):
         task_num_classes(load_config("", folder_cfg(root)))
+    write_vtab_task(tmp_path / "vtab", classes=1, per_split=SMALL)  # three classes declared, one present
+    with pytest.raises(UserError, match="training split 'train800val200' .* one label only"):
+        build_task_data(load_config("", opts(tmp_path / "vtab", tmp_path / "run")), (0.0,) * 3, (1.0,) * 3)
+
+
+def test_a_test_split_listing_the_training_files_is_refused(tmp_path):
+    task = write_vtab_task(tmp_path / "vtab", per_split=SMALL)
+    shutil.copy(task / "train800val200.txt", task / "test.txt")  # the same paths: no copy, still no test
+    with pytest.raises(UserError, match="9 of the 9 images of split 'test' repeat"):
+        build_task_data(load_config("", opts(tmp_path / "vtab", tmp_path / "run")), (0.0,) * 3, (1.0,) * 3)
 
 
 def test_images_of_other_formats_are_read_and_other_files_reported_by_count_and_extension(tmp_path, caplog):

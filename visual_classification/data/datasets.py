@@ -178,11 +178,12 @@ def resolve_num_classes(cfg: CfgNode, layout: Layout) -> int:
 SPLIT_OVERLAP_LIMIT = 0.05  # share of an evaluation split repeating training images above which a run is refused
 
 
-def check_split_overlap(samples: dict[str, list[Sample]], train: str, evaluated: list[str], allow: bool) -> None:
-    """Evaluation images that repeat a training image by content (a copy under another name) make the score a
-    memory test: warned with counts, and refused above ``SPLIT_OVERLAP_LIMIT`` unless ``allow``
-    (``DATA.ALLOW_SPLIT_OVERLAP``). A file listed in both splits under the same path is the protocol's own
-    choice (VTAB's train800val200 holds val200) and is not counted."""
+def check_split_overlap(samples: dict[str, list[Sample]], train: str, val: str, test: str, allow: bool) -> None:
+    """Evaluation images that repeat a training image by content (a copy, or the same file listed twice) make the
+    score a memory test: warned with counts, and refused above ``SPLIT_OVERLAP_LIMIT`` unless ``allow``
+    (``DATA.ALLOW_SPLIT_OVERLAP``). A val file listed in the training split under its own path is the
+    protocol's choice (VTAB's final runs train on train800val200, which holds val200) and is not counted."""
+    evaluated = [split for split in dict.fromkeys((val, test)) if split and split != train]
     if not evaluated:
         return
     digests = files_fingerprint(sorted({path for split in (train, *evaluated) for path, _ in samples[split]}))
@@ -192,7 +193,7 @@ def check_split_overlap(samples: dict[str, list[Sample]], train: str, evaluated:
         repeats = [
             path
             for path, _ in samples[split]
-            if path.resolve() not in train_paths and digests[str(path.resolve())] in train_digests
+            if digests[str(path.resolve())] in train_digests and not (split == val and path.resolve() in train_paths)
         ]
         if not repeats:
             continue
@@ -244,8 +245,12 @@ def build_task_data(cfg: CfgNode, mean: tuple[float, ...], std: tuple[float, ...
         if source is not None and source.is_file():
             split_files[split] = _file_digest(source)
     check_split_sizes({split: len(listed) for split, listed in samples.items()}, world)
-    evaluated = [split for split in dict.fromkeys(names[1:]) if split and split != names[0]]
-    check_split_overlap(samples, names[0], evaluated, cfg.DATA.ALLOW_SPLIT_OVERLAP)
+    if len({label for _, label in samples[names[0]]}) < 2:
+        raise UserError(
+            f"the training split {names[0]!r} of {layout.folder} holds images of one label only: a classifier "
+            "learns nothing from it (check its label column, or add images of other classes)"
+        )
+    check_split_overlap(samples, *names, cfg.DATA.ALLOW_SPLIT_OVERLAP)
     if cfg.DATA.VERIFY_IMAGES:
         verify_images(sorted({path for listed in samples.values() for path, _ in listed}))
     crop, normalize = cfg.DATA.CROPSIZE, Normalize(mean, std)
