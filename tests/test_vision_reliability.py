@@ -1,7 +1,10 @@
 """Vision reliability: faults a new user or a shared machine produces, each reproduced on tiny data.
 
 A diverged grid point, inputs changed behind the same path (same size, mtime restored), caches keyed by
-content, damaged cache files, predict's --output and damaged run files, out-of-range keys, a full disk.
+content, damaged cache files, predict's --output and damaged run files, out-of-range keys, a full disk; every
+vision CLI's one-line answer to a user's mistake; no network asked for by a folder being read; splits that
+repeat training images, one-class tasks, image formats left out, EXIF orientation, Unicode class folders; the
+converged probe as the own-data default for linear.
 """
 
 from __future__ import annotations
