@@ -727,3 +727,15 @@ def test_tune_runs_no_grid_for_the_probe_that_chooses_its_decay_on_val(tmp_path,
     result = tune(cfg, lrs=[0.1, 0.01], wds=[1e-3, 1e-2], seeds=[1])
     assert "no lr x wd grid" in capsys.readouterr().out and not (tmp_path / "out" / "val").exists()
     assert result["final"][0]["weight_decay"] in (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def test_predict_lists_every_readable_format_and_reports_the_other_files(tmp_path, caplog):
+    from visual_classification.predict import image_paths
+
+    for name in ("a.png", "b.gif", "c.tga"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "d.heic").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING):
+        found = image_paths([str(tmp_path)])
+    assert [p.name for p in found] == ["a.png", "b.gif", "c.tga"]
+    assert "left out 1 file(s) that are not images this project reads (1 .heic)" in caplog.text
