@@ -25,7 +25,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             yield Path(tmp)
             os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp (and some writers) make 0600; open() honours the umask
             os.replace(tmp, path)
-        except (OSError, RuntimeError) as err:
+        except Exception as err:  # noqa: BLE001  (only a write that failed for want of space is explained)
             explained = write_failure(err, path)
             if explained is None:
                 raise
@@ -35,17 +35,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.remove(tmp)
 
 
-# What torch.save (its C++ stream writer) says when a write fails: it never names the file or ENOSPC.
-_TORCH_WRITE_FAILURES = ("basic_ios::clear", "iostream error", "file write failed", "PytorchStreamWriter failed")
+# What torch.save (its C++ stream writer) and safetensors say when a write fails: neither names the file, torch
+# not even ENOSPC.
+_WRITER_FAILURES = (
+    "basic_ios::clear",
+    "iostream error",
+    "file write failed",
+    "PytorchStreamWriter failed",
+    "unexpected pos",  # the zip writer's position check after a short write
+    "os error 28",  # safetensors (Rust): ENOSPC inside its own error type
+    "No space left on device",
+)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_failure(err: BaseException, path: str | os.PathLike) -> OSError | None:
     """An OSError naming ``path``, the likely cause and the free space left, for a write that failed for want of
-    space (ENOSPC, EDQUOT, or torch's bare stream errors); ``None`` for any other error (re-raised as it is)."""
+    space (ENOSPC, EDQUOT, or the bare stream errors of torch and safetensors); ``None`` for any other error (re-raised as it is)."""
     disk_full = isinstance(err, OSError) and err.errno in _DISK_FULL
-    torch_stream = isinstance(err, RuntimeError) and any(text in str(err) for text in _TORCH_WRITE_FAILURES)
-    if not (disk_full or torch_stream):
+    writer_stream = not isinstance(err, OSError) and any(text in str(err) for text in _WRITER_FAILURES)
+    if not (disk_full or writer_stream):
         return None
     folder = Path(path).parent
     try:
@@ -54,7 +63,7 @@ def write_failure(err: BaseException, path: str | os.PathLike) -> OSError | None
         free = "free space unknown"
     cause = "the disk (or quota) is full" if disk_full else "most likely the disk (or quota) is full"
     return OSError(
-        err.errno if disk_full else errno.EIO,
+        err.errno if disk_full else errno.ENOSPC,  # torch's stream errors: the likely cause, as the message says
         f"writing {path} failed: {cause} ({free} on the filesystem of {folder}); free space there and run "
         f"the command again (the previous {Path(path).name}, if any, is intact). Cause: {err}",
     )

@@ -37,17 +37,17 @@ METHOD="${METHOD:-toast}"
 OUTPUT_DIR="${OUTPUT_DIR:-output/fgvc}"
 read -r -a seeds <<< "${SEEDS:-42 44 82 100 800}"
 
-datasets=()
-while [[ $# -gt 0 && "$1" =~ ^[a-z]+$ ]]; do datasets+=("$1"); shift; done
-overrides=("$@")
-[[ ${#datasets[@]} -gt 0 ]] || datasets=(cub nabirds oxfordflowers stanforddogs stanfordcars)
-
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
 
+datasets=()
+while [[ $# -gt 0 ]] && ! is_override_key "$1"; do datasets+=("$1"); shift; done
+overrides=("$@")
+[[ ${#datasets[@]} -gt 0 ]] || datasets=(cub nabirds oxfordflowers stanforddogs stanfordcars)
+check_names dataset configs/fgvc "${datasets[@]}"
+
 for name in "${datasets[@]}"; do
   config="configs/fgvc/${name}.yaml"
-  [[ -f "$config" ]] || { echo "unknown dataset '$name': no $config" >&2; exit 2; }
   echo "=== $name ($METHOD)"
   "${launch[@]}" --config-file "$config" --fixed --seeds "${seeds[@]}" DATA.DATAPATH "$FGVC_ROOT/${FOLDER[$name]}" OUTPUT_DIR "$OUTPUT_DIR" \
     "${model_opts[@]}" "${overrides[@]}"

@@ -40,8 +40,11 @@ fi
 METHOD="${METHOD:-toast}"
 OUTPUT_DIR="${OUTPUT_DIR:-output/vtab}"
 
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
+
 tasks=()
-while [[ $# -gt 0 && "$1" =~ ^[a-z0-9_]+$ ]]; do tasks+=("$1"); shift; done
+while [[ $# -gt 0 ]] && ! is_override_key "$1"; do tasks+=("$1"); shift; done
 overrides=("$@")
 if [[ ${#tasks[@]} -eq 0 ]]; then
   for f in configs/vtab/*.yaml; do
@@ -49,9 +52,7 @@ if [[ ${#tasks[@]} -eq 0 ]]; then
     [[ "$name" == base ]] || tasks+=("$name")
   done
 fi
-
-# shellcheck source=scripts/common.sh
-source scripts/common.sh
+check_names task configs/vtab "${tasks[@]}"
 
 # VTAB-1k only resizes (no augmentation), so the frozen backbone's outputs can be cached (computed once per
 # image, shared by the whole lr x wd grid and the seeds of a task). Test is evaluated after the last epoch
@@ -63,10 +64,6 @@ fi
 if [[ "${CACHE_FIRST_PASS:-0}" == 1 ]]; then
   cache_opts+=(MODEL.TOAST.CACHE_FIRST_PASS True DATA.CACHE_DIR "$OUTPUT_DIR/cache")
 fi
-
-for task in "${tasks[@]}"; do
-  [[ -f "configs/vtab/${task}.yaml" ]] || { echo "unknown task '$task': no configs/vtab/${task}.yaml" >&2; exit 2; }
-done
 
 # A task that fails (every grid point diverged, bad data) is reported and the sweep goes on to the next one;
 # tune itself scores a single diverged grid point as failed and carries on.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -10,6 +14,17 @@ from visual_classification.models.build import build_model
 
 TINY_BACKBONE = "vit_tiny_patch16_224"  # 12 blocks, width 192; at 32 px it has 4 patches + CLS
 TINY_SIZE = 32
+
+
+@contextlib.contextmanager
+def refused(capsys: pytest.CaptureFixture, pattern: str) -> Iterator[None]:
+    """The block must stop as a CLI stops for a user's mistake: exit status 2 and an ``error:`` line matching
+    ``pattern``."""
+    with pytest.raises(SystemExit) as stop:
+        yield
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    assert re.search(f"error: .*{pattern}", err), err
 
 
 @pytest.fixture(autouse=True)

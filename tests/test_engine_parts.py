@@ -39,7 +39,7 @@ def test_adamw_keeps_the_configured_decay_even_at_zero():
     optimizer = build_optimizer(build_tiny("linear"), cfg)
     assert isinstance(optimizer, torch.optim.AdamW)  # the original silently switched to SGD here
     cfg.SOLVER.OPTIMIZER = "lamb"
-    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be 'sgd', 'adamw' or 'lbfgs', got 'lamb'"):
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be 'auto', 'sgd', 'adamw' or 'lbfgs', got 'lamb'"):
         build_optimizer(build_tiny("linear"), cfg)
 
 

@@ -14,7 +14,7 @@ from visual_classification.engine import run_files as rf
 from visual_classification.engine.trainer import Trainer
 from visual_classification.train import main, train
 
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, refused
 
 
 def run_opts(data_root, out, transfer="linear", epochs=2, **extra):
@@ -118,7 +118,7 @@ def test_finished_run_is_reported_and_a_different_config_refused(toy, tmp_path):
     assert again["epochs"] == 2
 
 
-def test_config_errors_name_the_file_or_key(tmp_path):
+def test_config_errors_name_the_file_or_key(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("SOLVER:\n  BASE_LRR: 0.1\n")
     with pytest.raises(ValueError, match=r"bad.yaml: .*BASE_LRR"):
@@ -129,7 +129,7 @@ def test_config_errors_name_the_file_or_key(tmp_path):
         load_config(str(wrong_type), [])
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
         load_config("", ["SOLVER.BASE_LR"])
-    with pytest.raises(SystemExit, match="config file .*missing.yaml does not exist"):
+    with refused(capsys, "config file .*missing.yaml does not exist"):
         main(["--config-file", str(tmp_path / "missing.yaml")])
 
 

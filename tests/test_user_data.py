@@ -56,7 +56,10 @@ def test_paper_configs_merge_to_the_papers_recipe(path):
 
 def test_defaults_start_sanely_for_a_few_classes():
     cfg = tiny_cfg("linear", **{"DATA.NUMBER_CLASSES": 3})
-    assert (cfg.SOLVER.OPTIMIZER, cfg.MODEL.HEAD_INIT) == ("adamw", "trunc_normal")
+    assert (cfg.SOLVER.OPTIMIZER, cfg.MODEL.HEAD_INIT) == (
+        "auto",
+        "trunc_normal",
+    )  # adamw, but linear's own-data probe
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     with torch.no_grad():
@@ -153,10 +156,10 @@ def test_a_class_with_its_images_in_sub_folders_keeps_them_in_every_split(tmp_pa
     files and folders inside a class (``._x.png``, ``.ipynb_checkpoints/``) stay out."""
     write_image_folder(tmp_path, classes=("cat", "dog"))
     png = (tmp_path / "train/cat/0.png").read_bytes()
-    for split in ("train", "val", "test"):
+    for k, split in enumerate(("train", "val", "test")):
         for i in range(2):
             (tmp_path / split / "fox" / f"batch{i}").mkdir(parents=True)
-            (tmp_path / split / "fox" / f"batch{i}" / "a.png").write_bytes(png)
+            Image.new("RGB", (8, 8), (40 * k, 100 * i, 0)).save(tmp_path / split / "fox" / f"batch{i}" / "a.png")
         (tmp_path / split / "fox" / "._junk.png").write_bytes(b"AppleDouble")
         (tmp_path / split / "cat" / ".ipynb_checkpoints").mkdir()
         (tmp_path / split / "cat" / ".ipynb_checkpoints" / "x.png").write_bytes(png)

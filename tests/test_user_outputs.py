@@ -22,7 +22,7 @@ from visual_classification.train import train
 from visual_classification.visualize import main as visualize_main
 from visual_classification.visualize import spread_over_classes
 
-from conftest import TINY_BACKBONE
+from conftest import TINY_BACKBONE, refused
 
 CLASSES = ("cat", "dog", "owl")
 
@@ -97,9 +97,9 @@ def test_predict_skips_an_unreadable_image_names_it_and_writes_the_rest(runs, tm
     assert not (tmp_path / "preds.skipped.csv").exists()
 
 
-def test_predict_stops_when_no_image_can_be_read(runs, tmp_path):
+def test_predict_stops_when_no_image_can_be_read(runs, tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"nothing")
-    with pytest.raises(SystemExit, match=r"none of the 1 image\(s\) could be read"):
+    with refused(capsys, r"none of the 1 image\(s\) could be read"):
         predict_main(
             [
                 "--adapter",
@@ -112,8 +112,8 @@ def test_predict_stops_when_no_image_can_be_read(runs, tmp_path):
         )
 
 
-def test_predict_names_a_missing_path(runs, tmp_path):
-    with pytest.raises(SystemExit, match="nowhere.png is neither an image file nor a folder"):
+def test_predict_names_a_missing_path(runs, tmp_path, capsys):
+    with refused(capsys, "nowhere.png is neither an image file nor a folder"):
         predict_main(["--adapter", str(runs / "runs/linear"), "--images", str(tmp_path / "nowhere.png")])
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from runkit.cli import UserError
 from runkit.files import atomic_path, atomic_write_text
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -61,11 +63,28 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(
             f"no {ADAPTER_CONFIG} in {directory}: is this an adapter folder written by save_adapter?"
         )
-    config = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); expected the adapter config save_adapter writes") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a {type(config).__name__}; expected a JSON object (the adapter config)")
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: adapter format_version {version!r}; this code reads version {FORMAT_VERSION}")
     return config
+
+
+def read_tensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a damaged file (header, size) is an error naming it, since the
+    library's own message names neither the file nor what it expected."""
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as err:
+        raise UserError(
+            f"{path} is not a readable safetensors file ({err}); expected an adapter written by save_adapter: "
+            "copy the folder again or train the run again"
+        ) from err
 
 
 def read_adapter_top_down(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
@@ -80,7 +99,7 @@ def read_adapter_top_down(directory: str | os.PathLike) -> tuple[dict[str, torch
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} is a folder without {ADAPTER_WEIGHTS}")
     prefix = "top_down."
-    tensors = load_file(str(weights))
+    tensors = read_tensors(weights)
     state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and "lora_" not in k}
     if not state:
         raise ValueError(f"{weights} holds no top-down tensors (top_down.*)")
@@ -123,7 +142,7 @@ def load_adapter(
     weights = directory / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing (the folder has {ADAPTER_CONFIG} but no weights)")
-    saved = load_file(str(weights))
+    saved = read_tensors(weights)
     own = _adapter_tensors(model)
     check_fit(own, saved, "adapter", str(weights))
     _copy_into(model, own, saved)

@@ -73,6 +73,7 @@ _C.DATA.CROPSIZE = (
 )
 _C.DATA.VAL_FRACTION = 0.1  # ImageFolder without val/: this share of train/ (per class, seeded by SEED) validates
 _C.DATA.NORMALIZE = "backbone"  # backbone (timm pretrained_cfg mean/std) | imagenet (the original's) | inception (0.5)
+_C.DATA.ALLOW_SPLIT_OVERLAP = False  # True: run although val/test repeat over 5 % of the training images by content
 _C.DATA.VERIFY_IMAGES = True  # open every image of every split before training (in parallel) and list bad ones
 _C.DATA.AUGMENT = True  # False: train with the evaluation transform (no random crop/flip), e.g. a cached linear probe
 _C.DATA.CACHE_IMAGES = False  # decode deterministic splits once into memory (uint8), for small tasks
@@ -85,9 +86,10 @@ _C.DATA.NUM_WORKERS = -1  # data-loader workers per process; -1 = the CPUs this 
 _C.SOLVER = CN()
 # Defaults for your own data: AdamW, 1e-4 for what the method adapts, 1e-2 for the head (measured in the README's
 # "your own images"); the paper's recipes (SGD, their lrs, head lr = BASE_LR) are pinned in configs/vtab, configs/fgvc.
-_C.SOLVER.OPTIMIZER = (
-    "adamw"  # adamw | sgd (momentum) | lbfgs (linear probe on cached features: full batch, converged)
-)
+# auto: on your own ImageFolder, the method's own-data recipe when its registration has one (linear: the converged
+# L-BFGS probe on cached features, no augmentation, SOLVER.PROBE_DECAYS chosen on val); adamw otherwise.
+_C.SOLVER.OPTIMIZER = "auto"  # auto | adamw | sgd (momentum) | lbfgs (linear probe on cached features: full batch)
+_C.SOLVER.PROBE_DECAYS = []  # lbfgs: L2 strengths tried on val before training (the best replaces WEIGHT_DECAY); [] = none
 _C.SOLVER.BASE_LR = 1e-4  # learning rate of everything but the head (used as given: no batch scaling here)
 _C.SOLVER.HEAD_LR_MULT = 100.0  # the task head's lr = BASE_LR × this (1e-2 here; 1.0 in the paper's configs)
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay; never on biases, norms and other 1-D tensors

@@ -3,8 +3,9 @@
 
 PATHs are image files or folders (searched recursively for images). The backbone, its weights, the adapter
 (``best/``), the class names and the preprocessing all come from the run's own record (``config.yaml``,
-``results.json``). Images go through the model in batches with a progress bar; the CSV has one row per
-image: its path, then the top-k class names and softmax scores, best first. An image that cannot be read is
+``results.json``); a run config that asks for hub weights (``MODEL.PRETRAINED True``) is refused unless this
+command line asks too (``--set MODEL.PRETRAINED True``): a folder someone sent does not reach the network.
+Images go through the model in batches with a progress bar; the CSV has one row per image: its path, then the top-k class names and softmax scores, best first. An image that cannot be read is
 skipped, named in the log and listed with its error in ``<output stem>.skipped.csv``; the rest are written.
 """
 
@@ -15,16 +16,16 @@ import contextlib
 import csv
 import io
 import logging
-import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from tqdm import tqdm
 
+from runkit.cli import UserError, user_errors
 from runkit.files import atomic_write_text, check_output_file
 
+from .data.splits import IMAGE_EXTENSIONS, is_hidden, report_left_out
 from .engine.distributed import local_device
 from .trained_run import TrainedRun, load_trained_run
 
@@ -32,19 +33,16 @@ logger = logging.getLogger(__name__)
 
 
 def image_paths(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded (recursively, sorted, hidden folders skipped); missing paths are errors."""
+    """Files as given, folders expanded (recursively, sorted, hidden folders skipped, other files reported by
+    extension); missing paths are errors."""
     paths: list[Path] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            found = sorted(
-                p
-                for p in given.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in IMG_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(given).parts)
-            )
+            files = sorted(p for p in given.rglob("*") if p.is_file() and not is_hidden(p, given))
+            found = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
             if not found:
-                raise FileNotFoundError(f"{given} holds no images ({', '.join(IMG_EXTENSIONS)})")
+                raise FileNotFoundError(f"{given} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            report_left_out(given, [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS])
             paths += found
         elif given.is_file():
             paths.append(given)
@@ -135,26 +133,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers")
     parser.add_argument("--device", default="auto", help="auto | cuda | cpu")
+    parser.add_argument(
+        "--set",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="override the run's config (repeatable); settings that reach the network, such as MODEL.PRETRAINED "
+        "True, are honoured only when given here",
+    )
     args = parser.parse_args(argv)
-    if args.top_k < 1 or args.batch_size < 1:
-        sys.exit("error: --top-k and --batch-size must be >= 1")
-    try:
+    with user_errors():
+        if args.top_k < 1 or args.batch_size < 1:
+            raise UserError(f"--top-k {args.top_k} and --batch-size {args.batch_size} must both be >= 1")
         check_output_file(args.output, "predictions.csv")  # before the model loads and the images run
-        run = load_trained_run(Path(args.adapter))
+        run = load_trained_run(Path(args.adapter), [x for pair in args.set for x in pair])
         paths = image_paths(args.images)
         rows, skipped = predict(run, paths, args.top_k, args.batch_size, args.device, args.num_workers)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        sys.exit(f"error: {err}")
-    output = Path(args.output)
-    stale = skipped_path(output)
-    if not rows:
-        atomic_write_text(stale, skipped_csv(skipped))
-        sys.exit(f"error: none of the {len(skipped)} image(s) could be read; reasons in {stale}")
-    atomic_write_text(output, to_csv(rows))
-    if skipped:
-        atomic_write_text(stale, skipped_csv(skipped))
-    elif stale.is_file():
-        stale.unlink()  # from an earlier run over other images: it no longer describes this CSV
+        output = Path(args.output)
+        stale = skipped_path(output)
+        if not rows:
+            atomic_write_text(stale, skipped_csv(skipped))
+            raise UserError(f"none of the {len(skipped)} image(s) could be read; reasons in {stale}")
+        atomic_write_text(output, to_csv(rows))
+        if skipped:
+            atomic_write_text(stale, skipped_csv(skipped))
+        elif stale.is_file():
+            stale.unlink()  # from an earlier run over other images: it no longer describes this CSV
     print(
         f"written: {args.output} ({len(rows)} images, top-{min(args.top_k, len(run.classes))} of {len(run.classes)} classes)"
         + (f"; {len(skipped)} unreadable image(s) skipped, listed in {stale}" if skipped else "")

@@ -16,12 +16,12 @@ import io
 import json
 import re
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from runkit.cli import user_errors
 from runkit.files import atomic_write_text
 
 from .data.registry import VTAB_GROUPS, VTAB_TASKS
@@ -173,15 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     root = Path(args.root)
-    try:
+    with user_errors():
         markdown, rows, bars = summarize(root, args.metric)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    atomic_write_text(root / "summary.md", markdown)
-    atomic_write_text(root / "summary.csv", buffer.getvalue())
-    plot_group_bars(bars, root / "summary.png", args.metric)
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows)
+        atomic_write_text(root / "summary.md", markdown)
+        atomic_write_text(root / "summary.csv", buffer.getvalue())
+        plot_group_bars(bars, root / "summary.png", args.metric)
     print(markdown)
     print(f"written: {root / 'summary.md'}, {root / 'summary.csv'}, {root / 'summary.png'}")
 

@@ -14,11 +14,13 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from yacs.config import CfgNode
 
+from runkit.cli import UserError, user_errors
 from runkit.runs import is_main_process
 
 from .config import changed_keys, load_config
@@ -36,6 +38,7 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     from .engine import run_inputs as ri
     from .engine.distributed import broadcast_object, init_distributed, local_device
 
+    cfg, note = resolve_optimizer(cfg)
     device = local_device(cfg.DEVICE)
     rank, world = init_distributed(device)
     out = Path(cfg.OUTPUT_DIR)
@@ -67,7 +70,29 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
                 "nothing to do"
             )
             return results
-        return _run(cfg, out, status, device, rank, world)
+        return _run(cfg, out, status, device, rank, world, note)
+
+
+def resolve_optimizer(cfg: CfgNode) -> tuple[CfgNode, str]:
+    """``SOLVER.OPTIMIZER auto`` made concrete, so that config.yaml records what ran, and a log line saying so:
+    the method's own-data recipe (its registration's ``own_data_recipe``) on a user's own folder, AdamW
+    otherwise (and under torchrun). Any other value is the user's choice and is kept with every other key as given."""
+    if cfg.SOLVER.OPTIMIZER != "auto":
+        return cfg, ""
+    from .data.datasets import task_layout
+
+    recipe = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).own_data_recipe
+    one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1  # the full-batch probe runs in one process
+    applies = bool(recipe) and one_process and task_layout(cfg).own_data
+    chosen = dict(recipe) if applies else {"SOLVER.OPTIMIZER": "adamw"}
+    resolved = cfg.clone()
+    resolved.defrost()
+    resolved.merge_from_list([x for key, value in chosen.items() for x in (key, value)])
+    resolved.freeze()
+    if not applies:
+        return resolved, ""
+    settings = ", ".join(f"{key} {value}" for key, value in chosen.items())
+    return resolved, f"own data, {cfg.MODEL.TRANSFER_TYPE}, SOLVER.OPTIMIZER auto: {settings} (set it to choose)"
 
 
 def _status(out: Path, cfg: CfgNode, overwrite: bool) -> str:
@@ -87,7 +112,7 @@ def _status(out: Path, cfg: CfgNode, overwrite: bool) -> str:
     return status
 
 
-def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) -> dict:
+def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int, note: str = "") -> dict:
     """Data checks, then the model, then training; config.yaml is written once the data passed."""
     import timm
     import torch
@@ -106,6 +131,8 @@ def _run(cfg: CfgNode, out: Path, status: str, device, rank: int, world: int) ->
     # the console shows what differs from the defaults, not all ~80 lines
     changed = "".join(f"\n  {key}: {value}" for key, value in changed_keys(cfg).items())
     logger.info("config: full in %s; set by the config file and overrides:%s", out / rf.CONFIG, changed)
+    if note:
+        logger.info("%s", note)
     torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
 
     seed_everything(cfg.SEED)
@@ -174,22 +201,20 @@ def main(
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 0.01")
     args = parser.parse_args(pop_flag(list(sys.argv[1:] if argv is None else argv), "--overwrite"))
-    try:
+    with user_errors():
         cfg = load_config(args.config_file, [*defaults, *args.opts])
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if pretuning and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).pretunes:
-        able = sorted(m.name for m in TRANSFER_METHODS.values() if m.pretunes)
-        sys.exit(
-            f"error: pre-tuning trains A_i, B_i and p (transfer type {' or '.join(able)}), "
-            f"not {cfg.MODEL.TRANSFER_TYPE!r}"
-        )
-    from .engine.run_files import RunLocked
+        if pretuning and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).pretunes:
+            able = sorted(m.name for m in TRANSFER_METHODS.values() if m.pretunes)
+            raise UserError(
+                f"pre-tuning trains A_i, B_i and p (transfer type {' or '.join(able)}), "
+                f"not {cfg.MODEL.TRANSFER_TYPE!r}"
+            )
+        from .engine.run_files import RunLocked
 
-    try:
-        train(cfg, overwrite=args.overwrite)
-    except (RunLocked, FileExistsError, FloatingPointError) as err:
-        sys.exit(f"error: {err}")
+        try:
+            train(cfg, overwrite=args.overwrite)
+        except (RunLocked, FloatingPointError) as err:  # another live run in the folder; a diverged run
+            raise UserError(str(err)) from err
 
 
 def pop_flag(argv: list[str], flag: str) -> list[str]:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from yacs.config import CfgNode
 
+from runkit.cli import UserError
+from runkit.ranges import lookup
 from toast.adapter import load_adapter
 
 from .config import load_config
@@ -21,6 +24,7 @@ from .data import LAYOUTS, load_rgb, task_layout
 from .data.transforms import Normalize, normalization, pixel_transform
 from .engine import run_files as rf
 from .engine.run_inputs import check_weights_unchanged
+from .models.backbone import network_settings
 from .models.build import build_model
 from .models.transfer_model import TransferModel
 
@@ -82,14 +86,31 @@ def _preprocessing(cfg: CfgNode, model: TransferModel, results: dict) -> dict:
     }
 
 
-def load_trained_run(run_dir: Path, opts: list[str] = ()) -> TrainedRun:
-    """The run in ``run_dir`` (its best adapter on its backbone), in eval mode; ``opts`` override its config."""
+def check_folder_settings(cfg: CfgNode, source: Path, given: Iterable[str]) -> None:
+    """Refuses a run folder's config that asks to reach the network or run code (see ``network_settings``) unless
+    the current command line gave that key: a folder someone sent is data, not a command."""
+    asked = {key: what for key, what in network_settings(cfg).items() if key not in set(given)}
+    if asked:
+        key, what = next(iter(asked.items()))
+        raise UserError(
+            f"{source} sets {key} {lookup(cfg, key)} (it {what}); a folder being read does not choose what reaches "
+            f"the network or runs code: pass {key} {lookup(cfg, key)} on this command line to allow it "
+            "(predict: --set KEY VALUE), or MODEL.MODEL_ROOT FILE for local weights"
+        )
+
+
+def load_trained_run(run_dir: Path, opts: list[str] = (), allow: Iterable[str] = ()) -> TrainedRun:
+    """The run in ``run_dir`` (its best adapter on its backbone), in eval mode; ``opts`` override its config.
+
+    Settings that reach the network (hub weights) are refused unless ``opts`` or ``allow`` (keys the command
+    line gave) name them."""
     config = run_dir / rf.CONFIG
     adapter = run_dir / rf.BEST / "adapter_config.json"
     for needed in (config, adapter):
         if not needed.is_file():
             raise FileNotFoundError(f"{run_dir} is not a training run folder: {needed} is missing")
     cfg = load_config(str(config), list(opts))
+    check_folder_settings(cfg, config, [*opts[0::2], *allow])
     model_cfg = cfg.clone()
     model_cfg.defrost()
     num_classes = _num_classes(adapter)

@@ -24,16 +24,16 @@ import argparse
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 from yacs.config import CfgNode
 
+from runkit.cli import UserError, user_errors
 from runkit.lr_grid import choose
 
 from .config import load_config
 from .models.transfer import TRANSFER_METHODS
-from .train import train
+from .train import resolve_optimizer, train
 
 logger = logging.getLogger("visual_classification.tune")
 
@@ -118,10 +118,18 @@ class AllDiverged(RuntimeError):
 
 
 def tune(cfg: CfgNode, lrs: list[float] | None, wds: list[float], seeds: list[int]) -> dict:
-    """Grid, selection and final runs; with ``lrs=None`` the config's own lr and wd are used, untuned."""
+    """Grid, selection and final runs; with ``lrs=None`` the config's own lr and wd are used, untuned.
+
+    A probe that chooses its own L2 strength on val (``SOLVER.PROBE_DECAYS``, the own-data default for
+    ``linear``) has nothing left for a grid (L-BFGS takes no learning rate): it goes straight to the final runs.
+    """
     from .data.datasets import task_folder
     from .engine import run_files as rf
 
+    cfg, note = resolve_optimizer(cfg)
+    if lrs is not None and cfg.SOLVER.OPTIMIZER == "lbfgs" and cfg.SOLVER.PROBE_DECAYS:
+        print(f"[tune] {note or 'SOLVER.PROBE_DECAYS chooses the L2 strength on val in each run'}: no lr x wd grid")
+        lrs = None
     root = Path(cfg.OUTPUT_DIR)
     task = cfg.DATA.NAME or task_folder(cfg).name
     method = TRANSFER_METHODS.canonical(cfg.MODEL.TRANSFER_TYPE)
@@ -216,20 +224,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     opts = list(args.opts)
-    try:
+    with user_errors():
         if args.grid_search_type:  # an alias stands for its method, in the run's config too
             opts += ["MODEL.TRANSFER_TYPE", TRANSFER_METHODS.canonical(args.grid_search_type)]
         cfg = load_config(args.config_file, opts)
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
-    if not args.fixed and args.lrs is None and not method.lr_grid:
-        sys.exit(f"error: no learning-rate grid for {method.name!r}; pass --lrs")
-    lrs = None if args.fixed else (args.lrs or list(method.lr_grid))
-    try:
-        result = tune(cfg, lrs, args.wds, args.seeds)
-    except (AllDiverged, FileExistsError) as err:  # FileExistsError: a run on another config or other inputs
-        sys.exit(f"error: {err}")
+        method = TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE)
+        if not args.fixed and args.lrs is None and not method.lr_grid:
+            raise UserError(f"no learning-rate grid for {method.name!r}; pass --lrs")
+        lrs = None if args.fixed else (args.lrs or list(method.lr_grid))
+        try:
+            result = tune(cfg, lrs, args.wds, args.seeds)
+        except AllDiverged as err:
+            raise UserError(str(err)) from err
     print(
         json.dumps(
             {"lr": result["lr"], "wd": result["wd"], "test_top1": [r.get("final_test_top1") for r in result["final"]]}

@@ -15,7 +15,6 @@ Grids go to ``<RUN_DIR>/visualize/``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,9 +25,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from runkit.cli import UserError, user_errors  # noqa: E402
 from runkit.files import save_figure  # noqa: E402
 
 from .data import build_task_data  # noqa: E402
+from .data.splits import class_name  # noqa: E402
 from .models.transfer_model import TransferModel  # noqa: E402
 from .trained_run import load_trained_run  # noqa: E402
 
@@ -163,7 +164,8 @@ def spread_over_classes(samples: list[tuple[Path, int]], count: int) -> list[tup
 
 def _true_label(path: Path, classes: list[str]) -> int | None:
     """An ImageFolder path's class folder, when it names one of the run's classes."""
-    return classes.index(path.parent.name) if path.parent.name in classes else None
+    name = class_name(path.parent.name)
+    return classes.index(name) if name in classes else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,11 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the run's config")
     args = parser.parse_args(argv)
     run_dir = Path(args.adapter)
-    try:
+    with user_errors():
         run = load_trained_run(run_dir, args.opts)
         runs = [(run.model.transfer_type, run)]
         if args.compare:
-            baseline = load_trained_run(Path(args.compare))
+            baseline = load_trained_run(Path(args.compare), allow=args.opts[0::2])
             runs.append((f"{baseline.model.transfer_type} (compare)", baseline))
         if args.images:
             chosen = [(Path(p), _true_label(Path(p), run.classes)) for p in args.images]
@@ -192,24 +194,25 @@ def main(argv: list[str] | None = None) -> None:
             data = build_task_data(listing, (0.0,) * 3, (1.0,) * 3)
             source = data.test or data.val or data.train
             chosen = spread_over_classes(source.samples, args.count)
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if not hasattr(run.model, "top_down"):
-        print("note: this run has no top-down path; only its attention is drawn")
-    out_dir = run_dir / "visualize"
-    for i, (path, label) in enumerate(chosen):
-        pixels = run.pixels(path)
-        rows = []
-        for name, each in runs:
-            batch = each.normalize(each.pixels(path)).unsqueeze(0)
-            found = analyse(each.model, batch)
-            with torch.no_grad():
-                probs = each.model(batch).float().softmax(-1)[0]
-            top = int(probs.argmax())
-            rows.append((f"{name}\npredicts {each.classes[top]} ({probs[top]:.2f})", found))
-        truth = f"true class: {run.classes[label]}" if label is not None else "true class: unknown"
-        written = draw(pixels.permute(1, 2, 0).numpy(), rows, out_dir / f"image_{i}.png", f"{path.name} | {truth}")
-        print(f"written: {written}  ({path}; {truth})")
+        if not hasattr(run.model, "top_down"):
+            print("note: this run has no top-down path; only its attention is drawn")
+        out_dir = run_dir / "visualize"
+        for i, (path, label) in enumerate(chosen):
+            try:
+                pixels = run.pixels(path)
+            except OSError as err:  # load_rgb names the file and the decoder's reason
+                raise UserError(f"{err}; --images takes image files that Pillow reads") from err
+            rows = []
+            for name, each in runs:
+                batch = each.normalize(each.pixels(path)).unsqueeze(0)
+                found = analyse(each.model, batch)
+                with torch.no_grad():
+                    probs = each.model(batch).float().softmax(-1)[0]
+                top = int(probs.argmax())
+                rows.append((f"{name}\npredicts {each.classes[top]} ({probs[top]:.2f})", found))
+            truth = f"true class: {run.classes[label]}" if label is not None else "true class: unknown"
+            written = draw(pixels.permute(1, 2, 0).numpy(), rows, out_dir / f"image_{i}.png", f"{path.name} | {truth}")
+            print(f"written: {written}  ({path}; {truth})")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from yacs.config import CfgNode
 
-from runkit.fingerprint import file_fingerprint
+from runkit.cli import UserError
+from runkit.fingerprint import file_fingerprint, files_fingerprint
 
 from .layouts import Layout, get_layout
 from .registry import vtab_task_name
@@ -43,10 +44,17 @@ def _high_bit_depth_to_rgb(image: Image.Image, path: Path) -> Image.Image:
     return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
 
 
+# How load_rgb turns a file into pixels; part of every feature cache's key, so a cache is never reused across rules.
+DECODING = "8-bit RGB, EXIF orientation applied, high bit depths scaled"
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """The image as 8-bit RGB; high bit depths are scaled, anything unreadable names the file."""
+    """The image as 8-bit RGB, upright (a camera JPEG's EXIF orientation applied, as a photo viewer shows it); high
+    bit depths are scaled, anything unreadable names the file. Training, predict and visualize all open images
+    here, so they see the same pixels."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
             if image.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
                 return _high_bit_depth_to_rgb(image, path)
             return image.convert("RGB")
@@ -158,7 +166,47 @@ def resolve_num_classes(cfg: CfgNode, layout: Layout) -> int:
         raise ValueError(
             f"DATA.NAME={cfg.DATA.NAME!r} is not a registered task; set DATA.NUMBER_CLASSES for your own task"
         )
-    return given if given > 0 else registered
+    count = given if given > 0 else registered
+    if count < 2:
+        raise UserError(
+            f"{cfg.DATA.NAME or layout.folder} has {count} class: a 1-way softmax scores 100 % whatever it sees; a "
+            "classifier needs at least two classes (add a class folder, or check DATA.NUMBER_CLASSES)"
+        )
+    return count
+
+
+SPLIT_OVERLAP_LIMIT = 0.05  # share of an evaluation split repeating training images above which a run is refused
+
+
+def check_split_overlap(samples: dict[str, list[Sample]], train: str, val: str, test: str, allow: bool) -> None:
+    """Evaluation images that repeat a training image by content (a copy, or the same file listed twice) make the
+    score a memory test: warned with counts, and refused above ``SPLIT_OVERLAP_LIMIT`` unless ``allow``
+    (``DATA.ALLOW_SPLIT_OVERLAP``). A val file listed in the training split under its own path is the
+    protocol's choice (VTAB's final runs train on train800val200, which holds val200) and is not counted."""
+    evaluated = [split for split in dict.fromkeys((val, test)) if split and split != train]
+    if not evaluated:
+        return
+    digests = files_fingerprint(sorted({path for split in (train, *evaluated) for path, _ in samples[split]}))
+    train_paths = {path.resolve() for path, _ in samples[train]}
+    train_digests = {digests[str(path)] for path in train_paths}
+    for split in evaluated:
+        repeats = [
+            path
+            for path, _ in samples[split]
+            if digests[str(path.resolve())] in train_digests and not (split == val and path.resolve() in train_paths)
+        ]
+        if not repeats:
+            continue
+        share = len(repeats) / len(samples[split])
+        line = (
+            f"{len(repeats)} of the {len(samples[split])} images of split {split!r} repeat an image of the "
+            f"training split {train!r} by content (e.g. {repeats[0]}): a score on them measures memory"
+        )
+        if share > SPLIT_OVERLAP_LIMIT and not allow:
+            raise UserError(
+                f"{line}; remove the copies from one of the splits, or set DATA.ALLOW_SPLIT_OVERLAP True to run anyway"
+            )
+        logger.warning("%s", line)
 
 
 def _file_digest(path: Path) -> str:
@@ -197,6 +245,12 @@ def build_task_data(cfg: CfgNode, mean: tuple[float, ...], std: tuple[float, ...
         if source is not None and source.is_file():
             split_files[split] = _file_digest(source)
     check_split_sizes({split: len(listed) for split, listed in samples.items()}, world)
+    if len({label for _, label in samples[names[0]]}) < 2:
+        raise UserError(
+            f"the training split {names[0]!r} of {layout.folder} holds images of one label only: a classifier "
+            "learns nothing from it (check its label column, or add images of other classes)"
+        )
+    check_split_overlap(samples, *names, cfg.DATA.ALLOW_SPLIT_OVERLAP)
     if cfg.DATA.VERIFY_IMAGES:
         verify_images(sorted({path for listed in samples.values() for path, _ in listed}))
     crop, normalize = cfg.DATA.CROPSIZE, Normalize(mean, std)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from runkit.cli import UserError, user_errors
 
 from .registry import VTAB_TASKS
 
@@ -128,12 +129,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="where the VTAB-1k folders are written")
     parser.add_argument("--tasks", nargs="+", default=list(VTAB_TASKS), choices=list(VTAB_TASKS))
     args = parser.parse_args(argv)
-    try:
-        import tensorflow_datasets  # noqa: F401
-    except ImportError:
-        sys.exit("error: prepare_vtab needs tensorflow-datasets: pip install tensorflow tensorflow-datasets")
-    for task in args.tasks:
-        _prepare(task, args.tfds_dir, Path(args.out))
+    with user_errors():
+        try:
+            import tensorflow_datasets  # noqa: F401
+        except ImportError as err:
+            raise UserError(
+                "prepare_vtab needs tensorflow-datasets: pip install tensorflow tensorflow-datasets"
+            ) from err
+        for task in args.tasks:
+            _prepare(task, args.tfds_dir, Path(args.out))
 
 
 if __name__ == "__main__":

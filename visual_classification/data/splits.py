@@ -6,12 +6,17 @@ names the file (and line) and what was expected.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import re
+import unicodedata
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from PIL import Image
+from torchvision.datasets.folder import make_dataset
+
+from runkit.cli import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +99,44 @@ def fgvc_label_map(train_json: Path, num_classes: int) -> dict[int, int]:
     return {cls: i for i, cls in enumerate(ids)}
 
 
+def _readable_extensions() -> frozenset[str]:
+    """Every file extension of a still-image format Pillow can open (more than torchvision's nine: GIF, JFIF,
+    PNM, TGA, ...); formats that hold documents, video or science data, or need outside programs, stay out."""
+    Image.init()
+    not_still = {"PDF", "EPS", "MPEG", "BUFR", "GRIB", "HDF5", "WMF", "FITS"}
+    return frozenset(
+        ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and fmt not in not_still
+    )
+
+
+IMAGE_EXTENSIONS = _readable_extensions()
+
+
+def is_hidden(path: Path, root: Path) -> bool:
+    """Whether the path below ``root`` has a hidden part (``.ipynb_checkpoints/``, macOS ``._x.png``)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def _visible_image(path: Path, root: Path) -> bool:
-    """An image file whose path below ``root`` has no hidden part (``.ipynb_checkpoints/``, macOS ``._x.png``)."""
-    return path.suffix.lower() in IMG_EXTENSIONS and not any(
-        part.startswith(".") for part in path.relative_to(root).parts
+    """An image file (by extension) whose path below ``root`` has no hidden part."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(path, root)
+
+
+def report_left_out(where: Path, left_out: list[Path]) -> None:
+    """One warning line for the visible files a listing left out (not an image format this project reads), by
+    count and extension, so that no class silently loses its ``.heic`` or ``.raw`` photos."""
+    if not left_out:
+        return
+    counts = collections.Counter(p.suffix.lower() or "(no extension)" for p in left_out)
+    listing = ", ".join(f"{n} {ext}" for ext, n in counts.most_common())
+    logger.warning(
+        "%s: left out %d file(s) that are not images this project reads (%s), e.g. %s; convert them to a format "
+        "Pillow opens (%s) to use them",
+        where,
+        len(left_out),
+        listing,
+        left_out[0],
+        ", ".join(sorted(IMAGE_EXTENSIONS & {".jpg", ".png", ".webp", ".tif", ".bmp"})),
     )
 
 
@@ -119,12 +158,32 @@ def class_folders(split_dir: Path) -> list[str]:
     return kept
 
 
+def class_name(folder_name: str) -> str:
+    """A class folder's name in Unicode NFC: a folder written on macOS (NFD) names the same class as on Linux."""
+    return unicodedata.normalize("NFC", folder_name)
+
+
+def _class_folders_by_name(split_dir: Path) -> dict[str, str]:
+    """``{class name (NFC): folder name}``; two folders that differ only by Unicode normalisation are refused."""
+    by_name: dict[str, str] = {}
+    for folder in class_folders(split_dir):
+        name = class_name(folder)
+        if name in by_name:
+            raise UserError(
+                f"{split_dir} holds class folders {by_name[name]!r} and {folder!r}, whose names differ only by "
+                "Unicode normalisation (NFC/NFD): they name one class; merge them into one folder"
+            )
+        by_name[name] = folder
+    return by_name
+
+
 def image_folder_classes(train_dir: Path) -> list[str]:
+    """The class names (NFC, sorted) of an ImageFolder's ``train/``."""
     if not train_dir.is_dir():
         raise FileNotFoundError(
             f"{train_dir} is missing; an ImageFolder tree holds train/, val/ (and test/) with one sub-folder per class"
         )
-    classes = class_folders(train_dir)
+    classes = sorted(_class_folders_by_name(train_dir))
     if not classes:
         raise ValueError(f"{train_dir} has no class sub-folders holding images")
     return classes
@@ -135,16 +194,25 @@ def read_image_folder_split(split_dir: Path, classes: list[str]) -> list[Sample]
     classes come from ``train/`` so every split shares one label map."""
     if not split_dir.is_dir():
         raise FileNotFoundError(f"{split_dir} is missing; expected one sub-folder per class: {classes[:5]}...")
-    extra = [name for name in class_folders(split_dir) if name not in classes]
+    folders = _class_folders_by_name(split_dir)
+    extra = [folder for name, folder in folders.items() if name not in classes]
     if extra:
         raise ValueError(f"{split_dir} has class folders that train/ lacks: {extra}")
-    class_to_idx = {cls: label for label, cls in enumerate(classes)}
+    label_of = {name: label for label, name in enumerate(classes)}
+    class_to_idx = {folder: label_of[name] for name, folder in folders.items()}
+    left_out: list[Path] = []
+
+    def is_image(path: str) -> bool:
+        if _visible_image(Path(path), split_dir):
+            return True
+        if not is_hidden(Path(path), split_dir):
+            left_out.append(Path(path))
+        return False
+
     listed = make_dataset(  # torchvision's listing: recursive, sorted, symlinks followed
-        split_dir,
-        class_to_idx,
-        is_valid_file=lambda path: _visible_image(Path(path), split_dir),
-        allow_empty=True,
+        split_dir, class_to_idx, is_valid_file=is_image, allow_empty=True
     )
+    report_left_out(split_dir, left_out)
     samples = [(Path(path), label) for path, label in listed]
     if not samples:
         raise ValueError(f"{split_dir} holds no images")

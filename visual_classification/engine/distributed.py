@@ -7,6 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from runkit.cli import UserError
+
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
     """Joins the process group when launched by torchrun; returns (rank, world size)."""
@@ -25,7 +27,7 @@ def local_device(requested: str) -> torch.device:
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("DEVICE cuda was asked for, but torch sees no CUDA device")
+        raise UserError("DEVICE cuda was asked for, but torch sees no CUDA device; pass DEVICE cpu (or auto)")
     index = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(index)
     return torch.device("cuda", index)

@@ -32,6 +32,7 @@ from runkit.files import atomic_path
 from runkit.fingerprint import files_fingerprint
 from runkit.runs import is_main_process
 
+from ..data.datasets import DECODING
 from .distributed import barrier
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def cache_key(kind: str, backbone: str, crop: int, dataset, dtype: str, autocast
         "transform": repr(getattr(dataset, "pixels", None)),
         "normalize": [s.flatten().tolist() if isinstance(s, torch.Tensor) else s for s in stats],
         "images": images_digest(dataset.samples),
+        "decoding": DECODING,
         "dtype": dtype,
         "autocast": autocast,
     }

@@ -39,11 +39,13 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
     groups = parameter_groups(model, cfg)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
-    if name == "adamw":  # the original's custom AdamW: betas (0.9, 0.999), eps 1e-6, decoupled decay
+    if (
+        name in ("adamw", "auto")
+    ):  # auto: a run with no own-data recipe (see train); the original's custom AdamW: betas (0.9, 0.999), eps 1e-6, decoupled decay
         return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, betas=(0.9, 0.999), eps=1e-6)
     if name == "lbfgs":  # the probe's full-batch solver; its L2 term is in the objective (engine/probe.py)
         return build_lbfgs([p for group in groups for p in group["params"]])
-    raise ValueError(f"SOLVER.OPTIMIZER must be 'sgd', 'adamw' or 'lbfgs', got {name!r}")
+    raise ValueError(f"SOLVER.OPTIMIZER must be 'auto', 'sgd', 'adamw' or 'lbfgs', got {name!r}")
 
 
 class Schedule:

@@ -44,3 +44,27 @@ def full_batch_epoch(
     optimizer.step(objective)
     with torch.no_grad():
         return F.cross_entropy(head(features), labels).item()
+
+
+def choose_decay(
+    head: nn.Module,
+    decays: list[float],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    epochs: int,
+) -> tuple[float, dict[float, float]]:
+    """The L2 strength λ with the best val top-1 among ``decays`` (ties: the larger λ, the smoother probe), each
+    fitted as the run will fit it (``epochs`` × ``ITERS_PER_EPOCH`` iterations from the head's current weights),
+    and the score of each. The head is left as it was. Deterministic, so a resumed run chooses the same λ."""
+    start = {name: tensor.detach().clone() for name, tensor in head.state_dict().items()}
+    scores: dict[float, float] = {}
+    for decay in decays:
+        head.load_state_dict(start)
+        optimizer = build_lbfgs([p for p in head.parameters() if p.requires_grad])
+        for _ in range(epochs):
+            full_batch_epoch(head, optimizer, *train, decay)
+        with torch.no_grad():
+            scores[decay] = (head(val[0]).argmax(-1) == val[1]).float().mean().item() * 100
+    head.load_state_dict(start)
+    best = max(scores, key=lambda decay: (scores[decay], decay))
+    return best, scores

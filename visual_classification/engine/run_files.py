@@ -167,10 +167,17 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A run's ``last.pt``; one torch cannot read is an error naming it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"cannot resume from {path}: {err}; delete it to start the run again") from err
+        why = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"cannot resume from {path}: not a checkpoint torch can read ({why}); delete it to start the run again"
+        ) from err
+    if not isinstance(state, dict):
+        raise ValueError(f"cannot resume from {path}: it holds a {type(state).__name__}, not a run's checkpoint")
+    return state
 
 
 def run_record(split_files: dict[str, str], device: torch.device) -> dict:

@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from yacs.config import CfgNode
 
 from runkit.runs import is_main_process
-from toast.adapter import ADAPTER_WEIGHTS, load_adapter, save_adapter
+from toast.adapter import ADAPTER_WEIGHTS, load_adapter, read_tensors, save_adapter
 
 from ..data import TaskData
 from ..models.transfer_model import TransferModel
@@ -41,7 +40,7 @@ from .distributed import all_reduce_mean, barrier, dist_world, gather_concat
 from .frozen_prefix import FrozenPrefix, cache_strategy
 from .metrics import classification_metrics
 from .optim import Schedule, build_optimizer
-from .probe import ITERS_PER_EPOCH, full_batch_epoch
+from .probe import ITERS_PER_EPOCH, choose_decay, full_batch_epoch
 
 logger = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 10.0  # an epoch's train loss this many times the lowest so far: warn that the run diverges
@@ -162,6 +161,7 @@ class Trainer:
                 "SOLVER.OPTIMIZER lbfgs runs in one process (a full-batch probe takes seconds); drop torchrun"
             )
         self.schedule = None if self.full_batch else Schedule(self.optimizer, cfg, len(self.loaders.train))
+        self.weight_decay = self._probe_decay() if self.full_batch else cfg.SOLVER.WEIGHT_DECAY
         self.start_epoch = 0
         self.lr_factor = 0.0
         self.best = {"val_top1": -math.inf, "epoch": 0}  # epoch counted from 1; 0 = none yet
@@ -207,7 +207,19 @@ class Trainer:
         }
 
     def resume(self) -> None:
+        """Continues from ``last.pt``; one that lacks what a resume needs is an error naming it and the key."""
         state = rf.load_checkpoint(self.out / rf.LAST)
+        try:
+            self._restore(state)
+        except KeyError as err:
+            raise ValueError(
+                f"cannot resume from {self.out / rf.LAST}: it lacks {err}; delete it to start the run again"
+            ) from err
+        if is_main_process():
+            rf.truncate_metrics(self.out, self.start_epoch)
+        logger.info("resumed from %s after epoch %d", self.out / rf.LAST, self.start_epoch)
+
+    def _restore(self, state: dict) -> None:
         own = self.model.adapter_state_dict()
         if set(state["adapter"]) != set(own):
             raise ValueError(f"{self.out / rf.LAST} does not match this model's trainable tensors")
@@ -220,9 +232,6 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.start_epoch = state["epoch"]
         self.best = {"val_top1": state["best_val_top1"], "epoch": state["best_epoch"]}
-        if is_main_process():
-            rf.truncate_metrics(self.out, self.start_epoch)
-        logger.info("resumed from %s after epoch %d", self.out / rf.LAST, self.start_epoch)
 
     # -- loops -----------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float:
@@ -271,17 +280,41 @@ class Trainer:
         self.recon_mean = all_reduce_mean(recon_total / max(count, 1)) if recon_total else None
         return all_reduce_mean(total / max(count, 1))
 
+    def _probe_decay(self) -> float:
+        """``SOLVER.PROBE_DECAYS``: the L2 strength chosen on val before training (the probe's features are
+        cached, so each candidate is a few seconds); ``SOLVER.WEIGHT_DECAY`` when there is no list or no val."""
+        decays, val = list(self.cfg.SOLVER.PROBE_DECAYS), self.loaders.val
+        if not decays or val is None:
+            if decays:
+                logger.warning(
+                    "SOLVER.PROBE_DECAYS needs a val split; SOLVER.WEIGHT_DECAY %g is used",
+                    self.cfg.SOLVER.WEIGHT_DECAY,
+                )
+            return self.cfg.SOLVER.WEIGHT_DECAY
+
+        def rows(loader) -> tuple[torch.Tensor, torch.Tensor]:
+            dataset = loader.dataset
+            dataset = getattr(dataset, "dataset", dataset)  # val: one process's shard of the cached rows (all of them)
+            return dataset.features.to(self.device, torch.float32), torch.as_tensor(dataset.labels, device=self.device)
+
+        best, scores = choose_decay(
+            self.module, decays, rows(self.loaders.train), rows(val), self.cfg.SOLVER.TOTAL_EPOCH
+        )
+        listing = ", ".join(f"{decay:g}: {score:.2f}" for decay, score in scores.items())
+        logger.info("probe L2 strength chosen on val: %g (val top-1 by strength: %s)", best, listing)
+        return best
+
     def _full_batch_epoch(self, epoch: int) -> float:
         """``SOLVER.OPTIMIZER lbfgs``: the probe's L-BFGS iterations on every cached training row at once."""
         started = time.perf_counter()
         train = self.loaders.train.dataset
         features = train.features.to(self.device, torch.float32)
         labels = torch.as_tensor(train.labels, device=self.device)
-        loss = full_batch_epoch(self.module, self.optimizer, features, labels, self.cfg.SOLVER.WEIGHT_DECAY)
+        loss = full_batch_epoch(self.module, self.optimizer, features, labels, self.weight_decay)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"the probe's loss became {loss} at epoch {epoch + 1}; check the cached features for "
-                f"non-finite values or raise SOLVER.WEIGHT_DECAY (now {self.cfg.SOLVER.WEIGHT_DECAY})"
+                f"non-finite values or raise SOLVER.WEIGHT_DECAY (now {self.weight_decay})"
             )
         self.lr_factor, self.recon_mean = 1.0, None
         self.images_per_second = len(labels) * ITERS_PER_EPOCH / (time.perf_counter() - started)
@@ -309,7 +342,7 @@ class Trainer:
         self.model.eval()
         own = self.model.adapter_state_dict()
         last = {name: t.detach().clone() for name, t in own.items()}
-        best = load_file(str(self.out / rf.BEST / ADAPTER_WEIGHTS), device=str(self.device))
+        best = read_tensors(self.out / rf.BEST / ADAPTER_WEIGHTS, device=str(self.device))
         if set(best) != set(own):
             raise ValueError(f"{self.out / rf.BEST} does not match this model's trainable tensors")
         logits: dict[str, list] = {"last": [], "best": []}
@@ -438,6 +471,7 @@ class Trainer:
             "total_params": total,
             "seconds": round(seconds, 1),
             "epochs": len(history),
+            "weight_decay": self.weight_decay,  # SOLVER.WEIGHT_DECAY, or the probe's strength chosen on val
         }
 
 

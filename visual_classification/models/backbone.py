@@ -41,6 +41,15 @@ def uses_hub_weights(cfg: CfgNode) -> bool:
     return bool(cfg.MODEL.PRETRAINED)
 
 
+def network_settings(cfg: CfgNode) -> dict[str, str]:
+    """``{key: what it does}`` for the settings of ``cfg`` that reach the network or run code when the model is
+    built: a command takes them from its own command line, never from a folder it reads (a run someone sent)."""
+    found = {}
+    if cfg.MODEL.PRETRAINED and not cfg.MODEL.MODEL_ROOT:
+        found["MODEL.PRETRAINED"] = f"downloads the weights of {backbone_name(cfg)!r} from the timm hub"
+    return found
+
+
 def create_backbone(cfg: CfgNode) -> nn.Module:
     """``timm.create_model`` with no classifier, the configured stochastic depth and input size."""
     name = backbone_name(cfg)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_file
 from yacs.config import CfgNode
 
 from runkit.fingerprint import file_fingerprint
@@ -18,6 +17,7 @@ from toast.adapter import (
     load_top_down_state,
     read_adapter_config,
     read_adapter_top_down,
+    read_tensors,
 )
 
 from .backbone import backbone_name, create_backbone, model_width
@@ -116,7 +116,7 @@ def init_from_run(model: TransferModel, cfg: CfgNode, backbone: str) -> None:
     own = {n: t for n, t in model.adapter_state_dict().items() if not n.startswith(HEAD_PREFIX)}
     if not own:
         raise ValueError(f"{key}: transfer type {model.transfer_type!r} trains nothing but the head; nothing to load")
-    saved = {n: t for n, t in load_file(str(folder / ADAPTER_WEIGHTS)).items() if not n.startswith(HEAD_PREFIX)}
+    saved = {n: t for n, t in read_tensors(folder / ADAPTER_WEIGHTS).items() if not n.startswith(HEAD_PREFIX)}
     check_fit(own, saved, "MODEL.INIT_FROM", repr(str(folder)))
     with torch.no_grad():
         for n, tensor in saved.items():

@@ -29,6 +29,7 @@ class Layout:
     train_transform: ClassVar[Mode] = "crop_train"  # resize, random crop, flip
     eval_transform: ClassVar[Mode] = "crop_eval"  # resize, centre crop
     detect_order: ClassVar[int] = 100  # lower is tried first by DATA.FORMAT auto
+    own_data: ClassVar[bool] = False  # a user's own folder: no paper protocol fixes its recipe (SOLVER.OPTIMIZER auto)
 
     def __init__(self, folder: Path, cfg: CfgNode) -> None:
         self.folder, self.cfg = folder, cfg

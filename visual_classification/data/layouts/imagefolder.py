@@ -22,6 +22,7 @@ class ImageFolderLayout(Layout):
     name = "imagefolder"
     expects = "an ImageFolder tree (train/, val/, test/ with class sub-folders)"
     detect_order = 2
+    own_data = True
 
     @classmethod
     def detect(cls, folder: Path) -> bool:

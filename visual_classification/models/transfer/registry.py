@@ -6,9 +6,9 @@ method file keeps torch, timm and peft inside its ``build``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from toast.registry import Registry
 from toast.registry import TransferMethod as SharedTransferMethod
@@ -64,6 +64,8 @@ class TransferMethod(SharedTransferMethod):
         model_types: the original's ``MODEL.TYPE`` values this method may be combined with.
         cache: the frozen prefix its runs can cache (``None``: its backbone's output depends on what trains).
         pretunes: ``pretune`` trains this method's top-down path.
+        own_data_recipe: ``{KEY: value}`` applied on a user's own folder (a layout with ``own_data``) when
+            ``SOLVER.OPTIMIZER`` is ``auto``: the method's best known settings where no paper protocol fixes them.
     """
 
     trains: Callable[[str], bool]
@@ -71,6 +73,7 @@ class TransferMethod(SharedTransferMethod):
     model_types: tuple[str, ...] = ("vit_bottom_up",)
     cache: CacheKind | None = None
     pretunes: bool = False
+    own_data_recipe: Mapping[str, Any] = field(default_factory=dict)
 
     def mark_trainable(self, model: nn.Module) -> None:
         for name, param in model.named_parameters():
