@@ -87,7 +87,8 @@ def write_summary(out: Path, result: dict, setup) -> str:
         lines += [
             "",
             f"Best TOAST on val: **{best['toast']}**; best baseline on val: **{best['baseline']}** (lowest val answer loss).",
-            f"Paired over {len(setup.seeds)} seed(s) × {n_test} test items, 95 % bootstrap interval ({BOOTSTRAP} resamples):",
+            f"Paired over {len(setup.seeds)} seed(s) × {n_test} test items, 95 % bootstrap interval ({BOOTSTRAP} resamples of the seeds and, "
+            "one draw shared by every seed, of the test items):",
             f"- exact match, TOAST − baseline: {em[0]:+.1f} points [{em[1]:+.1f}, {em[2]:+.1f}] → {verdict(em[1], em[2], True, missing_controls(setup))}",
             f"- answer loss per token, TOAST − baseline: {loss[0]:+.3f} [{loss[1]:+.3f}, {loss[2]:+.3f}] → "
             f"{verdict(loss[1], loss[2], False, missing_controls(setup))}",

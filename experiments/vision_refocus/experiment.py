@@ -325,16 +325,17 @@ def budget_jobs(out: Path, weights: Path, size: int, selected: dict, starts: dic
 
 
 def budget_curve(out: Path, selected: dict, args) -> dict:
-    """``{method: {epochs: [test top-1 per seed]}}`` from the finished runs of ``budget_jobs``, into budget.json."""
+    """``{method: {epochs: {seed: test top-1}}}`` from the finished runs of ``budget_jobs``, into budget.json
+    (by seed, so that two methods' differences pair the runs that share a seed)."""
     main_epochs = target_epochs(args)
     seeds = args.seeds[:BUDGET_SEEDS]
-    curves: dict[str, dict[int, list[float]]] = {}
+    curves: dict[str, dict[int, dict[int, float]]] = {}
     for name in budget_methods(selected):
         curves[name] = {}
         for epochs in args.budgets:
             root = None if epochs == main_epochs else out / "budget" / name / f"ep{epochs}"
             scores = final_test_scores(out, name, root)
-            curves[name][epochs] = [scores[s] for s in seeds if s in scores]
+            curves[name][epochs] = {s: scores[s] for s in seeds if s in scores}
     atomic_write_text(out / "budget.json", json.dumps(curves, indent=2) + "\n")
     return curves
 

@@ -63,12 +63,12 @@ def plot_paired(best: str, results: Mapping[str, Paired], out_png: Path) -> Path
     return save_figure(fig, out_png)
 
 
-def plot_budget(curves: Mapping[str, Mapping[int, list[float]]], out_png: Path) -> Path:
-    """``curves[method][epochs] = test top-1 per seed``: mean ± std against target epochs (log axis)."""
+def plot_budget(curves: Mapping[str, Mapping[int, Mapping[int, float]]], out_png: Path) -> Path:
+    """``curves[method][epochs][seed] = test top-1``: mean ± std over seeds against target epochs (log axis)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for method, by_epochs in curves.items():
-        epochs = sorted(by_epochs)
-        means, stds = zip(*(mean_std(by_epochs[e]) for e in epochs))
+        epochs = sorted(e for e in by_epochs if by_epochs[e])
+        means, stds = zip(*(mean_std(list(by_epochs[e].values())) for e in epochs))
         ax.errorbar(epochs, means, yerr=stds, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.minorticks_off()

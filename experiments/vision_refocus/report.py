@@ -53,7 +53,7 @@ def write_summary(
     out: Path,
     selected: Mapping[str, dict],
     tests: Mapping[str, Mapping[int, float]],
-    curves: Mapping[str, Mapping[int, list[float]]],
+    curves: Mapping[str, Mapping[int, Mapping[int, float]]],
     chance: float,
     epochs: int,
 ) -> str:
@@ -107,8 +107,9 @@ def write_summary(
     return text
 
 
-def budget_lines(curves: Mapping[str, Mapping[int, list[float]]]) -> list[str]:
-    """The budget table (method × target epochs) and, per budget, the first method minus each other one."""
+def budget_lines(curves: Mapping[str, Mapping[int, Mapping[int, float]]]) -> list[str]:
+    """The budget table (method × target epochs) and, per budget, the first method minus each other one, paired
+    by seed (``curves[method][epochs][seed]``)."""
     budgets = sorted({e for c in curves.values() for e in c})
     names = list(curves)
     lines = [
@@ -117,7 +118,9 @@ def budget_lines(curves: Mapping[str, Mapping[int, list[float]]]) -> list[str]:
         "| method | " + " | ".join(f"{e} epochs" for e in budgets) + " |",
         "|---|" + "---|" * len(budgets),
     ]
-    lines += [f"| {n} | " + " | ".join(_mean_std(curves[n].get(e, [])) for e in budgets) + " |" for n in names]
+    lines += [
+        f"| {n} | " + " | ".join(_mean_std(list(curves[n].get(e, {}).values())) for e in budgets) + " |" for n in names
+    ]
     first, others = names[0], names[1:]
     if others:
         lines += [
@@ -128,12 +131,11 @@ def budget_lines(curves: Mapping[str, Mapping[int, list[float]]]) -> list[str]:
         for other in others:
             cells = []
             for e in budgets:
-                a, b = curves[first].get(e, []), curves[other].get(e, [])
-                n = min(len(a), len(b))
-                if n == 0:
+                a, b = curves[first].get(e, {}), curves[other].get(e, {})
+                if not set(a) & set(b):
                     cells.append("-")
                     continue
-                p = paired_difference(dict(enumerate(a[:n])), dict(enumerate(b[:n])))
+                p = paired_difference(a, b)
                 cells.append(f"{p.cell()} {p.verdict}")
             lines.append(f"| {first} − {other} | " + " | ".join(cells) + " |")
     return lines
