@@ -24,6 +24,14 @@ def _mean_std(values: list[float]) -> str:
     return f"{mean:.1f} ± {std:.1f} (n={len(values)})"
 
 
+def setting(name: str, chosen: Mapping) -> str:
+    """The point a method's grid chose: lr and head multiplier, or the L-BFGS probe's L2 strength."""
+    if METHODS[name].axis == "wd":
+        return f"L2 {chosen['wd']:g} (L-BFGS)"
+    mult = chosen.get("head", 1.0) * float(METHODS[name].opts.get("SOLVER.HEAD_LR_MULT", 1.0))
+    return f"lr {chosen['lr']:g}, head ×{mult:g}"
+
+
 def paired_table(best: str, tests: Mapping[str, Mapping[int, float]], baselines: Sequence[str]) -> tuple[str, dict]:
     """Markdown rows ``best - baseline`` per baseline, and the ``Paired`` results by baseline name."""
     results = {b: paired_difference(tests[best], tests[b]) for b in baselines if b in tests}
@@ -62,9 +70,9 @@ def write_summary(
     flagged = {n for n in names for s, t in tests[n].items() if collapsed(t, selected[n].get("val"), chance)}
     lines = [
         f"Target test top-1 (%) at **{epochs} target epochs** (train800val200 → test), chance {chance:.0f} %; "
-        "mean ± std over seeds, lr chosen on val200.",
+        "mean ± std over seeds, each method's grid point (lr and head factor; the probe's L2) chosen on val200.",
         "",
-        "| method | selected lr | val top-1 at that lr | test top-1 | per seed |",
+        "| method | selected | val top-1 there | test top-1 | per seed |",
         "|---|---:|---:|---|---|",
     ]
     for name in names:
@@ -73,7 +81,7 @@ def write_summary(
         mark = " *" if name in flagged else ""
         val_cell = "-" if val is None else f"{val:.1f}"
         lines.append(
-            f"| {name} | {selected[name]['lr']:g} | {val_cell} | {_mean_std(list(tests[name].values()))}{mark} | {seeds} |"
+            f"| {name} | {setting(name, selected[name])} | {val_cell} | {_mean_std(list(tests[name].values()))}{mark} | {seeds} |"
         )
     flags = collapses(selected, tests, chance)
     lines += ["", *flags] if flags else []
@@ -158,25 +166,45 @@ def write_report(
         f"{args.target_val} / {args.test} test scenes), seeds {args.seeds}; no image (labelled or fragment) "
         "in two splits.",
         "",
-        f"Source training ({args.pretune_epochs} epochs on the source scenes) is done once per method and shared "
-        "by every seed and grid point: TOAST's pre-tuning, and each `-seq` method's own source run.",
+        f"Source training ({args.pretune_epochs} epochs on the source scenes: TOAST's pre-tuning, and each `-seq` "
+        "method's own source run) "
+        + (
+            "is done once per target seed, with that seed; the grids use the first seed's. The paired intervals "
+            "cover the source runs' variance."
+            if args.source_seeds == "per-seed"
+            else "is done once (seed 0) and shared by every seed and grid point: the paired intervals of the "
+            "pre-tuned and `-seq` methods cover the target seeds' variance only, not the source run's "
+            "(`--source-seeds per-seed` covers it)."
+        ),
+        "",
+        "Head learning rate: "
+        + (
+            f"each method's head multiplier scaled by each of {list(args.head_factors)}, each factor with its own "
+            "grid on val; the best factor and lr on val are kept, for every method alike."
+            if len(args.head_factors) > 1
+            else "each method's own head multiplier (fixed, not chosen on val; `--head-factors` chooses it on val)."
+        )
+        + " The linear probe is solved by L-BFGS on cached features; its grid is its L2 strength.",
         "",
         "Input size, linear probe val top-1 (train800 → val200, chance "
         f"{chance:.0f} %): " + ", ".join(f"{s} px {v:.1f}" for s, v in size_scores.items()) + f" → **{size} px**.",
         "",
-        "| method | lr grid: val top-1 at the last epoch | grown | selected lr | flag |",
+        "| method | grid (lr; linear: L2): val top-1 at the last epoch | grown | selected | flag |",
         "|---|---|---:|---:|---|",
     ]
     for name, result in selected.items():
-        grid = result.get("grid")
-        if grid is None:
-            lines.append(f"| {name} | fixed (no grid) | - | {result['lr']:g} | |")
+        if result.get("grid") is None:
+            lines.append(f"| {name} | fixed (no grid) | - | {setting(name, result)} | |")
             continue
-        cells = ", ".join(
-            f"{lr:g}: {'diverged' if grid.scores[lr] is None else f'{grid.scores[lr]:.1f}'}" for lr in grid.lrs
-        )
-        flag = "**optimum still at an edge**" if grid.at_edge else ""
-        lines.append(f"| {name} | {cells} | {grid.extensions} | {result['lr']:g} | {flag} |")
+        heads = result.get("heads") or {result.get("head", 1.0): result["grid"]}
+        for head, grid in heads.items():
+            label = name if len(heads) == 1 else f"{name} (head factor {head:g})"
+            cells = ", ".join(
+                f"{lr:g}: {'diverged' if grid.scores[lr] is None else f'{grid.scores[lr]:.1f}'}" for lr in grid.lrs
+            )
+            flag = "**optimum still at an edge**" if grid.at_edge else ""
+            chosen = setting(name, result) if head == result.get("head", 1.0) else "-"
+            lines.append(f"| {label} | {cells} | {grid.extensions} | {chosen} | {flag} |")
     lines += ["", *collapses(selected, tests, chance)]
     lines += ["", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {value:.0f} |" for stage, value in seconds.items()]
