@@ -87,8 +87,9 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
     one_lr = {name: replace(m, lrs=m.lrs[1:2]) for name, m in methods.METHODS.items()}
     monkeypatch.setattr(experiment, "METHODS", one_lr)
     monkeypatch.setattr(experiment, "MAX_EXTENSIONS", 0)
-    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-r4"], families=("add", "upper"),
-                  seeds=[0], steps=[1, 2], pretune_steps=2, pretune_checks=2, block_size=16, batch=2,
+    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "toast-lite-pre", "lora-r4"],
+                  families=("add", "upper"), seeds=[0], steps=[1, 2], pretune_steps=2, pretune_checks=2,
+                  pretune_lrs=(1e-3, 3e-3), block_size=16, batch=2,
                   train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
                   corpus_val_fraction=0.5, val_blocks=2)  # fmt: skip
     result = main_run(setup)
@@ -98,15 +99,27 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
         assert (setup.out / name).is_file(), name
     rows = list(csv.DictReader((setup.out / "summary.csv").open()))
     assert {(r["task"], r["method"]) for r in rows} >= {(t, m) for t in ("add", "upper", "all") for m in setup.methods}
-    assert "Paired over 1 seed(s) × 4 test items" in summary and result["best"] == {
-        "toast": "toast-pre",
-        "baseline": "lora-r4",
-    }
+    assert result["best"]["baseline"] == "lora-r4"
+    if result["best"]["toast"]:
+        assert "Paired over 1 seed(s) × 4 test items" in summary
     choice = json.loads((setup.out / "pretune" / "choice.json").read_text())
     assert choice["chosen_step"] in (1, 2) and set(choice["curve"]) == {"0", "1", "2"}
+    assert set(choice["lrs"]) == {"0.001", "0.003"} and choice["lr_chosen_on_val"]
+    scored = {lr: v["lm"] for lr, v in choice["lrs"].items() if not v["failed"]}
+    assert scored[f"{choice['lr']:g}"] == min(scored.values())  # the LM term alone decides
+    assert choice["curve"][str(choice["chosen_step"])]["lm"] == scored[f"{choice['lr']:g}"]
+    assert choice["beats_fresh"] == (scored[f"{choice['lr']:g}"] < choice["fresh"]["lm"])
     run = experiment.run_folder(setup, "toast-pre", result["chosen"]["toast-pre"]["lr"], 2, 0)
     assert f"TOPDOWN_WEIGHTS: {choice['weights']}" in (run / "config.yaml").read_text()
-    assert "Pre-tuning" in (setup.out / "report.md").read_text()
+    report = (setup.out / "report.md").read_text()
+    assert "Pre-tuning" in report and f"bare model {choice['bare_lm']:.4f}" in report
+    assert ("does not beat" in report) != choice["beats_fresh"]
+    if not choice["beats_fresh"]:  # shown, not compared
+        assert "the pre-tuned methods are shown, not compared" in summary and result["best"]["toast"] is None
+    lite = result["lite"]["toast-lite-pre"]
+    assert [r["layer"] for r in lite] == list(range(len(lite))) and lite
+    assert all(r["B"] > 0 and r["B_update"] > 0 for r in lite)  # the tuning moved every B_i
+    assert "| layer | ‖A_i‖ |" in report and set(result["failed"]) == set(setup.methods)
 
 
 def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_path, tokenizer):  # noqa: F811

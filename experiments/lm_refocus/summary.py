@@ -74,11 +74,22 @@ def write_summary(out: Path, result: dict, setup) -> str:
         cells = [f"{table[(t, m, 'exact_match')][0]:.1f} ± {table[(t, m, 'exact_match')][1]:.1f}" for t in families]
         loss = table[("all", m, "answer_loss")]
         failed = " (every lr tried failed)" if result["chosen"][m].get("every_lr_failed") else ""
+        failed += " *" if result.get("failed", {}).get(m) else ""
         lines.append(
             f"| {m} | {result['chosen'][m]['lr']:g}{failed} | "
             + " | ".join(cells)
             + f" | {loss[0]:.3f} ± {loss[1]:.3f} |"
         )
+    lines += [
+        f"- **{m} seed {s} failed**: {why}; it is in the mean above, marked *"
+        for m, by_seed in result.get("failed", {}).items()
+        for s, why in by_seed.items()
+    ]
+    pre = result["pretuned"]
+    if pre and not pre["beats_fresh"]:
+        lines += ["", f"The pre-tuned path does not beat the fresh one on the corpus' val split (LM loss "
+                  f"{pre['curve'][str(pre['chosen_step'])]['lm']:.4f} against {pre['fresh']['lm']:.4f}): the "
+                  "pre-tuned methods are shown, not compared."]  # fmt: skip
     best = result["best"]
     if best["toast"] and best["baseline"]:
         a, b = result["scores"][best["toast"]], result["scores"][best["baseline"]]
@@ -143,6 +154,43 @@ def _figure(path: Path, result: dict, setup, table: dict, methods: list[str]) ->
     tmp.replace(path)
 
 
+def pretune_lines(pre: dict) -> list[str]:
+    """The pre-tuning section: the lr grid, the chosen run's curve, and the bare model, the fresh and the
+    pre-tuned path on the corpus' val split."""
+    chosen = pre["curve"][str(pre["chosen_step"])]
+    how = "chosen on val" if pre["lr_chosen_on_val"] else "fixed (one lr given: not chosen on val)"
+    edge = " (still at an edge after the allowed extensions)" if pre["at_edge"] else ""
+    grid = ", ".join(
+        f"{lr}: " + (f"failed ({v['failed']})" if v["failed"] else f"{v['lm']:.4f}") + f" (step {v['step']})"
+        for lr, v in pre["lrs"].items()
+    )
+    lines = ["", "## Pre-tuning (val split of the corpus)", "",
+             f"LM loss on the corpus' val split: bare model {pre['bare_lm']:.4f}; fresh path {pre['fresh']['lm']:.4f}; "
+             f"pre-tuned path {chosen['lm']:.4f} → the pre-tuned path "
+             + ("beats" if pre["beats_fresh"] else "**does not beat**") + " the fresh one.", "",
+             f"Pre-tuning lr {pre['lr']:g}, {how}{edge}; checkpoint chosen by the LM term alone. Grid (best "
+             f"checkpoint's val LM loss): {grid}.",
+             "", "| step | pass-2 LM loss | recon loss |", "|---:|---:|---:|"]  # fmt: skip
+    for step, v in sorted(pre["curve"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| {step} | {v['lm']:.4f} | {v['recon']:.4f} |")
+    lines += ["", f"Chosen: step {pre['chosen_step']} ({pre['tokens']:,} tokens), `{pre['weights']}`."]
+    return lines
+
+
+def lite_lines(method: str, rows: list[dict]) -> list[str]:
+    """Per layer, the frozen pre-tuned A_i, B_i against the rank-r updates the tuning learned on them."""
+    lines = ["", f"## {method}: the pre-tuned weights against the learned low-rank updates (first seed)", "",
+             "Frobenius norms; an update far smaller than its weight leaves the pre-tuned path in place.", "",
+             "| layer | ‖A_i‖ | ‖scale·b·a‖ on A_i | ‖B_i‖ | ‖scale·b·a‖ on B_i | update / B_i |",
+             "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        ratio = r["B_update"] / r["B"] if r["B"] else float("nan")
+        lines.append(
+            f"| {r['layer']} | {r['A']:.3f} | {r['A_update']:.4f} | {r['B']:.3f} | {r['B_update']:.4f} | {ratio:.3f} |"
+        )
+    return lines
+
+
 def write_report(out: Path, result: dict, setup, summary: str, wall: float) -> None:
     lines = ["# Language refocusing experiment: report", "", summary, "## Chosen learning rates (val answer loss)", ""]
     for m, c in result["chosen"].items():
@@ -156,11 +204,9 @@ def write_report(out: Path, result: dict, setup, summary: str, wall: float) -> N
         lines.append(f"- {m}: lr {c['lr']:g}{edge}; grid {grid}")
     pre = result["pretuned"]
     if pre:
-        lines += ["", "## Pre-tuning (val split of the corpus: pass-2 LM loss, reconstruction loss)", "",
-                  "| step | LM loss | recon loss |", "|---:|---:|---:|"]  # fmt: skip
-        for step, v in sorted(pre["curve"].items(), key=lambda kv: int(kv[0])):
-            lines.append(f"| {step} | {v['lm']:.4f} | {v['recon']:.4f} |")
-        lines += ["", f"Chosen: step {pre['chosen_step']} ({pre['tokens']:,} tokens), `{pre['weights']}`."]
+        lines += pretune_lines(pre)
+    for m, rows in result.get("lite", {}).items():
+        lines += lite_lines(m, rows)
     prov = result["provenance"]
     lines += ["", "## Corpus", "", "```", *(f"{k}: {v}" for k, v in prov.items()), "```"]
     lines += ["", f"## Time per stage (this invocation, {setup.jobs} job(s) at a time: a stage's runs summed, so"
