@@ -380,6 +380,43 @@ def test_refocus_per_seed_source_runs_head_factors_and_the_converged_probe(tmp_p
     assert "| bias-seq (head factor 3) | " in report and "L2 " in (out / "summary.md").read_text(encoding="utf-8")
 
 
+def test_refocus_pretuning_curve_pairs_pretuned_toast_with_the_seq_baselines_at_each_length(tmp_path, monkeypatch):
+    """``--pretune-lengths 0 1 2``: length 1 is the main table, 0 the fresh toast and plain bias (run apart, as
+    the table lacks them), 2 its own source runs twice as long; a paired row per length, the table and chart."""
+    import json
+
+    import yaml
+
+    from experiments.vision_refocus import experiment as refocus
+
+    tiny_refocus_backbone(tmp_path, monkeypatch)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--budgets", "--methods", "toast-pretuned", "bias-seq", "--grid", "1", "--jobs", "1",
+        "--pretune-lengths", "0", "1", "2", "--grid-count", "1",
+        "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",
+    ]  # fmt: skip
+    refocus.main(argv)
+    curve = json.loads((out / "pretune_curve.json").read_text())
+    assert {k: v["epochs"] for k, v in curve.items()} == {"0": 0, "1": 1, "2": 2}
+    assert all(set(v["scores"]) == {"toast-pretuned", "bias-seq"} for v in curve.values())
+    assert all(len(s) == 2 for v in curve.values() for s in v["scores"].values())  # both seeds at every length
+    fresh = out / "pretune_curve" / "x0" / "runs"
+    assert sorted(p.name for p in fresh.iterdir()) == ["bias", "toast"]
+    long = out / "pretune_curve" / "x2"
+    assert yaml.safe_load((long / "pretune" / "config.yaml").read_text())["SOLVER"]["TOTAL_EPOCH"] == 2
+    final = long / "runs" / "bias-seq" / "final" / "target" / "bias" / "seed1" / "config.yaml"
+    assert yaml.safe_load(final.read_text())["MODEL"]["INIT_FROM"] == str(long / "source_runs" / "bias" / "best")
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "## Pre-tuning curve" in summary and "| 0 epochs | 1 epochs | 2 epochs |" in summary
+    row = [line for line in summary.splitlines() if line.startswith("| toast-pretuned − bias-seq |")][-1]
+    assert row.count("no interval") == 0 and row.count(" [") == 3  # an interval at each length
+    assert (out / "pretune_curve.png").stat().st_size > 0
+    assert "pre-tuning curve" in json.loads((out / "timing.json").read_text())
+
+
 def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_path):
     """DOMAIN photos: every crop (labelled patch and fragment) of a split lies in that split's band of its
     photograph, so no two splits share a pixel; source and target photographs differ; the data is refused

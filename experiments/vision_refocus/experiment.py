@@ -18,7 +18,11 @@ methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ON
 4. Every method on the target through ``tune``: a grid on train800 → val200 (the lr; the linear probe's L2
    strength), grown past an edge optimum (``runkit.lr_grid``), for each head factor of ``--head-factors``
    (the best factor and lr on val win), then one final run per seed (5 by default) on train800val200 → test.
-5. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
+5. With ``--pretune-lengths`` (multiples of ``--pretune-epochs``; 0: none), the pre-tuning curve: pre-tuned
+   TOAST and each ``-seq`` baseline (the methods that see the source) at each source length, each with its own
+   grid on val and final seeds; at 0 they are the fresh ``toast`` and the plain baselines. Paired by seed at
+   each length (``pretune_curve.json``, ``pretune_curve.png``).
+6. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
    ``experiments.stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
    ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``plots``), and
    ``report.md`` with the grids, the flags (edge optima, collapsed final runs) and the time of each stage.
@@ -33,6 +37,7 @@ import argparse
 import json
 import shutil
 import time
+from argparse import Namespace
 from pathlib import Path
 
 from experiments.jobs import Job, default_workers, run_jobs
@@ -97,6 +102,10 @@ def check_args(args) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if any(f <= 0 for f in args.head_factors) or len(set(args.head_factors)) < len(args.head_factors):
         problems.append(f"--head-factors must be distinct and > 0, got {args.head_factors}")
+    if any(m < 0 for m in args.pretune_lengths):
+        problems.append(f"--pretune-lengths must be >= 0, got {args.pretune_lengths}")
+    if args.pretune_lengths and not curve_methods(args.methods):
+        problems.append("--pretune-lengths needs toast-pretuned or a -seq method in --methods")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
 
@@ -487,6 +496,38 @@ def training_jobs(out: Path, weights: Path, size: int, starts: dict, args) -> di
     return jobs
 
 
+def curve_methods(methods: list[str]) -> dict[str, str]:
+    """The methods the pre-tuning curve follows, each with its counterpart without source training:
+    ``{"toast-pretuned": "toast", "<m>-seq": "<m>"}``."""
+    followed = {m: "toast" for m in methods if m == "toast-pretuned"}
+    return followed | {m: m.removesuffix("-seq") for m in methods if METHODS[m].source_stage}
+
+
+def pretune_curve(out: Path, weights: Path, size: int, args, record) -> dict:
+    """``{multiple: {"epochs": source epochs, "scores": {method: {seed: test top-1}}}}`` for each multiple of
+    ``--pretune-epochs`` in ``--pretune-lengths``, into ``pretune_curve.json``. Multiple 1 is the main table's
+    runs; 0 the counterparts without source training (the main table's where it ran them); every other length
+    its own source runs, grids and seeds under ``out/pretune_curve/x<multiple>`` (the study's data, linked)."""
+    followed = curve_methods(args.methods)
+    curve = {}
+    for multiple in args.pretune_lengths:
+        names = followed if multiple == 0 else {m: m for m in followed}
+        to_run = [] if multiple == 1 else [n for n in names.values() if multiple != 0 or n not in args.methods]
+        sub = out if not to_run else out / "pretune_curve" / f"x{multiple:g}"
+        if to_run:
+            sub.mkdir(parents=True, exist_ok=True)
+            if not (sub / "data").exists():
+                (sub / "data").symlink_to((out / "data").resolve(), target_is_directory=True)
+            epochs = round(multiple * args.pretune_epochs)
+            sub_args = Namespace(**{**vars(args), "methods": to_run, "pretune_epochs": epochs, "budgets": []})
+            starts = source_starts(sub, to_run, sub_args)
+            run_jobs(training_jobs(sub, weights, size, starts, sub_args), args.jobs, on_done=record)
+        scores = {m: final_test_scores(sub if n in to_run else out, n) for m, n in names.items()}
+        curve[f"{multiple:g}"] = {"epochs": round(multiple * args.pretune_epochs), "scores": scores}
+    atomic_write_text(out / "pretune_curve.json", json.dumps(curve, indent=2) + "\n")
+    return curve
+
+
 def _stage(job: str) -> str:
     """The timing table's row of a job: a method's grid and seeds add up under its name, the curve's runs
     under "budget curve"."""
@@ -539,6 +580,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=SOURCE_SEEDS,
         help="shared: one source run (seed 0) for every target seed; per-seed: one per target seed",
     )
+    parser.add_argument(
+        "--pretune-lengths",
+        type=float,
+        nargs="*",
+        default=[],
+        help="the pre-tuning curve: source lengths as multiples of --pretune-epochs (e.g. 0 1 4 16; default: none)",
+    )
     parser.add_argument("--grid-count", type=int, default=3, help="images in the refocusing grid")
     parser.add_argument(
         "--jobs", type=int, default=None, help="runs side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)"
@@ -566,9 +614,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.budgets and args.grid == 3:  # the curve needs each method's lr chosen on val
         run_jobs(budget_jobs(out, weights, size, selected, starts, args), jobs, on_done=record)
         curves = budget_curve(out, selected, args)
+    pretuning = {}
+    if args.pretune_lengths:
+
+        def record_curve(name: str, result, seconds: float) -> None:
+            clock.add("pre-tuning curve", seconds)
+
+        pretuning = pretune_curve(out, weights, size, args, record_curve)
     if {"toast", "toast-pretuned"} <= set(args.methods):
         clock.run("grid", draw_grid, out, args.seeds[0], args.grid_count)
     tests = {name: final_test_scores(out, name) for name in args.methods}
     chance = 100.0 / len(args.target_classes)
-    print("\n" + write_summary(out, selected, tests, curves, chance, target_epochs(args)))
+    print("\n" + write_summary(out, selected, tests, curves, chance, target_epochs(args), pretuning))
     print(write_report(out, args, size, size_scores, selected, tests, chance, clock.seconds))

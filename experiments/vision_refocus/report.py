@@ -64,8 +64,10 @@ def write_summary(
     curves: Mapping[str, Mapping[int, Mapping[int, float]]],
     chance: float,
     epochs: int,
+    pretuning: Mapping[str, Mapping] | None = None,
 ) -> str:
-    """``out/summary.md``, ``summary.png``, ``paired.png`` and (with a curve) ``budget.png``; the markdown."""
+    """``out/summary.md``, ``summary.png``, ``paired.png``, (with a budget curve) ``budget.png`` and (with a
+    pre-tuning curve) ``pretune_curve.png``; the markdown."""
     names = [n for n in tests if tests[n]]
     flagged = {n for n in names for s, t in tests[n].items() if collapsed(t, selected[n].get("val"), chance)}
     lines = [
@@ -107,12 +109,31 @@ def write_summary(
             + ".",
         ]
         plot_paired(best, results, out / "paired.png")
+    if {"toast", "prompt"} <= set(names):
+        p = paired_difference(tests["toast"], tests["prompt"])
+        lines += ["", "The paper's ablation, TOAST without pre-tuning against VPT (toast − prompt, paired by seed): "
+                  f"{p.cell()} → {p.verdict}."]  # fmt: skip
     if curves:
         lines += ["", *budget_lines(curves)]
         plot_budget(curves, out / "budget.png")
+    if pretuning:
+        lines += ["", *pretune_curve_lines(pretuning)]
+        by_method: dict[str, dict[int, Mapping[int, float]]] = {}
+        for point in pretuning.values():
+            for name, scores in point["scores"].items():
+                by_method.setdefault(name, {})[point["epochs"]] = scores
+        plot_budget(by_method, out / "pretune_curve.png", xlabel="source (pre-tuning) epochs; 0: none")
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "summary.md", text)
     return text
+
+
+def _paired_cell(a: Mapping[int, float], b: Mapping[int, float]) -> str:
+    """``a − b`` paired by seed, with its verdict, for a table cell ("-" where no seed is in both)."""
+    if not set(a) & set(b):
+        return "-"
+    p = paired_difference(a, b)
+    return f"{p.cell()} {p.verdict}"
 
 
 def budget_lines(curves: Mapping[str, Mapping[int, Mapping[int, float]]]) -> list[str]:
@@ -137,15 +158,30 @@ def budget_lines(curves: Mapping[str, Mapping[int, Mapping[int, float]]]) -> lis
         ]
         lines.append("|---|" + "---|" * len(budgets))
         for other in others:
-            cells = []
-            for e in budgets:
-                a, b = curves[first].get(e, {}), curves[other].get(e, {})
-                if not set(a) & set(b):
-                    cells.append("-")
-                    continue
-                p = paired_difference(a, b)
-                cells.append(f"{p.cell()} {p.verdict}")
+            cells = [_paired_cell(curves[first].get(e, {}), curves[other].get(e, {})) for e in budgets]
             lines.append(f"| {first} − {other} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def pretune_curve_lines(pretuning: Mapping[str, Mapping]) -> list[str]:
+    """The pre-tuning curve: each method's test top-1 at each source length, and pre-tuned TOAST minus each
+    baseline that sees the same source, paired by seed, at each length."""
+    points = sorted(pretuning.values(), key=lambda p: p["epochs"])
+    names = list(points[0]["scores"])
+    lines = [
+        "## Pre-tuning curve (test top-1 against source epochs; 0: no source training, i.e. the fresh `toast` and "
+        "the plain baselines; each length with its own grids on val)",
+        "",
+        "| method | " + " | ".join(f"{p['epochs']} epochs" for p in points) + " |",
+        "|---|" + "---|" * len(points),
+    ]
+    lines += [f"| {n} | " + " | ".join(_mean_std(list(p["scores"][n].values())) for p in points) + " |" for n in names]
+    if "toast-pretuned" in names and len(names) > 1:
+        lines += ["", "| toast-pretuned − … (paired by seed, 95 % t interval) | "
+                  + " | ".join(f"{p['epochs']} epochs" for p in points) + " |", "|---|" + "---|" * len(points)]  # fmt: skip
+        for other in (n for n in names if n != "toast-pretuned"):
+            cells = [_paired_cell(p["scores"]["toast-pretuned"], p["scores"][other]) for p in points]
+            lines.append(f"| toast-pretuned − {other} | " + " | ".join(cells) + " |")
     return lines
 
 
