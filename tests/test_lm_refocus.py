@@ -168,3 +168,32 @@ def test_compare_names_each_shared_scoring_and_its_differences(tmp_path):
     scoring(tmp_path / "b", "toast/lr0.001_steps30_seed0", ["5", "6"], [1.0, 1.0])
     with pytest.raises(ValueError, match="not the same test split"):
         compare(tmp_path / "a", tmp_path / "b")
+
+
+def test_the_pretuning_curve_pairs_toast_pre_with_lora_corpus_at_each_length(tmp_path, tokenizer):  # noqa: F811
+    """``pretune_lengths=(0, 1, 2)``: length 1 is the run itself, 0 the fresh path and plain LoRA (run apart, as
+    the study lacks them), 2 a study of its own with twice the pre-tuning; a paired interval at each length."""
+    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"m{i}.py").write_text(f'"""{" ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)} {i}"""\n')
+    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-corpus"], families=("add",),
+                  seeds=[0, 1], steps=[1], pretune_steps=2, pretune_checks=1, block_size=16, batch=2,
+                  train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
+                  corpus_val_fraction=0.5, val_blocks=2, grid_size=1, pretune_lengths=(0, 1, 2))  # fmt: skip
+    result = main_run(setup)
+    summary = write_summary(setup.out, result, setup)
+    curve = result["pretune_curve"]
+    assert {k: v["tokens"] for k, v in curve.items()} == {"0": 0, "1": 128, "2": 256}
+    assert all(set(v["scores"]) == {"toast-pre", "lora-corpus"} and all(len(s) == 2 for s in v["scores"].values())
+               for v in curve.values())  # fmt: skip
+    assert sorted(p.name for p in (setup.out / "pretune_curve" / "x0" / "runs").iterdir()) == [
+        "lora-r4",
+        "toast-fresh",
+    ]
+    longer = json.loads((setup.out / "pretune_curve" / "x2" / "pretune" / "choice.json").read_text())
+    assert longer["chosen_step"] == 4 and "/x2/" in longer["weights"]
+    assert "Pre-tuning curve" in summary and "| 0 tokens | 128 tokens | 256 tokens |" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| exact match |"))
+    assert row.count(" [") == 3 and (setup.out / "pretune_curve.png").stat().st_size > 0

@@ -8,7 +8,10 @@
    one on val. The LoRA control on the same tokens at the chosen lr;
 3. per method, an lr grid on val (answer loss, first seed, the largest step count), extended past a
    winning edge; then every seed at the chosen lr, scored on test (greedy exact match, answer loss);
-4. the budget curve (every step count) for the best TOAST and the best baseline (chosen on val).
+4. the budget curve (every step count) for the best TOAST and the best baseline (chosen on val);
+5. with ``pretune_lengths`` (multiples of ``pretune_steps``; 0: none), the pre-tuning curve: ``toast-pre`` and
+   ``lora-corpus`` (the baseline that sees the same corpus) at each length, each with its own pre-tuning, grids
+   and seeds; at 0 they are ``toast-fresh`` and ``lora-r4``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -62,6 +65,7 @@ class Setup:
     corpus_val_fraction: float = 0.05
     val_blocks: int = 4  # 128-token blocks of the corpus val split scored per pre-tuning checkpoint
     grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
+    pretune_lengths: tuple[float, ...] = ()  # the pre-tuning curve's lengths, multiples of pretune_steps
     jobs: int = 1  # training runs side by side (experiments.jobs: one process each, an equal share of the cores)
     times: dict[str, float] = field(default_factory=dict)
 
@@ -430,8 +434,46 @@ def main_run(setup: Setup) -> dict:
         run_folder(setup, m, chosen[m]["lr"], max(setup.steps), s))))} for m in setup.methods}  # fmt: skip
     lite = {m: lite_norms(setup, m, chosen[m]["lr"], setup.seeds[0]) for m in setup.methods
             if METHODS[m].pretuned and METHODS[m].transfer == "toast-lite"}  # fmt: skip
-    return {"splits": splits, "provenance": provenance, "pretuned": pretuned, "chosen": chosen,
-            "scores": scores, "best": best, "budget": budget, "failed": failed, "lite": lite}  # fmt: skip
+    result = {"splits": splits, "provenance": provenance, "pretuned": pretuned, "chosen": chosen,
+              "scores": scores, "best": best, "budget": budget, "failed": failed, "lite": lite}  # fmt: skip
+    if setup.pretune_lengths:
+        result["pretune_curve"] = pretune_curve(setup, result)
+    return result
+
+
+# the methods the pre-tuning curve follows, each with its counterpart without the corpus
+CURVE_METHODS = {"toast-pre": "toast-fresh", "lora-corpus": "lora-r4"}
+
+
+def pretune_curve(setup: Setup, result: dict) -> dict:
+    """``{multiple: {"tokens": pre-tuning tokens, "scores": {method: {seed: test scores}}}}`` for each multiple of
+    ``pretune_steps`` in ``pretune_lengths``. Multiple 1 is this run's; 0 the counterparts without the corpus
+    (this run's where it ran them); every other length a study of its own under ``out/pretune_curve/x<multiple>``
+    (the data and corpus linked), with its own pre-tuning, grids and seeds, at the largest step count."""
+    followed = {m: base for m, base in CURVE_METHODS.items() if m in setup.methods}
+    if not followed:
+        raise ValueError(f"pretune_lengths needs one of {list(CURVE_METHODS)} in METHODS")
+    curve = {}
+    for multiple in setup.pretune_lengths:
+        names = followed if multiple == 0 else {m: m for m in followed}
+        to_run = [] if multiple == 1 else [n for n in names.values() if multiple != 0 or n not in setup.methods]
+        scores = result["scores"]
+        if to_run:
+            sub = setup.out / "pretune_curve" / f"x{multiple:g}"
+            sub.mkdir(parents=True, exist_ok=True)
+            for shared in ("data", "corpus"):
+                if not (sub / shared).exists():
+                    (sub / shared).symlink_to((setup.out / shared).resolve(), target_is_directory=True)
+            steps = max(1, round(multiple * setup.pretune_steps))
+            length = replace(setup, out=sub, methods=to_run, steps=[max(setup.steps)], pretune_steps=steps,
+                             pretune_checks=min(setup.pretune_checks, steps), pretune_lengths=(), times={})  # fmt: skip
+            scores = main_run(length)["scores"]
+            setup.times["pre-tuning curve"] = setup.times.get("pre-tuning curve", 0.0) + sum(length.times.values())
+        curve[f"{multiple:g}"] = {
+            "tokens": round(multiple * setup.pretune_steps) * 4 * setup.block_size,  # the run's budget
+            "scores": {m: scores[n] for m, n in names.items()},
+        }
+    return curve
 
 
 @torch.no_grad()

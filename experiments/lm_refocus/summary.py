@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 
 from experiments.stats import BOOTSTRAP, mean_std, paired_bootstrap, verdict
-from runkit.files import atomic_write_text
+from runkit.files import atomic_write_text, save_figure
 
 from .evaluate import per_family
 from .methods import METHODS
@@ -114,10 +114,37 @@ def write_summary(out: Path, result: dict, setup) -> str:
                 mean, std = mean_std([per_family(by_steps[s][seed]["items"], "exact")["all"] for seed in setup.seeds])
                 cells.append(f"{mean:.1f} ± {std:.1f}")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if result.get("pretune_curve"):
+        lines += pretune_curve_lines(result["pretune_curve"], setup)
+        _curve_figure(out / "pretune_curve.png", result["pretune_curve"])
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "summary.md", text)
     _figure(out / "summary.png", result, setup, table, methods)
     return text
+
+
+def pretune_curve_lines(curve: dict, setup) -> list[str]:
+    """The pre-tuning curve: each method's test exact match at each pre-tuning budget, and ``toast-pre`` minus
+    ``lora-corpus`` at each, paired over seeds × items (``paired_interval``)."""
+    points = sorted(curve.values(), key=lambda p: p["tokens"])
+    names = list(points[0]["scores"])
+    lines = ["", "Pre-tuning curve (test exact match, all families, mean ± std over seeds; 0 tokens: `toast-fresh` "
+             "and `lora-r4`; each budget with its own pre-tuning, grids and seeds):", "",
+             "| method | " + " | ".join(f"{p['tokens']:,} tokens" for p in points) + " |",
+             "|---|" + "---:|" * len(points)]  # fmt: skip
+    for n in names:
+        cells = [mean_std([per_family(s["items"], "exact")["all"] for s in p["scores"][n].values()]) for p in points]
+        lines.append(f"| {n} | " + " | ".join(f"{m:.1f} ± {sd:.1f}" for m, sd in cells) + " |")
+    if {"toast-pre", "lora-corpus"} <= set(names):
+        cells = []
+        for p in points:
+            a, b = p["scores"]["toast-pre"], p["scores"]["lora-corpus"]
+            mean, low, high = paired_interval(a, b, "exact")
+            cells.append(f"{mean:+.1f} [{low:+.1f}, {high:+.1f}] {verdict(low, high, True, missing_controls(setup))}")
+        lines += ["", "| toast-pre − lora-corpus (exact match, 95 % bootstrap) | "
+                  + " | ".join(f"{p['tokens']:,} tokens" for p in points) + " |", "|---|" + "---|" * len(points),
+                  "| exact match | " + " | ".join(cells) + " |"]  # fmt: skip
+    return lines
 
 
 def _figure(path: Path, result: dict, setup, table: dict, methods: list[str]) -> None:
@@ -152,6 +179,31 @@ def _figure(path: Path, result: dict, setup, table: dict, methods: list[str]) ->
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def _curve_figure(path: Path, curve: dict) -> None:
+    """Test exact match (mean ± std over seeds) against pre-tuning tokens, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(curve.values(), key=lambda p: p["tokens"])
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name in points[0]["scores"]:
+        stats = [
+            mean_std([per_family(s["items"], "exact")["all"] for s in p["scores"][name].values()]) for p in points
+        ]
+        ax.errorbar([p["tokens"] for p in points], [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o",
+                    capsize=3, label=name)  # fmt: skip
+    nonzero = [p["tokens"] for p in points if p["tokens"]]
+    ax.set_xscale("symlog", linthresh=min(nonzero, default=1))
+    ax.set_xlabel("pre-tuning tokens (0: none)")
+    ax.set_ylabel("test exact match (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def pretune_lines(pre: dict) -> list[str]:
