@@ -19,6 +19,9 @@ class Method:
     pretuned: bool = False  # starts from the top-down path pre-tuned on the source (MODEL.TOPDOWN_WEIGHTS)
     source_stage: bool = False  # starts from its own run on the source data, trained before the target
     family: Literal["toast", "baseline"] = "baseline"  # how the tables compare it and the plots colour it
+    # what ``lrs`` grids: the lr, or the L2 strength (SOLVER.WEIGHT_DECAY) of a probe solved by L-BFGS, which
+    # has no lr to choose
+    axis: Literal["lr", "wd"] = "lr"
 
     def __post_init__(self) -> None:
         if len(self.overrides) % 2:
@@ -29,6 +32,8 @@ class Method:
             raise ValueError(f"{self.name}: lrs must hold at least one learning rate")
         if self.family not in ("toast", "baseline"):
             raise ValueError(f"{self.name}: family must be 'toast' or 'baseline', got {self.family!r}")
+        if self.axis not in ("lr", "wd"):
+            raise ValueError(f"{self.name}: axis must be 'lr' or 'wd', got {self.axis!r}")
 
     @property
     def opts(self) -> dict[str, str]:

@@ -24,7 +24,14 @@ environment:
                  end2end ia3 (default: all)
   FAMILIES       subset of: add reverse upper count sort json (default: all)
   STEPS          training step counts of the budget curve; the largest is the main one (default: "10 20 30")
-  PRETUNE_STEPS  pre-tuning steps (batch 4 x 128-token blocks; 3 checkpoints compared on val; default: 60)
+  PRETUNE_STEPS  pre-tuning steps (batch 4 x 128-token blocks; 3 checkpoints compared on val by the LM
+                 loss alone; default: 60)
+  PRETUNE_LRS    pre-tuning lrs, the best on the corpus' val LM loss kept and grown past a winning edge
+                 (e.g. "1e-4 3e-4 1e-3": a pre-tuning run each; default "1e-3": fixed, not chosen, and the
+                 report says so). Pre-tuned methods are compared only where the path beats the fresh one on val
+  PRETUNE_LENGTHS the pre-tuning curve (default: none): lengths as multiples of PRETUNE_STEPS, e.g.
+                 "0 1 4 16"; toast-pre and lora-corpus at each (0: toast-fresh and lora-r4), each with its own
+                 pre-tuning, grids and seeds, paired over seeds x items at each (pretune_curve.png)
   TEST           test items per family (default: 50)
   BATCH          tuning batch size, every method (default: 4)
   VAL            val items per family, for the lr grid (default: 10)
@@ -55,4 +62,8 @@ args=(--out "${OUT:-output/lm_refocus}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:
 [[ -n "${FAMILIES:-}" ]] && args+=(--families ${FAMILIES})
 [[ -n "${MODEL:-}" ]] && args+=(--model "$MODEL")
 [[ -n "${JOBS:-}" ]] && args+=(--jobs "$JOBS")
+# shellcheck disable=SC2206
+[[ -n "${PRETUNE_LENGTHS:-}" ]] && args+=(--pretune-lengths ${PRETUNE_LENGTHS})
+# shellcheck disable=SC2206
+[[ -n "${PRETUNE_LRS:-}" ]] && args+=(--pretune-lrs ${PRETUNE_LRS})
 exec python -m experiments.lm_refocus "${args[@]}"

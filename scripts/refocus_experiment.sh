@@ -42,8 +42,19 @@ environment:
   PRETUNE_EPOCHS  source epochs, of the pre-tuning and of every -seq method's source run (default: 8)
   SOURCE_TRAIN    source training scenes (default: 2000)
   TEST            target test scenes (default: 1000)
+  PRETUNE_LENGTHS the pre-tuning curve (default: none): source lengths as multiples of PRETUNE_EPOCHS, e.g.
+                  "0 1 4 16"; toast-pretuned and every -seq method at each (0: the fresh toast and the plain
+                  baselines), each length with its own source runs, grids and seeds; paired by seed at each
+                  length (pretune_curve.json, pretune_curve.png). Cost grows with the longest: 16x is the five
+                  source runs at 128 epochs (about 16 x 37 run-minutes on digits, estimated)
   GRID            3: each method's lr grid on val (default); 1: its middle lr, fixed (smoke tests; no
-                  budget curve)
+                  budget curve). The linear probe is L-BFGS on cached features; its grid is its L2 strength
+  HEAD_FACTORS    factors of each method's head multiplier, each with its own lr grid, the best on val kept
+                  (e.g. "0.3 1 3": three grids per method, about 3x the grid stage; default "1": the
+                  method's own multiplier, not chosen on val)
+  SOURCE_SEEDS    shared (default): one source run (seed 0) for every target seed, so the paired interval
+                  omits the source run's variance; per-seed: one source run per target seed (the five source
+                  runs once per seed: about 37 run-minutes more per extra seed on digits)
   JOBS            runs side by side, each in its own process with an equal share of the cores (default: 2
                   on a CPU with 2+ cores, 1 on a GPU); a run starts once the source run it needs is done
   KEY VALUE       any config override, passed to every run
@@ -71,6 +82,11 @@ fi
 [[ -n "${EPOCHS:-}" ]] && args+=(--epochs "$EPOCHS")
 [[ -n "${PRETUNE_EPOCHS:-}" ]] && args+=(--pretune-epochs "$PRETUNE_EPOCHS")
 [[ -n "${JOBS:-}" ]] && args+=(--jobs "$JOBS")
+# shellcheck disable=SC2206
+[[ -n "${HEAD_FACTORS:-}" ]] && args+=(--head-factors ${HEAD_FACTORS})
+# shellcheck disable=SC2206
+[[ -n "${PRETUNE_LENGTHS:-}" ]] && args+=(--pretune-lengths ${PRETUNE_LENGTHS})
+[[ -n "${SOURCE_SEEDS:-}" ]] && args+=(--source-seeds "$SOURCE_SEEDS")
 domain="${DOMAIN:-digits}"
 default_out=output/refocus
 [[ "$domain" != digits ]] && default_out="output/refocus_$domain"

@@ -87,8 +87,9 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
     one_lr = {name: replace(m, lrs=m.lrs[1:2]) for name, m in methods.METHODS.items()}
     monkeypatch.setattr(experiment, "METHODS", one_lr)
     monkeypatch.setattr(experiment, "MAX_EXTENSIONS", 0)
-    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-r4"], families=("add", "upper"),
-                  seeds=[0], steps=[1, 2], pretune_steps=2, pretune_checks=2, block_size=16, batch=2,
+    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "toast-lite-pre", "lora-r4"],
+                  families=("add", "upper"), seeds=[0], steps=[1, 2], pretune_steps=2, pretune_checks=2,
+                  pretune_lrs=(1e-3, 3e-3), block_size=16, batch=2,
                   train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
                   corpus_val_fraction=0.5, val_blocks=2)  # fmt: skip
     result = main_run(setup)
@@ -98,15 +99,27 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
         assert (setup.out / name).is_file(), name
     rows = list(csv.DictReader((setup.out / "summary.csv").open()))
     assert {(r["task"], r["method"]) for r in rows} >= {(t, m) for t in ("add", "upper", "all") for m in setup.methods}
-    assert "Paired over 1 seed(s) × 4 test items" in summary and result["best"] == {
-        "toast": "toast-pre",
-        "baseline": "lora-r4",
-    }
+    assert result["best"]["baseline"] == "lora-r4"
+    if result["best"]["toast"]:
+        assert "Paired over 1 seed(s) × 4 test items" in summary
     choice = json.loads((setup.out / "pretune" / "choice.json").read_text())
     assert choice["chosen_step"] in (1, 2) and set(choice["curve"]) == {"0", "1", "2"}
+    assert set(choice["lrs"]) == {"0.001", "0.003"} and choice["lr_chosen_on_val"]
+    scored = {lr: v["lm"] for lr, v in choice["lrs"].items() if not v["failed"]}
+    assert scored[f"{choice['lr']:g}"] == min(scored.values())  # the LM term alone decides
+    assert choice["curve"][str(choice["chosen_step"])]["lm"] == scored[f"{choice['lr']:g}"]
+    assert choice["beats_fresh"] == (scored[f"{choice['lr']:g}"] < choice["fresh"]["lm"])
     run = experiment.run_folder(setup, "toast-pre", result["chosen"]["toast-pre"]["lr"], 2, 0)
     assert f"TOPDOWN_WEIGHTS: {choice['weights']}" in (run / "config.yaml").read_text()
-    assert "Pre-tuning" in (setup.out / "report.md").read_text()
+    report = (setup.out / "report.md").read_text()
+    assert "Pre-tuning" in report and f"bare model {choice['bare_lm']:.4f}" in report
+    assert ("does not beat" in report) != choice["beats_fresh"]
+    if not choice["beats_fresh"]:  # shown, not compared
+        assert "the pre-tuned methods are shown, not compared" in summary and result["best"]["toast"] is None
+    lite = result["lite"]["toast-lite-pre"]
+    assert [r["layer"] for r in lite] == list(range(len(lite))) and lite
+    assert all(r["B"] > 0 and r["B_update"] > 0 for r in lite)  # the tuning moved every B_i
+    assert "| layer | ‖A_i‖ |" in report and set(result["failed"]) == set(setup.methods)
 
 
 def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_path, tokenizer):  # noqa: F811
@@ -155,3 +168,32 @@ def test_compare_names_each_shared_scoring_and_its_differences(tmp_path):
     scoring(tmp_path / "b", "toast/lr0.001_steps30_seed0", ["5", "6"], [1.0, 1.0])
     with pytest.raises(ValueError, match="not the same test split"):
         compare(tmp_path / "a", tmp_path / "b")
+
+
+def test_the_pretuning_curve_pairs_toast_pre_with_lora_corpus_at_each_length(tmp_path, tokenizer):  # noqa: F811
+    """``pretune_lengths=(0, 1, 2)``: length 1 is the run itself, 0 the fresh path and plain LoRA (run apart, as
+    the study lacks them), 2 a study of its own with twice the pre-tuning; a paired interval at each length."""
+    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"m{i}.py").write_text(f'"""{" ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)} {i}"""\n')
+    setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-corpus"], families=("add",),
+                  seeds=[0, 1], steps=[1], pretune_steps=2, pretune_checks=1, block_size=16, batch=2,
+                  train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
+                  corpus_val_fraction=0.5, val_blocks=2, grid_size=1, pretune_lengths=(0, 1, 2))  # fmt: skip
+    result = main_run(setup)
+    summary = write_summary(setup.out, result, setup)
+    curve = result["pretune_curve"]
+    assert {k: v["tokens"] for k, v in curve.items()} == {"0": 0, "1": 128, "2": 256}
+    assert all(set(v["scores"]) == {"toast-pre", "lora-corpus"} and all(len(s) == 2 for s in v["scores"].values())
+               for v in curve.values())  # fmt: skip
+    assert sorted(p.name for p in (setup.out / "pretune_curve" / "x0" / "runs").iterdir()) == [
+        "lora-r4",
+        "toast-fresh",
+    ]
+    longer = json.loads((setup.out / "pretune_curve" / "x2" / "pretune" / "choice.json").read_text())
+    assert longer["chosen_step"] == 4 and "/x2/" in longer["weights"]
+    assert "Pre-tuning curve" in summary and "| 0 tokens | 128 tokens | 256 tokens |" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| exact match |"))
+    assert row.count(" [") == 3 and (setup.out / "pretune_curve.png").stat().st_size > 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from experiments.stats import best_on_val, collapsed, paired_difference, t_quantile
-from experiments.vision_refocus.report import paired_table
+from experiments.stats import best_on_val, collapsed, paired_bootstrap, paired_difference, t_quantile
+from experiments.vision_refocus.report import budget_lines, paired_table
 from runkit.lr_grid import interior_grid
 
 
@@ -108,7 +109,10 @@ def test_summary_names_the_budget_the_verdicts_and_a_collapsed_run(tmp_path):
         "lora": {0: 40.0, 1: 41.0, 2: 43.0},
         "bias-seq": {0: 50.0, 1: 21.0, 2: 56.0},  # seed 1 ended at chance after val 50: flagged
     }
-    curves = {"toast-pretuned": {2: [50.0, 52.0], 20: [60.0, 61.0]}, "lora": {2: [40.0, 41.0], 20: [62.0, 64.0]}}
+    curves = {
+        "toast-pretuned": {2: {0: 50.0, 1: 52.0}, 20: {0: 60.0, 1: 61.0}},
+        "lora": {2: {0: 40.0, 1: 41.0}, 20: {0: 62.0, 1: 64.0}},
+    }
     text = write_summary(tmp_path, selected, tests, curves, chance=20.0, epochs=2)
     assert "**2 target epochs**" in text and "## toast-pretuned (the best TOAST on val)" in text
     assert "| toast-pretuned − lora | 3 | +11.0 [" in text
@@ -123,3 +127,39 @@ def test_a_plateau_reaching_the_edge_does_not_grow_the_grid():
     score, calls = _fake(lambda lr: 30.0 if lr < 5e-3 else 25.0)  # the bottom two tie
     grid = interior_grid(score, [1e-3, 3e-3, 1e-2], higher_is_better=True)
     assert len(calls) == 1 and grid.best == 1e-3 and not grid.at_edge and grid.extensions == 0
+
+
+def _within_seed_bootstrap(table: np.ndarray, rng: np.random.Generator, draws: int = 4000) -> float:
+    """Half-width of the interval that draws items afresh within each seed (what the shared draw replaces)."""
+    n_seeds, n_items = table.shape
+    picks = rng.integers(0, n_items, size=(draws, n_seeds, n_items))
+    means = np.take_along_axis(np.broadcast_to(table, picks.shape), picks, axis=2).mean(axis=(1, 2))
+    low, high = np.quantile(means, [0.025, 0.975])
+    return (high - low) / 2
+
+
+def test_paired_bootstrap_draws_items_jointly_across_seeds():
+    # items with a difficulty offset shared by every seed (sd 1) plus per-seed noise (sd 0.5): the mean over
+    # seeds × items has variance 1/items + 0.25/(seeds × items), for a fresh draw of items and seeds
+    rng = np.random.default_rng(0)
+    n_seeds, n_items = 5, 300
+    offsets = rng.normal(0.0, 1.0, n_items)
+    table = 0.2 + offsets + rng.normal(0.0, 0.5, (n_seeds, n_items))
+    analytic = 1.96 * math.sqrt(1.0 / n_items + 0.25 / (n_seeds * n_items))
+    point, low, high = paired_bootstrap({s: list(table[s]) for s in range(n_seeds)})
+    assert point == pytest.approx(table.mean()) and low < point < high
+    assert 0.85 < (high - low) / 2 / analytic < 1.2
+    assert _within_seed_bootstrap(table, rng) / analytic < 0.65  # independent draws: too narrow
+
+
+def test_paired_bootstrap_needs_the_same_items_in_every_seed():
+    with pytest.raises(ValueError, match="same items"):
+        paired_bootstrap({0: [1.0, 2.0], 1: [1.0]})
+
+
+def test_budget_curve_differences_pair_by_seed():
+    # seed 1's run of lora is missing: the pairs are seeds 0 and 2, whatever order the runs were read in
+    curves = {"toast": {2: {0: 50.0, 1: 70.0, 2: 60.0}}, "lora": {2: {2: 59.0, 0: 49.0}}}
+    lines = budget_lines(curves)
+    row = next(line for line in lines if line.startswith("| toast − lora |"))
+    assert "+1.0 [+1.0, +1.0] wins" in row

@@ -333,6 +333,90 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
         assert (out / chart).stat().st_size > 0
 
 
+def test_refocus_per_seed_source_runs_head_factors_and_the_converged_probe(tmp_path, monkeypatch):
+    """``--source-seeds per-seed``: one source run per target seed, each seed's final run starts from its own and
+    the grids from the first seed's; ``--head-factors``: each factor has its own grid, the best on val is kept
+    and the final runs use it; the linear probe is L-BFGS on cached features with a grid over its L2 strength."""
+    import json
+
+    import yaml
+
+    from experiments.vision_refocus import experiment as refocus
+
+    tiny_refocus_backbone(tmp_path, monkeypatch)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--budgets", "--methods", "linear", "bias-seq", "--grid", "3", "--jobs", "2",
+        "--head-factors", "1", "3", "--source-seeds", "per-seed",
+        "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",
+    ]  # fmt: skip
+    refocus.main(argv)
+
+    def config(path: Path) -> dict:
+        return yaml.safe_load(path.read_text())
+
+    sources = {s: out / "source_runs" / "bias" / f"seed{s}" for s in (0, 1)}
+    assert all(config(sources[s] / "config.yaml")["SEED"] == s for s in sources)
+    grid = json.loads((out / "runs" / "bias-seq" / "grid.json").read_text())
+    assert set(grid["head_factors"]) == {"1", "3"} and grid["head_factor"] in (1, 3)
+    for run in (out / "runs" / "bias-seq" / "head3" / "val").rglob("config.yaml"):
+        assert config(run)["SOLVER"]["HEAD_LR_MULT"] == 30.0  # bias: x10, scaled by 3
+    for run in (out / "runs" / "bias-seq").rglob("val/**/config.yaml"):
+        assert config(run)["MODEL"]["INIT_FROM"] == str(sources[0] / "best")
+    root = refocus.chosen_root(out, "bias-seq")
+    for s in (0, 1):
+        final = config(root / "final" / "target" / "bias" / f"seed{s}" / "config.yaml")
+        assert final["MODEL"]["INIT_FROM"] == str(sources[s] / "best")
+        assert final["SOLVER"]["BASE_LR"] == pytest.approx(grid["best"])
+    probe = json.loads((out / "runs" / "linear" / "grid.json").read_text())
+    assert probe["axis"] == "wd" and set(probe["head_factors"]) == {"1"}  # no lr, so no head factor either
+    final = config(out / "runs" / "linear" / "final" / "target" / "linear" / "seed0" / "config.yaml")
+    assert final["SOLVER"]["OPTIMIZER"] == "lbfgs" and final["DATA"]["CACHE_FEATURES"] is True
+    assert final["SOLVER"]["WEIGHT_DECAY"] == pytest.approx(probe["best"]) and final["DATA"]["AUGMENT"] is False
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "once per target seed" in report and "scaled by each of [1.0, 3.0]" in report
+    assert "| bias-seq (head factor 3) | " in report and "L2 " in (out / "summary.md").read_text(encoding="utf-8")
+
+
+def test_refocus_pretuning_curve_pairs_pretuned_toast_with_the_seq_baselines_at_each_length(tmp_path, monkeypatch):
+    """``--pretune-lengths 0 1 2``: length 1 is the main table, 0 the fresh toast and plain bias (run apart, as
+    the table lacks them), 2 its own source runs twice as long; a paired row per length, the table and chart."""
+    import json
+
+    import yaml
+
+    from experiments.vision_refocus import experiment as refocus
+
+    tiny_refocus_backbone(tmp_path, monkeypatch)
+    out = tmp_path / "refocus"
+    argv = [
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
+        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--budgets", "--methods", "toast-pretuned", "bias-seq", "--grid", "1", "--jobs", "1",
+        "--pretune-lengths", "0", "1", "2", "--grid-count", "1",
+        "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",
+    ]  # fmt: skip
+    refocus.main(argv)
+    curve = json.loads((out / "pretune_curve.json").read_text())
+    assert {k: v["epochs"] for k, v in curve.items()} == {"0": 0, "1": 1, "2": 2}
+    assert all(set(v["scores"]) == {"toast-pretuned", "bias-seq"} for v in curve.values())
+    assert all(len(s) == 2 for v in curve.values() for s in v["scores"].values())  # both seeds at every length
+    fresh = out / "pretune_curve" / "x0" / "runs"
+    assert sorted(p.name for p in fresh.iterdir()) == ["bias", "toast"]
+    long = out / "pretune_curve" / "x2"
+    assert yaml.safe_load((long / "pretune" / "config.yaml").read_text())["SOLVER"]["TOTAL_EPOCH"] == 2
+    final = long / "runs" / "bias-seq" / "final" / "target" / "bias" / "seed1" / "config.yaml"
+    assert yaml.safe_load(final.read_text())["MODEL"]["INIT_FROM"] == str(long / "source_runs" / "bias" / "best")
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "## Pre-tuning curve" in summary and "| 0 epochs | 1 epochs | 2 epochs |" in summary
+    row = [line for line in summary.splitlines() if line.startswith("| toast-pretuned − bias-seq |")][-1]
+    assert row.count("no interval") == 0 and row.count(" [") == 3  # an interval at each length
+    assert (out / "pretune_curve.png").stat().st_size > 0
+    assert "pre-tuning curve" in json.loads((out / "timing.json").read_text())
+
+
 def test_photo_domain_splits_share_no_pixel_and_labels_name_the_photograph(tmp_path):
     """DOMAIN photos: every crop (labelled patch and fragment) of a split lies in that split's band of its
     photograph, so no two splits share a pixel; source and target photographs differ; the data is refused

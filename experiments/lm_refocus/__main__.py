@@ -28,6 +28,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", nargs="+", type=int, default=[10, 20, 30])
     parser.add_argument("--pretune-steps", type=int, default=60)
+    parser.add_argument(
+        "--pretune-lrs",
+        nargs="+",
+        type=float,
+        default=[1e-3],
+        help="pre-tuning lrs, the best on the corpus' val LM loss kept (grown past an edge); one: fixed, not chosen "
+        "(e.g. 1e-4 3e-4 1e-3: about 3x the pre-tuning stage)",
+    )
+    parser.add_argument(
+        "--pretune-lengths",
+        nargs="*",
+        type=float,
+        default=[],
+        help="the pre-tuning curve: lengths as multiples of --pretune-steps, e.g. 0 1 4 16 (default: none)",
+    )
     parser.add_argument("--batch", type=int, default=4, help="tuning batch size (every method)")
     parser.add_argument("--grid", type=int, default=3, choices=(1, 3), help="3: lr grid on val; 1: middle lr")
     parser.add_argument(
@@ -54,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         seeds=args.seeds,
         steps=sorted(args.steps),
         pretune_steps=args.pretune_steps,
+        pretune_lrs=tuple(args.pretune_lrs),
+        pretune_lengths=tuple(args.pretune_lengths),
         batch=args.batch,
         grid_size=args.grid,
         jobs=args.jobs,

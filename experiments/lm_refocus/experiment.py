@@ -1,11 +1,17 @@
 """The stages of the language refocusing experiment; every stage's result is a file, so a re-run resumes.
 
 1. tasks (train / val / test, test items unseen) and the real-text corpus (deduplicated against them);
-2. pre-tuning of the top-down path through ``language_generation.pretune``'s recipe, its length chosen on
-   the corpus' val split (reconstruction loss + pass-2 LM loss); the LoRA control on the same tokens;
+2. pre-tuning of the top-down path through ``language_generation.pretune``'s recipe, its lr (``pretune_lrs``,
+   grown past a winning edge) and its length chosen on the corpus' val split by the pass-2 LM loss alone (the
+   reconstruction term, about 300x larger, would decide otherwise), beside the bare model's and the fresh
+   path's loss there; the pre-tuned methods enter the comparison only where the pre-tuned path beats the fresh
+   one on val. The LoRA control on the same tokens at the chosen lr;
 3. per method, an lr grid on val (answer loss, first seed, the largest step count), extended past a
    winning edge; then every seed at the chosen lr, scored on test (greedy exact match, answer loss);
-4. the budget curve (every step count) for the best TOAST and the best baseline (chosen on val).
+4. the budget curve (every step count) for the best TOAST and the best baseline (chosen on val);
+5. with ``pretune_lengths`` (multiples of ``pretune_steps``; 0: none), the pre-tuning curve: ``toast-pre`` and
+   ``lora-corpus`` (the baseline that sees the same corpus) at each length, each with its own pre-tuning, grids
+   and seeds; at 0 they are ``toast-fresh`` and ``lora-r4``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -47,7 +53,7 @@ class Setup:
     steps: list[int]
     pretune_steps: int
     pretune_checks: int = 3
-    pretune_lr: float = 1e-3
+    pretune_lrs: tuple[float, ...] = (1e-3,)  # pre-tuning lrs, chosen on the corpus' val split (one: fixed)
     block_size: int = 128
     batch: int = 8
     train_per_family: int = 50
@@ -59,6 +65,7 @@ class Setup:
     corpus_val_fraction: float = 0.05
     val_blocks: int = 4  # 128-token blocks of the corpus val split scored per pre-tuning checkpoint
     grid_size: int = 3  # 3: each method's grid on val, extended past a winning edge; 1: its middle lr, fixed
+    pretune_lengths: tuple[float, ...] = ()  # the pre-tuning curve's lengths, multiples of pretune_steps
     jobs: int = 1  # training runs side by side (experiments.jobs: one process each, an equal share of the cores)
     times: dict[str, float] = field(default_factory=dict)
 
@@ -119,13 +126,13 @@ def corpus(setup: Setup, splits: dict[str, list[dict]]) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _corpus_opts(setup: Setup, out: Path, steps: int, seed: int = 0) -> list[str]:
+def _corpus_opts(setup: Setup, out: Path, steps: int, lr: float, seed: int = 0) -> list[str]:
     return [
         "MODEL.NAME_OR_PATH", str(setup.model), "MODEL.DTYPE", "float32", "SEED", str(seed),
         "DATA.PATH", str(setup.out / "corpus" / "train.jsonl"), "DATA.BLOCK_SIZE", str(setup.block_size),
         "DATA.MAX_RECORDS", str(setup.corpus_records), "TRAIN.MAX_STEPS", str(steps),
         "TRAIN.PER_DEVICE_TRAIN_BATCH_SIZE", "4", "TRAIN.GRADIENT_ACCUMULATION_STEPS", "1",
-        "TRAIN.LEARNING_RATE", str(setup.pretune_lr), "TRAIN.LOGGING_STEPS", str(max(1, steps // 10)),
+        "TRAIN.LEARNING_RATE", str(lr), "TRAIN.LOGGING_STEPS", str(max(1, steps // 10)),
         "TRAIN.USE_CPU", "True", "OUTPUT_DIR", str(out),
     ]  # fmt: skip
 
@@ -143,11 +150,15 @@ def val_blocks(setup: Setup, tokenizer) -> torch.Tensor:
     return torch.tensor(stream[:usable]).view(-1, setup.block_size)[: setup.val_blocks]
 
 
+def _pretune_cfg(setup: Setup, weights: Path | None):
+    return load_config("", [*_corpus_opts(setup, setup.out / "pretune", 1, setup.pretune_lrs[0]),
+                            "MODEL.TOPDOWN_WEIGHTS", str(weights) if weights else ""], defaults=PRETUNE_DEFAULTS)  # fmt: skip
+
+
 @torch.no_grad()
 def pretune_val_losses(setup: Setup, weights: Path | None, blocks: torch.Tensor) -> dict:
     """Pass-2 LM loss and reconstruction loss (coefficient 1, the recipe's) of a path on the val blocks."""
-    cfg = load_config("", [*_corpus_opts(setup, setup.out / "pretune", 1), "MODEL.TOPDOWN_WEIGHTS",
-                           str(weights) if weights else ""], defaults=PRETUNE_DEFAULTS)  # fmt: skip
+    cfg = _pretune_cfg(setup, weights)
     torch.manual_seed(0)
     model = attach_toast(load_base_model(cfg), cfg).eval()
     lm = recon = 0.0
@@ -158,44 +169,85 @@ def pretune_val_losses(setup: Setup, weights: Path | None, blocks: torch.Tensor)
     return {"lm": lm / len(blocks), "recon": recon / len(blocks)}
 
 
-def pretune(setup: Setup, tokenizer) -> dict:
-    """Pre-tunes once with a checkpoint at every ``pretune_steps / pretune_checks`` steps; picks the one with
-    the lowest val LM + reconstruction loss. Result (``pretune/choice.json``) is reused."""
-    choice_path = setup.out / "pretune" / "choice.json"
-    if (done := _json(choice_path)) is not None:
+@torch.no_grad()
+def bare_val_loss(setup: Setup, blocks: torch.Tensor) -> float:
+    """The base model's LM loss on the val blocks, without a top-down path: what a path has to beat."""
+    model = load_base_model(_pretune_cfg(setup, None)).eval()
+    return sum(float(model(input_ids=b, labels=b).loss) * len(b) for b in blocks.split(4)) / len(blocks)
+
+
+def pretune_run(setup: Setup, lr: float, blocks: torch.Tensor) -> dict:
+    """One pre-tuning run at ``lr`` with a checkpoint every ``pretune_steps / pretune_checks`` steps, each scored on
+    the val blocks; the best checkpoint by the LM term (``pretune/lr<lr>/scores.json``, reused)."""
+    run = setup.out / "pretune" / f"lr{lr:g}"
+    if (done := _json(run / "scores.json")) is not None:
         return done
     every = max(1, setup.pretune_steps // setup.pretune_checks)
-    opts = [*_corpus_opts(setup, setup.out / "pretune", setup.pretune_steps), "TRAIN.SAVE_STEPS", str(every),
+    opts = [*_corpus_opts(setup, run, setup.pretune_steps, lr), "TRAIN.SAVE_STEPS", str(every),
             "TRAIN.SAVE_TOTAL_LIMIT", str(setup.pretune_checks + 1)]  # fmt: skip
     results = train(load_config("", opts, defaults=PRETUNE_DEFAULTS))
-    blocks = val_blocks(setup, tokenizer)
-    curve = {0: pretune_val_losses(setup, None, blocks)}
+    curve = {}
     for step in range(every, setup.pretune_steps + 1, every):
-        folder = setup.out / "pretune" / f"checkpoint-{step}"
+        folder = run / f"checkpoint-{step}"
         if not folder.is_dir():
             print(f"pre-tuning: {folder} was not kept (a run made with a lower TRAIN.SAVE_TOTAL_LIMIT)", flush=True)
             continue
         curve[step] = pretune_val_losses(setup, folder, blocks)
-        print(f"pre-tuning step {step}: val {curve[step]}", flush=True)
-    best = min((s for s in curve if s > 0), key=lambda s: curve[s]["lm"] + curve[s]["recon"])
-    done = {
-        "curve": curve,
-        "chosen_step": best,
-        "weights": str(setup.out / "pretune" / f"checkpoint-{best}"),
-        "tokens": best * 4 * setup.block_size,
-        "seconds": results.get("seconds"),
-    }
-    _write(choice_path, done)
+        print(f"pre-tuning lr {lr:g} step {step}: val {curve[step]}", flush=True)
+    best = min(curve, key=lambda s: curve[s]["lm"])
+    done = {"curve": curve, "best_step": best, "lm": curve[best]["lm"], "failed": failed_run(read_metrics(run)),
+            "weights": str(run / f"checkpoint-{best}"), "seconds": results.get("seconds")}  # fmt: skip
+    _write(run / "scores.json", done)
     return done
 
 
-def lora_corpus_model(setup: Setup, steps: int) -> Path:
-    """The base model after LoRA (rank 4) on the same corpus for the same steps, batch and blocks, merged."""
+def pretune(setup: Setup, tokenizer) -> dict:
+    """Pre-tunes at each lr of the grid (grown past a winning edge, ``runkit.lr_grid``: failed runs never win),
+    chooses the lr and checkpoint with the lowest val LM loss, and scores the bare model and the fresh path on
+    the same blocks. Result (``pretune/choice.json``) is reused."""
+    choice_path = setup.out / "pretune" / "choice.json"
+    if (done := _json(choice_path)) is not None:
+        return done
+    blocks = val_blocks(setup, tokenizer)
+    runs: dict[float, dict] = {}
+
+    def lm_losses(lrs: list[float]) -> dict[float, float | None]:
+        for lr in lrs:
+            runs.setdefault(lr, pretune_run(setup, lr, blocks))
+        return {lr: None if runs[lr]["failed"] else runs[lr]["lm"] for lr in lrs}
+
+    grown = MAX_EXTENSIONS if len(setup.pretune_lrs) > 1 else 0
+    grid = interior_grid(lm_losses, setup.pretune_lrs, higher_is_better=False, max_extensions=grown)
+    lr = grid.best if grid.best is not None else min(runs, key=lambda r: runs[r]["lm"])
+    fresh = pretune_val_losses(setup, None, blocks)
+    chosen = runs[lr]
+    done = {
+        "bare_lm": bare_val_loss(setup, blocks),
+        "fresh": fresh,
+        "lr": lr,
+        "lrs": {
+            f"{r:g}": {"lm": v["lm"], "step": v["best_step"], "failed": v["failed"]} for r, v in sorted(runs.items())
+        },
+        "lr_chosen_on_val": len(setup.pretune_lrs) > 1,
+        "at_edge": bool(grown) and grid.at_edge,
+        "curve": {0: fresh, **chosen["curve"]},
+        "chosen_step": chosen["best_step"],
+        "weights": chosen["weights"],
+        "tokens": chosen["best_step"] * 4 * setup.block_size,
+        "beats_fresh": chosen["lm"] < fresh["lm"],
+        "seconds": sum(v["seconds"] or 0.0 for v in runs.values()),
+    }
+    _write(choice_path, done)
+    return _json(choice_path)  # as a resumed run reads it (step keys are strings)
+
+
+def lora_corpus_model(setup: Setup, steps: int, lr: float) -> Path:
+    """The base model after LoRA (rank 4) on the same corpus for the same steps, lr, batch and blocks, merged."""
     target = setup.out / "lora_corpus" / "merged"
     if (target / "config.json").is_file():
         return target
     run = setup.out / "lora_corpus" / "run"
-    opts = [*_corpus_opts(setup, run, steps), "MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "4",
+    opts = [*_corpus_opts(setup, run, steps, lr), "MODEL.TRANSFER_TYPE", "lora", "MODEL.LORA.RANK", "4",
             "MODEL.LORA.ALPHA", "4.0", "TRAIN.SAVE_STRATEGY", "no"]  # fmt: skip
     cfg = load_config("", opts, defaults=PRETUNE_DEFAULTS)  # the same recipe; MODEL.TOAST.* unused by LoRA
     train(cfg)
@@ -299,7 +351,8 @@ def pretune_job(setup: Setup) -> dict:
 
 
 def lora_corpus_job(setup: Setup) -> Path:
-    return lora_corpus_model(setup, _json(setup.out / "pretune" / "choice.json")["chosen_step"])
+    choice = _json(setup.out / "pretune" / "choice.json")
+    return lora_corpus_model(setup, choice["chosen_step"], choice["lr"])
 
 
 def lr_job(setup: Setup, method: str) -> dict:
@@ -360,8 +413,10 @@ def main_run(setup: Setup) -> dict:
     pretuned = done.get("pretune")
     chosen = {method: done[f"lr {method}"] for method in setup.methods}
     scores = {m: {seed: done[f"test {m} seed{seed}"] for seed in setup.seeds} for m in setup.methods}
-    toasts = [m for m in setup.methods if METHODS[m].is_toast]
-    others = [m for m in setup.methods if not METHODS[m].is_toast]
+    # a pre-tuned path that does not beat the fresh one on val is shown, not compared (the report says so)
+    compared = [m for m in setup.methods if not (METHODS[m].pretuned and pretuned and not pretuned["beats_fresh"])]
+    toasts = [m for m in compared if METHODS[m].is_toast]
+    others = [m for m in compared if not METHODS[m].is_toast]
     best = {
         "toast": min(toasts, key=lambda m: chosen[m]["val_loss"]) if toasts else None,
         "baseline": min(others, key=lambda m: chosen[m]["val_loss"]) if others else None,
@@ -375,5 +430,67 @@ def main_run(setup: Setup) -> dict:
     }
     ran = run_jobs(budget_jobs, setup.jobs, on_done=_record(setup))
     budget = {m: {n: {s: ran[f"budget {m} {n} seed{s}"] for s in setup.seeds} for n in setup.steps} for m in curve}
-    return {"splits": splits, "provenance": provenance, "pretuned": pretuned, "chosen": chosen,
-            "scores": scores, "best": best, "budget": budget}  # fmt: skip
+    failed = {m: {s: why for s in setup.seeds if (why := failed_run(read_metrics(
+        run_folder(setup, m, chosen[m]["lr"], max(setup.steps), s))))} for m in setup.methods}  # fmt: skip
+    lite = {m: lite_norms(setup, m, chosen[m]["lr"], setup.seeds[0]) for m in setup.methods
+            if METHODS[m].pretuned and METHODS[m].transfer == "toast-lite"}  # fmt: skip
+    result = {"splits": splits, "provenance": provenance, "pretuned": pretuned, "chosen": chosen,
+              "scores": scores, "best": best, "budget": budget, "failed": failed, "lite": lite}  # fmt: skip
+    if setup.pretune_lengths:
+        result["pretune_curve"] = pretune_curve(setup, result)
+    return result
+
+
+# the methods the pre-tuning curve follows, each with its counterpart without the corpus
+CURVE_METHODS = {"toast-pre": "toast-fresh", "lora-corpus": "lora-r4"}
+
+
+def pretune_curve(setup: Setup, result: dict) -> dict:
+    """``{multiple: {"tokens": pre-tuning tokens, "scores": {method: {seed: test scores}}}}`` for each multiple of
+    ``pretune_steps`` in ``pretune_lengths``. Multiple 1 is this run's; 0 the counterparts without the corpus
+    (this run's where it ran them); every other length a study of its own under ``out/pretune_curve/x<multiple>``
+    (the data and corpus linked), with its own pre-tuning, grids and seeds, at the largest step count."""
+    followed = {m: base for m, base in CURVE_METHODS.items() if m in setup.methods}
+    if not followed:
+        raise ValueError(f"pretune_lengths needs one of {list(CURVE_METHODS)} in METHODS")
+    curve = {}
+    for multiple in setup.pretune_lengths:
+        names = followed if multiple == 0 else {m: m for m in followed}
+        to_run = [] if multiple == 1 else [n for n in names.values() if multiple != 0 or n not in setup.methods]
+        scores = result["scores"]
+        if to_run:
+            sub = setup.out / "pretune_curve" / f"x{multiple:g}"
+            sub.mkdir(parents=True, exist_ok=True)
+            for shared in ("data", "corpus"):
+                if not (sub / shared).exists():
+                    (sub / shared).symlink_to((setup.out / shared).resolve(), target_is_directory=True)
+            steps = max(1, round(multiple * setup.pretune_steps))
+            length = replace(setup, out=sub, methods=to_run, steps=[max(setup.steps)], pretune_steps=steps,
+                             pretune_checks=min(setup.pretune_checks, steps), pretune_lengths=(), times={})  # fmt: skip
+            scores = main_run(length)["scores"]
+            setup.times["pre-tuning curve"] = setup.times.get("pre-tuning curve", 0.0) + sum(length.times.values())
+        curve[f"{multiple:g}"] = {
+            "tokens": round(multiple * setup.pretune_steps) * 4 * setup.block_size,  # the run's budget
+            "scores": {m: scores[n] for m, n in names.items()},
+        }
+    return curve
+
+
+@torch.no_grad()
+def lite_norms(setup: Setup, method: str, lr: float, seed: int) -> list[dict]:
+    """Per layer, the Frobenius norms of the pre-tuned A_i and B_i (frozen) and of the rank-r updates
+    ``scale · b @ a`` the tuning learned on them, in a final run of a TOAST-Lite method (``lite_norms.json``,
+    reused). An update far smaller than the weight it adds to cannot undo a pre-tuned path that hurts."""
+    run = run_folder(setup, method, lr, max(setup.steps), seed)
+    if (done := _json(run / "lite_norms.json")) is not None:
+        return done
+    model = load_tuned(tune_cfg(setup, method, lr, max(setup.steps), seed, start_paths(setup)), run)
+    rows = []
+    for layer, decoder in enumerate(model.top_down.decoders):
+        row = {"layer": layer}
+        for name, linear in (("A", decoder.down), ("B", decoder.to_value)):
+            update = linear.lora_scale * linear.lora_b @ linear.lora_a
+            row |= {name: float(linear.weight.norm()), f"{name}_update": float(update.norm())}
+        rows.append(row)
+    _write(run / "lite_norms.json", rows)
+    return rows

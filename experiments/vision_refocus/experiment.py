@@ -9,13 +9,20 @@ methods. This runs that claim, offline, on a real DINOv2 ViT-S/14 (the demo's ON
    splits, neither as a labelled digit nor as a fragment (each split draws from its own pool).
 2. Input size: a linear probe (train800 → val200) at each candidate size; the chosen size is the one whose
    val top-1 is nearest to halfway between chance and 100 %. Test is never read here.
-3. Source training, shared by every seed and grid point: TOAST's pre-tuning (the project's ``pretune``
-   recipe), and, for ``bias``, ``lora``, ``prompt`` and ``end2end``, the same method trained on the same source
-   scenes for the same epochs (its grid's middle lr; best source-val epoch kept, as pre-tuning keeps it).
-   Their ``-seq`` variants start on the target from it (``MODEL.INIT_FROM``: everything but the head).
-4. Every method on the target through ``tune``: an lr grid on train800 → val200, grown past an edge optimum
-   (``runkit.lr_grid``), then one final run per seed (5 by default) on train800val200 → test; same epochs.
-5. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
+3. Source training: TOAST's pre-tuning (the project's ``pretune`` recipe), and, for ``bias``, ``lora``,
+   ``prompt`` and ``end2end``, the same method trained on the same source scenes for the same epochs (its
+   grid's middle lr; best source-val epoch kept, as pre-tuning keeps it). Their ``-seq`` variants start on the
+   target from it (``MODEL.INIT_FROM``: everything but the head). ``--source-seeds shared`` trains it once
+   (seed 0) for every target seed, so the paired interval leaves out the source run's variance;
+   ``per-seed`` trains one per target seed (the grids use the first seed's), so the interval covers it.
+4. Every method on the target through ``tune``: a grid on train800 → val200 (the lr; the linear probe's L2
+   strength), grown past an edge optimum (``runkit.lr_grid``), for each head factor of ``--head-factors``
+   (the best factor and lr on val win), then one final run per seed (5 by default) on train800val200 → test.
+5. With ``--pretune-lengths`` (multiples of ``--pretune-epochs``; 0: none), the pre-tuning curve: pre-tuned
+   TOAST and each ``-seq`` baseline (the methods that see the source) at each source length, each with its own
+   grid on val and final seeds; at 0 they are the fresh ``toast`` and the plain baselines. Paired by seed at
+   each length (``pretune_curve.json``, ``pretune_curve.png``).
+6. The best TOAST on val against every baseline, paired by seed (mean difference and 95 % t interval:
    ``experiments.stats``), a budget curve (the best TOAST and the two best baselines on val, 3 seeds, at each of
    ``--budgets`` target epochs, with the lr chosen at the main budget), charts (``plots``), and
    ``report.md`` with the grids, the flags (edge optima, collapsed final runs) and the time of each stage.
@@ -30,6 +37,7 @@ import argparse
 import json
 import shutil
 import time
+from argparse import Namespace
 from pathlib import Path
 
 from experiments.jobs import Job, default_workers, run_jobs
@@ -62,6 +70,7 @@ PRETUNE_OPTS = {"SOLVER.BASE_LR": 3e-4, "SOLVER.HEAD_LR_MULT": 10.0, **FIRST_PAS
 PRETUNE_EPOCHS = 8
 BUDGETS = (2, 6, 20)  # target epochs of the budget curve
 BUDGET_SEEDS = 3  # the first three of --seeds
+SOURCE_SEEDS = ("shared", "per-seed")  # the source runs: one (seed 0) for every target seed, or one per seed
 
 
 class Stopwatch:
@@ -91,6 +100,12 @@ def check_args(args) -> None:
     for name in ("source_train", "source_val", "target_train", "target_val", "test"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if any(f <= 0 for f in args.head_factors) or len(set(args.head_factors)) < len(args.head_factors):
+        problems.append(f"--head-factors must be distinct and > 0, got {args.head_factors}")
+    if any(m < 0 for m in args.pretune_lengths):
+        problems.append(f"--pretune-lengths must be >= 0, got {args.pretune_lengths}")
+    if args.pretune_lengths and not curve_methods(args.methods):
+        problems.append("--pretune-lengths needs toast-pretuned or a -seq method in --methods")
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
 
@@ -162,31 +177,48 @@ def choose_size(out: Path, weights: Path, args) -> tuple[int, dict[int, float]]:
     return chosen, scores
 
 
-def pretune_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path) -> dict:
+def pretune_opts(
+    weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path, seed: int = 0
+) -> dict:
     """One pre-tuning run's overrides: the source's train → val (no test), the experiment's recipe."""
-    return {**source_opts(weights, data, num_classes, size, epochs, run), **PRETUNE_OPTS}
+    return {**source_opts(weights, data, num_classes, size, epochs, run, seed), **PRETUNE_OPTS}
 
 
-def source_starts(out: Path, methods: list[str]) -> dict[str, Path]:
-    """Where each source-side run the methods need keeps its best epoch: ``{"pretune" | transfer: best/}``
-    (known before the runs exist, so that the target jobs can be queued behind them)."""
-    starts = {}
-    if any(METHODS[m].pretuned for m in methods):
-        starts["pretune"] = out / "pretune" / "best"
-    for transfer in dict.fromkeys(METHODS[m].transfer for m in methods if METHODS[m].source_stage):
-        starts[transfer] = out / "source_runs" / transfer / "best"
-    return starts
+def source_seed(args, seed: int) -> int:
+    """The seed of the source run that a target run of ``seed`` starts from (``--source-seeds``)."""
+    return seed if args.source_seeds == "per-seed" else 0
 
 
-def pretune_source(out: Path, weights: Path, size: int, args) -> Path:
+def source_run(out: Path, key: str, args, seed: int) -> Path:
+    """The folder of the source run ``key`` ("pretune" or a transfer type) that a target ``seed`` starts from."""
+    base = out / "pretune" if key == "pretune" else out / "source_runs" / key
+    return base / f"seed{seed}" if args.source_seeds == "per-seed" else base
+
+
+def source_job(key: str, args, seed: int) -> str:
+    """The job name of that source run."""
+    name = "pretune" if key == "pretune" else f"source {key}"
+    return f"{name} seed{seed}" if args.source_seeds == "per-seed" else name
+
+
+def source_starts(out: Path, methods: list[str], args) -> dict[str, dict[int, Path]]:
+    """Where each source-side run the methods need keeps its best epoch, per target seed:
+    ``{"pretune" | transfer: {seed: best/}}`` (known before the runs exist, so that the target jobs can be queued
+    behind them)."""
+    keys = ["pretune"] if any(METHODS[m].pretuned for m in methods) else []
+    keys += list(dict.fromkeys(METHODS[m].transfer for m in methods if METHODS[m].source_stage))
+    return {k: {s: source_run(out, k, args, source_seed(args, s)) / "best" for s in args.seeds} for k in keys}
+
+
+def pretune_source(out: Path, weights: Path, size: int, args, seed: int = 0) -> Path:
     """Pre-tunes A_i, B_i and p on the source task with the project's recipe; the run's best/ folder."""
-    run = out / "pretune"
-    opts = pretune_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run)
+    run = source_run(out, "pretune", args, seed)
+    opts = pretune_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run, seed)
     pretune_main(["--config-file", str(CONFIG), *as_overrides(opts), *args.opts])
     return run / "best"
 
 
-def source_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path) -> dict:
+def source_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: int, run: Path, seed: int = 0) -> dict:
     """A run on the source's train → val (no test): pre-tuning, or a baseline's source stage."""
     return {
         **_base_opts(weights, data, SOURCE, num_classes, size, epochs),
@@ -194,17 +226,17 @@ def source_opts(weights: Path, data: Path, num_classes: int, size: int, epochs: 
         "DATA.VAL_SPLIT": "val",
         "DATA.TEST_SPLIT": "none",
         "OUTPUT_DIR": str(run),
-        "SEED": 0,
+        "SEED": seed,
     }
 
 
-def train_on_source(out: Path, weights: Path, size: int, transfer: str, args) -> Path:
+def train_on_source(out: Path, weights: Path, size: int, transfer: str, args, seed: int = 0) -> Path:
     """``transfer`` trained on the source scenes for the pre-tuning's epochs, at the middle of its target grid
     (no source-side tuning; the best source-val epoch is kept, as pre-tuning keeps it): the run's best/."""
     method = next(m for m in METHODS.values() if m.transfer == transfer and m.source_stage)
-    run = out / "source_runs" / transfer
+    run = source_run(out, transfer, args, seed)
     opts = {
-        **source_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run),
+        **source_opts(weights, out / "data", len(args.source_classes), size, args.pretune_epochs, run, seed),
         "MODEL.TRANSFER_TYPE": transfer,
         "SOLVER.BASE_LR": method.middle_lr,
         **method.opts,
@@ -213,9 +245,14 @@ def train_on_source(out: Path, weights: Path, size: int, transfer: str, args) ->
     return run / "best"
 
 
-def method_config(out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None):
-    """The target config of one method (its lr still the config's), its runs under ``root``."""
+def method_config(
+    out: Path, weights: Path, size: int, name: str, starts: dict, args, root: Path, epochs=None, seed=None, head=1.0
+):
+    """The target config of one method (its lr still the config's), its runs under ``root``, starting from the
+    source runs of target ``seed`` (default: the first, whose source runs the grids use), its head multiplier
+    scaled by ``head``."""
     method = METHODS[name]
+    seed = args.seeds[0] if seed is None else seed
     opts = {
         **_base_opts(weights, out / "data", TARGET, len(args.target_classes), size, epochs or args.epochs),
         "MODEL.TRANSFER_TYPE": method.transfer,
@@ -225,67 +262,116 @@ def method_config(out: Path, weights: Path, size: int, name: str, starts: dict, 
         "SOLVER.EVAL_PERIOD": epochs or target_epochs(args),
         **method.opts,
     }
+    if head != 1.0:
+        opts["SOLVER.HEAD_LR_MULT"] = head * float(method.opts.get("SOLVER.HEAD_LR_MULT", 1.0))
     if method.pretuned:
-        opts["MODEL.TOPDOWN_WEIGHTS"] = str(starts["pretune"])
+        opts["MODEL.TOPDOWN_WEIGHTS"] = str(starts["pretune"][seed])
     if method.source_stage:
-        opts["MODEL.INIT_FROM"] = str(starts[method.transfer])
+        opts["MODEL.INIT_FROM"] = str(starts[method.transfer][seed])
     return load_config(str(CONFIG), as_overrides(opts) + args.opts)
+
+
+def head_factors(name: str, args) -> tuple[float, ...]:
+    """The factors of the method's head multiplier tried on val (none for the L-BFGS probe: it has no lr)."""
+    return (1.0,) if METHODS[name].axis == "wd" else tuple(args.head_factors)
+
+
+def method_root(out: Path, name: str, head: float = 1.0) -> Path:
+    """Where a method's runs at head factor ``head`` live."""
+    root = out / "runs" / name
+    return root if head == 1.0 else root / f"head{head:g}"
+
+
+def chosen_root(out: Path, name: str) -> Path:
+    """Where a method's final runs live: under the head factor its grid chose (``grid.json``)."""
+    grid = out / "runs" / name / "grid.json"
+    head = json.loads(grid.read_text()).get("head_factor", 1.0) if grid.is_file() else 1.0
+    return method_root(out, name, head)
 
 
 def _grid_json(root: Path, name: str) -> Path:
     return root / "final" / TARGET / METHODS[name].transfer / "selected.json"
 
 
-def val_scores(cfg, name: str, lrs: list[float]) -> dict[float, float | None]:
-    """Every lr's last-epoch val top-1 (train800 → val200) through ``tune`` with no final run (finished grid
-    points are skipped). tune scales its grid by batch/256 (the original's rule); the lrs here are meant as given."""
+def _tune_grid(cfg, name: str, values: list[float]) -> tuple[list[float], list[float]]:
+    """``tune``'s (lrs, wds) for ``values`` on the method's axis. tune scales its lrs by batch/256 (the original's
+    rule); the values here are meant as given, so that scale is undone."""
     scale = 256 / cfg.DATA.BATCH_SIZE
-    tune(cfg, [lr * scale for lr in lrs], [cfg.SOLVER.WEIGHT_DECAY], [])
+    if METHODS[name].axis == "wd":
+        return [cfg.SOLVER.BASE_LR * scale], list(values)
+    return [v * scale for v in values], [cfg.SOLVER.WEIGHT_DECAY]
+
+
+def val_scores(cfg, name: str, values: list[float]) -> dict[float, float | None]:
+    """Every grid value's last-epoch val top-1 (train800 → val200) through ``tune`` with no final run (finished
+    grid points are skipped)."""
+    tune(cfg, *_tune_grid(cfg, name, values), [])
     grid = json.loads(_grid_json(Path(cfg.OUTPUT_DIR), name).read_text())["grid"]
-    return {lr: point["val_top1"] for lr, point in zip(lrs, grid)}
+    return {value: point["val_top1"] for value, point in zip(values, grid)}
 
 
-def _with_lr(cfg, lr: float):
+def _with(cfg, lr: float, wd: float):
     cfg = cfg.clone()
     cfg.defrost()
     cfg.SOLVER.BASE_LR = lr
+    cfg.SOLVER.WEIGHT_DECAY = wd
     cfg.freeze()
     return cfg
 
 
+def _fixed_point(cfg, name: str) -> tuple[float, float]:
+    """(lr, wd) with ``--grid 1``: the middle of the method's grid on its axis, the config's other value."""
+    middle = METHODS[name].middle_lr
+    return (cfg.SOLVER.BASE_LR, middle) if METHODS[name].axis == "wd" else (middle, cfg.SOLVER.WEIGHT_DECAY)
+
+
 def choose_method_lr(out: Path, weights: Path, size: int, name: str, starts: dict, args) -> dict:
-    """The method's lr grid on val (grown past an edge optimum; ``grid.json`` lists it), no final run:
-    ``{"lr", "val", "grid": Grid | None}``. With ``--grid 1`` its middle lr, fixed (no val score)."""
-    method = METHODS[name]
-    cfg = method_config(out, weights, size, name, starts, args, out / "runs" / name)
-    if args.grid == 1:  # no choice on val: the grid's middle lr, as given (a smoke test of the pipeline)
-        return {"lr": method.middle_lr, "val": None, "grid": None}
-    grid = interior_grid(lambda lrs: val_scores(cfg, name, lrs), start_grid(name, args.domain), higher_is_better=True)
-    if grid.every_lr_failed:
-        raise RuntimeError(f"{name}: every lr diverged on val, {grid.lrs} (the grid grew down {grid.extensions}x)")
-    scale = 256 / cfg.DATA.BATCH_SIZE
-    chosen = tune(cfg, [lr * scale for lr in grid.lrs], [cfg.SOLVER.WEIGHT_DECAY], [])  # the grid's runs, cached
-    record = {"lrs": grid.lrs, "val_top1": [grid.scores[lr] for lr in grid.lrs], "best": grid.best}
-    record |= {"extensions": grid.extensions, "at_edge": grid.at_edge}
+    """The method's grid on val (grown past an edge optimum) at each head factor, no final run: ``{"lr", "wd",
+    "head", "val", "grid": Grid | None, "heads": {factor: Grid}}``; ``grid.json`` records the choice. With
+    ``--grid 1`` its middle value at head factor 1, fixed (no val score)."""
+    if args.grid == 1:  # no choice on val: the grid's middle value, as given (a smoke test of the pipeline)
+        cfg = method_config(out, weights, size, name, starts, args, method_root(out, name))
+        lr, wd = _fixed_point(cfg, name)
+        return {"lr": lr, "wd": wd, "head": 1.0, "val": None, "grid": None, "heads": {}}
+    heads, chosen = {}, {}
+    for head in head_factors(name, args):
+        cfg = method_config(out, weights, size, name, starts, args, method_root(out, name, head), head=head)
+        grid = interior_grid(
+            lambda v, cfg=cfg: val_scores(cfg, name, v), start_grid(name, args.domain), higher_is_better=True
+        )
+        if grid.every_lr_failed:
+            continue
+        heads[head] = grid
+        chosen[head] = tune(cfg, *_tune_grid(cfg, name, grid.lrs), [])  # the grid's runs, cached
+    if not heads:
+        raise RuntimeError(f"{name}: every grid point diverged on val at every head factor {head_factors(name, args)}")
+    order = list(heads)
+    head = max(order, key=lambda h: (heads[h].scores[heads[h].best], -order.index(h)))
+    grid = heads[head]
+    record = {"axis": METHODS[name].axis, "lrs": grid.lrs, "val_top1": [grid.scores[v] for v in grid.lrs]}
+    record |= {"best": grid.best, "extensions": grid.extensions, "at_edge": grid.at_edge, "head_factor": head}
+    record |= {"lr": chosen[head]["lr"], "wd": chosen[head]["wd"]}
+    record["head_factors"] = {f"{h:g}": {"best": g.best, "val_top1": g.scores[g.best]} for h, g in heads.items()}
     atomic_write_text(out / "runs" / name / "grid.json", json.dumps(record, indent=2) + "\n")
-    return {"lr": chosen["lr"], "val": grid.scores[grid.best], "grid": grid}
+    return {"lr": record["lr"], "wd": record["wd"], "head": head, "val": grid.scores[grid.best], "grid": grid,
+            "heads": heads}  # fmt: skip
 
 
 def final_run(out: Path, weights: Path, size: int, name: str, starts: dict, args, seed: int) -> None:
-    """One seed's run at the method's chosen lr on train800val200 → test (re-selected by ``tune`` from the
-    grid's finished val runs, which ``choose_method_lr`` left in ``grid.json``)."""
-    cfg = method_config(out, weights, size, name, starts, args, out / "runs" / name)
-    if args.grid == 1:
-        tune(_with_lr(cfg, METHODS[name].middle_lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
-        return
-    lrs = json.loads((out / "runs" / name / "grid.json").read_text())["lrs"]
-    scale = 256 / cfg.DATA.BATCH_SIZE
-    tune(cfg, [lr * scale for lr in lrs], [cfg.SOLVER.WEIGHT_DECAY], [seed])
+    """One seed's run at the method's chosen point (``grid.json``; ``--grid 1``: the fixed one) on
+    train800val200 → test, starting from that seed's source runs."""
+    head, point = 1.0, None
+    if args.grid != 1:
+        record = json.loads((out / "runs" / name / "grid.json").read_text())
+        head, point = record["head_factor"], (record["lr"], record["wd"])
+    cfg = method_config(out, weights, size, name, starts, args, method_root(out, name, head), seed=seed, head=head)
+    lr, wd = point or _fixed_point(cfg, name)
+    tune(_with(cfg, lr, wd), None, [wd], [seed])
 
 
 def final_test_scores(out: Path, name: str, root: Path | None = None) -> dict[int, float]:
     """``{seed: final test top-1}`` of a method's finished final runs (diverged runs have none)."""
-    runs = (root or out / "runs" / name) / "final" / TARGET / METHODS[name].transfer
+    runs = (root or chosen_root(out, name)) / "final" / TARGET / METHODS[name].transfer
     scores = {}
     for results in sorted(runs.glob("seed*/results.json")):
         value = json.loads(results.read_text()).get("final_test_top1")
@@ -302,12 +388,17 @@ def budget_methods(selected: dict) -> list[str]:
     return toast + rivals
 
 
-def budget_run(out: Path, weights: Path, size: int, name: str, lr: float, epochs: int, starts: dict, args, seed):
-    """One seed of the budget curve: ``name`` at its lr (chosen at the main budget) for ``epochs`` target epochs,
-    train800val200 → test, under ``out/budget/<name>/ep<epochs>``."""
+def budget_run(out: Path, weights: Path, size: int, name: str, chosen: dict, epochs: int, starts: dict, args, seed):
+    """One seed of the budget curve: ``name`` at its point (``chosen``: lr, wd and head factor, chosen at the main
+    budget) for ``epochs`` target epochs, train800val200 → test, under ``out/budget/<name>/ep<epochs>``."""
     root = out / "budget" / name / f"ep{epochs}"
-    cfg = method_config(out, weights, size, name, starts, args, root, epochs)
-    tune(_with_lr(cfg, lr), None, [cfg.SOLVER.WEIGHT_DECAY], [seed])
+    cfg = method_config(out, weights, size, name, starts, args, root, epochs, seed=seed, head=chosen["head"])
+    tune(_with(cfg, chosen["lr"], chosen["wd"]), None, [chosen["wd"]], [seed])
+
+
+def _point(chosen: dict) -> dict:
+    """The picklable part of a method's choice: lr, wd and head factor."""
+    return {k: chosen[k] for k in ("lr", "wd", "head")}
 
 
 def budget_jobs(out: Path, weights: Path, size: int, selected: dict, starts: dict, args) -> dict[str, Job]:
@@ -315,7 +406,7 @@ def budget_jobs(out: Path, weights: Path, size: int, selected: dict, starts: dic
     main_epochs = target_epochs(args)
     return {
         f"budget {name} ep{epochs} seed{seed}": Job(
-            budget_run, (out, weights, size, name, selected[name]["lr"], epochs, starts, args, seed)
+            budget_run, (out, weights, size, name, _point(selected[name]), epochs, starts, args, seed)
         )
         for name in budget_methods(selected)
         for epochs in args.budgets
@@ -325,16 +416,17 @@ def budget_jobs(out: Path, weights: Path, size: int, selected: dict, starts: dic
 
 
 def budget_curve(out: Path, selected: dict, args) -> dict:
-    """``{method: {epochs: [test top-1 per seed]}}`` from the finished runs of ``budget_jobs``, into budget.json."""
+    """``{method: {epochs: {seed: test top-1}}}`` from the finished runs of ``budget_jobs``, into budget.json
+    (by seed, so that two methods' differences pair the runs that share a seed)."""
     main_epochs = target_epochs(args)
     seeds = args.seeds[:BUDGET_SEEDS]
-    curves: dict[str, dict[int, list[float]]] = {}
+    curves: dict[str, dict[int, dict[int, float]]] = {}
     for name in budget_methods(selected):
         curves[name] = {}
         for epochs in args.budgets:
             root = None if epochs == main_epochs else out / "budget" / name / f"ep{epochs}"
             scores = final_test_scores(out, name, root)
-            curves[name][epochs] = [scores[s] for s in seeds if s in scores]
+            curves[name][epochs] = {s: scores[s] for s in seeds if s in scores}
     atomic_write_text(out / "budget.json", json.dumps(curves, indent=2) + "\n")
     return curves
 
@@ -349,7 +441,7 @@ def collect_finals(out: Path, names: list[str]) -> Path:
     transfer type, which several methods share)."""
     table = out / "table"
     for name in names:
-        runs = out / "runs" / name / "final" / TARGET / METHODS[name].transfer
+        runs = chosen_root(out, name) / "final" / TARGET / METHODS[name].transfer
         seeds = sorted(runs.glob("seed*/results.json"))
         if not seeds:
             raise FileNotFoundError(f"{runs} holds no finished final run of {name}")
@@ -369,8 +461,8 @@ def summarize_csv(table: Path, out: Path) -> None:
 
 def draw_grid(out: Path, seed: int, count: int) -> list[Path]:
     """The pre-tuned path (top row) and the fresh one (bottom) on the same target test images."""
-    pretuned = out / "runs" / "toast-pretuned" / "final" / TARGET / "toast" / f"seed{seed}"
-    fresh = out / "runs" / "toast" / "final" / TARGET / "toast" / f"seed{seed}"
+    pretuned = chosen_root(out, "toast-pretuned") / "final" / TARGET / "toast" / f"seed{seed}"
+    fresh = chosen_root(out, "toast") / "final" / TARGET / "toast" / f"seed{seed}"
     visualize_main(["--adapter", str(pretuned), "--count", str(count), "--compare", str(fresh)])
     grids = []
     for i in range(count):
@@ -380,21 +472,60 @@ def draw_grid(out: Path, seed: int, count: int) -> list[Path]:
 
 
 def training_jobs(out: Path, weights: Path, size: int, starts: dict, args) -> dict[str, Job]:
-    """Every run of the table as jobs: the source-side runs (shared by every seed and grid point), each
-    method's grid on val after the source run it starts from, and each seed's final run after its grid."""
+    """Every run of the table as jobs: the source-side runs (one, or one per seed: ``--source-seeds``), each
+    method's grid on val after the source run it starts from (the first seed's), and each seed's final run after
+    its grid and its own source run."""
     jobs: dict[str, Job] = {}
-    if "pretune" in starts:
-        jobs["pretune"] = Job(pretune_source, (out, weights, size, args))
-    for transfer in (t for t in starts if t != "pretune"):
-        jobs[f"source {transfer}"] = Job(train_on_source, (out, weights, size, transfer, args))
-    for name in args.methods:
+    for key in starts:
+        for seed in dict.fromkeys(source_seed(args, s) for s in args.seeds):
+            fn, fn_args = (pretune_source, ()) if key == "pretune" else (train_on_source, (key,))
+            jobs[source_job(key, args, seed)] = Job(fn, (out, weights, size, *fn_args, args, seed))
+
+    def after(name: str, seed: int) -> tuple[str, ...]:
         method = METHODS[name]
-        after = ("pretune",) if method.pretuned else (f"source {method.transfer}",) if method.source_stage else ()
-        jobs[name] = Job(choose_method_lr, (out, weights, size, name, starts, args), after)
+        key = "pretune" if method.pretuned else method.transfer if method.source_stage else None
+        return () if key is None else (source_job(key, args, source_seed(args, seed)),)
+
+    for name in args.methods:
+        jobs[name] = Job(choose_method_lr, (out, weights, size, name, starts, args), after(name, args.seeds[0]))
     for name in args.methods:
         for seed in args.seeds:
-            jobs[f"{name} seed{seed}"] = Job(final_run, (out, weights, size, name, starts, args, seed), (name,))
+            jobs[f"{name} seed{seed}"] = Job(
+                final_run, (out, weights, size, name, starts, args, seed), (name, *after(name, seed))
+            )
     return jobs
+
+
+def curve_methods(methods: list[str]) -> dict[str, str]:
+    """The methods the pre-tuning curve follows, each with its counterpart without source training:
+    ``{"toast-pretuned": "toast", "<m>-seq": "<m>"}``."""
+    followed = {m: "toast" for m in methods if m == "toast-pretuned"}
+    return followed | {m: m.removesuffix("-seq") for m in methods if METHODS[m].source_stage}
+
+
+def pretune_curve(out: Path, weights: Path, size: int, args, record) -> dict:
+    """``{multiple: {"epochs": source epochs, "scores": {method: {seed: test top-1}}}}`` for each multiple of
+    ``--pretune-epochs`` in ``--pretune-lengths``, into ``pretune_curve.json``. Multiple 1 is the main table's
+    runs; 0 the counterparts without source training (the main table's where it ran them); every other length
+    its own source runs, grids and seeds under ``out/pretune_curve/x<multiple>`` (the study's data, linked)."""
+    followed = curve_methods(args.methods)
+    curve = {}
+    for multiple in args.pretune_lengths:
+        names = followed if multiple == 0 else {m: m for m in followed}
+        to_run = [] if multiple == 1 else [n for n in names.values() if multiple != 0 or n not in args.methods]
+        sub = out if not to_run else out / "pretune_curve" / f"x{multiple:g}"
+        if to_run:
+            sub.mkdir(parents=True, exist_ok=True)
+            if not (sub / "data").exists():
+                (sub / "data").symlink_to((out / "data").resolve(), target_is_directory=True)
+            epochs = round(multiple * args.pretune_epochs)
+            sub_args = Namespace(**{**vars(args), "methods": to_run, "pretune_epochs": epochs, "budgets": []})
+            starts = source_starts(sub, to_run, sub_args)
+            run_jobs(training_jobs(sub, weights, size, starts, sub_args), args.jobs, on_done=record)
+        scores = {m: final_test_scores(sub if n in to_run else out, n) for m, n in names.items()}
+        curve[f"{multiple:g}"] = {"epochs": round(multiple * args.pretune_epochs), "scores": scores}
+    atomic_write_text(out / "pretune_curve.json", json.dumps(curve, indent=2) + "\n")
+    return curve
 
 
 def _stage(job: str) -> str:
@@ -435,6 +566,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--grid", type=int, default=3, choices=(1, 3), help="3: each method's lr grid on val; 1: its middle lr, fixed"
     )
+    parser.add_argument(
+        "--head-factors",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="factors of each method's head multiplier, each with its own lr grid, the best on val kept "
+        "(e.g. 0.3 1 3; default: the method's multiplier only)",
+    )
+    parser.add_argument(
+        "--source-seeds",
+        default="shared",
+        choices=SOURCE_SEEDS,
+        help="shared: one source run (seed 0) for every target seed; per-seed: one per target seed",
+    )
+    parser.add_argument(
+        "--pretune-lengths",
+        type=float,
+        nargs="*",
+        default=[],
+        help="the pre-tuning curve: source lengths as multiples of --pretune-epochs (e.g. 0 1 4 16; default: none)",
+    )
     parser.add_argument("--grid-count", type=int, default=3, help="images in the refocusing grid")
     parser.add_argument(
         "--jobs", type=int, default=None, help="runs side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)"
@@ -447,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     weights = clock.run("weights", cached_weights, out / "weights")
     clock.run("data", write_data, out / "data", args)
     size, size_scores = clock.run("input size", choose_size, out, weights, args)
-    starts = source_starts(out, args.methods)
+    starts = source_starts(out, args.methods, args)
     jobs = args.jobs = args.jobs or default_workers()
     print(f"[refocus] {jobs} job(s) at a time")
 
@@ -462,9 +614,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.budgets and args.grid == 3:  # the curve needs each method's lr chosen on val
         run_jobs(budget_jobs(out, weights, size, selected, starts, args), jobs, on_done=record)
         curves = budget_curve(out, selected, args)
+    pretuning = {}
+    if args.pretune_lengths:
+
+        def record_curve(name: str, result, seconds: float) -> None:
+            clock.add("pre-tuning curve", seconds)
+
+        pretuning = pretune_curve(out, weights, size, args, record_curve)
     if {"toast", "toast-pretuned"} <= set(args.methods):
         clock.run("grid", draw_grid, out, args.seeds[0], args.grid_count)
     tests = {name: final_test_scores(out, name) for name in args.methods}
     chance = 100.0 / len(args.target_classes)
-    print("\n" + write_summary(out, selected, tests, curves, chance, target_epochs(args)))
+    print("\n" + write_summary(out, selected, tests, curves, chance, target_epochs(args), pretuning))
     print(write_report(out, args, size, size_scores, selected, tests, chance, clock.seconds))

@@ -1,7 +1,10 @@
 """The vision refocusing study's methods (the columns of its table), their lr grids and where each starts.
 
-Every starting grid spans the same head lrs (3e-3, 1e-2, 3e-2: the linear probe's); what differs is the lr of the
-part each method adapts (why each grid is where it is: visual_classification/README.md, "When refocusing helps").
+Every starting grid spans about the same head lrs (3e-3 ... 3e-2); what differs is the lr of the part each method
+adapts (why each grid is where it is: visual_classification/README.md, "When refocusing helps"). Each method's
+head multiplier is a starting point: ``--head-factors`` scales it by a few factors, chosen on val for every
+method alike. The linear probe is the library's converged one (full-batch L-BFGS on cached features, no
+augmentation), whose grid is its L2 strength.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from experiments.methods import Method, as_overrides, table
 # computed once per image and split, kept in float32.
 FIRST_PASS_CACHE = {"MODEL.TOAST.CACHE_FIRST_PASS": True, "DATA.CACHE_DTYPE": "float32"}
 FEATURE_CACHE = {"DATA.CACHE_FEATURES": True, "DATA.CACHE_DTYPE": "float32"}
+# configs/custom/linear_probe.yaml: one feature vector per image, 20 L-BFGS iterations per epoch
+_PROBE = {**FEATURE_CACHE, "DATA.AUGMENT": False, "SOLVER.OPTIMIZER": "lbfgs", "SOLVER.WARMUP_EPOCH": 0}
+_PROBE_L2 = (3e-4, 1e-3, 3e-3)  # λ of mean CE + λ/2 ‖W‖²
 _TOP_DOWN = {"SOLVER.HEAD_LR_MULT": 30.0, **FIRST_PASS_CACHE}
 _TOP_DOWN_LRS = (1e-4, 3e-4, 1e-3)
 _ADAPTER = {"SOLVER.HEAD_LR_MULT": 10.0}
@@ -29,7 +35,7 @@ def _method(name: str, transfer: str, lrs: tuple[float, ...], opts: dict, **kwar
 
 
 _BASELINES = (
-    _method("linear", "linear", (3e-3, 1e-2, 3e-2), FEATURE_CACHE),
+    _method("linear", "linear", _PROBE_L2, _PROBE, axis="wd"),
     _method("bias", "bias", _ADAPTER_LRS, _ADAPTER),
     _method("lora", "lora", _ADAPTER_LRS, _ADAPTER),
     _method("prompt", "prompt", (1e-3, 3e-3, 1e-2), {"SOLVER.HEAD_LR_MULT": 3.0}),
@@ -53,7 +59,7 @@ METHODS = table((*_BASELINES, *_SEQUENTIAL, *_TOAST))
 # domains start at the method's own grid; the -seq source runs keep the method's middle lr.
 START_GRIDS = {
     "digits": {
-        "linear": (3e-3, 1e-2, 3e-2),
+        "linear": _PROBE_L2,
         "bias": (3e-4, 1e-3, 3e-3),
         "lora": (1e-3, 3e-3, 9e-3),
         "prompt": (1e-3, 3e-3, 1e-2),
@@ -68,7 +74,7 @@ START_GRIDS = {
         "toast-lite-pretuned": (3e-4, 1e-3, 3e-3),
     },
     "photos": {
-        "linear": (3e-3, 1e-2, 3e-2),
+        "linear": _PROBE_L2,
         "bias": (1e-3, 3e-3, 9e-3),
         "lora": (1e-3, 3e-3, 9e-3),
         "prompt": (1e-3 / 3, 1e-3, 3e-3),

@@ -1,4 +1,5 @@
-"""The vision refocusing study's charts: test top-1 per method with every seed, the paired intervals, the budget curve."""
+"""The vision refocusing study's charts: test top-1 per method with every seed, the paired intervals, the budget
+curve and the pre-tuning curve."""
 
 from __future__ import annotations
 
@@ -63,18 +64,26 @@ def plot_paired(best: str, results: Mapping[str, Paired], out_png: Path) -> Path
     return save_figure(fig, out_png)
 
 
-def plot_budget(curves: Mapping[str, Mapping[int, list[float]]], out_png: Path) -> Path:
-    """``curves[method][epochs] = test top-1 per seed``: mean ± std against target epochs (log axis)."""
+def plot_budget(
+    curves: Mapping[str, Mapping[int, Mapping[int, float]]],
+    out_png: Path,
+    xlabel: str = "target epochs (train800val200)",
+) -> Path:
+    """``curves[method][x][seed] = test top-1``: mean ± std over seeds against ``x`` (log axis; linear near 0,
+    so that a curve may start at none)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for method, by_epochs in curves.items():
-        epochs = sorted(by_epochs)
-        means, stds = zip(*(mean_std(by_epochs[e]) for e in epochs))
+        epochs = sorted(e for e in by_epochs if by_epochs[e])
+        means, stds = zip(*(mean_std(list(by_epochs[e].values())) for e in epochs))
         ax.errorbar(epochs, means, yerr=stds, marker="o", capsize=3, label=method)
-    ax.set_xscale("log")
-    ax.minorticks_off()
     all_epochs = sorted({e for c in curves.values() for e in c})
+    if 0 in all_epochs:
+        ax.set_xscale("symlog", linthresh=1)
+    else:
+        ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(all_epochs, [str(e) for e in all_epochs])
-    ax.set_xlabel("target epochs (train800val200)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test top-1 (%), mean ± std over seeds")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
