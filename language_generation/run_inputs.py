@@ -15,6 +15,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
+from runkit.cli import UserError
 from runkit.files import atomic_write_text, read_json_record
 from runkit.fingerprint import changed_files, file_fingerprint
 from toast.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
@@ -29,7 +30,7 @@ MODEL_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken"
 TOP_DOWN_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)  # what an adapter folder is read from
 
 
-class InputsChanged(ValueError):
+class InputsChanged(UserError):
     """A run's base model, data or top-down weights differ by content from what it was trained on."""
 
 

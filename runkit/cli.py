@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 USAGE_ERROR = 2  # argparse's status for a bad command line
 
@@ -65,3 +65,10 @@ def _os_message(err: OSError) -> str:
     }.get(err.errno)
     text = f"{where}: {err.strerror or err}"
     return f"{text} ({hint})" if hint else text
+
+
+def flags_first(argv: Sequence[str] | None, *flags: str) -> list[str]:
+    """``argv`` (``sys.argv[1:]`` when None) with each switch of ``flags`` moved to the front wherever it stood, so
+    that ``--overwrite`` after the ``KEY VALUE`` pairs is a switch (argparse's REMAINDER would take it as a value)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return [*(a for a in argv if a in flags), *(a for a in argv if a not in flags)]

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from lm_helpers import refused
 from safetensors.torch import load_file
 from test_lm_data import tokenizer, write  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
@@ -32,10 +37,9 @@ def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_finite_checkpoint(
     folder, data = local_model
     out = tmp_path / "run"
     command = [*opts(folder, data, out, 8), "TRAIN.LEARNING_RATE", "1e30", "TRAIN.SAVE_STEPS", "1"]
-    with pytest.raises(SystemExit) as stopped:
+    with refused(capsys, r"^error: non-finite .*TRAIN.LEARNING_RATE") as line:
         main(command)
-    message = str(stopped.value.code)
-    assert message.startswith("error: non-finite") and "TRAIN.LEARNING_RATE" in message
+    message = line[0]
     step = int(message.split(" at step ")[1].split(":")[0])
     assert step < 8 and not (out / "results.json").exists()  # not reported as a finished run
     saved = rf.checkpoint_dirs(out)
@@ -47,7 +51,7 @@ def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_finite_checkpoint(
     assert "non-finite" in (out / "log.txt").read_text()
 
 
-def test_a_non_finite_loss_stops_at_its_step(local_model, tmp_path, monkeypatch):  # noqa: F811
+def test_a_non_finite_loss_stops_at_its_step(local_model, tmp_path, monkeypatch, capsys):  # noqa: F811
     """The loss itself going NaN (here forced at step 3) stops before the optimizer applies it."""
     from language_generation.train import ToastTrainer
 
@@ -62,7 +66,7 @@ def test_a_non_finite_loss_stops_at_its_step(local_model, tmp_path, monkeypatch)
     monkeypatch.setattr(ToastTrainer, "compute_loss", nan_from_step_3)
     folder, data = local_model
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match=r"error: non-finite loss nan at step 3: .*checkpoint-2, was written before"):
+    with refused(capsys, r"non-finite loss nan at step 3: .*checkpoint-2, was written before"):
         main([*opts(folder, data, out, 6), "TRAIN.SAVE_STEPS", "1"])
     assert [p.name for p in rf.checkpoint_dirs(out)] == ["checkpoint-2", "checkpoint-1"]
 
@@ -85,7 +89,7 @@ def _other_base(folder, tokenizer):  # noqa: F811
 
 
 # 3. inputs changed behind the same path
-def test_a_resume_on_a_replaced_data_file_is_refused_naming_it(local_model, tmp_path):  # noqa: F811
+def test_a_resume_on_a_replaced_data_file_is_refused_naming_it(local_model, tmp_path, capsys):  # noqa: F811
     folder, data = local_model
     out = tmp_path / "run"
     run(local_model, out, 4)
@@ -94,7 +98,7 @@ def test_a_resume_on_a_replaced_data_file_is_refused_naming_it(local_model, tmp_
     (out / "results.json").unlink()  # as if killed after checkpoint-2
     shutil.rmtree(out / "checkpoint-4")
     _same_size_rewrite(data, b'"output": "5"', b'"output": "6"')
-    with pytest.raises(SystemExit, match=r"trained on other inputs .*DATA.PATH .*alpaca.json: alpaca.json changed"):
+    with refused(capsys, r"trained on other inputs .*DATA.PATH .*alpaca.json: alpaca.json changed"):
         main(opts(folder, data, out, 4))
     again = train(load_config("", opts(folder, data, out, 4)), overwrite=True)  # --overwrite: from scratch
     assert again["resumed_from"] is None and again["run"]["inputs"]["data"]["files"]["alpaca.json"] == _hash(data)
@@ -118,7 +122,7 @@ def test_a_finished_run_whose_base_changed_is_not_reported_as_finished(local_mod
 
 
 # 3 (generate) and 11: the base model is matched by content, not by its path
-def test_generate_matches_the_base_by_content_not_path(local_model, tokenizer, tmp_path, monkeypatch):  # noqa: F811
+def test_generate_matches_the_base_by_content_not_path(local_model, tokenizer, tmp_path, monkeypatch, capsys):  # noqa: F811
     from test_lm_generate import generate_records
 
     folder, _ = local_model
@@ -130,7 +134,7 @@ def test_generate_matches_the_base_by_content_not_path(local_model, tokenizer, t
     assert answers == generate_records(out, tmp_path, "--prompt", "say hi")  # a byte-identical copy is the model
     _other_base(folder, tokenizer)  # another model at the same path
     monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("refused only after loading"))
-    with pytest.raises(SystemExit, match=r"trained on the base model .*tiny-llama: model.safetensors changed"):
+    with refused(capsys, r"trained on the base model .*tiny-llama: model.safetensors changed"):
         generate_records(out, tmp_path, "--prompt", "say hi")
 
 
@@ -145,7 +149,13 @@ def test_the_arrow_cache_notices_a_same_size_rewrite_with_its_mtime_restored(tmp
 
 
 # 5. prompt limits, before the weights load, in bounded memory
-def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(local_model, tmp_path, monkeypatch, caplog):  # noqa: F811
+def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(
+    local_model,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    caplog,
+    capsys,
+):
     from test_lm_generate import generate_records
 
     out = tmp_path / "run"
@@ -153,7 +163,7 @@ def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(local_
     long = " ".join(["add"] * 300)  # 300+ tokens; the tiny model has 256 positions
     real_load = generate.load_model
     monkeypatch.setattr(generate, "load_model", lambda *a, **k: pytest.fail("refused only after loading"))
-    with pytest.raises(SystemExit, match=r"prompt 0 \('add add .*\) is 3\d\d tokens: a prompt may have 253 tokens"):
+    with refused(capsys, r"prompt 0 \('add add .*\) is 3\d\d tokens: a prompt may have 253 tokens"):
         generate_records(out, tmp_path, "--prompt", long)
     huge = tmp_path / "huge.txt"
     huge.write_text("add " * 2_000_000 + "\nsay hi\n")  # 8 MB: ruled out by its size, never tokenised
@@ -168,7 +178,7 @@ def test_generate_refuses_or_truncates_a_prompt_longer_than_the_positions(local_
         return real_call(self, text, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", bounded)
-    with pytest.raises(SystemExit, match=r"prompt 0 \('add add.*\) is \d{7} bytes \(more than 253 tokens can hold"):
+    with refused(capsys, r"prompt 0 \('add add.*\) is \d{7} bytes \(more than 253 tokens can hold"):
         generate_records(out, tmp_path, "--prompts-file", str(huge))
     monkeypatch.setattr(generate, "load_model", real_load)
     with caplog.at_level("WARNING"):
@@ -217,21 +227,21 @@ def test_sharegpt_roles_are_mapped_and_an_unknown_one_is_named(tmp_path, tokeniz
 
 # 8. generate checks --output first
 @pytest.mark.parametrize("where", ["folder", "under a file"])
-def test_generate_checks_output_before_any_work(tmp_path, monkeypatch, where):
+def test_generate_checks_output_before_any_work(tmp_path, monkeypatch, where, capsys):
     target = tmp_path / "answers"
     target.mkdir() if where == "folder" else (tmp_path / "file").write_text("x")
     output = target if where == "folder" else tmp_path / "file" / "answers.json"
     monkeypatch.setattr(generate, "read_prompts", lambda args: pytest.fail("work done before --output was checked"))
-    with pytest.raises(SystemExit, match="is a folder" if where == "folder" else "is a file, not a folder"):
+    with refused(capsys, "is a folder" if where == "folder" else "is a file, not a folder"):
         generate.main(["--adapter", str(tmp_path), "--prompt", "hi", "--output", str(output)])
 
 
 # 9. a run that failed on its data (nothing trained) does not block the corrected command
-def test_a_run_that_failed_on_its_data_does_not_block_the_corrected_command(local_model, tmp_path):  # noqa: F811
+def test_a_run_that_failed_on_its_data_does_not_block_the_corrected_command(local_model, tmp_path, capsys):  # noqa: F811
     folder, data = local_model
     out = tmp_path / "run"
     failing = [*opts(folder, data, out, 1), "DATA.MAX_LENGTH", "4", "DATA.TOO_LONG", "drop"]
-    with pytest.raises(SystemExit, match="no training examples left"):
+    with refused(capsys, "no training examples left"):
         main(failing)
     assert (out / "config.yaml").is_file() and not rf.checkpoint_dirs(out)
     assert run(local_model, out, 1)["global_step"] == 1  # another config, but nothing was trained: no --overwrite
@@ -278,24 +288,24 @@ def test_out_of_range_values_are_named(key, value):
         load_config("", [key, value])
 
 
-def test_generate_names_an_out_of_range_override_before_loading(local_model, tmp_path, monkeypatch):  # noqa: F811
+def test_generate_names_an_out_of_range_override_before_loading(local_model, tmp_path, monkeypatch, capsys):  # noqa: F811
     out = tmp_path / "run"
     run(local_model, out, 1)
     monkeypatch.setattr(generate, "build_tokenizer", lambda cfg: pytest.fail("refused only after loading"))
-    with pytest.raises(SystemExit, match=r"GENERATE.TEMPERATURE=-1.0 must be >= 0"):
+    with refused(capsys, r"GENERATE.TEMPERATURE=-1.0 must be >= 0"):
         generate.main(["--adapter", str(out), "--prompt", "hi", "GENERATE.TEMPERATURE", "-1"])
 
 
 # 15. pre-tuning on an empty or blank corpus names the file and key
 @pytest.mark.parametrize("content", ["", "\n   \n\n"])
-def test_pretuning_on_an_empty_corpus_names_the_file_and_key(local_model, tmp_path, content):  # noqa: F811
+def test_pretuning_on_an_empty_corpus_names_the_file_and_key(local_model, tmp_path, content, capsys):  # noqa: F811
     from language_generation.pretune import main as pretune
 
     folder, _ = local_model
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(content)
     command = ["MODEL.NAME_OR_PATH", str(folder), "DATA.PATH", str(corpus), "OUTPUT_DIR", str(tmp_path / "pt")]
-    with pytest.raises(SystemExit, match=rf"DATA.PATH='{corpus}' \({corpus}\) holds no records: it is empty or blank"):
+    with refused(capsys, rf"DATA.PATH='{corpus}' \({corpus}\) holds no records: it is empty or blank"):
         pretune(command)
 
 
@@ -317,3 +327,83 @@ def test_changed_top_down_weights_and_hub_names_in_the_inputs_check(local_model,
     (tmp_path / "hub").mkdir()
     assert record_inputs(tmp_path / "hub", hub)["base_model"] == {"source": "someone/not-cached", "files": {}}
     check_run_inputs(tmp_path / "hub", hub)  # a hub model outside the cache is compared by name only
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+
+
+# one live run per run folder (runkit.lock)
+def test_a_second_train_into_a_live_runs_folder_is_refused(local_model, tmp_path, monkeypatch):  # noqa: F811
+    """While a run trains, a second train into its folder (same config: it would "resume" beside it; another
+    config with --overwrite after the KEY VALUE pairs: it would delete the live run's files) is refused, naming
+    the folder and the live process, and the live run ends as if alone."""
+    from transformers import TrainerCallback
+
+    from language_generation import train as train_module
+
+    folder, data = local_model
+    out = tmp_path / "run"
+    live = opts(folder, data, out, 3)
+    answers = []
+
+    class SecondTrainsMidRun(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1 and not answers:
+                other = [*live, "TRAIN.LEARNING_RATE", "0.02", "--overwrite"]
+                for command in (live, other):
+                    answers.append(_cli("-m", "language_generation.train", *command, timeout=300))
+
+    class Trainer(train_module.ToastTrainer):
+        def __init__(self, *args, callbacks=(), **kwargs):
+            super().__init__(*args, callbacks=[*callbacks, SecondTrainsMidRun()], **kwargs)
+
+    monkeypatch.setattr(train_module, "ToastTrainer", Trainer)
+    results = train(load_config("", live))
+    for answer in answers:
+        errors = re.findall(r"error: [^\r\n]*", answer.stderr)
+        assert answer.returncode == 2 and len(errors) == 1, answer.stderr
+        assert f"OUTPUT_DIR {out} is in use by another live run (process {os.getpid()} " in errors[0]
+    assert results["global_step"] == 3 and results["resumed_from"] is None
+    assert [m["step"] for m in rf.read_metrics(out) if "loss" in m] == [1, 2, 3]  # nothing deleted or doubled
+    assert load_config(str(out / "config.yaml"), []).TRAIN.LEARNING_RATE == 0.01
+    assert (out / ".lock").read_text() == ""  # released: no holder left behind
+
+
+def test_a_stale_lock_of_a_killed_run_is_taken_over_with_a_line(local_model, tmp_path, caplog):  # noqa: F811
+    out = tmp_path / "run"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys\nfrom runkit.lock import run_lock\nwith run_lock(sys.argv[1]): os._exit(9)", str(out)],
+        cwd=REPO,
+    )  # fmt: skip
+    assert killed.wait() == 9 and f"process {killed.pid} " in (out / ".lock").read_text()
+    with caplog.at_level("WARNING"):
+        assert run(local_model, out, 1)["global_step"] == 1
+    assert f"taking over the lock left by a run that is no longer alive (process {killed.pid} " in caplog.text
+
+
+# one rule for every language CLI: a user's mistake is one error: line and exit status 2
+@pytest.mark.parametrize("cli", ["train", "pretune", "generate", "demo"])
+def test_every_language_cli_answers_a_mistake_with_one_error_line(cli, tmp_path, capsys, monkeypatch):
+    from language_generation import pretune
+    from language_generation.demo import __main__ as demo
+
+    monkeypatch.setattr(demo, "cached_model", lambda *a: pytest.fail("the demo converted its model first"))
+    base = tmp_path / "base.yaml"
+    base.write_text("DATA:\n  MAX_LENGTH: 64\n")
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(f"_BASE_: [{base.name}]\n")
+    empty = tmp_path / "prompts.txt"
+    empty.write_text("\n  \n")
+    command, argv, match = {
+        "train": (main, ["--config-file", str(listed)], r"listed.yaml: _BASE_ must name one YAML file"),
+        "pretune": (pretune.main, ["MODEL.TRANSFER_TYPE", "lora"], r"pre-tuning trains the top-down path"),
+        "generate": (generate.main, ["--prompts-file", str(empty)], rf"--prompts-file {empty} holds no prompts"),
+        "demo": (demo.main, ["--out", str(tmp_path), "TRAIN.MAX_STEPS", "ten"], r"Type mismatch .* TRAIN.MAX_STEPS"),
+    }[cli]
+    with refused(capsys, match):
+        command(argv)

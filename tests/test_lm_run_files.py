@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lm_helpers import tiny_base  # noqa: F401
+from lm_helpers import refused, tiny_base  # noqa: F401
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
@@ -59,7 +59,7 @@ def test_a_changed_config_is_refused_before_anything_is_overwritten(local_model,
     with pytest.raises(FileExistsError, match="holds a run with a different config"):
         train(load_config("", changed))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with refused(capsys, "--overwrite"):
         main(changed)
     again = train(load_config("", changed), overwrite=True)
     assert again["resumed_from"] is None and again["trainable_params"] == 32  # p only: a new run, not a resume

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from runkit.cli import user_errors
 from runkit.files import atomic_write_text
 
 from ..config import load_config
@@ -91,7 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (e.g. TRAIN.MAX_STEPS 10)")
     args = parser.parse_args(argv)
+    with user_errors():
+        run_demo(args)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """Every method of ``--methods`` tuned and measured against the base model; the report printed and written."""
     out = Path(args.out)
+    load_config(str(CONFIG), list(args.opts))  # the user's overrides are checked before the model is converted
     start = time.time()
     model_dir = cached_model(out / "model")
     held_out = make_split(args.held_out_per_family, seed=1, held_out=True)
