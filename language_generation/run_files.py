@@ -20,7 +20,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from runkit.files import atomic_write_text, read_jsonl, save_figure
+from runkit.files import append_jsonl, atomic_write_text, read_jsonl, save_figure
 from runkit.runs import is_main_process, refuse_other_config, setup_logging, software_record
 
 from .config import read_run_config, run_config_text
@@ -154,17 +154,25 @@ def checkpoint_dirs(out: Path) -> list[Path]:
 
 
 def damaged_file(path: Path) -> str | None:
-    """Why ``path`` cannot be read back (a cut-off safetensors or torch file, bad JSON), or None. Reads only
-    headers and zip directories, not the tensors."""
+    """Why ``path`` cannot be read back (a cut-off safetensors file, bad JSON, a torch file that ``torch.load``
+    refuses as the ``Trainer`` loads it on resume), or None. Tensors are not read: safetensors headers only,
+    torch files memory-mapped. ``training_args.bin`` (a pickled object the resume never loads) is checked as an
+    archive only, never unpickled."""
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt"):
                 pass
-        elif path.suffix in (".pt", ".pth", ".bin"):
+        elif path.name == TRAINING_ARGS:
             with zipfile.ZipFile(path) as archive:  # torch.save files are zip archives; a cut one has no directory
                 archive.infolist()
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            import torch
+            from transformers.trainer_pt_utils import safe_globals
+
+            with safe_globals():  # the numpy types of rng_state.pth, as the Trainer allows them
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         elif path.suffix == ".json":
             json.loads(path.read_text(encoding="utf-8"))
     except Exception as err:  # noqa: BLE001  (any failure to read is the answer)
@@ -248,9 +256,7 @@ class MetricsCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record = {"step": state.global_step, "epoch": state.epoch, **logs}
-        with open(self.out / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(self.out / METRICS, {"step": state.global_step, "epoch": state.epoch, **logs})
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
         logger.info("step %d: %s", state.global_step, shown)
 

@@ -407,3 +407,45 @@ def test_every_language_cli_answers_a_mistake_with_one_error_line(cli, tmp_path,
     }[cli]
     with refused(capsys, match):
         command(argv)
+
+
+# every record appended or read back survives a kill at any byte
+def test_a_run_killed_while_appending_to_its_metrics_resumes(local_model, tmp_path, caplog):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / "run"
+    run(local_model, out, 4)
+    (out / "results.json").unlink()  # as if killed after checkpoint-4 was written, in the middle of a log line
+    shutil.rmtree(out / "checkpoint-4")
+    whole = (out / rf.METRICS).read_text()
+    cut = json.dumps({"step": 4, "epoch": 1.0, "loss": 3.14})[:17]
+    (out / rf.METRICS).write_text(whole + cut)
+    with caplog.at_level("WARNING"):
+        resumed = run(local_model, out, 4)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["global_step"] == 4
+    assert "last line is incomplete" in caplog.text
+    assert [m["step"] for m in rf.read_metrics(out) if "loss" in m] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("cut", [1, 9, 25])
+def test_an_append_after_a_cut_line_never_joins_it(tmp_path, cut, caplog):
+    from runkit.files import append_jsonl, read_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    append_jsonl(path, {"step": 1})
+    path.write_text(path.read_text() + json.dumps({"step": 2, "loss": 0.123456789})[:cut])  # a kill mid-append
+    with caplog.at_level("WARNING"):
+        append_jsonl(path, {"step": 3})
+    assert read_jsonl(path) == [{"step": 1}, {"step": 3}] and "was cut short" in caplog.text
+
+
+# a read-only HF_HOME (the datasets cache) names DATA.CACHE_DIR
+def test_an_unwritable_datasets_cache_says_to_set_data_cache_dir(local_model, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import datasets.config
+
+    folder, data = local_model
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", Path("/sys/fs/toast-hf-home/datasets"))  # not writable
+    with refused(capsys, r"the datasets cache /sys/fs/toast-hf-home/datasets .*set DATA.CACHE_DIR to a folder"):
+        main(opts(folder, data, tmp_path / "run", 1))
+    cache = tmp_path / "cache"
+    assert run(local_model, tmp_path / "run", 1, "DATA.CACHE_DIR", str(cache))["global_step"] == 1
+    assert any(cache.iterdir())
