@@ -449,3 +449,36 @@ def test_an_unwritable_datasets_cache_says_to_set_data_cache_dir(local_model, tm
     cache = tmp_path / "cache"
     assert run(local_model, tmp_path / "run", 1, "DATA.CACHE_DIR", str(cache))["global_step"] == 1
     assert any(cache.iterdir())
+
+
+# no code from a folder someone sent: settings that run code come from the command line of the call
+def test_a_run_folder_never_turns_on_code_execution(local_model, tmp_path, capsys):  # noqa: F811
+    from test_lm_generate import generate_records
+
+    out = tmp_path / "run"
+    run(local_model, out, 1, "MODEL.TRANSFER_TYPE", "end2end")
+    marker = tmp_path / "code-ran"
+    (out / "sent.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from transformers import LlamaConfig, LlamaForCausalLM\n"
+        "class SentConfig(LlamaConfig):\n    pass\n"
+        "class SentModel(LlamaForCausalLM):\n    config_class = SentConfig\n"
+    )
+    config = json.loads((out / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "sent.SentConfig", "AutoModelForCausalLM": "sent.SentModel"}
+    (out / "config.json").write_text(json.dumps(config))
+    with refused(capsys, rf"{out / 'config.json'} maps loading onto code .*pass MODEL.TRUST_REMOTE_CODE True on"):
+        generate_records(out, tmp_path, "--prompt", "say hi")
+    saved = out / "config.yaml"
+    trusting = saved.read_text().replace("TRUST_REMOTE_CODE: false", "TRUST_REMOTE_CODE: true")
+    saved.write_text(trusting)
+    with refused(capsys, rf"{saved} sets MODEL.TRUST_REMOTE_CODE True, .*pass MODEL.TRUST_REMOTE_CODE True on the"):
+        generate_records(out, tmp_path, "--prompt", "say hi")
+    hub_kernel = trusting.replace("ATTN_IMPLEMENTATION: ''", "ATTN_IMPLEMENTATION: someone/kernel")
+    saved.write_text(hub_kernel.replace("TRUST_REMOTE_CODE: true", "TRUST_REMOTE_CODE: false"))
+    with refused(capsys, r"sets MODEL.ATTN_IMPLEMENTATION 'someone/kernel', which downloads and runs"):
+        generate_records(out, tmp_path, "--prompt", "say hi")
+    assert not marker.exists()
+    saved.write_text(trusting)
+    generate_records(out, tmp_path, "--prompt", "say hi", "MODEL.TRUST_REMOTE_CODE", "True")  # the call allows it
+    assert marker.read_text() == "ran"
