@@ -482,3 +482,23 @@ def test_a_run_folder_never_turns_on_code_execution(local_model, tmp_path, capsy
     saved.write_text(trusting)
     generate_records(out, tmp_path, "--prompt", "say hi", "MODEL.TRUST_REMOTE_CODE", "True")  # the call allows it
     assert marker.read_text() == "ran"
+
+
+# no silent wrong results: a mistyped CONFIG= is refused, never dropped for the defaults
+@pytest.mark.parametrize(
+    "config", ["llama7b_tost", "configs/alpaca/llama7b_lora", "llama7b_lora", "llama7b_lora.yaml"]
+)
+def test_train_alpaca_sh_refuses_an_unknown_config_and_finds_a_known_one(tmp_path, config):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text('#!/bin/sh\necho "python $*"\n')  # records what the script would run
+    (fake / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "CONFIG": config, "MODEL": "m", "DATA": "d"}
+    done = subprocess.run(["bash", "scripts/train_alpaca.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    if config == "llama7b_tost":
+        assert done.returncode == 2 and not done.stdout
+        assert "error: CONFIG=llama7b_tost is neither a file nor a config in configs/alpaca" in done.stderr
+        listed = done.stderr.split("choose one of: ")[1].rstrip(")\n").split(", ")
+        assert sorted(listed) == sorted(p.stem for p in (REPO / "configs" / "alpaca").glob("*.yaml"))
+    else:
+        assert done.returncode == 0 and "--config-file configs/alpaca/llama7b_lora.yaml" in done.stdout, done.stderr
