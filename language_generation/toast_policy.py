@@ -141,6 +141,9 @@ def install_toast(base: PreTrainedModel, cfg: CfgNode, low_rank: bool) -> ToastC
             for decoder in top_down.decoders:
                 decoder.to_value.weight.zero_()
     if cfg.MODEL.TOPDOWN_WEIGHTS:
+        from .run_inputs import check_top_down_base  # run_inputs reads the method registry, which imports this
+
+        check_top_down_base(cfg.MODEL.TOPDOWN_WEIGHTS, cfg)
         state, source = read_top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
         load_top_down_state(top_down, state, source)
         logger.info("loaded the top-down path from %s", source)

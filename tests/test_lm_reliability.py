@@ -502,3 +502,24 @@ def test_train_alpaca_sh_refuses_an_unknown_config_and_finds_a_known_one(tmp_pat
         assert sorted(listed) == sorted(p.stem for p in (REPO / "configs" / "alpaca").glob("*.yaml"))
     else:
         assert done.returncode == 0 and "--config-file configs/alpaca/llama7b_lora.yaml" in done.stdout, done.stderr
+
+
+# no silent wrong results: a top-down path made on another base of the same shape is refused by name
+def test_top_down_weights_made_on_another_base_are_refused(local_model, tokenizer, tmp_path, capsys):  # noqa: F811
+    from lm_helpers import save_tiny_llama
+
+    from language_generation.model import build_model
+
+    folder, data = local_model
+    source = tmp_path / "source"
+    run(local_model, source, 1)
+    assert json.loads((source / "adapter_config.json").read_text())["base_model_files"]["model.safetensors"]
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)  # the same base elsewhere: the same model
+    reuse = ["MODEL.TOPDOWN_WEIGHTS", str(source)]
+    build_model(load_config("", [*opts(copy, data, tmp_path / "ok", 1), *reuse]))
+    other = save_tiny_llama(tmp_path / "other", tokenizer, seed=7)  # same shape, other weights
+    with refused(
+        capsys, rf"MODEL.TOPDOWN_WEIGHTS='{source}' was made on the base model .*by content \(model.safetensors"
+    ):
+        main([*opts(other, data, tmp_path / "tune", 1), *reuse])
