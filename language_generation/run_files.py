@@ -10,17 +10,19 @@ named with the reason) or reports the finished run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from runkit.files import append_jsonl, atomic_write_text, read_jsonl, save_figure
+from runkit.files import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_failure
 from runkit.runs import is_main_process, refuse_other_config, setup_logging, software_record
 
 from .config import read_run_config, run_config_text
@@ -211,6 +213,19 @@ def resume_point(out: Path) -> str | None:
     last = newest_complete_checkpoint(out)
     truncate_metrics(out, checkpoint_step(last))
     return last
+
+
+@contextlib.contextmanager
+def run_writes(path: Path) -> Iterator[None]:
+    """Writes into the run folder (a ``Trainer`` checkpoint, the final model) whose failure for want of space is
+    named as such (:func:`runkit.files.write_failure`), not as torch's bare stream error."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        explained = write_failure(err, path)
+        if explained is None:
+            raise
+        raise explained from err
 
 
 def check_run_files(folder: Path) -> None:

@@ -87,6 +87,11 @@ class ToastTrainer(FiniteLossMixin, Trainer):
         self._save_own_tensors(output_dir)
         barrier()
 
+    def _save_checkpoint(self, model, trial) -> None:
+        """The library's, with a full disk named as such (torch says only "unexpected pos")."""
+        with rf.run_writes(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"):
+            super()._save_checkpoint(model, trial)
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if self.method.own_tensors is None:
             return super()._save(output_dir, state_dict)
@@ -244,8 +249,9 @@ def _train(cfg: CfgNode, args: TrainingArguments, overwrite: bool) -> dict:
     except NonFiniteTrainingError as err:
         logger.error("%s", err)
         raise
-    trainer.save_model(str(out))
-    trainer.save_state()
+    with rf.run_writes(out):
+        trainer.save_model(str(out))
+        trainer.save_state()
     results = {
         "train_loss": result.training_loss,
         "global_step": result.global_step,

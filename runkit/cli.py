@@ -51,10 +51,12 @@ def user_errors() -> Iterator[None]:
     except Exception as err:  # noqa: BLE001  (sorted below: only a user's mistake is answered here)
         if not is_user_error(err):
             raise
-        refuse(str(err) if not isinstance(err, OSError) or not err.filename else _os_message(err))
+        refuse(_os_message(err) if isinstance(err, OSError) else str(err))
 
 
 def _os_message(err: OSError) -> str:
+    if not err.filename:
+        return err.strerror or str(err)  # a message that names its file itself (runkit.files.write_failure)
     where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
     hint = {
         errno.ENOSPC: "free some space or choose another OUTPUT_DIR",

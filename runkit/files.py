@@ -36,13 +36,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 # What torch.save (its C++ stream writer) says when a write fails: it never names the file or ENOSPC.
-_TORCH_WRITE_FAILURES = ("basic_ios::clear", "iostream error", "file write failed", "PytorchStreamWriter failed")
+_TORCH_WRITE_FAILURES = (
+    "basic_ios::clear",
+    "iostream error",
+    "file write failed",
+    "PytorchStreamWriter failed",
+    "unexpected pos",
+)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_failure(err: BaseException, path: str | os.PathLike) -> OSError | None:
     """An OSError naming ``path``, the likely cause and the free space left, for a write that failed for want of
-    space (ENOSPC, EDQUOT, or torch's bare stream errors); ``None`` for any other error (re-raised as it is)."""
+    space (ENOSPC, EDQUOT, or torch's bare stream errors, then taken as ENOSPC, their likely cause); ``None`` for
+    any other error (re-raised as it is)."""
     disk_full = isinstance(err, OSError) and err.errno in _DISK_FULL
     torch_stream = isinstance(err, RuntimeError) and any(text in str(err) for text in _TORCH_WRITE_FAILURES)
     if not (disk_full or torch_stream):
@@ -54,7 +61,7 @@ def write_failure(err: BaseException, path: str | os.PathLike) -> OSError | None
         free = "free space unknown"
     cause = "the disk (or quota) is full" if disk_full else "most likely the disk (or quota) is full"
     return OSError(
-        err.errno if disk_full else errno.EIO,
+        err.errno if disk_full else errno.ENOSPC,
         f"writing {path} failed: {cause} ({free} on the filesystem of {folder}); free space there and run "
         f"the command again (the previous {Path(path).name}, if any, is intact). Cause: {err}",
     )

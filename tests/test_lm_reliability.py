@@ -523,3 +523,22 @@ def test_top_down_weights_made_on_another_base_are_refused(local_model, tokenize
         capsys, rf"MODEL.TOPDOWN_WEIGHTS='{source}' was made on the base model .*by content \(model.safetensors"
     ):
         main([*opts(other, data, tmp_path / "tune", 1), *reuse])
+
+
+# an unwritable OUTPUT_DIR, or a disk that fills during a checkpoint write: one error line naming it
+def test_an_unwritable_output_dir_and_a_full_disk_are_one_line(local_model, tmp_path, monkeypatch, capsys):  # noqa: F811
+    folder, data = local_model
+    with refused(capsys, r"/sys/fs/toast-run: .*\(choose a folder you may write"):
+        main(opts(folder, data, "/sys/fs/toast-run", 1))  # not writable, even for root
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt"):
+            Path(f).write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4864 vs 4752")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    out = tmp_path / "run"
+    with refused(capsys, rf"writing {out / 'checkpoint-2'} failed: most likely the disk \(or quota\) is full"):
+        main(opts(folder, data, out, 2))
