@@ -542,3 +542,20 @@ def test_an_unwritable_output_dir_and_a_full_disk_are_one_line(local_model, tmp_
     out = tmp_path / "run"
     with refused(capsys, rf"writing {out / 'checkpoint-2'} failed: most likely the disk \(or quota\) is full"):
         main(opts(folder, data, out, 2))
+
+
+@pytest.mark.parametrize("damage", ["cut adapter", "cut config", "not a checkpoint"])
+def test_damaged_top_down_weights_are_one_line_naming_the_file(local_model, tmp_path, capsys, damage):  # noqa: F811
+    folder, data = local_model
+    source = tmp_path / "source"
+    run(local_model, source, 1)
+    name = {"cut adapter": "adapter.safetensors", "cut config": "adapter_config.json"}.get(damage)
+    if name:
+        damaged = source / name
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    else:
+        damaged = tmp_path / "topdown.bin"
+        damaged.write_bytes(b"these are not tensors")
+    given = source if name else damaged
+    with refused(capsys, rf"MODEL.TOPDOWN_WEIGHTS='{given}': ({damaged} is damaged|torch cannot load it as tensors)"):
+        main([*opts(folder, data, tmp_path / "tune", 1), "MODEL.TOPDOWN_WEIGHTS", str(given)])
