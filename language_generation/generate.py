@@ -31,7 +31,7 @@ from runkit.cli import UserError, user_errors
 from runkit.files import atomic_write_text, check_output_file
 
 from .config import check_model_name, load_config
-from .model import build_tokenizer
+from .model import build_tokenizer, model_found
 from .prompts import fit_prompts, model_positions
 from .records import checked_record, read_raw
 from .templates import render_prompt, resolve_template
@@ -100,7 +100,8 @@ def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) ->
     the weights load): see :func:`.prompts.fit_prompts`."""
     template = resolve_template(cfg)
     texts = [render_prompt(tokenizer, record, template.name) for record in prompts]
-    config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
+    with model_found(source):
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
     return fit_prompts(
         texts,
         tokenizer,

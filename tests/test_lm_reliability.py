@@ -559,3 +559,10 @@ def test_damaged_top_down_weights_are_one_line_naming_the_file(local_model, tmp_
     given = source if name else damaged
     with refused(capsys, rf"MODEL.TOPDOWN_WEIGHTS='{given}': ({damaged} is damaged|torch cannot load it as tensors)"):
         main([*opts(folder, data, tmp_path / "tune", 1), "MODEL.TOPDOWN_WEIGHTS", str(given)])
+
+
+def test_a_model_that_cannot_be_found_is_one_line(local_model, tmp_path, capsys):  # noqa: F811
+    _, data = local_model
+    missing = tmp_path / "no-such-model"  # a mistyped folder: not a hub name either, so no network is asked
+    with refused(capsys, rf"cannot load a model from '{missing}' \(MODEL.NAME_OR_PATH, or the run folder\)"):
+        main(opts(missing, data, tmp_path / "run", 1))
