@@ -22,6 +22,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
+from runkit.cli import UserError
 from runkit.files import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_failure
 from runkit.runs import is_main_process, refuse_other_config, setup_logging, software_record
 
@@ -135,7 +136,14 @@ def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
 
 
 def finished_results(out: Path) -> dict:
-    results = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    """The finished run's ``results.json``; a damaged one is named with the way past it."""
+    try:
+        results = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise UserError(
+            f"{out / RESULTS} is damaged ({err}); delete it and run the command again: the run resumes from its newest "
+            "checkpoint and writes it again"
+        ) from err
     print(
         f"{out} already holds a finished run with this config (global step {results.get('global_step')}); nothing to do"
     )

@@ -566,3 +566,15 @@ def test_a_model_that_cannot_be_found_is_one_line(local_model, tmp_path, capsys)
     missing = tmp_path / "no-such-model"  # a mistyped folder: not a hub name either, so no network is asked
     with refused(capsys, rf"cannot load a model from '{missing}' \(MODEL.NAME_OR_PATH, or the run folder\)"):
         main(opts(missing, data, tmp_path / "run", 1))
+
+
+def test_a_damaged_results_file_is_named_and_deleting_it_resumes(local_model, tmp_path, capsys):  # noqa: F811
+    folder, data = local_model
+    out = tmp_path / "run"
+    run(local_model, out, 2)
+    results = out / "results.json"
+    results.write_text(results.read_text()[:40])
+    with refused(capsys, rf"{results} is damaged .*delete it and run the command again"):
+        main(opts(folder, data, out, 2))
+    results.unlink()
+    assert run(local_model, out, 2)["resumed_from"].endswith("checkpoint-2") and json.loads(results.read_text())
