@@ -87,6 +87,15 @@ class ToastTrainer(FiniteLossMixin, Trainer):
         self._save_own_tensors(output_dir)
         barrier()
 
+    def _run_epoch(self, *args, **kwargs):
+        """The library's, but never past the last step: a run resumed from its final checkpoint (killed before
+        ``results.json``) would otherwise train one step beyond ``TRAIN.MAX_STEPS`` when that ends mid-epoch (the
+        loop checks the step count only after a step)."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def _save_checkpoint(self, model, trial) -> None:
         """The library's, with a full disk named as such (torch says only "unexpected pos")."""
         with rf.run_writes(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"):
