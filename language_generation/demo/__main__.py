@@ -22,8 +22,9 @@ from runkit.files import atomic_write_text
 
 from ..config import load_config
 from ..data import IGNORE_INDEX, alpaca_example, alpaca_prompt
-from ..model import attach_toast, build_tokenizer, load_base_model
+from ..model import build_tokenizer, load_base_model
 from ..train import train
+from ..trained_run import load_model
 from .smollm2 import cached_model
 from .tasks import FAMILIES, make_split
 
@@ -73,17 +74,6 @@ def answer_loss(model, tokenizer, records: list[dict]) -> dict[str, float]:
     return {key: sums[key] / counts[key] for key in sums}
 
 
-def load_tuned(cfg, run: Path):
-    """The base model with the run's adapter: TOAST's own adapter file, or peft's for LoRA."""
-    if cfg.MODEL.TRANSFER_TYPE == "lora":
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(load_base_model(cfg), str(run)).eval()
-    tuned = attach_toast(load_base_model(cfg), cfg).eval()
-    tuned.load_adapter(run)
-    return tuned
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="output/alpaca_demo")
@@ -121,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> None:
         run = out / "runs" / name
         cfg = load_config(str(CONFIG), [*base_opts, "OUTPUT_DIR", str(run), *METHODS[name], *args.opts])
         runs[name] = train(cfg)
-        tuned = load_tuned(cfg, run)
+        tuned = load_model(cfg, run).eval()  # as its method's registration loads a run
         rows[name] = (*exact_match(tuned, tokenizer, held_out), answer_loss(tuned, tokenizer, held_out))
         print(f"held-out exact match after {name}: {rows[name][0]}")
     seconds = time.time() - start
