@@ -236,14 +236,19 @@ def run_writes(path: Path) -> Iterator[None]:
         raise explained from err
 
 
+# what loading a run folder reads beside its weights: the tokenizer it saved, a whole model's configs
+LOADED_FILES = (TOKENIZER_CONFIG, "tokenizer.json", "special_tokens_map.json", "config.json", "generation_config.json")
+
+
 def check_run_files(folder: Path) -> None:
-    """Stops with the file's name when a saved run's weights or config cannot be read back."""
-    for name in (CONFIG, *method_files()):
+    """Stops with the file's name when a saved run's weights, config or tokenizer cannot be read back (a kill
+    while the run saved them)."""
+    for name in (CONFIG, *method_files(), *LOADED_FILES):
         path = folder / name
         if path.is_file():
             problem = damaged_file(path)
             if problem:
-                raise ValueError(problem)
+                raise UserError(f"{problem}; the run was stopped while saving it: train again into the folder")
 
 
 # ---------------------------------------------------------------------------------------------------

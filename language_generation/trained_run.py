@@ -37,12 +37,12 @@ def run_config(run_dir: Path, config_file: str = "", opts: list[str] = ()) -> Cf
         config_files.merge_overrides(node, list(opts))
     keep_caller_only_settings(cfg, call, str(saved))
     check_ranges(cfg)
-    check_folder_code(run_dir, cfg)
     transfer = cfg.MODEL.TRANSFER_TYPE
     expected = TRANSFER_METHODS.lookup(transfer).run_weights
     if not any((run_dir / name).is_file() for name in expected):
         raise ValueError(f"--adapter {run_dir}: a {transfer} run, but none of {list(expected)} is there (unfinished?)")
     rf.check_run_files(run_dir)
+    check_folder_code(run_dir, cfg)
     cfg.MODEL.TOPDOWN_WEIGHTS = ""  # the run's own files hold everything it trained
     cfg.freeze()
     return cfg
@@ -58,11 +58,8 @@ def check_folder_code(run_dir: Path, cfg: CfgNode) -> None:
     if cfg.MODEL.TRUST_REMOTE_CODE:
         return
     for name in CODE_MAPS:
-        path = run_dir / name
-        try:
-            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") if path.is_file() else None
-        except (ValueError, AttributeError) as err:
-            raise UserError(f"{path} is damaged ({err})") from err
+        path = run_dir / name  # read whole by rf.check_run_files first
+        auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") if path.is_file() else None
         if auto_map:
             raise UserError(
                 f"{path} maps loading onto code in {run_dir} (auto_map: {auto_map}); it runs only if you trust the "

@@ -580,3 +580,15 @@ def test_a_damaged_results_file_is_named_and_deleting_it_resumes(local_model, tm
     again = run(local_model, out, 2)  # resumed from its final checkpoint: nothing is left to train
     assert again["resumed_from"].endswith("checkpoint-2") and again["global_step"] == 2
     assert [m["step"] for m in rf.read_metrics(out) if "loss" in m] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["tokenizer_config.json", "tokenizer.json", "adapter.safetensors"])
+def test_generate_names_a_run_file_a_kill_cut_short(local_model, tmp_path, capsys, name):  # noqa: F811
+    from test_lm_generate import generate_records
+
+    out = tmp_path / "run"
+    run(local_model, out, 1)
+    cut = out / name
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    with refused(capsys, rf"{cut} is damaged .*train again into the folder"):
+        generate_records(out, tmp_path, "--prompt", "say hi")
