@@ -15,6 +15,7 @@ from pathlib import Path
 from yacs.config import CfgNode as CN
 
 from runkit import config_files
+from runkit.cli import UserError
 from runkit.ranges import Range, lookup, range_problems
 from toast.registry import add_config_keys, choice_problems
 
@@ -293,6 +294,33 @@ def read_run_config(path: str | Path) -> CN:
     config_files.merge_mapping(cfg, content, str(path))
     check_training_numbers(cfg)
     return cfg
+
+
+# Settings that run code or reach the network when a model loads: they come from the current call (its command line
+# and --config-file) only, never from a folder being read (a run folder someone sent): such a folder that asks for
+# one is refused, naming the key and how to allow it. Each: (whether a value asks for it, what it would do).
+CALLER_ONLY = {
+    "MODEL.TRUST_REMOTE_CODE": (bool, "runs Python code that comes with the model's files"),
+    "MODEL.ATTN_IMPLEMENTATION": (
+        lambda value: "/" in str(value),
+        "downloads and runs an attention kernel from the hub",
+    ),
+}
+
+
+def keep_caller_only_settings(cfg: CN, call: CN, where: str) -> None:
+    """Sets each :data:`CALLER_ONLY` key of ``cfg`` (read from ``where``, then the call's overrides merged) to the
+    call's own value (``call``: the defaults with only the call's overrides); refuses a value ``where`` asks for
+    that the call does not give."""
+    for key, (asks, does) in CALLER_ONLY.items():
+        section, name = key.split(".")
+        theirs, ours = cfg[section][name], call[section][name]
+        if asks(theirs) and theirs != ours:
+            raise UserError(
+                f"{where} sets {key} {theirs!r}, which {does}; a folder being read never turns that on: if you "
+                f"trust it, pass {key} {theirs} on the command line"
+            )
+        cfg[section][name] = ours
 
 
 def check_model_name(cfg: CN) -> None:

@@ -20,12 +20,17 @@ files into an Arrow dataset on disk, tokenised with batched ``map``
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import random
 from collections import Counter
+from collections.abc import Iterator
 
 from datasets import Dataset
 from yacs.config import CfgNode
+
+from runkit.cli import UserError
 
 from .records import load_records
 from .templates import ALPACA_PROMPTS, TEMPLATES, alpaca_prompt, resolve_template, segments
@@ -265,9 +270,35 @@ def tokenize_records(cfg: CfgNode, records: Dataset, tokenizer, source: str) -> 
     return examples.remove_columns(["drop", "length"])
 
 
+_CACHE_WRITE_FAILURES = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def datasets_cache_writes(cfg: CfgNode) -> Iterator[None]:
+    """Names the way out when the ``datasets`` cache (``HF_HOME``'s, with ``DATA.CACHE_DIR`` empty) cannot be
+    written: a read-only or full home is common on shared machines, and the bare OSError names only a folder."""
+    try:
+        yield
+    except OSError as err:
+        if cfg.DATA.CACHE_DIR or err.errno not in _CACHE_WRITE_FAILURES:
+            raise
+        from datasets import config as datasets_config
+
+        raise UserError(
+            f"the datasets cache {datasets_config.HF_DATASETS_CACHE} (from HF_HOME) cannot be written "
+            f"({err.filename or ''}: {err.strerror or err}); set DATA.CACHE_DIR to a folder you may write, where "
+            "the tokenised data will go"
+        ) from err
+
+
 def build_datasets(cfg: CfgNode, tokenizer) -> tuple[Dataset, Dataset | None]:
     """Tokenised train and held-out datasets (``DATA.EVAL_FRACTION``, seeded), Arrow-backed on disk."""
     _check_data_cfg(cfg)
+    with datasets_cache_writes(cfg):
+        return _build_datasets(cfg, tokenizer)
+
+
+def _build_datasets(cfg: CfgNode, tokenizer) -> tuple[Dataset, Dataset | None]:
     records, source = load_records(cfg)
     if len(records) == 0:
         raise ValueError(f"{source}: no records (DATA.FORMAT {cfg.DATA.FORMAT})")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -28,10 +27,11 @@ from tqdm import tqdm
 from transformers import AutoConfig, TextStreamer
 from yacs.config import CfgNode
 
+from runkit.cli import UserError, user_errors
 from runkit.files import atomic_write_text, check_output_file
 
 from .config import check_model_name, load_config
-from .model import build_tokenizer
+from .model import build_tokenizer, model_found
 from .prompts import fit_prompts, model_positions
 from .records import checked_record, read_raw
 from .templates import render_prompt, resolve_template
@@ -63,11 +63,15 @@ def read_prompts(args) -> list[dict]:
                     f"{where}: expected an object with an 'instruction' (and optional 'input') or a string"
                 )
             records.append(checked_record({**record, "output": ""}, "alpaca", where))
+        if not records:
+            raise UserError(f"--prompts-file {path} holds no prompts (no records); give a JSON list of instructions")
         return [{"instruction": r["instruction"], "input": r["input"]} for r in records]
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError as err:
         raise ValueError(f"--prompts-file {path}: not UTF-8 text ({err.reason})") from err
+    if not lines:
+        raise UserError(f"--prompts-file {path} holds no prompts (it is empty or blank); give one instruction a line")
     return [{"instruction": line, "input": ""} for line in lines]
 
 
@@ -96,7 +100,8 @@ def fitted_prompts(cfg: CfgNode, tokenizer, prompts: list[dict], source: str) ->
     the weights load): see :func:`.prompts.fit_prompts`."""
     template = resolve_template(cfg)
     texts = [render_prompt(tokenizer, record, template.name) for record in prompts]
-    config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
+    with model_found(source):
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
     return fit_prompts(
         texts,
         tokenizer,
@@ -163,23 +168,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default="", help="write [{instruction, input, output}, ...] here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. GENERATE.TEMPERATURE 0")
     args = parser.parse_args(argv)
+    with user_errors():
+        generate_from(args)
+
+
+def generate_from(args: argparse.Namespace) -> None:
+    """Everything that can be checked is checked before the weights load; then the answers are generated."""
     run_dir = Path(args.adapter) if args.adapter else None
-    try:  # everything that can be checked before the weights load
-        if args.output:
-            check_output_file(args.output, "answers.json")
-        prompts = read_prompts(args)
-        if run_dir is not None:
-            cfg = run_config(run_dir, args.config_file, args.opts)
-        else:
-            cfg = load_config(args.config_file, args.opts)
-        check_model_name(cfg)
-        resolve_template(cfg)
-        matched = base_matched(cfg, run_dir)
-        tokenizer = build_tokenizer(tokenizer_source(cfg, run_dir))
-        texts, max_prompt_tokens = fitted_prompts(cfg, tokenizer, prompts, model_source(cfg, run_dir))
-        model = load_model(cfg, run_dir, matched).eval()
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+    if args.output:
+        check_output_file(args.output, "answers.json")
+    prompts = read_prompts(args)
+    if run_dir is not None:
+        cfg = run_config(run_dir, args.config_file, args.opts)
+    else:
+        cfg = load_config(args.config_file, args.opts)
+    check_model_name(cfg)
+    resolve_template(cfg)
+    matched = base_matched(cfg, run_dir)
+    tokenizer = build_tokenizer(tokenizer_source(cfg, run_dir))
+    texts, max_prompt_tokens = fitted_prompts(cfg, tokenizer, prompts, model_source(cfg, run_dir))
+    model = load_model(cfg, run_dir, matched).eval()
     if torch.cuda.is_available():
         model.to("cuda")
     records = generate_all(model, tokenizer, cfg, prompts, texts, max_prompt_tokens)

@@ -7,7 +7,9 @@ names, and :func:`attach_toast` (:mod:`.methods.toast`), are re-exported here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -15,6 +17,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from yacs.config import CfgNode
 
+from runkit.cli import UserError
 from toast.summary import parameter_summary
 
 from .config import holds_fp32_master_weights
@@ -41,12 +44,27 @@ def _check_cfg(cfg: CfgNode) -> None:
         raise ValueError("bad language config: " + "; ".join(problems))
 
 
+@contextlib.contextmanager
+def model_found(source: str) -> Iterator[None]:
+    """A model, tokenizer or config that cannot be found (a mistyped folder or hub name, no network and nothing
+    cached) is a user's mistake, named in one line: ``transformers`` says so with an OSError that has no errno."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno is not None:
+            raise
+        raise UserError(
+            f"cannot load a model from {source!r} (MODEL.NAME_OR_PATH, or the run folder): {' '.join(str(err).split())}"
+        ) from err
+
+
 def load_base_model(cfg: CfgNode, dtype: torch.dtype | None = None) -> PreTrainedModel:
     """The base model in ``MODEL.DTYPE`` (or ``dtype``)."""
     kwargs = {"dtype": dtype or DTYPES[cfg.MODEL.DTYPE], "trust_remote_code": cfg.MODEL.TRUST_REMOTE_CODE}
     if cfg.MODEL.ATTN_IMPLEMENTATION:
         kwargs["attn_implementation"] = cfg.MODEL.ATTN_IMPLEMENTATION
-    return AutoModelForCausalLM.from_pretrained(cfg.MODEL.NAME_OR_PATH, **kwargs)
+    with model_found(cfg.MODEL.NAME_OR_PATH):
+        return AutoModelForCausalLM.from_pretrained(cfg.MODEL.NAME_OR_PATH, **kwargs)
 
 
 def with_model_path(cfg: CfgNode, path: str | Path) -> CfgNode:
@@ -78,7 +96,10 @@ def build_model(cfg: CfgNode) -> nn.Module:
 
 def build_tokenizer(cfg: CfgNode):
     """The model's tokenizer; a missing pad token becomes the EOS token (no embedding resize)."""
-    tokenizer = AutoTokenizer.from_pretrained(cfg.MODEL.NAME_OR_PATH, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE)
+    with model_found(cfg.MODEL.NAME_OR_PATH):
+        tokenizer = AutoTokenizer.from_pretrained(
+            cfg.MODEL.NAME_OR_PATH, trust_remote_code=cfg.MODEL.TRUST_REMOTE_CODE
+        )
     if tokenizer.pad_token is None:
         logger.info(
             "the tokenizer has no pad token; using its EOS token %r for padding (labels mask it)", tokenizer.eos_token

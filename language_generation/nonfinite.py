@@ -8,11 +8,14 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from runkit.cli import UserError
+
 from .run_files import checkpoint_dirs
 
 
-class NonFiniteTrainingError(FloatingPointError):
-    """The loss, a gradient or a trainable weight went NaN or infinite; the run stops at that step."""
+class NonFiniteTrainingError(UserError, FloatingPointError):
+    """The loss, a gradient or a trainable weight went NaN or infinite; the run stops at that step (its message
+    names the settings to change, so the command line answers it in one line)."""
 
 
 def _stop_message(out: str, step: int, what: str) -> str:

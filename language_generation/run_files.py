@@ -10,17 +10,20 @@ named with the reason) or reports the finished run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from transformers import TrainerCallback
 from yacs.config import CfgNode
 
-from runkit.files import atomic_write_text, read_jsonl, save_figure
+from runkit.cli import UserError
+from runkit.files import append_jsonl, atomic_write_text, read_jsonl, save_figure, write_failure
 from runkit.runs import is_main_process, refuse_other_config, setup_logging, software_record
 
 from .config import read_run_config, run_config_text
@@ -133,7 +136,14 @@ def start_run(cfg: CfgNode, overwrite: bool = False) -> str:
 
 
 def finished_results(out: Path) -> dict:
-    results = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    """The finished run's ``results.json``; a damaged one is named with the way past it."""
+    try:
+        results = json.loads((out / RESULTS).read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise UserError(
+            f"{out / RESULTS} is damaged ({err}); delete it and run the command again: the run resumes from its newest "
+            "checkpoint and writes it again"
+        ) from err
     print(
         f"{out} already holds a finished run with this config (global step {results.get('global_step')}); nothing to do"
     )
@@ -154,17 +164,25 @@ def checkpoint_dirs(out: Path) -> list[Path]:
 
 
 def damaged_file(path: Path) -> str | None:
-    """Why ``path`` cannot be read back (a cut-off safetensors or torch file, bad JSON), or None. Reads only
-    headers and zip directories, not the tensors."""
+    """Why ``path`` cannot be read back (a cut-off safetensors file, bad JSON, a torch file that ``torch.load``
+    refuses as the ``Trainer`` loads it on resume), or None. Tensors are not read: safetensors headers only,
+    torch files memory-mapped. ``training_args.bin`` (a pickled object the resume never loads) is checked as an
+    archive only, never unpickled."""
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt"):
                 pass
-        elif path.suffix in (".pt", ".pth", ".bin"):
+        elif path.name == TRAINING_ARGS:
             with zipfile.ZipFile(path) as archive:  # torch.save files are zip archives; a cut one has no directory
                 archive.infolist()
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            import torch
+            from transformers.trainer_pt_utils import safe_globals
+
+            with safe_globals():  # the numpy types of rng_state.pth, as the Trainer allows them
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         elif path.suffix == ".json":
             json.loads(path.read_text(encoding="utf-8"))
     except Exception as err:  # noqa: BLE001  (any failure to read is the answer)
@@ -205,14 +223,32 @@ def resume_point(out: Path) -> str | None:
     return last
 
 
+@contextlib.contextmanager
+def run_writes(path: Path) -> Iterator[None]:
+    """Writes into the run folder (a ``Trainer`` checkpoint, the final model) whose failure for want of space is
+    named as such (:func:`runkit.files.write_failure`), not as torch's bare stream error."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        explained = write_failure(err, path)
+        if explained is None:
+            raise
+        raise explained from err
+
+
+# what loading a run folder reads beside its weights: the tokenizer it saved, a whole model's configs
+LOADED_FILES = (TOKENIZER_CONFIG, "tokenizer.json", "special_tokens_map.json", "config.json", "generation_config.json")
+
+
 def check_run_files(folder: Path) -> None:
-    """Stops with the file's name when a saved run's weights or config cannot be read back."""
-    for name in (CONFIG, *method_files()):
+    """Stops with the file's name when a saved run's weights, config or tokenizer cannot be read back (a kill
+    while the run saved them)."""
+    for name in (CONFIG, *method_files(), *LOADED_FILES):
         path = folder / name
         if path.is_file():
             problem = damaged_file(path)
             if problem:
-                raise ValueError(problem)
+                raise UserError(f"{problem}; the run was stopped while saving it: train again into the folder")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,9 +284,7 @@ class MetricsCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record = {"step": state.global_step, "epoch": state.epoch, **logs}
-        with open(self.out / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(self.out / METRICS, {"step": state.global_step, "epoch": state.epoch, **logs})
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
         logger.info("step %d: %s", state.global_step, shown)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode
 
+from runkit.cli import UserError
 from runkit.files import atomic_write_text, read_json_record
 from runkit.fingerprint import changed_files, file_fingerprint
 from toast.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
@@ -29,7 +30,7 @@ MODEL_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".tiktoken"
 TOP_DOWN_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)  # what an adapter folder is read from
 
 
-class InputsChanged(ValueError):
+class InputsChanged(UserError):
     """A run's base model, data or top-down weights differ by content from what it was trained on."""
 
 
@@ -158,3 +159,29 @@ def check_adapter_base(run_dir: Path, cfg: CfgNode) -> bool:
             + f"{Path(run_dir) / INPUTS}). Give the base model it was trained on (MODEL.NAME_OR_PATH)"
         )
     return True
+
+
+def check_top_down_base(path_text: str, cfg: CfgNode) -> None:
+    """Refuses pre-tuned top-down weights (``MODEL.TOPDOWN_WEIGHTS``, an adapter folder) made on another base model
+    than ``MODEL.NAME_OR_PATH``, by content: another model of the same shape would load without a word and steer
+    values it never saw. A folder or file that records no base (an original-release file) is let through with a
+    warning."""
+    folder = Path(path_text)
+    recorded = read_json_record(folder / ADAPTER_CONFIG) if folder.is_dir() else None
+    theirs = (recorded or {}).get("base_model_files")
+    ours = model_fingerprint(cfg.MODEL.NAME_OR_PATH)["files"]
+    if not theirs or not ours:
+        logger.warning(
+            "MODEL.TOPDOWN_WEIGHTS=%r: its base model cannot be compared by content with MODEL.NAME_OR_PATH=%r",
+            path_text,
+            cfg.MODEL.NAME_OR_PATH,
+        )
+        return
+    changes = changed_files(theirs, ours)
+    if changes:
+        raise InputsChanged(
+            f"MODEL.TOPDOWN_WEIGHTS={path_text!r} was made on the base model {recorded.get('base_model')!r}, which "
+            f"differs from MODEL.NAME_OR_PATH={cfg.MODEL.NAME_OR_PATH!r} by content ({', '.join(changes[:5])}"
+            f"{' ...' if len(changes) > 5 else ''}; recorded in {folder / ADAPTER_CONFIG}); pre-tune on the base "
+            "model you tune, or tune the base the weights were made on"
+        )

@@ -15,7 +15,10 @@ import torch
 from transformers import PreTrainedModel
 from yacs.config import CfgNode
 
+from runkit.cli import UserError
 from toast.adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
     convert_original_top_down,
     is_original_top_down_key,
     load_top_down_state,
@@ -71,13 +74,27 @@ def toast_cfg_problems(cfg: CfgNode) -> list[str]:
 
 
 def read_top_down_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
-    """Top-down tensors from an adapter folder or an original-release file (``model.decoders.*`` keys)."""
+    """Top-down tensors from an adapter folder or an original-release file (``model.decoders.*`` keys); a
+    damaged file, or one ``torch.load`` refuses with ``weights_only``, is named with the key."""
+    key = f"MODEL.TOPDOWN_WEIGHTS={path!r}"
     source = Path(path)
     if source.is_dir():
+        from .run_files import damaged_file  # run_files reads the method registry, which imports this
+
+        for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+            problem = damaged_file(source / name) if (source / name).is_file() else None
+            if problem:
+                raise UserError(f"{key}: {problem}; give a pre-tuning run folder whose files are whole")
         return read_adapter_top_down(source)
     if not source.is_file():
-        raise FileNotFoundError(f"MODEL.TOPDOWN_WEIGHTS={path!r} does not exist")
-    state = torch.load(source, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"{key} does not exist")
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (whatever torch says, the file is the culprit)
+        raise UserError(
+            f"{key}: torch cannot load it as tensors ({type(err).__name__}: {err}); give a pre-tuning run folder "
+            "or an original-release checkpoint"
+        ) from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     prefix = "model." if any(k.startswith("model.decoders.") for k in state) else ""
@@ -141,7 +158,10 @@ def install_toast(base: PreTrainedModel, cfg: CfgNode, low_rank: bool) -> ToastC
             for decoder in top_down.decoders:
                 decoder.to_value.weight.zero_()
     if cfg.MODEL.TOPDOWN_WEIGHTS:
+        from .run_inputs import check_top_down_base  # run_inputs reads the method registry, which imports this
+
         state, source = read_top_down_weights(cfg.MODEL.TOPDOWN_WEIGHTS)
+        check_top_down_base(cfg.MODEL.TOPDOWN_WEIGHTS, cfg)
         load_top_down_state(top_down, state, source)
         logger.info("loaded the top-down path from %s", source)
     if low_rank:

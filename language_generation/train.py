@@ -13,12 +13,12 @@ of :mod:`.run_files` (``config.yaml``, ``log.txt``, ``metrics.jsonl``, ``curves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +26,8 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 from yacs.config import CfgNode
 
+from runkit.cli import UserError, flags_first, user_errors
+from runkit.lock import run_lock
 from runkit.runs import is_main_process
 from toast.summary import parameter_summary
 
@@ -84,6 +86,20 @@ class ToastTrainer(FiniteLossMixin, Trainer):
             return super().save_model(output_dir, _internal_call)
         self._save_own_tensors(output_dir)
         barrier()
+
+    def _run_epoch(self, *args, **kwargs):
+        """The library's, but never past the last step: a run resumed from its final checkpoint (killed before
+        ``results.json``) would otherwise train one step beyond ``TRAIN.MAX_STEPS`` when that ends mid-epoch (the
+        loop checks the step count only after a step)."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The library's, with a full disk named as such (torch says only "unexpected pos")."""
+        with rf.run_writes(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"):
+            super()._save_checkpoint(model, trial)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if self.method.own_tensors is None:
@@ -188,13 +204,23 @@ def check_inputs_unchanged(out: Path, cfg: CfgNode, status: str, overwrite: bool
 
 
 def train(cfg: CfgNode, overwrite: bool = False) -> dict:
-    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results."""
-    out = Path(cfg.OUTPUT_DIR)
+    """Runs (or resumes, or reports) the run in ``cfg.OUTPUT_DIR``; returns its results.
+
+    The main process holds the folder's lock (:func:`runkit.lock.run_lock`) from before it looks at the folder
+    until the run ends, however it ends: a second run (or an ``--overwrite``) into a live run's folder is refused
+    on every process."""
     check_model_name(cfg)
     check_engine_config(cfg)
     check_precision(cfg)
     args = training_arguments(cfg)
     start_distributed_world(args)
+    with contextlib.ExitStack() as held:
+        main_decides(lambda: held.enter_context(run_lock(cfg.OUTPUT_DIR)))
+        return _train(cfg, args, overwrite)
+
+
+def _train(cfg: CfgNode, args: TrainingArguments, overwrite: bool) -> dict:
+    out = Path(cfg.OUTPUT_DIR)
     # run folder (language_generation.run_files): rank 0 refuses another config, clears (--overwrite), writes
     # config.yaml, checks the inputs by content and picks the newest complete checkpoint; the others wait for
     # its answer
@@ -232,8 +258,9 @@ def train(cfg: CfgNode, overwrite: bool = False) -> dict:
     except NonFiniteTrainingError as err:
         logger.error("%s", err)
         raise
-    trainer.save_model(str(out))
-    trainer.save_state()
+    with rf.run_writes(out):
+        trainer.save_model(str(out))
+        trainer.save_state()
     results = {
         "train_loss": result.training_loss,
         "global_step": result.global_step,
@@ -263,23 +290,22 @@ def main(
     ``require_top_down`` (a method with a top-down path)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run with another config in OUTPUT_DIR")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run with another config in OUTPUT_DIR (anywhere on the line)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. TRAIN.MAX_STEPS 100")
-    args = parser.parse_args(argv)
-    try:
+    args = parser.parse_args(flags_first(argv, "--overwrite"))
+    with user_errors():
         cfg = load_config(args.config_file, args.opts, defaults=defaults)
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    if require_top_down and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).has_top_down:
-        with_path = [m.name for m in TRANSFER_METHODS.in_table_order() if m.has_top_down]
-        sys.exit(
-            f"error: pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r} has none "
-            f"(choose one of {with_path})"
-        )
-    try:
+        if require_top_down and not TRANSFER_METHODS.lookup(cfg.MODEL.TRANSFER_TYPE).has_top_down:
+            with_path = [m.name for m in TRANSFER_METHODS.in_table_order() if m.has_top_down]
+            raise UserError(
+                f"pre-tuning trains the top-down path; MODEL.TRANSFER_TYPE={cfg.MODEL.TRANSFER_TYPE!r} has none "
+                f"(choose one of {with_path})"
+            )
         results = train(cfg, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
-        sys.exit(f"error: {err}")
     end_processes()
     print(json.dumps(results, indent=2))
 

@@ -5,15 +5,17 @@ whole tuned model). ``generate --adapter RUN_DIR`` and experiments load runs thr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from torch import nn
 from yacs.config import CfgNode
 
 from runkit import config_files
+from runkit.cli import UserError
 
 from . import run_files as rf
-from .config import check_ranges, read_run_config
+from .config import check_ranges, get_cfg, keep_caller_only_settings, read_run_config
 from .methods import TRANSFER_METHODS
 from .model import build_model, build_tokenizer, with_model_path
 from .run_inputs import check_adapter_base
@@ -28,18 +30,41 @@ def run_config(run_dir: Path, config_file: str = "", opts: list[str] = ()) -> Cf
     if not saved.is_file():
         raise ValueError(f"--adapter {run_dir} is not a run folder: it has no {rf.CONFIG} (written by train)")
     cfg = read_run_config(saved)  # TRAIN.* fields of another transformers version are named and left out
-    if config_file:
-        config_files.merge_yaml(cfg, config_file)
-    config_files.merge_overrides(cfg, list(opts))
+    call = get_cfg()  # what this call sets, for the keys that only a call may turn on
+    for node in (cfg, call):
+        if config_file:
+            config_files.merge_yaml(node, config_file)
+        config_files.merge_overrides(node, list(opts))
+    keep_caller_only_settings(cfg, call, str(saved))
     check_ranges(cfg)
     transfer = cfg.MODEL.TRANSFER_TYPE
     expected = TRANSFER_METHODS.lookup(transfer).run_weights
     if not any((run_dir / name).is_file() for name in expected):
         raise ValueError(f"--adapter {run_dir}: a {transfer} run, but none of {list(expected)} is there (unfinished?)")
     rf.check_run_files(run_dir)
+    check_folder_code(run_dir, cfg)
     cfg.MODEL.TOPDOWN_WEIGHTS = ""  # the run's own files hold everything it trained
     cfg.freeze()
     return cfg
+
+
+CODE_MAPS = ("config.json", "tokenizer_config.json")  # files whose ``auto_map`` points loading at code in the folder
+
+
+def check_folder_code(run_dir: Path, cfg: CfgNode) -> None:
+    """Refuses a run folder whose model or tokenizer files map loading onto Python code (``auto_map``) unless the
+    call allows code (``MODEL.TRUST_REMOTE_CODE True`` on its command line): without it ``transformers`` would
+    load its own class instead, silently not the model the folder describes."""
+    if cfg.MODEL.TRUST_REMOTE_CODE:
+        return
+    for name in CODE_MAPS:
+        path = run_dir / name  # read whole by rf.check_run_files first
+        auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") if path.is_file() else None
+        if auto_map:
+            raise UserError(
+                f"{path} maps loading onto code in {run_dir} (auto_map: {auto_map}); it runs only if you trust the "
+                "folder and pass MODEL.TRUST_REMOTE_CODE True on the command line"
+            )
 
 
 def tokenizer_source(cfg: CfgNode, run_dir: Path | None) -> CfgNode:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 USAGE_ERROR = 2  # argparse's status for a bad command line
 
@@ -51,10 +51,12 @@ def user_errors() -> Iterator[None]:
     except Exception as err:  # noqa: BLE001  (sorted below: only a user's mistake is answered here)
         if not is_user_error(err):
             raise
-        refuse(str(err) if not isinstance(err, OSError) or not err.filename else _os_message(err))
+        refuse(_os_message(err) if isinstance(err, OSError) else str(err))
 
 
 def _os_message(err: OSError) -> str:
+    if not err.filename:
+        return err.strerror or str(err)  # a message that names its file itself (runkit.files.write_failure)
     where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
     hint = {
         errno.ENOSPC: "free some space or choose another OUTPUT_DIR",
@@ -65,3 +67,10 @@ def _os_message(err: OSError) -> str:
     }.get(err.errno)
     text = f"{where}: {err.strerror or err}"
     return f"{text} ({hint})" if hint else text
+
+
+def flags_first(argv: Sequence[str] | None, *flags: str) -> list[str]:
+    """``argv`` (``sys.argv[1:]`` when None) with each switch of ``flags`` moved to the front wherever it stood, so
+    that ``--overwrite`` after the ``KEY VALUE`` pairs is a switch (argparse's REMAINDER would take it as a value)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return [*(a for a in argv if a in flags), *(a for a in argv if a not in flags)]

@@ -66,8 +66,16 @@ def merge_yaml(cfg: Any, path: str | Path, seen: tuple[Path, ...] = ()) -> None:
         raise ValueError(f"{path}: _BASE_ files form a cycle ({' -> '.join(str(p) for p in seen)})")
     content = read_yaml(path)
     base = content.pop("_BASE_", None)
+    if base is not None and (not isinstance(base, str) or not base.strip()):
+        raise ValueError(
+            f"{path}: _BASE_ must name one YAML file (a path relative to {path.name}), got {base!r}; to build on "
+            "several files, let each one's _BASE_ name the next"
+        )
     if base:
-        merge_yaml(cfg, path.parent / base, (*seen, path.resolve()))
+        parent = path.parent / base
+        if not parent.is_file():
+            raise FileNotFoundError(f"{path}: its _BASE_ file {parent} does not exist")
+        merge_yaml(cfg, parent, (*seen, path.resolve()))
     merge_mapping(cfg, content, str(path))
 
 

@@ -51,7 +51,8 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def write_failure(err: BaseException, path: str | os.PathLike) -> OSError | None:
     """An OSError naming ``path``, the likely cause and the free space left, for a write that failed for want of
-    space (ENOSPC, EDQUOT, or the bare stream errors of torch and safetensors); ``None`` for any other error (re-raised as it is)."""
+    space (ENOSPC, EDQUOT, or the bare stream errors of torch and safetensors, then taken as ENOSPC, their likely
+    cause); ``None`` for any other error (re-raised as it is)."""
     disk_full = isinstance(err, OSError) and err.errno in _DISK_FULL
     writer_stream = not isinstance(err, OSError) and any(text in str(err) for text in _WRITER_FAILURES)
     if not (disk_full or writer_stream):
@@ -116,6 +117,43 @@ def read_json_record(path: str | os.PathLike):
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); delete it to skip the input check") from err
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Appends ``record`` as one line of a JSON-lines file. A last line that a kill cut short (no newline after
+    it) is removed first, with a warning, so that the new record never joins it into a damaged line; a full
+    disk is named as :func:`write_failure` names it."""
+    path = Path(path)
+    try:
+        with open(path, "ab+") as handle:
+            _drop_cut_last_line(handle, path)
+            handle.write((json.dumps(record) + "\n").encode("utf-8"))
+    except OSError as err:
+        explained = write_failure(err, path)
+        if explained is None:
+            raise
+        raise explained from err
+
+
+def _drop_cut_last_line(handle, path: Path) -> None:
+    end = handle.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    handle.seek(end - 1)
+    if handle.read(1) == b"\n":
+        return
+    start = end
+    while start > 0:  # back to the byte after the last newline, a block at a time
+        step = min(start, 1 << 16)
+        handle.seek(start - step)
+        block = handle.read(step)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            start = start - step + cut + 1
+            break
+        start -= step
+    handle.truncate(start)
+    logging.getLogger(__name__).warning("%s: its last line was cut short (a killed write); removed", path)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

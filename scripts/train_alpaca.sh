@@ -13,7 +13,7 @@ environment:
   MODEL       hub name or local folder of the base model (e.g. meta-llama/Llama-2-7b-hf)
   DATA        Alpaca/ShareGPT JSON(L) file, folder or hub dataset name
   METHOD      toast (default) | toast-lite | lora | end2end
-  CONFIG      YAML config (default: configs/alpaca/llama7b_<METHOD>.yaml when it exists)
+  CONFIG      YAML file, or a name in configs/alpaca (e.g. llama7b_lora); default: llama7b_<METHOD> when it exists
   OUTPUT_DIR  run folder (default: output/alpaca_<METHOD>)
   NPROC       GPUs (default: 1)
   DEEPSPEED   a DeepSpeed JSON (e.g. configs/deepspeed/zero3.json), passed as TRAIN.DEEPSPEED
@@ -32,9 +32,19 @@ fi
 
 METHOD="${METHOD:-toast}"
 OUTPUT_DIR="${OUTPUT_DIR:-output/alpaca_${METHOD}}"
-CONFIG="${CONFIG:-configs/alpaca/llama7b_${METHOD}.yaml}"
 config_args=()
-[[ -f "$CONFIG" ]] && config_args=(--config-file "$CONFIG")
+if [[ -n "${CONFIG:-}" ]]; then  # a file, or a name in configs/alpaca; anything else is refused, never dropped
+  for candidate in "$CONFIG" "$CONFIG.yaml" "configs/alpaca/$CONFIG" "configs/alpaca/$CONFIG.yaml"; do
+    [[ -f "$candidate" ]] && { config_args=(--config-file "$candidate"); break; }
+  done
+  if [[ ${#config_args[@]} -eq 0 ]]; then
+    choices=$(cd configs/alpaca && ls *.yaml | sed 's/\.yaml$//' | paste -sd, - | sed 's/,/, /g')
+    echo "error: CONFIG=$CONFIG is neither a file nor a config in configs/alpaca (choose one of: $choices)" >&2
+    exit 2
+  fi
+elif [[ -f "configs/alpaca/llama7b_${METHOD}.yaml" ]]; then
+  config_args=(--config-file "configs/alpaca/llama7b_${METHOD}.yaml")
+fi
 extra=()
 [[ -n "${DEEPSPEED:-}" ]] && extra+=(TRAIN.DEEPSPEED "$DEEPSPEED")
 if [[ "${NPROC:-1}" -gt 1 ]]; then

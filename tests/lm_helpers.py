@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
+
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -54,3 +59,17 @@ def save_tiny_llama(folder, tokenizer, seed: int = 0, tokenizer_files: bool = Tr
     if tokenizer_files:
         tokenizer.save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def refused(capsys, match: str) -> Iterator[list[str]]:
+    """Asserts that the block (a CLI's ``main``) stops with exit status 2 and exactly one ``error:`` line on stderr
+    matching ``match``; yields a list that holds that line afterwards."""
+    line: list[str] = []
+    with pytest.raises(SystemExit) as stop:
+        yield line
+    err = capsys.readouterr().err
+    errors = re.findall(r"error: [^\r\n]*", err)  # a progress bar may precede it on its line
+    assert stop.value.code == 2 and len(errors) == 1, err
+    assert re.search(match, errors[0]), errors[0]
+    line.append(errors[0])

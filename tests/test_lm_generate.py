@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from lm_helpers import refused
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
@@ -78,7 +79,7 @@ def test_the_runs_template_is_used_by_default(local_model, tmp_path, monkeypatch
     assert templates == ["vicuna", "alpaca"]
 
 
-def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch):
+def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch, capsys):
     def must_not_load(*args, **kwargs):
         raise AssertionError("loaded a model or tokenizer")
 
@@ -86,17 +87,17 @@ def test_a_folder_that_is_not_a_run_fails_before_loading(tmp_path, monkeypatch):
     monkeypatch.setattr(trained_run, "build_tokenizer", must_not_load)
     monkeypatch.setattr(trained_run, "build_model", must_not_load)
     monkeypatch.setattr(TransferMethod, "load_run", must_not_load)
-    with pytest.raises(SystemExit, match="is not a run folder: it has no config.yaml"):
+    with refused(capsys, "is not a run folder: it has no config.yaml"):
         generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
-    with pytest.raises(SystemExit, match="does not exist"):
+    with refused(capsys, "does not exist"):
         generate.main(["--adapter", str(tmp_path / "missing"), "--prompt", "hi"])
     (tmp_path / "config.yaml").write_text("MODEL:\n  TRANSFER_TYPE: lora\n  NAME_OR_PATH: somewhere\n")
-    with pytest.raises(SystemExit, match=r"a lora run, but none of \['adapter_model.safetensors'"):
+    with refused(capsys, r"a lora run, but none of \['adapter_model.safetensors'"):
         generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
     (tmp_path / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
-    with pytest.raises(SystemExit, match="adapter_model.safetensors is damaged"):
+    with refused(capsys, "adapter_model.safetensors is damaged"):
         generate.main(["--adapter", str(tmp_path), "--prompt", "hi"])
-    with pytest.raises(SystemExit, match="MODEL.NAME_OR_PATH is empty"):
+    with refused(capsys, "MODEL.NAME_OR_PATH is empty"):
         generate.main(["--prompt", "hi"])
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lm_helpers import tiny_base  # noqa: F401
+from lm_helpers import refused, tiny_base  # noqa: F401
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 from test_lm_train import local_model, opts  # noqa: F401  (fixture)
 
@@ -40,12 +40,36 @@ def test_a_killed_checkpoint_write_resumes_from_the_one_before(local_model, tmp_
     assert steps == [1, 2, 3, 4]  # the interrupted stretch's lines are not doubled
 
 
-@pytest.mark.parametrize("name", ["adapter.safetensors", "optimizer.pt"])
-def test_a_damaged_checkpoint_file_is_named_and_skipped(local_model, tmp_path, caplog, name):  # noqa: F811
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("adapter.safetensors", "cut"),
+        ("optimizer.pt", "cut"),
+        ("optimizer.pt", "refused"),
+        ("scheduler.pt", "refused"),
+        ("rng_state.pth", "refused"),
+        ("optimizer.pt", "pickle"),
+    ],
+)
+def test_a_damaged_checkpoint_file_is_named_and_skipped(local_model, tmp_path, caplog, name, damage):  # noqa: F811
+    """Cut short by a kill, or a whole archive that ``torch.load`` refuses (an object outside its allowed types,
+    a damaged pickle inside an intact zip): the checkpoint is skipped, naming the file, never picked and failed on."""
+    import argparse
+    import zipfile
+
     folder, data, out, _ = finished_run(local_model, tmp_path)
     (out / "results.json").unlink()
     damaged = out / "checkpoint-4" / name
-    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    if damage == "cut":
+        damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    elif damage == "refused":
+        torch.save(argparse.Namespace(step=4), damaged)
+    else:
+        with zipfile.ZipFile(damaged) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        with zipfile.ZipFile(damaged, "w", zipfile.ZIP_STORED) as archive:
+            for member, content in members.items():
+                archive.writestr(member, content[:-8] if member.endswith("data.pkl") else content)
     assert f"{damaged} is damaged" in rf.incomplete_reason(out / "checkpoint-4")
     with caplog.at_level("INFO"):
         resumed = train(load_config("", opts(folder, data, out, 4)))
@@ -59,7 +83,7 @@ def test_a_changed_config_is_refused_before_anything_is_overwritten(local_model,
     with pytest.raises(FileExistsError, match="holds a run with a different config"):
         train(load_config("", changed))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
-    with pytest.raises(SystemExit, match="--overwrite"):
+    with refused(capsys, "--overwrite"):
         main(changed)
     again = train(load_config("", changed), overwrite=True)
     assert again["resumed_from"] is None and again["trainable_params"] == 32  # p only: a new run, not a resume

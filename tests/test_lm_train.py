@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from lm_helpers import save_tiny_llama
+from lm_helpers import refused, save_tiny_llama
 from test_lm_data import tokenizer  # noqa: F401  (fixture)
 
 from language_generation.config import load_config
@@ -171,7 +171,7 @@ def test_generate_cli_writes_records(local_model, tmp_path, capsys):
     records = json.loads((tmp_path / "gen.json").read_text())
     assert [r["instruction"] for r in records] == ["say hi", "add 2 and 3"]
     assert all(isinstance(r["output"], str) for r in records)
-    with pytest.raises(SystemExit, match="give --prompt TEXT or --prompts-file FILE"):
+    with refused(capsys, "give --prompt TEXT or --prompts-file FILE"):
         generate_main(["MODEL.NAME_OR_PATH", str(folder)])
 
 

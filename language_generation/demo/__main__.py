@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
+from runkit.cli import user_errors
 from runkit.files import atomic_write_text
 
 from ..config import load_config
 from ..data import IGNORE_INDEX, alpaca_example, alpaca_prompt
-from ..methods.toast import attach_toast
 from ..model import build_tokenizer, load_base_model
 from ..train import train
+from ..trained_run import load_model
 from .smollm2 import cached_model
 from .tasks import FAMILIES, make_split
 
@@ -73,17 +74,6 @@ def answer_loss(model, tokenizer, records: list[dict]) -> dict[str, float]:
     return {key: sums[key] / counts[key] for key in sums}
 
 
-def load_tuned(cfg, run: Path):
-    """The base model with the run's adapter: TOAST's own adapter file, or peft's for LoRA."""
-    if cfg.MODEL.TRANSFER_TYPE == "lora":
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(load_base_model(cfg), str(run)).eval()
-    tuned = attach_toast(load_base_model(cfg), cfg).eval()
-    tuned.load_adapter(run)
-    return tuned
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="output/alpaca_demo")
@@ -92,7 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides (e.g. TRAIN.MAX_STEPS 10)")
     args = parser.parse_args(argv)
+    with user_errors():
+        run_demo(args)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """Every method of ``--methods`` tuned and measured against the base model; the report printed and written."""
     out = Path(args.out)
+    load_config(str(CONFIG), list(args.opts))  # the user's overrides are checked before the model is converted
     start = time.time()
     model_dir = cached_model(out / "model")
     held_out = make_split(args.held_out_per_family, seed=1, held_out=True)
@@ -114,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         run = out / "runs" / name
         cfg = load_config(str(CONFIG), [*base_opts, "OUTPUT_DIR", str(run), *METHODS[name], *args.opts])
         runs[name] = train(cfg)
-        tuned = load_tuned(cfg, run)
+        tuned = load_model(cfg, run).eval()  # as its method's registration loads a run
         rows[name] = (*exact_match(tuned, tokenizer, held_out), answer_loss(tuned, tokenizer, held_out))
         print(f"held-out exact match after {name}: {rows[name][0]}")
     seconds = time.time() - start

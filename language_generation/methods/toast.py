@@ -57,7 +57,12 @@ def _load(cfg: CfgNode, run_dir: Path, base_matched: bool) -> nn.Module:
 
 
 def _write(model: ToastCausalLM, folder: Path, state: dict) -> None:
-    model.save_adapter(folder, state_dict=state)
+    """The adapter, with the base model's files by content: a top-down path reused on another base of the same
+    shape (``MODEL.TOPDOWN_WEIGHTS``) is then refused instead of loading silently."""
+    from ..run_inputs import model_fingerprint
+
+    base = model_fingerprint(model.base.config._name_or_path)["files"]
+    model.save_adapter(folder, state_dict=state, base_model_files=base)
 
 
 ADAPTER = OwnTensors(

@@ -7,17 +7,15 @@ loss) · .lock (held by the live run)
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import platform
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from runkit.files import atomic_path, atomic_write_text, read_jsonl, write_failure
+from runkit.lock import LOCK, RunLocked, run_lock, wait_for_lock  # noqa: F401  (the run folder's lock, both halves)
 from runkit.runs import refuse_other_config, software_record
 
 CONFIG = "config.yaml"
@@ -30,14 +28,8 @@ CURVES = "curves.png"
 DIVERGED = "diverged.json"
 INPUTS = "inputs.json"  # written by engine.run_inputs
 
-
-LOCK = ".lock"
 # Files of one attempt at a run; a restart that is not a resume removes them (config.yaml is rewritten).
 RUN_FILES = (RESULTS, LAST, METRICS, LOG, CURVES, DIVERGED, INPUTS)
-
-
-class RunLocked(RuntimeError):
-    """Another live process holds the run folder's lock."""
 
 
 class RunDiverged(FloatingPointError):
@@ -84,35 +76,6 @@ def remove_stale_temp_files(out: Path) -> None:
         if folder.is_dir():
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """An exclusive lock on ``out/.lock`` for the life of a run; a second live run in ``out`` is refused.
-
-    The lock is the kernel's (``flock``): it goes away with the process, so a killed run leaves no stale lock.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK, "a+")  # noqa: SIM115 (held open for the whole run)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(
-                f"OUTPUT_DIR {out} is in use by another live run (it holds {out / LOCK}); wait for it or "
-                "choose another OUTPUT_DIR"
-            ) from None
-        yield
-    finally:
-        handle.close()  # closing releases the lock
-
-
-def wait_for_lock(out: Path) -> None:
-    """Blocks until no live run holds ``out``'s lock (``tune`` waits for runs another copy is doing)."""
-    if not (out / LOCK).is_file():
-        return
-    with open(out / LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
 
 
 def append_metrics(out: Path, record: dict) -> None:
