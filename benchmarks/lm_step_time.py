@@ -34,12 +34,12 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from transformers import AutoModelForCausalLM, CompileConfig, LlamaConfig, LlamaForCausalLM, StaticCache  # noqa: E402
 
 from language_generation.config import get_cfg  # noqa: E402
-from language_generation.methods.toast import attach_toast  # noqa: E402
+from language_generation.methods import TRANSFER_METHODS  # noqa: E402
 from language_generation.toast_policy import ORIGINAL_TUNING_SET  # noqa: E402
 from language_generation.two_pass_cache import TwoPassCache  # noqa: E402
 
 FLOOR = "floor"
-TYPES = ("toast", "toast-lite", "lora", "full")
+TYPES = ("toast", "toast-lite", "lora", "end2end")
 LABELS = {
     FLOOR: "TOAST floor (no-grad fwd + fwd/bwd to activations)",
     "toast": "toast (B_i, p)",
@@ -83,22 +83,17 @@ def _base(args):
 
 
 def _model(args, transfer: str):
+    """The floor's frozen base, or ``transfer`` built by its registration (LoRA: rank 4 on q/k/v/o, its defaults)."""
     base = _base(args)
-    if transfer in (FLOOR, "full"):
+    if transfer == FLOOR:
         for p in base.parameters():
-            p.requires_grad_(transfer == "full")
+            p.requires_grad_(False)
         return base
-    if transfer == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        return get_peft_model(
-            base, LoraConfig(r=4, lora_alpha=1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-        )
     cfg = get_cfg()
     cfg.MODEL.TRANSFER_TYPE = transfer
     if transfer == "toast":  # the original's recipe on a pre-tuned path; toast-lite: its default set
         cfg.MODEL.TOAST.TRAIN = list(ORIGINAL_TUNING_SET)
-    return attach_toast(base, cfg)
+    return TRANSFER_METHODS.lookup(transfer).build(base, cfg)
 
 
 def _setup(args, transfer: str):
