@@ -26,15 +26,11 @@ from toast.adapter import (
 )
 from toast.folded import FoldChoice
 from toast.parts import TOP_DOWN_PARTS, trains_top_down
-from toast.topdown import (
-    DECODER_INITS,  # the vision half's choices too
-    TopDownModule,
-)
+from toast.topdown import TopDownModule
 
 from .toast_install import ToastCausalLM, decoder_layers
 
 __all__ = [
-    "DECODER_INITS",
     "FRESH_PATH_SET",
     "ORIGINAL_TUNING_SET",
     "TRAINABLE_DTYPES",
@@ -55,7 +51,8 @@ FRESH_PATH_SET = ["down", "to_value", "prompt"]  # a fresh A_i must learn too (a
 
 
 def toast_cfg_problems(cfg: CfgNode) -> list[str]:
-    """What is wrong with the ``MODEL.TOAST`` keys and ``MODEL.TRAINABLE_DTYPE`` of ``cfg`` (empty when nothing)."""
+    """What is wrong with ``MODEL.TOAST.TRAIN`` and ``MODEL.TRAINABLE_DTYPE`` of ``cfg`` (empty when nothing); the
+    keys with fixed choices (``DECODER_INIT``, ``FOLD``) are checked with the config."""
     problems = []
     parts = list(cfg.MODEL.TOAST.TRAIN)
     if parts != ["auto"]:
@@ -66,10 +63,6 @@ def toast_cfg_problems(cfg: CfgNode) -> list[str]:
             )
     if cfg.MODEL.TRAINABLE_DTYPE not in TRAINABLE_DTYPES:
         problems.append(f"MODEL.TRAINABLE_DTYPE={cfg.MODEL.TRAINABLE_DTYPE!r}; choose one of {list(TRAINABLE_DTYPES)}")
-    if cfg.MODEL.TOAST.DECODER_INIT not in DECODER_INITS:
-        problems.append(
-            f"MODEL.TOAST.DECODER_INIT={cfg.MODEL.TOAST.DECODER_INIT!r}; choose one of {list(DECODER_INITS)}"
-        )
     return problems
 
 

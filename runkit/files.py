@@ -107,16 +107,24 @@ def check_output_file(path: str | os.PathLike, example: str = "output.txt") -> N
         raise ValueError(f"--output {path} cannot be written: no write permission in {folder}")
 
 
-def read_json_record(path: str | os.PathLike):
+def read_json_object(path: str | os.PathLike, fix: str) -> dict:
+    """The JSON object in ``path``; malformed JSON or another JSON value is an error naming the file, with ``fix``
+    (what the user can do about it)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}, expected a JSON object; {fix}")
+    return data
+
+
+def read_json_record(path: str | os.PathLike) -> dict | None:
     """A run's JSON record (``inputs.json``, ...), or ``None`` when the run has none; a damaged one is an error
     naming the file and how to get past it."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it to skip the input check") from err
+    return read_json_object(path, "delete it to skip the input check") if path.is_file() else None
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -52,7 +52,7 @@ def run_lock(out: str | os.PathLike) -> Iterator[None]:
             ) from None
         stale = _holder(handle)
         if stale:
-            logger.warning("%s: taking over the lock left by a run that is no longer alive (%s)", out / LOCK, stale)
+            logger.warning("%s: taking over the lock of a run whose process is gone (%s)", out / LOCK, stale)
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n")

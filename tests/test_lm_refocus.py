@@ -77,13 +77,19 @@ def test_paired_interval_calls_a_win_only_when_it_excludes_zero():
     assert verdict(low, high, False, ("one seed",)).startswith("the baseline ahead in this run")
 
 
-def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  # noqa: F811
+def _tiny_study_inputs(tmp_path, tokenizer):  # noqa: F811
+    """A tiny LLaMA saved as a model folder and a corpus of 12 small documents; their paths."""
     folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
     src = tmp_path / "src"
     src.mkdir()
     text = " ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)
     for i in range(12):
         (src / f"m{i}.py").write_text(f'"""{text} {i}"""\n')
+    return folder, src
+
+
+def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  # noqa: F811
+    folder, src = _tiny_study_inputs(tmp_path, tokenizer)
     one_lr = {name: replace(m, lrs=m.lrs[1:2]) for name, m in methods.METHODS.items()}
     monkeypatch.setattr(experiment, "METHODS", one_lr)
     monkeypatch.setattr(experiment, "MAX_EXTENSIONS", 0)
@@ -125,11 +131,7 @@ def test_the_whole_pipeline_on_a_tiny_llama(tmp_path, tokenizer, monkeypatch):  
 def test_the_pipeline_two_runs_at_a_time_waits_for_the_runs_it_starts_from(tmp_path, tokenizer):  # noqa: F811
     """With ``jobs=2`` (spawned workers, the real grids): the LoRA control trains after the pre-tuning chose its
     step, each method's lr grid after the run it starts from, each seed after its grid; the summary is whole."""
-    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(12):
-        (src / f"m{i}.py").write_text(f'"""{" ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)} {i}"""\n')
+    folder, src = _tiny_study_inputs(tmp_path, tokenizer)
     setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-corpus"], families=("add",),
                   seeds=[0, 1], steps=[1], pretune_steps=2, pretune_checks=1, block_size=16, batch=2,
                   train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,
@@ -173,11 +175,7 @@ def test_compare_names_each_shared_scoring_and_its_differences(tmp_path):
 def test_the_pretuning_curve_pairs_toast_pre_with_lora_corpus_at_each_length(tmp_path, tokenizer):  # noqa: F811
     """``pretune_lengths=(0, 1, 2)``: length 1 is the run itself, 0 the fresh path and plain LoRA (run apart, as
     the study lacks them), 2 a study of its own with twice the pre-tuning; a paired interval at each length."""
-    folder = save_tiny_llama(tmp_path / "tiny-llama", tokenizer)
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(12):
-        (src / f"m{i}.py").write_text(f'"""{" ".join(["hello world say hi add 2 and 3 5 . the task"] * 30)} {i}"""\n')
+    folder, src = _tiny_study_inputs(tmp_path, tokenizer)
     setup = Setup(out=tmp_path / "out", model=folder, methods=["toast-pre", "lora-corpus"], families=("add",),
                   seeds=[0, 1], steps=[1], pretune_steps=2, pretune_checks=1, block_size=16, batch=2,
                   train_per_family=3, val_per_family=2, test_per_family=2, corpus_packages=(), corpus_root=src,

@@ -383,7 +383,7 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over_with_a_line(local_model, tmp
     assert killed.wait() == 9 and f"process {killed.pid} " in (out / ".lock").read_text()
     with caplog.at_level("WARNING"):
         assert run(local_model, out, 1)["global_step"] == 1
-    assert f"taking over the lock left by a run that is no longer alive (process {killed.pid} " in caplog.text
+    assert f"taking over the lock of a run whose process is gone (process {killed.pid} " in caplog.text
 
 
 # one rule for every language CLI: a user's mistake is one error: line and exit status 2

@@ -12,6 +12,10 @@ from experiments.vision_refocus.methods import METHODS, START_GRIDS, start_grid
 
 from conftest import build_tiny, images
 
+# The split sizes and epochs every end-to-end test of the study runs with (tiny: seconds per run).
+TINY_SPLITS = ["--source-train", "8", "--source-val", "4", "--target-train", "10", "--target-val", "5", "--test", "6",
+               "--epochs", "1"]  # fmt: skip
+
 
 def _doubled_value_bias_tokens(model, x):
     """The frozen backbone with ``b_v`` counted twice: what the original ViT's B = 0 second pass computes."""
@@ -145,8 +149,8 @@ def test_refocus_experiment_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
     argv = [
-        "--out", str(out), "--seeds", "0", "--sizes", "32", "48", "--source-train", "8", "--source-val", "4",
-        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--out", str(out), "--seeds", "0", "--sizes", "32", "48", *TINY_SPLITS,
+        "--pretune-epochs", "1",
         "--grid", "1", "--grid-count", "1", "--jobs", "1", "DATA.BATCH_SIZE", "8",
     ]  # fmt: skip
     refocus.main(argv)
@@ -284,8 +288,8 @@ def test_refocus_sequential_baseline_grid_growth_statistics_and_budget_curve(tmp
     tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
     argv = [
-        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
-        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "2",
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", *TINY_SPLITS,
+        "--pretune-epochs", "2",
         "--budgets", "1", "2", "--methods", "linear", "bias-seq", "toast", "--grid", "3", "--jobs", "2",
         "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",  # the workers import refocus afresh
     ]  # fmt: skip
@@ -346,8 +350,8 @@ def test_refocus_per_seed_source_runs_head_factors_and_the_converged_probe(tmp_p
     tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
     argv = [
-        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
-        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", *TINY_SPLITS,
+        "--pretune-epochs", "1",
         "--budgets", "--methods", "linear", "bias-seq", "--grid", "3", "--jobs", "2",
         "--head-factors", "1", "3", "--source-seeds", "per-seed",
         "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",
@@ -392,8 +396,8 @@ def test_refocus_pretuning_curve_pairs_pretuned_toast_with_the_seq_baselines_at_
     tiny_refocus_backbone(tmp_path, monkeypatch)
     out = tmp_path / "refocus"
     argv = [
-        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", "--source-train", "8", "--source-val", "4",
-        "--target-train", "10", "--target-val", "5", "--test", "6", "--epochs", "1", "--pretune-epochs", "1",
+        "--out", str(out), "--seeds", "0", "1", "--sizes", "32", *TINY_SPLITS,
+        "--pretune-epochs", "1",
         "--budgets", "--methods", "toast-pretuned", "bias-seq", "--grid", "1", "--jobs", "1",
         "--pretune-lengths", "0", "1", "2", "--grid-count", "1",
         "DATA.BATCH_SIZE", "8", "MODEL.BACKBONE", "vit_tiny_patch16_224",

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from runkit.cli import UserError
-from runkit.files import atomic_path, atomic_write_text
+from runkit.files import atomic_path, atomic_write_text, read_json_object
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -63,12 +63,7 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(
             f"no {ADAPTER_CONFIG} in {directory}: is this an adapter folder written by save_adapter?"
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); expected the adapter config save_adapter writes") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} holds a {type(config).__name__}; expected a JSON object (the adapter config)")
+    config = read_json_object(path, "expected the adapter config save_adapter writes")
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: adapter format_version {version!r}; this code reads version {FORMAT_VERSION}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from runkit.files import save_figure  # noqa: E402
+from runkit.files import read_jsonl, save_figure  # noqa: E402
 
 
 def _head_lr_mult(run_dir: Path) -> float | None:
@@ -41,7 +40,7 @@ def plot_curves(metrics_jsonl: Path, out_png: Path) -> Path:
     Whole-epoch ticks; the best validation epoch (the one ``best/`` holds) is marked on every panel; the
     head's lr is drawn beside the rest when ``SOLVER.HEAD_LR_MULT`` (from the run's config.yaml) is not 1.
     """
-    records = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
+    records = read_jsonl(metrics_jsonl)
     if not records:
         raise ValueError(f"{metrics_jsonl} holds no epochs to plot")
     epochs = [epoch_number(r) for r in records]

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         if skipped:
             atomic_write_text(stale, skipped_csv(skipped))
         elif stale.is_file():
-            stale.unlink()  # from an earlier run over other images: it no longer describes this CSV
+            stale.unlink()  # written for other images: it does not describe this CSV
     print(
         f"written: {args.output} ({len(rows)} images, top-{min(args.top_k, len(run.classes))} of {len(run.classes)} classes)"
         + (f"; {len(skipped)} unreadable image(s) skipped, listed in {stale}" if skipped else "")

@@ -6,7 +6,6 @@ layout's eval transform at the run's crop size, normalised with the mean/std the
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from yacs.config import CfgNode
 
 from runkit.cli import UserError
+from runkit.files import read_json_object
 from runkit.ranges import lookup
 from toast.adapter import load_adapter
 
@@ -49,14 +49,7 @@ class TrainedRun:
 
 
 def _read_json(path: Path) -> dict:
-    """A JSON object from ``path``; anything else is an error naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); restore it from the run or train the run again") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a {type(data).__name__}, expected a JSON object")
-    return data
+    return read_json_object(path, "restore it from the run or train the run again")
 
 
 def _results(run_dir: Path) -> dict:
